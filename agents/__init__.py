@@ -1,0 +1,1 @@
+"""Mesa agents: Prosumer, Aggregator, DSO, TSO."""

@@ -1,0 +1,33 @@
+"""Aggregators bundle the bids of their prosumers and hand dispatch back to them."""
+
+from __future__ import annotations
+
+import mesa
+import pandas as pd
+
+
+class Aggregator(mesa.Agent):
+    """A portfolio of prosumers, possibly in several DSO areas.
+
+    Each bid keeps its location (DSO, element, bus): validation needs it.
+    """
+
+    def __init__(self, model: mesa.Model, name: str, dsos: list[str]) -> None:
+        super().__init__(model)
+        self.name = name
+        self.dsos = dsos
+        self.dispatch = pd.DataFrame(columns=["bid_id", "mw"])
+
+    def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
+        """The bids of this aggregator's prosumers: one table, sent as one message."""
+        return population_bids[population_bids.aggregator == self.name].reset_index(drop=True)
+
+    def receive_dispatch(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery."""
+        frames = [t[["bid_id", "mw"]] for t in tables if len(t)]
+        self.dispatch = (
+            pd.concat(frames, ignore_index=True).groupby("bid_id", as_index=False)["mw"].sum()
+            if frames
+            else pd.DataFrame({"bid_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})
+        )
+        return self.dispatch

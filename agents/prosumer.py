@@ -1,0 +1,229 @@
+"""Prosumers: one per bus of a distribution network that has a load, PV or a battery.
+
+Prosumer behaviour is computed for the whole population at once: :class:`ProsumerPopulation`
+holds every device of every prosumer as arrays, and a :class:`Prosumer` agent is a view of its
+rows. Bidding and delivery are numpy operations over those arrays, never a loop over agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from market_sim.config import ProsumerConfig
+from market_sim.types import BID_COLUMNS, DOWN, UP, Injections
+
+LOAD, PV, STORAGE = "load", "pv", "storage"
+_TABLE = {LOAD: "load", PV: "sgen", STORAGE: "storage"}
+
+
+class Prosumer(mesa.Agent):
+    """A prosumer: the devices at one bus of one DSO network.
+
+    It decides nothing alone here: its offers follow the population's cost model, and its
+    batteries' state of charge lives in the population arrays (``devices``).
+    """
+
+    def __init__(self, model: mesa.Model, dso: str, bus: int, aggregator: str) -> None:
+        super().__init__(model)
+        self.dso = dso
+        self.bus = bus
+        self.aggregator = aggregator  # "" if the prosumer offers no flexibility
+        self.devices: np.ndarray = np.zeros(0, dtype=int)  # rows of the population arrays
+
+
+@dataclass
+class DeviceArrays:
+    """Every device of every prosumer; row r is device r, bid ids are 2r (up) and 2r+1 (down)."""
+
+    dso: np.ndarray  # str, DSO name
+    kind: np.ndarray  # str, load / pv / storage
+    element_index: np.ndarray  # int, index in the pandapower table of the kind
+    position: np.ndarray  # int, row of that table (Injections arrays are positional)
+    bus: np.ndarray  # int, bus in the DSO network
+    prosumer: np.ndarray  # int, prosumer agent unique_id
+    aggregator: np.ndarray  # str, "" when not flexible
+    price_up: np.ndarray  # EUR/MWh, NaN where the device cannot move up
+    price_down: np.ndarray  # EUR/MWh, NaN where the device cannot move down
+    e_max_mwh: np.ndarray  # battery energy capacity (0 for other devices)
+    p_max_mw: np.ndarray  # battery power limit (0 for other devices)
+    soc_mwh: np.ndarray  # battery state of charge (0 for other devices)
+
+
+class ProsumerPopulation:
+    """All prosumers of a scenario, with vectorised bidding and delivery."""
+
+    def __init__(self, config: ProsumerConfig, period_h: float, efficiency: float = 0.95) -> None:
+        self.config = config
+        self.period_h = period_h
+        self.efficiency = efficiency  # one-way charge and discharge efficiency
+        self.agents: list[Prosumer] = []
+        self.devices: DeviceArrays | None = None
+
+    # -- building -----------------------------------------------------------------------------
+    def build(
+        self, model: mesa.Model, networks: dict, aggregators_of: dict[str, list[str]]
+    ) -> None:
+        """Create one prosumer per bus with devices; draw flexibility and prices once (seeded)."""
+        rng = model.rng
+        parts = []
+        for dso, dn in networks.items():
+            net = dn.net
+            rows = [
+                pd.DataFrame(
+                    {
+                        "kind": LOAD,
+                        "element_index": net.load.index,
+                        "bus": net.load.bus,
+                        "position": np.arange(len(net.load)),
+                    }
+                ),
+                pd.DataFrame(
+                    {
+                        "kind": PV,
+                        "element_index": net.sgen.index[dn.pv_mask],
+                        "bus": net.sgen.bus[dn.pv_mask],
+                        "position": np.flatnonzero(dn.pv_mask),
+                    }
+                ),
+                pd.DataFrame(
+                    {
+                        "kind": STORAGE,
+                        "element_index": net.storage.index,
+                        "bus": net.storage.bus,
+                        "e_max_mwh": dn.storage_e_max_mwh,
+                        "p_max_mw": dn.storage_p_max_mw,
+                        "position": np.arange(len(net.storage)),
+                    }
+                ),
+            ]
+            table = pd.concat(rows, ignore_index=True).assign(dso=dso)
+            parts.append(table.sort_values(["bus", "kind", "element_index"], kind="stable"))
+        dev = pd.concat(parts, ignore_index=True).fillna({"e_max_mwh": 0.0, "p_max_mw": 0.0})
+
+        owners = dev[["dso", "bus"]].drop_duplicates().reset_index(drop=True)
+        flexible = rng.random(len(owners)) < self.config.flexible_share
+        agg = np.array(
+            [
+                rng.choice(aggregators_of[d]) if f else ""
+                for d, f in zip(owners.dso, flexible, strict=True)
+            ],
+            dtype=object,
+        )
+        self.agents = [
+            Prosumer(model, d, int(b), a)
+            for d, b, a in zip(owners.dso, owners.bus, agg, strict=True)
+        ]
+        owner_row = pd.MultiIndex.from_frame(owners).get_indexer(
+            pd.MultiIndex.from_frame(dev[["dso", "bus"]])
+        )
+        prices = self.config.prices
+        n = len(dev)
+        kind = dev.kind.to_numpy()
+
+        def draw(spec, mask):
+            values = np.full(n, np.nan)
+            values[mask] = rng.normal(spec.mean, spec.sd, int(mask.sum()))
+            return values
+
+        price_up = np.where(kind == LOAD, draw(prices.load_up, kind == LOAD), np.nan)
+        price_up = np.where(kind == STORAGE, draw(prices.storage_up, kind == STORAGE), price_up)
+        price_down = np.where(kind == LOAD, draw(prices.load_down, kind == LOAD), np.nan)
+        price_down = np.where(
+            kind == STORAGE, draw(prices.storage_down, kind == STORAGE), price_down
+        )
+        if self.config.pv_curtailable:
+            price_down = np.where(kind == PV, draw(prices.pv_down, kind == PV), price_down)
+        e_max = dev.e_max_mwh.to_numpy(float)
+        self.devices = DeviceArrays(
+            dso=dev.dso.to_numpy(object),
+            kind=kind,
+            element_index=dev.element_index.to_numpy(int),
+            position=dev.position.to_numpy(int),
+            bus=dev.bus.to_numpy(int),
+            prosumer=np.array([self.agents[r].unique_id for r in owner_row], dtype=np.int64),
+            aggregator=agg[owner_row],
+            price_up=np.round(price_up, 2),
+            price_down=np.round(price_down, 2),
+            e_max_mwh=e_max,
+            p_max_mw=dev.p_max_mw.to_numpy(float),
+            soc_mwh=e_max * self.config.storage_soc_init,
+        )
+        for r, agent in enumerate(self.agents):
+            agent.devices = np.flatnonzero(owner_row == r)
+
+    # -- bidding --------------------------------------------------------------------------------
+    def bids(self, baselines: dict[str, Injections]) -> pd.DataFrame:
+        """The bid book of every flexible device for the period, from the DSOs' forecasts.
+
+        load: up to ``load_flex_fraction`` of its forecast consumption, up and down; PV: its
+        forecast output can be curtailed (down); battery: discharge (up) and charge (down)
+        within its power limit and what its state of charge allows over the period.
+        """
+        d = self.devices
+        up = np.zeros(len(d.kind))
+        down = np.zeros(len(d.kind))
+        for dso, inj in baselines.items():
+            here = d.dso == dso
+            load = here & (d.kind == LOAD)
+            flex = self.config.load_flex_fraction * np.maximum(
+                inj.p_mw["load"][d.position[load]], 0.0
+            )
+            up[load] = down[load] = flex
+            pv = here & (d.kind == PV)
+            down[pv] = np.maximum(inj.p_mw["sgen"][d.position[pv]], 0.0)
+        battery = d.kind == STORAGE
+        eta, h = self.efficiency, self.period_h
+        up[battery] = np.minimum(d.p_max_mw[battery], d.soc_mwh[battery] * eta / h)
+        down[battery] = np.minimum(
+            d.p_max_mw[battery], (d.e_max_mwh[battery] - d.soc_mwh[battery]) / (eta * h)
+        )
+        flexible = d.aggregator != ""
+        up = np.where(flexible & ~np.isnan(d.price_up), up, 0.0)
+        down = np.where(flexible & ~np.isnan(d.price_down), down, 0.0)
+        rows = np.concatenate([np.flatnonzero(up > 1e-6), np.flatnonzero(down > 1e-6)])
+        is_up = np.arange(len(rows)) < int((up > 1e-6).sum())
+        book = pd.DataFrame(
+            {
+                "bid_id": 2 * rows + np.where(is_up, 0, 1),
+                "prosumer": d.prosumer[rows],
+                "aggregator": d.aggregator[rows],
+                "dso": d.dso[rows],
+                "element": [_TABLE[k] for k in d.kind[rows]],
+                "element_index": d.element_index[rows],
+                "bus": d.bus[rows],
+                "direction": np.where(is_up, UP, DOWN),
+                "mw": np.round(np.where(is_up, up[rows], down[rows]), 6),
+                "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
+            }
+        )
+        return book.sort_values("bid_id", kind="stable").astype(BID_COLUMNS).reset_index(drop=True)
+
+    # -- delivery -------------------------------------------------------------------------------
+    def deliver(self, dispatch: pd.DataFrame) -> None:
+        """Move batteries' state of charge by what they delivered (``bid_id``, ``mw``)."""
+        d = self.devices
+        rows = dispatch.bid_id.to_numpy(np.int64) // 2
+        battery = d.kind[rows] == STORAGE
+        rows = rows[battery]
+        mw = dispatch.mw.to_numpy(float)[battery]
+        is_up = dispatch.bid_id.to_numpy(np.int64)[battery] % 2 == 0
+        delta = np.where(is_up, -mw / self.efficiency, mw * self.efficiency) * self.period_h
+        np.add.at(d.soc_mwh, rows, delta)
+        np.clip(d.soc_mwh, 0.0, d.e_max_mwh, out=d.soc_mwh)  # float round-off only
+
+    def storage_state(self) -> pd.DataFrame:
+        """Battery state of charge per device (for the KPIs and the invariants)."""
+        d = self.devices
+        b = d.kind == STORAGE
+        return pd.DataFrame(
+            {
+                "dso": d.dso[b],
+                "element_index": d.element_index[b],
+                "soc_mwh": d.soc_mwh[b],
+                "e_max_mwh": d.e_max_mwh[b],
+            }
+        )

@@ -1,0 +1,82 @@
+"""The TSO: schedules transmission energy resources, forecasts its balancing need, clears."""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from market_sim.config import ScenarioConfig
+from market_sim.grid.state import injections_from_table
+from market_sim.grid.validation import validate_iterative
+from market_sim.markets.aggregation import empty_offers
+from market_sim.markets.clearing import BalancingMarket, BalancingResult, EnergySchedule, ter_offers
+from market_sim.markets.transmission import TransmissionNetwork
+from market_sim.types import ValidationResult
+
+
+class TSO(mesa.Agent):
+    """Transmission system operator and central market operator.
+
+    Its optimisation models are built once here and updated every period.
+    """
+
+    name = "tso"
+
+    def __init__(
+        self, model: mesa.Model, config: ScenarioConfig, network: TransmissionNetwork
+    ) -> None:
+        super().__init__(model)
+        self.network = network
+        self.ramp_mw = config.transmission.ramp_fraction * network.generators.p_max_mw.to_numpy()
+        self.error_config = config.forecast_error
+        self.energy = EnergySchedule(network)
+        self.market = BalancingMarket(network, config.voll_eur_per_mwh)
+        self._error = 0.0  # AR(1) state of the forecast error, share of load
+        self.schedule = None
+        self.offers = empty_offers()  # the period's TER and DER offers, as cleared
+        self.need_mw = np.zeros(len(network.bus_ids))
+
+    def plan(self, load_factor: float, dso_injection_mw: dict[int, float]):
+        """Least-cost TER schedule for the forecast and the period's balancing need.
+
+        Transmission load is the case's load scaled by ``load_factor``, less the forecast net
+        injection of each DSO area at its interface bus. The need is the forecast error: an AR(1)
+        share of the load, spread over the buses in proportion to their load.
+        """
+        load = self.network.base_load_mw * load_factor
+        for bus, mw in dso_injection_mw.items():
+            load[self.network.bus_position(bus)[0]] -= mw
+        self.schedule = self.energy.solve(load)
+        rho, sd = self.error_config.autocorrelation, self.error_config.sd_fraction
+        self._error = rho * self._error + np.sqrt(1 - rho**2) * sd * self.model.rng.normal()
+        positive = np.clip(load, 0.0, None)
+        self.need_mw = self._error * positive  # = error * total load * each bus's share
+        return self.schedule
+
+    def validate_centrally(
+        self, bids: pd.DataFrame, operational_data: dict[str, pd.DataFrame], dsos: dict
+    ) -> dict[str, ValidationResult]:
+        """TSO-managed validation: check the bids on each DSO network, from operational data.
+
+        The TSO holds the DSOs' network models but sees only the state the DSO reported; it
+        cannot use DSO assets (taps stay as reported).
+        """
+        results = {}
+        for name, dso in dsos.items():
+            state = injections_from_table(dso.network, operational_data[name])
+            mine = bids[bids.dso == name]
+            results[name] = validate_iterative(dso.network, state, mine, dso.limits)
+        return results
+
+    def clear(self, der_offers: pd.DataFrame) -> BalancingResult:
+        """Clear TER and DER offers against the need, with transmission line limits."""
+        ter = ter_offers(self.network, self.schedule, self.ramp_mw) if self.schedule.ok else None
+        self.offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
+        return self.market.clear(self.offers, self.need_mw, self._base_flow())
+
+    def _base_flow(self) -> np.ndarray:
+        """Branch flows of the schedule (zero if it failed: then only the balancing is cleared)."""
+        if self.schedule.ok:
+            return self.schedule.flow_mw
+        return np.zeros(self.network.n_branches)

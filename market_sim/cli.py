@@ -1,0 +1,69 @@
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from market_sim.config import MODEL_NAMES, ConfigError, load_config
+from market_sim.logs import setup
+
+log = logging.getLogger("market_sim")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="market-sim",
+        description="Agent-based market co-simulation of TSO-DSO coordination models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run a scenario and write one results folder per coordination model",
+        description="Run a YAML scenario under its coordination models, side by side.",
+    )
+    run.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    run.add_argument(
+        "--model",
+        choices=MODEL_NAMES,
+        action="append",
+        help="run only this model (repeatable); default: the config's models",
+    )
+    run.add_argument("--days", type=int, help="override the number of days")
+    run.add_argument(
+        "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
+    )
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup(args.verbose)
+    if args.command == "run":
+        return _run(args)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        if args.days is not None and args.days < 1:
+            raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
+        if args.days is not None:
+            config.for_model(config.models[0], args.days)  # validates the date range
+    except ConfigError as error:
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    from market_sim.runner import run_scenario, side_by_side
+
+    reports = run_scenario(config, args.out, args.model, args.days, not args.no_progress)
+    print(side_by_side(reports))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Scenario configuration: a YAML file validated by a pydantic schema.
+
+Every field is documented here, with units; a bad value fails with one clear message that names
+the field, the value and what is allowed (see :class:`ConfigError`), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ModelName = Literal["tso_managed", "hybrid", "dso_managed"]
+MODEL_NAMES: tuple[str, ...] = ModelName.__args__  # type: ignore[attr-defined]
+
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class ConfigError(ValueError):
+    """A scenario that cannot run: the message names the field, bad value and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitsConfig(_Strict):
+    """Limits a DSO enforces when it validates bids (and that delivery is judged against)."""
+
+    vm_min_pu: float = Field(0.95, gt=0.5, lt=1.0, description="lowest allowed bus voltage, pu")
+    vm_max_pu: float = Field(1.05, gt=1.0, lt=1.5, description="highest allowed bus voltage, pu")
+    max_loading_percent: float = Field(
+        100.0, gt=0, le=200, description="highest allowed line and transformer loading, %"
+    )
+
+
+class DsoConfig(_Strict):
+    """One DSO: a SimBench distribution network attached to a transmission bus."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    simbench_code: str = Field(description="SimBench network code, e.g. 1-MV-rural--2-sw")
+    interface_bus: int = Field(ge=0, description="pandapower bus of the transmission case")
+    limits: LimitsConfig = LimitsConfig()
+    pv_scale: NonNegative = Field(1.0, description="multiplies PV rated power and profiles")
+    storage_scale: NonNegative = Field(1.0, description="multiplies battery power and energy")
+    load_scale: NonNegative = Field(1.0, description="multiplies load profiles")
+
+    @field_validator("simbench_code")
+    @classmethod
+    def _known_code(cls, code: str) -> str:
+        if code not in simbench_codes():
+            raise ValueError(
+                f"'{code}' is not a SimBench network code; allowed: one of the "
+                f"{len(simbench_codes())} codes of simbench.collect_all_simbench_codes(), "
+                "e.g. 1-MV-rural--2-sw, 1-MV-semiurb--2-sw, 1-MVLV-urban-all-2-sw"
+            )
+        return code
+
+
+class PriceConfig(_Strict):
+    """Asked price of one kind of flexibility, EUR/MWh: drawn once per device, N(mean, sd)."""
+
+    mean: float
+    sd: NonNegative = 0.0
+
+
+class ProsumerPrices(_Strict):
+    """The cost model of prosumer bids (EUR/MWh paid by the buyer of the service).
+
+    load_up: discomfort of consuming less; load_down: of consuming more than planned;
+    pv_down: the feed-in revenue lost by curtailing PV; storage_up / storage_down: battery
+    degradation plus the opportunity cost of the energy moved.
+    """
+
+    load_up: PriceConfig = PriceConfig(mean=12.0, sd=4.0)
+    load_down: PriceConfig = PriceConfig(mean=4.0, sd=2.0)
+    pv_down: PriceConfig = PriceConfig(mean=2.0, sd=1.0)
+    storage_up: PriceConfig = PriceConfig(mean=10.0, sd=3.0)
+    storage_down: PriceConfig = PriceConfig(mean=3.0, sd=1.5)
+
+
+class ProsumerConfig(_Strict):
+    """Prosumers are built from each SimBench network's loads, PV and storage (one per bus)."""
+
+    flexible_share: Fraction = Field(0.5, description="share of prosumers that offer flexibility")
+    load_flex_fraction: Fraction = Field(0.2, description="share of a load that can be shifted")
+    pv_curtailable: bool = Field(True, description="flexible prosumers offer PV curtailment")
+    storage_soc_init: Fraction = Field(0.5, description="initial state of charge, share of energy")
+    prices: ProsumerPrices = ProsumerPrices()
+
+
+class AggregatorConfig(_Strict):
+    """An aggregator represents the flexible prosumers of the DSO areas it lists."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    dsos: list[str] = Field(min_length=1, description="names of the DSOs whose prosumers it bids")
+
+
+class TransmissionConfig(_Strict):
+    """The TSO's network: a pandapower case with generator cost data."""
+
+    case: str = Field("case39", description="a pandapower.networks case with poly_cost")
+    ramp_fraction: Fraction = Field(
+        0.01, description="share of a generator's max power it can move within one period"
+    )
+
+
+class ForecastErrorConfig(_Strict):
+    """Balancing need: an AR(1) error of the forecast transmission load, as a share of it."""
+
+    sd_fraction: NonNegative = Field(0.01, description="standard deviation, share of load")
+    autocorrelation: float = Field(0.9, ge=0, lt=1, description="AR(1) coefficient per period")
+
+
+class CommunicationConfig(_Strict):
+    """Message transport: each message takes latency plus its size over the bandwidth."""
+
+    latency_s: NonNegative = Field(0.5, description="one-way latency of every link, s")
+    bandwidth_mbit_s: float = Field(10.0, gt=0, description="link bandwidth, Mbit/s")
+
+
+class GatesConfig(_Strict):
+    """When each phase of a period closes, in seconds after gate opening."""
+
+    bids_s: float = Field(300.0, gt=0, description="bid gate closure")
+    validation_s: float = Field(480.0, gt=0, description="validated bids / offers due at the TSO")
+    dispatch_s: float = Field(720.0, gt=0, description="dispatch commands due at the DER")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GatesConfig:
+        if not self.bids_s < self.validation_s < self.dispatch_s:
+            raise ValueError(
+                f"gates must be increasing: bids_s ({self.bids_s}) < validation_s "
+                f"({self.validation_s}) < dispatch_s ({self.dispatch_s})"
+            )
+        return self
+
+
+class ScenarioConfig(_Strict):
+    """A whole scenario. ``models`` may list several coordination models to run side by side."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = Field(ge=0)
+    start: dt.date = Field(description="first day; SimBench profiles cover 2016")
+    days: int = Field(1, ge=1, le=366)
+    period_minutes: Literal[15, 30, 60] = 15
+    models: list[ModelName] = Field(min_length=1)
+    transmission: TransmissionConfig = TransmissionConfig()
+    dsos: list[DsoConfig] = Field(min_length=1)
+    prosumers: ProsumerConfig = ProsumerConfig()
+    aggregators: list[AggregatorConfig] = Field(min_length=1)
+    forecast_error: ForecastErrorConfig = ForecastErrorConfig()
+    voll_eur_per_mwh: float = Field(3000.0, gt=0, description="value of lost load")
+    communication: CommunicationConfig = CommunicationConfig()
+    gates: GatesConfig = GatesConfig()
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("start")
+    @classmethod
+    def _in_profile_year(cls, start: dt.date) -> dt.date:
+        if start.year != 2016:
+            raise ValueError(f"{start} is outside the SimBench profile year; allowed: 2016 dates")
+        return start
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScenarioConfig:
+        end = self.start + dt.timedelta(days=self.days)
+        if end > dt.date(2017, 1, 1):
+            raise ValueError(f"start {self.start} + {self.days} days runs past 2016-12-31")
+        names = [d.name for d in self.dsos]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dsos: names must be unique, got {names}")
+        buses = case_buses(self.transmission.case)
+        for i, dso in enumerate(self.dsos):
+            if dso.interface_bus not in buses:
+                raise ValueError(
+                    f"dsos.{i}.interface_bus: bus {dso.interface_bus} is not in "
+                    f"{self.transmission.case}; allowed: {min(buses)}..{max(buses)}"
+                )
+        covered = set()
+        for i, agg in enumerate(self.aggregators):
+            for d in agg.dsos:
+                if d not in names:
+                    raise ValueError(
+                        f"aggregators.{i}.dsos: '{d}' is not a DSO of this scenario; "
+                        f"allowed: {names}"
+                    )
+                covered.add(d)
+        missing = [n for n in names if n not in covered]
+        if missing:
+            raise ValueError(f"aggregators: no aggregator represents the prosumers of {missing}")
+        return self
+
+    @property
+    def periods_per_day(self) -> int:
+        return 24 * 60 // self.period_minutes
+
+    @property
+    def n_periods(self) -> int:
+        return self.days * self.periods_per_day
+
+    def for_model(self, model: str, days: int | None = None) -> ScenarioConfig:
+        """The resolved config of one run: one model, optionally fewer or more days."""
+        update: dict[str, object] = {"models": [model]}
+        if days is not None:
+            update["days"] = days
+        return parse_config({**self.model_dump(), **update}, f"config of {model}")
+
+
+@cache
+def simbench_codes() -> frozenset[str]:
+    import simbench
+
+    return frozenset(simbench.collect_all_simbench_codes())
+
+
+@cache
+def case_buses(case: str) -> frozenset[int]:
+    """Bus indices of a pandapower case; the error names the case if it does not exist."""
+    from market_sim.markets.transmission import load_case
+
+    return frozenset(load_case(case).bus_lookup)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            lines.append(f"{where}: missing field (required)")
+        elif e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field (not part of the schema)")
+        elif e["type"] in ("literal_error", "enum"):
+            lines.append(f"{where}: got {e.get('input')!r}; {msg.lower()}")
+        elif "input" in e and not isinstance(e["input"], dict | list) and where in msg:
+            lines.append(msg)
+        elif "input" in e and not isinstance(e["input"], dict | list):
+            lines.append(f"{where}: got {e['input']!r}; {msg}")
+        else:
+            lines.append(f"{where}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict, source: str = "config") -> ScenarioConfig:
+    """Validate a config mapping; raise :class:`ConfigError` with a one-line explanation."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return ScenarioConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+    except ValueError as error:  # raised by lookups inside validators (e.g. an unknown case)
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def load_config(path: str | Path) -> ScenarioConfig:
+    """Read and validate a YAML scenario."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    return parse_config(data, str(path))
+
+
+def dump_config(config: ScenarioConfig) -> str:
+    """The config as YAML, exactly as a run used it."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,151 @@
+"""What every coordination model shares: its declared steps and the period's outcome.
+
+A coordination model is one module that declares its steps (who sends what to whom, with the
+paper's step label) and runs them as a simpy process. Everything before (forecasts, bids) and
+after (delivery, settlement, KPIs) is common and lives in :mod:`market_sim.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from market_sim.messages import Kind, Message
+from market_sim.schedule import PeriodClock
+from market_sim.types import ValidationResult
+
+if TYPE_CHECKING:
+    from market_sim.markets.clearing import BalancingResult
+    from market_sim.model import MarketModel
+
+VALIDATION_COLUMNS = ["bid_id", "validator", "validated_mw", "reason"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a model: ``sender`` -> ``receiver`` (roles), the paper's label (Figs. 1-3)."""
+
+    label: str
+    sender: str
+    receiver: str
+    kind: Kind
+    does: str
+
+
+@dataclass
+class PeriodOutcome:
+    """What the coordination steps of one period decided.
+
+    ``validation``: one row per bid and validator; ``dispatch``: ``bid_id``, ``mw`` of DER as
+    received by their aggregators; ``clearing``: the TSO's balancing market result.
+    """
+
+    validation: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=VALIDATION_COLUMNS)
+    )
+    clearing: BalancingResult | None = None
+    dispatch: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"bid_id": pd.Series(dtype="int64"), "mw": []})
+    )
+
+
+class CoordinationModel:
+    """Base of the coordination models; subclasses declare ``steps`` and write ``run``."""
+
+    name: ClassVar[str]
+    steps: ClassVar[tuple[Step, ...]]
+
+    def __init__(self, sim: MarketModel) -> None:
+        self.sim = sim
+
+    def run(self, clock: PeriodClock, bids: pd.DataFrame) -> Generator:
+        """The model's steps for one period, as a simpy process returning a PeriodOutcome."""
+        raise NotImplementedError
+
+    # -- helpers shared by the models ----------------------------------------------------------
+    def step(self, label: str) -> Step:
+        return next(s for s in self.steps if s.label == label)
+
+    def send(
+        self,
+        clock: PeriodClock,
+        label: str,
+        tables: dict[tuple[str, str], pd.DataFrame],
+        gate_s: float | None = None,
+    ):
+        """Send one message per (sender, receiver) of a step; returns the arrival event."""
+        kind = self.step(label).kind
+        return self.sim.post.send(
+            [Message(clock.period, label, s, r, kind, t) for (s, r), t in tables.items()], gate_s
+        )
+
+    def inbox(self, receiver: str, kind: Kind) -> dict[str, pd.DataFrame]:
+        """Payloads of the messages of a kind that reached ``receiver``, by sender."""
+        return {m.sender: m.payload for m in self.sim.post.take(receiver, kind)}
+
+    def dispatch_to_der(
+        self,
+        clock: PeriodClock,
+        label: str,
+        by_sender: dict[str, pd.DataFrame],
+        bids: pd.DataFrame,
+    ) -> Generator:
+        """Send individual dispatch to the aggregators by the dispatch gate; they collect it.
+
+        Every aggregator the sender serves gets a command, empty when none of its bids is
+        used. Returns the dispatch (bid_id, mw) that reached the DER: a late one is lost.
+        """
+        located = bids[["bid_id", "aggregator", "dso", "direction"]]
+        tables = {}
+        for sender, dispatch in by_sender.items():
+            table = dispatch[dispatch.mw > 1e-9].merge(located, on="bid_id")
+            for agg in self.sim.aggregators.values():
+                if sender == "tso" or sender in agg.dsos:
+                    mine = table[table.aggregator == agg.name].drop(columns="aggregator")
+                    tables[(sender, agg.name)] = mine.reset_index(drop=True)
+        yield self.send(clock, label, tables, clock.dispatch_gate)
+        received = [
+            agg.receive_dispatch(list(self.inbox(agg.name, Kind.DISPATCH).values()))
+            for agg in self.sim.aggregators.values()
+        ]
+        return concat(received, as_dispatch([], []))
+
+    def validation_rows(self, validator: str, result: ValidationResult) -> pd.DataFrame:
+        """Validation table rows of one validator; a failed validation is also an event."""
+        if not result.converged:
+            self.sim.record_event("validation_failed", f"{validator}: {result.message}")
+        return result.table.assign(validator=validator)[VALIDATION_COLUMNS]
+
+    def clear_and_record(self, offers: pd.DataFrame) -> BalancingResult:
+        """The TSO's clearing; a failed solve is an event and dispatches nothing."""
+        result = self.sim.timed("tso", "clearing", self.sim.tso.clear, offers)
+        if not result.ok:
+            self.sim.record_event("clearing_failed", result.message)
+        return result
+
+
+def accepted_der(result: BalancingResult) -> pd.DataFrame:
+    """Accepted DER offers (non-negative ids) with their MW; empty if the clearing failed."""
+    if not result.ok:
+        return accepted_none()
+    acc = result.accepted
+    return acc[(acc.offer_id >= 0) & (acc.mw > 1e-9)][["offer_id", "mw"]].reset_index(drop=True)
+
+
+def concat(tables: list[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate received tables; an empty list gives an empty table shaped like ``like``."""
+    frames = [t for t in tables if len(t)]
+    return pd.concat(frames, ignore_index=True) if frames else like.iloc[0:0]
+
+
+def as_dispatch(bid_id: np.ndarray, mw: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"bid_id": np.asarray(bid_id, np.int64), "mw": np.asarray(mw, float)})
+
+
+def accepted_none() -> pd.DataFrame:
+    """An accepted-offers table with no rows (a failed or skipped clearing)."""
+    return pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})

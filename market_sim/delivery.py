@@ -1,0 +1,30 @@
+"""Physical delivery: dispatched set-points applied to every DSO network, one AC power flow each.
+
+This is the only stage that touches pandapower for the delivered state. The result is what
+really happened in the period, whatever the validation promised.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from market_sim.grid.powerflow import apply_bids, run_power_flow
+from market_sim.types import Injections, PowerFlowResult
+
+
+def deliver(
+    dsos: dict, dispatch: pd.DataFrame, bids: pd.DataFrame
+) -> dict[str, tuple[Injections, PowerFlowResult]]:
+    """Each DSO's delivered injections and the AC power flow that checks them.
+
+    ``dispatch`` holds ``bid_id`` and ``mw`` as received by the DER; the location of each bid
+    comes from the bid book. Every DER delivers what it was dispatched.
+    """
+    located = dispatch.merge(
+        bids[["bid_id", "dso", "element", "element_index", "direction"]], on="bid_id"
+    )
+    delivered = {}
+    for name, dso in dsos.items():
+        injections = apply_bids(dso.network, dso.forecast, located[located.dso == name])
+        delivered[name] = (injections, run_power_flow(dso.network, injections, dso.limits))
+    return delivered

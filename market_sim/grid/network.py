@@ -1,0 +1,308 @@
+"""Loading SimBench distribution networks and their time series.
+
+A :class:`DistributionNetwork` bundles a pandapower net with absolute profiles of every load and
+static generator, so that the baseline set-points of any 15-minute step are a row lookup.
+
+Two things here exist because of SimBench itself:
+
+* SimBench leaves ``trafo.tap_changer_type`` empty. pandapower 3 then silently ignores
+  ``tap_pos``, so any tap setting would have no effect. We set it to ``"Ratio"`` wherever a tap
+  position is given.
+* ``simbench.get_absolute_values`` and ``simbench.get_simbench_net`` are slow (seconds). The
+  unscaled profiles and the raw net are cached on disk under
+  ``${MARKET_SIM_CACHE:-~/.cache/market_sim}``; scaling is applied after loading, so one cache
+  file serves every scenario.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+import simbench
+
+from market_sim.types import Injections
+
+log = logging.getLogger(__name__)
+
+#: SimBench profiles cover the leap year 2016 in 15-minute steps.
+PROFILE_YEAR = 2016
+PROFILE_STEP_MINUTES = 15
+N_PROFILE_STEPS = 35136
+_PROFILE_START = pd.Timestamp(f"{PROFILE_YEAR}-01-01 00:00")
+
+#: Profile arrays every DistributionNetwork carries: (key, pandapower table, column).
+PROFILE_KEYS = (
+    ("load_p", "load", "p_mw"),
+    ("load_q", "load", "q_mvar"),
+    ("sgen_p", "sgen", "p_mw"),
+)
+
+
+def cache_dir() -> Path:
+    """Root of the on-disk cache (``$MARKET_SIM_CACHE`` or ``~/.cache/market_sim``)."""
+    return Path(os.environ.get("MARKET_SIM_CACHE", "~/.cache/market_sim")).expanduser()
+
+
+def is_pv(sgen_type: pd.Series) -> np.ndarray:
+    """True for PV-like static generators.
+
+    SimBench's ``lv_RES`` aggregates of LV feeders are rooftop PV, so RES counts as PV.
+    """
+    t = sgen_type.astype("string").fillna("").str.upper()
+    return (t.str.contains("PV") | t.str.contains("RES")).to_numpy(dtype=bool)
+
+
+@dataclass
+class DistributionNetwork:
+    """One distribution network with its profiles, loaded once per run.
+
+    ``profiles`` are absolute (MW / Mvar, scaled) arrays of shape ``[35136, n_elements]``
+    aligned with ``net.load`` / ``net.sgen`` positional order. ``solver_cache`` is private state
+    of :mod:`market_sim.grid.powerflow` (the compiled admittance model), kept here so that it
+    lives exactly as long as the net.
+    """
+
+    code: str
+    net: Any  # pandapowerNet
+    profiles: dict[str, np.ndarray]
+    pv_mask: np.ndarray
+    interface_bus: int
+    storage_e_max_mwh: np.ndarray
+    storage_p_max_mw: np.ndarray
+    solver_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.profiles["load_p"].shape[0])
+
+    def baseline(self, step: int) -> Injections:
+        """Set-points of every device at ``step`` if nobody is dispatched.
+
+        sgen reactive power is zero (unity power factor, SimBench has no sgen Q profiles);
+        storage is idle because batteries only move when a market dispatches them.
+        """
+        if not 0 <= step < self.n_steps:
+            raise ValueError(f"profile step {step} outside [0, {self.n_steps})")
+        net = self.net
+        n_sgen, n_sto = len(net.sgen), len(net.storage)
+        return Injections(
+            p_mw={
+                "load": self.profiles["load_p"][step].copy(),
+                "sgen": self.profiles["sgen_p"][step].copy(),
+                "storage": np.zeros(n_sto),
+            },
+            q_mvar={
+                "load": self.profiles["load_q"][step].copy(),
+                "sgen": np.zeros(n_sgen),
+                "storage": np.zeros(n_sto),
+            },
+            trafo_tap_pos=self.default_taps(),
+        )
+
+    def default_taps(self) -> np.ndarray:
+        """Tap positions of ``net.trafo`` as floats; a missing position means neutral."""
+        trafo = self.net.trafo
+        pos = trafo["tap_pos"].to_numpy(dtype=float, na_value=np.nan)
+        neutral = trafo["tap_neutral"].to_numpy(dtype=float, na_value=np.nan)
+        return np.where(np.isnan(pos), np.nan_to_num(neutral), pos)
+
+    def element_bus(self, element: str, index: np.ndarray) -> np.ndarray:
+        """pandapower bus of elements given by table name and table index."""
+        return self.net[element]["bus"].loc[np.asarray(index)].to_numpy(dtype=np.int64)
+
+
+def step_of(timestamp: pd.Timestamp | str) -> int:
+    """SimBench profile step of a timestamp.
+
+    Dates of other years are mapped onto the same calendar day and time of 2016 (a leap year,
+    so every date exists), which lets a scenario run in any year on the SimBench profiles.
+    """
+    ts = pd.Timestamp(timestamp)
+    if ts.tzinfo is not None:
+        ts = ts.tz_localize(None)
+    if ts.year != PROFILE_YEAR:
+        ts = ts.replace(year=PROFILE_YEAR)
+    step = int((ts - _PROFILE_START) // pd.Timedelta(minutes=PROFILE_STEP_MINUTES))
+    if not 0 <= step < N_PROFILE_STEPS:
+        raise ValueError(f"{timestamp} maps to profile step {step}, outside the SimBench year")
+    return step
+
+
+def profile_step(start: pd.Timestamp | str, period: int, period_minutes: int) -> int:
+    """Profile step of market period ``period`` (0-based) of a run starting at ``start``.
+
+    A period longer than 15 minutes uses its first quarter hour. Steps past the end of the
+    year wrap around, so long runs never fail on the calendar.
+    """
+    offset = (period * period_minutes) // PROFILE_STEP_MINUTES
+    return (step_of(start) + offset) % N_PROFILE_STEPS
+
+
+def _check_code(code: str) -> None:
+    valid = simbench.collect_all_simbench_codes()
+    if code not in valid:
+        raise ValueError(
+            f"unknown SimBench code {code!r}; list valid codes with "
+            "simbench.collect_all_simbench_codes() (e.g. '1-MV-rural--2-sw', "
+            "'1-MV-semiurb--2-sw')"
+        )
+
+
+def fix_tap_changers(net: Any) -> None:
+    """Make pandapower honour SimBench tap positions (see module docstring)."""
+    for table in ("trafo", "trafo3w"):
+        df = net[table]
+        if len(df) == 0 or "tap_pos" not in df:
+            continue
+        if "tap_changer_type" not in df:
+            df["tap_changer_type"] = None
+        df["tap_changer_type"] = df["tap_changer_type"].astype(object)
+        missing = df["tap_pos"].notna() & df["tap_changer_type"].isna()
+        df.loc[missing, "tap_changer_type"] = "Ratio"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file so that parallel runs never read half a cache file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_net(code: str, use_cache: bool = True) -> Any:
+    """The SimBench net of ``code`` with the tap-changer fix, unscaled and without profiles.
+
+    With ``use_cache`` the raw net is pickled on first use (keyed by the pandapower and
+    simbench versions) because ``get_simbench_net`` reads the whole CSV data set each time.
+    """
+    _check_code(code)
+    key = f"{code}__pp{pp.__version__}__sb{simbench.__version__}.pkl"
+    path = cache_dir() / "nets" / key
+    net = None
+    if use_cache and path.exists():
+        try:
+            with path.open("rb") as fh:
+                net = pickle.load(fh)
+        except Exception as exc:  # a corrupt cache must not stop a run
+            log.warning("ignoring unreadable net cache %s: %s", path, exc)
+    if net is None:
+        try:
+            net = simbench.get_simbench_net(code)
+        except Exception as exc:
+            raise ValueError(f"could not load SimBench code {code!r}: {exc}") from exc
+        if use_cache:
+            _atomic_write(path, lambda fh: pickle.dump(net, fh, protocol=pickle.HIGHEST_PROTOCOL))
+    fix_tap_changers(net)
+    return net
+
+
+def _raw_profiles(code: str, net: Any) -> dict[str, np.ndarray]:
+    """Unscaled absolute profiles, from the disk cache or from simbench."""
+    path = cache_dir() / "profiles" / f"{code}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as data:
+                out = {k: data[k] for k, _, _ in PROFILE_KEYS}
+                same_index = np.array_equal(data["load_index"], net.load.index.to_numpy()) and (
+                    np.array_equal(data["sgen_index"], net.sgen.index.to_numpy())
+                )
+            if same_index:
+                return out
+            log.warning("profile cache %s does not match the net; rebuilding", path)
+        except Exception as exc:
+            log.warning("ignoring unreadable profile cache %s: %s", path, exc)
+    log.info("computing SimBench profiles of %s (cached afterwards in %s)", code, path)
+    absolute = simbench.get_absolute_values(net, profiles_instead_of_study_cases=True)
+    out = {}
+    for key, table, col in PROFILE_KEYS:
+        df = absolute[(table, col)].reindex(columns=net[table].index)
+        arr = df.to_numpy(dtype=float)
+        static = net[table][col].to_numpy(dtype=float)
+        out[key] = np.where(np.isnan(arr), static[None, :], arr)  # no profile -> constant
+    _atomic_write(
+        path,
+        lambda fh: np.savez(
+            fh,
+            load_index=net.load.index.to_numpy(),
+            sgen_index=net.sgen.index.to_numpy(),
+            **out,
+        ),
+    )
+    return out
+
+
+def load_network(
+    code: str, pv_scale: float = 1.0, storage_scale: float = 1.0, load_scale: float = 1.0
+) -> DistributionNetwork:
+    """Load SimBench network ``code`` with scaled PV, storage and load.
+
+    ``pv_scale`` multiplies the rated power and the profile of PV sgens (other sgens stay),
+    ``storage_scale`` the power and energy limits of every storage, ``load_scale`` every load.
+    Raises ``ValueError`` for an unknown code.
+    """
+    net = build_net(code)
+    raw = _raw_profiles(code, net)
+
+    # Fold pandapower's per-element ``scaling`` into the absolute values so that set-points
+    # written into the tables are what flows (scaling is 1 in SimBench anyway).
+    for table in ("load", "sgen", "storage"):
+        df = net[table]
+        if len(df) and "scaling" in df:
+            scaling = df["scaling"].fillna(1.0).to_numpy(dtype=float)
+            if not np.allclose(scaling, 1.0):
+                for key, t, _ in PROFILE_KEYS:
+                    if t == table:
+                        raw[key] = raw[key] * scaling[None, :]
+                df["p_mw"] *= scaling
+                df["q_mvar"] *= scaling
+            df["scaling"] = 1.0
+
+    pv_mask = is_pv(net.sgen["type"]) if len(net.sgen) else np.zeros(0, dtype=bool)
+    sgen_factor = np.where(pv_mask, pv_scale, 1.0)
+    profiles = {
+        "load_p": raw["load_p"] * load_scale,
+        "load_q": raw["load_q"] * load_scale,
+        "sgen_p": raw["sgen_p"] * sgen_factor[None, :],
+    }
+    for col in ("p_mw", "q_mvar", "sn_mva"):
+        net.load[col] *= load_scale
+    for col in ("p_mw", "sn_mva"):
+        net.sgen[col] = net.sgen[col] * sgen_factor
+
+    sto = net.storage
+    for col in ("p_mw", "sn_mva", "max_e_mwh", "min_e_mwh", "min_p_mw", "max_p_mw"):
+        if col in sto:
+            sto[col] *= storage_scale
+    p_max = np.fmax(
+        sto.get("min_p_mw", pd.Series(np.nan, sto.index)).abs().to_numpy(dtype=float),
+        sto.get("max_p_mw", pd.Series(np.nan, sto.index)).abs().to_numpy(dtype=float),
+    )
+    sn = sto["sn_mva"].to_numpy(dtype=float)
+    p_max = np.where(np.isnan(p_max) | (p_max <= 0), sn, p_max)
+    e_max = sto["max_e_mwh"].to_numpy(dtype=float)
+
+    if len(net.ext_grid) != 1:
+        log.warning("%s has %d ext_grids; using the first as interface", code, len(net.ext_grid))
+    return DistributionNetwork(
+        code=code,
+        net=net,
+        profiles=profiles,
+        pv_mask=pv_mask,
+        interface_bus=int(net.ext_grid["bus"].iloc[0]),
+        storage_e_max_mwh=np.nan_to_num(e_max),
+        storage_p_max_mw=np.nan_to_num(p_max),
+    )

@@ -1,0 +1,88 @@
+"""Key performance indicators of a period, and the side-by-side summary of runs.
+
+These measure the claims of the paper's Table I: DER volume offered, validated and dispatched,
+system cost, violations after delivery, and the data exchanged per link.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from market_sim.types import PowerFlowResult
+
+
+def period_kpis(
+    *,
+    hours: float,
+    need_mw: float,
+    schedule_cost_eur_per_h: float,
+    bids: pd.DataFrame,
+    validation: pd.DataFrame,
+    dispatch: pd.DataFrame,
+    unserved_mw: float,
+    voll_eur_per_mwh: float,
+    grid: dict[str, PowerFlowResult],
+    messages: pd.DataFrame,
+) -> list[tuple[str, float, str]]:
+    """(name, value, unit) of every KPI of one period."""
+    der = dispatch[dispatch.resource == "der"]
+    ter = dispatch[dispatch.resource == "ter"]
+    balancing = float(dispatch.payment_eur.sum())
+    unserved_cost = unserved_mw * voll_eur_per_mwh * hours
+    external = messages[messages.sender != messages.receiver]
+    return [
+        ("need_mw", need_mw, "MW"),
+        ("der_offered_mw", float(bids.mw.sum()), "MW"),
+        ("der_validated_mw", float(validation.validated_mw.sum()), "MW"),
+        ("der_dispatched_mw", float(der.mw.sum()), "MW"),
+        ("ter_dispatched_mw", float(ter.mw.sum()), "MW"),
+        ("unserved_mw", unserved_mw, "MW"),
+        ("schedule_cost_eur", schedule_cost_eur_per_h * hours, "EUR"),
+        ("balancing_payments_eur", balancing, "EUR"),
+        ("der_payments_eur", float(der.payment_eur.sum()), "EUR"),
+        ("unserved_cost_eur", unserved_cost, "EUR"),
+        ("system_cost_eur", schedule_cost_eur_per_h * hours + balancing + unserved_cost, "EUR"),
+        ("voltage_violations", float(sum(g.n_voltage_violations for g in grid.values())), "buses"),
+        ("line_violations", float(sum(g.n_line_violations for g in grid.values())), "lines"),
+        ("trafo_violations", float(sum(g.n_trafo_violations for g in grid.values())), "trafos"),
+        ("nonconverged_power_flows", float(sum(not g.converged for g in grid.values())), "count"),
+        ("messages", float(len(external)), "count"),
+        ("message_bytes", float(external.bytes.sum()), "bytes"),
+        ("late_messages", float(external.late.sum()), "count"),
+    ]
+
+
+def summary(kpis: pd.DataFrame, messages: pd.DataFrame, hours: float) -> dict[str, float]:
+    """One run in a few numbers: totals over all periods."""
+    total = kpis.pivot_table(index="period", columns="name", values="value").sum()
+    violations = total[["voltage_violations", "line_violations", "trafo_violations"]].sum()
+    per_period = (
+        kpis[kpis.name.isin(["voltage_violations", "line_violations", "trafo_violations"])]
+        .groupby("period")
+        .value.sum()
+    )
+    return {
+        "system cost (EUR)": total["system_cost_eur"],
+        "balancing payments (EUR)": total["balancing_payments_eur"],
+        "unserved energy (MWh)": total["unserved_mw"] * hours,
+        "DER offered (MWh)": total["der_offered_mw"] * hours,
+        "DER validated (MWh)": total["der_validated_mw"] * hours,
+        "DER dispatched (MWh)": total["der_dispatched_mw"] * hours,
+        "violations after delivery": violations,
+        "periods with violations": float((per_period > 0).sum()),
+        "messages": total["messages"],
+        "bytes": total["message_bytes"],
+        "late messages": total["late_messages"],
+    }
+
+
+def links(messages: pd.DataFrame) -> pd.DataFrame:
+    """Messages and bytes per link (sender role -> receiver role), internal steps excluded."""
+    external = messages[messages.sender != messages.receiver]
+    link = external.sender_role + " -> " + external.receiver_role
+    return (
+        external.assign(link=link)
+        .groupby("link")
+        .agg(messages=("bytes", "size"), bytes=("bytes", "sum"))
+        .reset_index()
+    )

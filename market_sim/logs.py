@@ -1,0 +1,33 @@
+"""Logging set-up: our messages through ``logging``; third-party chatter kept off the terminal."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+NOISY = ("pandapower", "numba", "simbench", "pyomo", "lightsim2grid", "matplotlib", "MESA")
+
+
+def quiet_third_party() -> None:
+    """Silence pandapower's, numba's and pyomo's warnings, which would flood a run's output."""
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in (r"pandapower.*", r"numba.*", r"simbench.*", r"pyomo.*", r"lightsim2grid.*"):
+        warnings.filterwarnings("ignore", module=module)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from numba.core.errors import NumbaPerformanceWarning
+
+        warnings.filterwarnings("ignore", category=NumbaPerformanceWarning)
+    except ImportError:  # numba is optional at import time
+        pass
+
+
+def setup(verbose: bool = False) -> None:
+    """Configure the root logger for the command line."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    quiet_third_party()

@@ -1,0 +1,1 @@
+"""Markets: transmission DC-OPF clearing, aggregation, settlement."""

@@ -1,0 +1,80 @@
+"""From bids to the offers the TSO clears, and from an aggregated dispatch back to bids.
+
+An offer table has the columns of :class:`market_sim.markets.clearing.BalancingMarket`:
+``offer_id``, ``bus`` (transmission bus), ``direction``, ``mw``, ``price_eur_per_mwh``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from market_sim.types import DIRECTIONS
+
+OFFER_COLUMNS = ["offer_id", "bus", "direction", "mw", "price_eur_per_mwh"]
+
+
+def empty_offers() -> pd.DataFrame:
+    """An offer table with no rows."""
+    return pd.DataFrame(
+        {
+            "offer_id": pd.Series(dtype="int64"),
+            "bus": pd.Series(dtype="int64"),
+            "direction": pd.Series(dtype=object),
+            "mw": pd.Series(dtype=float),
+            "price_eur_per_mwh": pd.Series(dtype=float),
+        }
+    )
+
+
+def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFrame:
+    """Each (validated) bid as an offer at the interface bus of its DSO; offer_id = bid_id.
+
+    ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated).
+    """
+    offers = pd.DataFrame(
+        {
+            "offer_id": bids.bid_id.to_numpy(np.int64),
+            "bus": bids.dso.map(interface_bus).to_numpy(np.int64),
+            "direction": bids.direction.astype(str).to_numpy(),
+            "mw": bids.mw.to_numpy(float),
+            "price_eur_per_mwh": bids.price_eur_per_mwh.to_numpy(float),
+        }
+    )
+    return offers[offers.mw > 1e-9].reset_index(drop=True)
+
+
+def aggregate_offer(validated: pd.DataFrame, interface_bus: int, first_id: int) -> pd.DataFrame:
+    """A DSO's aggregated offer: a price-quantity curve per direction at its interface.
+
+    Validated bids with the same direction and price are one step of the curve; the steps are in
+    merit order (cheapest first). Step ids start at ``first_id`` so that DSOs do not clash.
+    """
+    kept = validated[validated.mw > 1e-9]
+    curve = (
+        kept.groupby(["direction", "price_eur_per_mwh"], observed=True, sort=True)["mw"]
+        .sum()
+        .reset_index()
+    )
+    curve.insert(0, "offer_id", np.arange(first_id, first_id + len(curve), dtype=np.int64))
+    curve.insert(1, "bus", np.int64(interface_bus))
+    curve["direction"] = curve.direction.astype(str)
+    return curve[OFFER_COLUMNS]
+
+
+def disaggregate(validated: pd.DataFrame, target_mw: dict[str, float]) -> pd.DataFrame:
+    """Meet an aggregated dispatch with individual bids at least cost (merit order).
+
+    ``target_mw`` is the dispatched MW per direction. Returns ``bid_id`` and dispatched ``mw``
+    for every validated bid (zero where not used). Ties in price go to the lower bid id, so the
+    result is deterministic.
+    """
+    parts = []
+    for direction in DIRECTIONS:
+        mine = validated[(validated.direction == direction) & (validated.mw > 1e-9)]
+        mine = mine.sort_values(["price_eur_per_mwh", "bid_id"], kind="stable")
+        need = max(0.0, target_mw.get(direction, 0.0))
+        before = mine.mw.cumsum().to_numpy() - mine.mw.to_numpy()
+        mw = np.clip(need - before, 0.0, mine.mw.to_numpy())
+        parts.append(pd.DataFrame({"bid_id": mine.bid_id.to_numpy(np.int64), "mw": mw}))
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,57 @@
+"""Typed messages between agents. A message carries a table, never a single bid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pandas as pd
+import pyarrow as pa
+
+
+class Kind(StrEnum):
+    """What a message is, in the paper's vocabulary."""
+
+    BIDS = "bids"  # DER bid book (aggregator -> TSO or DSO)
+    OPERATIONAL_DATA = "operational_data"  # DSO network state (DSO -> TSO, tso_managed)
+    BIDS_INFORMED = "bids_informed"  # the bids a DSO must validate (TSO -> DSO, hybrid)
+    VALIDATION = "validation"  # a validation result (validator's own record, or to others)
+    VALIDATED_BIDS = "validated_bids"  # validated bids (DSO -> TSO, hybrid)
+    AGGREGATED_OFFER = "aggregated_offer"  # price-quantity curve at the interface (DSO -> TSO)
+    DISPATCH = "dispatch"  # individual dispatch of DER (to aggregators)
+    AGGREGATED_DISPATCH = "aggregated_dispatch"  # dispatch of an aggregated offer (TSO -> DSO)
+    INTERFACE_TARGET = "interface_target"  # TSO requirement at a TSO-DSO interface
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of one step of one period.
+
+    ``payload`` is a DataFrame (a bid book, a dispatch list, a network state). ``step`` is the
+    paper's label (Figs. 1-3) of the step that sends it.
+    """
+
+    period: int
+    step: str
+    sender: str
+    receiver: str
+    kind: Kind
+    payload: pd.DataFrame
+
+    @property
+    def items(self) -> int:
+        return len(self.payload)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes on the wire: the payload serialised as an Arrow IPC stream."""
+        return payload_bytes(self.payload)
+
+
+def payload_bytes(table: pd.DataFrame) -> int:
+    """Size of a table serialised as an Arrow IPC stream (schema + record batch)."""
+    batch = pa.RecordBatch.from_pandas(table, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().size

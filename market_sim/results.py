@@ -1,0 +1,185 @@
+"""Results: the tables of a run, their documented columns, and the run folder on disk.
+
+A run folder holds ``config.yaml`` (the resolved config of that run), ``run.json`` (seed,
+package versions, wall time) and one parquet file per table below. ``load_results(path)`` reads
+them back as DataFrames. Every column's unit is in its name or in :data:`TABLES`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+
+#: table -> column -> (dtype, meaning and unit). The README's results section mirrors this.
+TABLES: dict[str, dict[str, tuple[str, str]]] = {
+    "messages": {
+        "period": ("int64", "market period, 0-based"),
+        "time_s": ("float64", "simulated send time, s since the run's start"),
+        "arrival_s": ("float64", "simulated arrival time, s"),
+        "sender": ("string", "agent name (tso, a DSO or an aggregator name)"),
+        "receiver": ("string", "agent name; equal to sender for a step inside one agent"),
+        "sender_role": ("string", "tso, dso or aggregator"),
+        "receiver_role": ("string", "tso, dso or aggregator"),
+        "kind": ("string", "message kind (bids, operational_data, dispatch, ...)"),
+        "step": ("string", "the paper's step label (Figs. 1-3)"),
+        "items": ("int64", "rows of the table carried"),
+        "bytes": ("int64", "payload size serialised as an Arrow IPC stream, bytes"),
+        "late": ("bool", "arrived after its gate closed, so rejected"),
+    },
+    "bids": {
+        "period": ("int64", "market period"),
+        "bid_id": ("int64", "stable id of a device and direction"),
+        "prosumer": ("int64", "prosumer agent id"),
+        "aggregator": ("string", "aggregator name"),
+        "dso": ("string", "DSO name"),
+        "element": ("string", "pandapower table of the device: load, sgen, storage"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "bus": ("int64", "bus of the device in the DSO network"),
+        "direction": ("string", "up = more injection, down = less injection"),
+        "mw": ("float64", "offered quantity, MW (>= 0)"),
+        "price_eur_per_mwh": ("float64", "asked price, EUR/MWh paid by the buyer"),
+    },
+    "validation": {
+        "period": ("int64", "market period"),
+        "bid_id": ("int64", "bid"),
+        "validator": ("string", "who validated: tso (tso_managed) or the DSO's name"),
+        "validated_mw": ("float64", "quantity the validator lets through, MW"),
+        "reason": ("string", "ok, cut: <constraint>, or rejected: <why>"),
+    },
+    "dispatch": {
+        "period": ("int64", "market period"),
+        "resource": ("string", "der or ter"),
+        "id": ("int64", "bid_id for DER, offer id (negative) for TER"),
+        "name": ("string", "aggregator for DER, pandapower element for TER (e.g. gen 3)"),
+        "dso": ("string", "DSO of a DER, empty for TER"),
+        "bus": ("int64", "transmission bus where it is settled"),
+        "direction": ("string", "up or down"),
+        "mw": ("float64", "dispatched quantity, MW"),
+        "bid_price_eur_per_mwh": ("float64", "asked price, EUR/MWh"),
+        "price_eur_per_mwh": ("float64", "clearing price at its bus (pay-as-clear), EUR/MWh"),
+        "payment_eur": ("float64", "paid to the provider for the period, EUR (<0: it pays)"),
+    },
+    "injections": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO name"),
+        "element": ("string", "load, sgen, storage or trafo"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "p_mw": ("float64", "delivered active power, MW, pandapower's sign for the table"),
+        "q_mvar": ("float64", "delivered reactive power, Mvar"),
+        "tap_pos": ("float64", "transformer tap position (trafo rows), else NaN"),
+    },
+    "grid": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO name"),
+        "converged": ("bool", "the delivery AC power flow converged"),
+        "vm_min_pu": ("float64", "lowest MV/LV bus voltage, pu"),
+        "vm_max_pu": ("float64", "highest MV/LV bus voltage, pu"),
+        "max_line_loading_percent": ("float64", "highest line loading, %"),
+        "max_trafo_loading_percent": ("float64", "highest transformer loading, %"),
+        "n_voltage_violations": ("int64", "buses outside the DSO's voltage band"),
+        "n_line_violations": ("int64", "lines above the DSO's loading limit"),
+        "n_trafo_violations": ("int64", "transformers above the DSO's loading limit"),
+        "interface_p_mw": ("float64", "net injection into the transmission network, MW"),
+        "interface_q_mvar": ("float64", "net reactive injection into transmission, Mvar"),
+    },
+    "prices": {
+        "period": ("int64", "market period"),
+        "market": ("string", "schedule (energy DC-OPF) or balancing"),
+        "bus": ("int64", "transmission bus"),
+        "price_eur_per_mwh": ("float64", "locational marginal price, EUR/MWh"),
+    },
+    "kpis": {
+        "period": ("int64", "market period"),
+        "name": ("string", "KPI name (see README)"),
+        "value": ("float64", "value"),
+        "unit": ("string", "unit of value"),
+    },
+    "events": {
+        "period": ("int64", "market period"),
+        "time_s": ("float64", "simulated time, s"),
+        "kind": ("string", "late_message, validation_failed, clearing_failed, ..."),
+        "message": ("string", "what happened"),
+    },
+    "timings": {
+        "period": ("int64", "market period"),
+        "role": ("string", "who computed: tso, a DSO, prosumers, grid, market"),
+        "stage": ("string", "forecast, bids, validation, schedule, clearing, delivery, ..."),
+        "seconds": ("float64", "wall time, s (the only table that differs between reruns)"),
+    },
+}
+
+
+class Recorder:
+    """Collects a run's rows per table; tables become DataFrames with the documented dtypes."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list] = {name: [] for name in TABLES}
+
+    def add(self, table: str, rows: list[tuple] | pd.DataFrame) -> None:
+        """Add rows (tuples in the table's column order, or a DataFrame with its columns)."""
+        self.parts[table].append(rows)
+
+    def table(self, name: str) -> pd.DataFrame:
+        columns = TABLES[name]
+        frames = [
+            p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=list(columns))
+            for p in self.parts[name]
+        ]
+        frames = [f[list(columns)] for f in frames if len(f)]
+        empty = pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in columns.items()})
+        out = pd.concat(frames, ignore_index=True) if frames else empty
+        return out.astype({c: t for c, (t, _) in columns.items()})
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {name: self.table(name) for name in TABLES}
+
+
+PACKAGES = (
+    "market_sim",
+    "mesa",
+    "simpy",
+    "pandapower",
+    "simbench",
+    "lightsim2grid",
+    "numba",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pyomo",
+    "highspy",
+    "pydantic",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a run's numbers."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def write_run(folder: Path, config_yaml: str, run_info: dict, tables: dict[str, pd.DataFrame]):
+    """Write a run folder: config.yaml, run.json and one parquet file per table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(config_yaml)
+    info = {**run_info, "packages": package_versions()}
+    (folder / "run.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    for name, table in tables.items():
+        table.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def load_results(path: str | Path) -> dict[str, pd.DataFrame]:
+    """The tables of a run folder as DataFrames, keyed by table name."""
+    path = Path(path)
+    missing = [n for n in TABLES if not (path / f"{n}.parquet").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a run folder: missing {missing}")
+    return {name: pd.read_parquet(path / f"{name}.parquet") for name in TABLES}

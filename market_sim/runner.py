@@ -1,0 +1,90 @@
+"""Run a scenario under one or several coordination models and write one folder per run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from market_sim.config import ScenarioConfig, dump_config
+from market_sim.kpis import links, summary
+from market_sim.markets.transmission import load_case
+from market_sim.model import MarketModel, load_networks
+from market_sim.results import write_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a finished run reports: its folder, its summary, its data per link."""
+
+    model: str
+    folder: Path
+    summary: dict[str, float]
+    links: pd.DataFrame
+    events: int
+    wall_time_s: float
+
+
+def run_scenario(
+    config: ScenarioConfig,
+    out: Path,
+    models: list[str] | None = None,
+    days: int | None = None,
+    progress: bool = True,
+) -> list[RunReport]:
+    """Run each model of the scenario (networks loaded once, shared); write a folder per run."""
+    models = models or list(config.models)
+    t0 = time.perf_counter()
+    networks = load_networks(config)
+    transmission = load_case(config.transmission.case)
+    log.info("networks loaded in %.1f s", time.perf_counter() - t0)
+    periods = config.for_model(models[0], days).n_periods
+    reports = []
+    with tqdm(total=periods * len(models), unit="period", disable=not progress) as bar:
+        for name in models:
+            run_config = config.for_model(name, days)
+            bar.set_description(name)
+            started = time.perf_counter()
+            sim = MarketModel(run_config, networks, transmission)
+            sim.run(progress=lambda: bar.update(1))
+            wall = time.perf_counter() - started
+            tables = sim.tables()
+            folder = out / run_config.name / name
+            info = {
+                "model": name,
+                "seed": run_config.seed,
+                "periods": run_config.n_periods,
+                "wall_time_s": round(wall, 3),
+            }
+            write_run(folder, dump_config(run_config), info, tables)
+            reports.append(
+                RunReport(
+                    name,
+                    folder,
+                    summary(tables["kpis"], tables["messages"], sim.period_h),
+                    links(tables["messages"]),
+                    len(tables["events"]),
+                    wall,
+                )
+            )
+    return reports
+
+
+def side_by_side(reports: list[RunReport]) -> str:
+    """The runs' summaries as one text table, models as columns, then data per link."""
+    table = pd.DataFrame({r.model: r.summary for r in reports})
+    table.loc["events"] = [r.events for r in reports]
+    table.loc["wall time (s)"] = [r.wall_time_s for r in reports]
+    text = table.map(lambda v: f"{v:,.1f}" if abs(v) < 1e6 else f"{v:,.0f}").to_string()
+    per_link = pd.concat(
+        [r.links.assign(model=r.model) for r in reports], ignore_index=True
+    ).pivot_table(index="link", columns="model", values=["messages", "bytes"], fill_value=0)
+    per_link = per_link.reindex(columns=[r.model for r in reports], level=1)
+    folders = "\n".join(f"  {r.model}: {r.folder}" for r in reports)
+    return f"{text}\n\nmessages and bytes per link:\n{per_link.to_string()}\n\nresults:\n{folders}"

@@ -1,0 +1,123 @@
+"""Value types that flow between the stages of a market period.
+
+Sign convention, stated once for the whole project: **injection into the network is positive**.
+An *up* service means more injection or less consumption; a *down* service the opposite. Bid
+quantities (``mw``) are always non-negative; the ``direction`` column carries the sign.
+Prices are in EUR/MWh and are what the buyer of the service pays per MWh delivered; a negative
+price means the provider pays the buyer (e.g. a generator that saves fuel when moved down).
+
+Tables inside these types are pandas DataFrames so that one message carries many bids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+UP = "up"
+DOWN = "down"
+DIRECTIONS = (UP, DOWN)
+
+#: pandapower element tables that prosumers own and bids act on.
+ELEMENT_TABLES = ("load", "sgen", "storage")
+
+#: Columns of a bid book. One row is one bid of one device in one direction.
+BID_COLUMNS = {
+    "bid_id": "int64",  # unique within the run, stable across periods for a device+direction
+    "prosumer": "int64",  # prosumer agent id
+    "aggregator": "string",  # aggregator name
+    "dso": "string",  # DSO name (the distribution network the device sits in)
+    "element": "string",  # pandapower table of the device: load, sgen or storage
+    "element_index": "int64",  # index in that pandapower table
+    "bus": "int64",  # pandapower bus of the device in the DSO network
+    "direction": "string",  # "up" (more injection) or "down" (less injection)
+    "mw": "float64",  # offered quantity, >= 0
+    "price_eur_per_mwh": "float64",  # asked price
+}
+
+
+def empty_bids() -> pd.DataFrame:
+    """An empty bid book with the right dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in BID_COLUMNS.items()})
+
+
+def signed_mw(direction: pd.Series | np.ndarray, mw: pd.Series | np.ndarray) -> np.ndarray:
+    """Injection change in MW of a quantity in a direction (up positive, down negative)."""
+    sign = np.where(np.asarray(direction) == UP, 1.0, -1.0)
+    return sign * np.asarray(mw, dtype=float)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operating limits a validator enforces on a distribution network."""
+
+    vm_min_pu: float = 0.95
+    vm_max_pu: float = 1.05
+    max_loading_percent: float = 100.0
+
+
+@dataclass
+class Injections:
+    """Absolute set-points of every load, sgen and storage of one network for one period.
+
+    ``p_mw[table]`` and ``q_mvar[table]`` are aligned with ``net[table].index`` and use
+    pandapower's own sign per table (load and storage: consumption positive; sgen: generation
+    positive). ``trafo_tap_pos`` holds the tap position of every transformer (aligned with
+    ``net.trafo.index``).
+    """
+
+    p_mw: dict[str, np.ndarray]
+    q_mvar: dict[str, np.ndarray]
+    trafo_tap_pos: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def copy(self) -> Injections:
+        return Injections(
+            {k: v.copy() for k, v in self.p_mw.items()},
+            {k: v.copy() for k, v in self.q_mvar.items()},
+            self.trafo_tap_pos.copy(),
+        )
+
+
+@dataclass(frozen=True)
+class PowerFlowResult:
+    """Summary of one AC power flow of a distribution network.
+
+    ``interface_p_mw`` is the net injection of the distribution network into the transmission
+    network at its interface (positive = the DSO area exports).
+    """
+
+    converged: bool
+    vm_min_pu: float
+    vm_max_pu: float
+    max_line_loading_percent: float
+    max_trafo_loading_percent: float
+    n_voltage_violations: int
+    n_line_violations: int
+    n_trafo_violations: int
+    interface_p_mw: float
+    interface_q_mvar: float
+
+    @property
+    def n_violations(self) -> int:
+        return self.n_voltage_violations + self.n_line_violations + self.n_trafo_violations
+
+    @property
+    def within_limits(self) -> bool:
+        return self.converged and self.n_violations == 0
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Outcome of validating one bid book against one distribution network.
+
+    ``table`` has one row per bid: ``bid_id``, ``validated_mw`` (0 <= validated <= offered) and
+    ``reason`` (``"ok"``, ``"cut: <constraint>"``, ``"rejected: <why>"``).
+    """
+
+    table: pd.DataFrame
+    iterations: int
+    converged: bool
+    binding: tuple[str, ...] = ()
+    message: str = ""

@@ -1,0 +1,54 @@
+"""Aggregated offers and their disaggregation, with hand-worked answers."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from market_sim.markets.aggregation import aggregate_offer, bid_offers, disaggregate
+from market_sim.markets.settlement import settle
+
+
+def _validated():
+    return pd.DataFrame(
+        {
+            "bid_id": [0, 2, 4, 1, 3],
+            "dso": "d",
+            "direction": ["up", "up", "up", "down", "down"],
+            "mw": [1.0, 2.0, 0.5, 3.0, 1.0],
+            "price_eur_per_mwh": [30.0, 10.0, 10.0, 5.0, 1.0],
+        }
+    )
+
+
+def test_aggregate_offer_is_a_merit_order_curve():
+    curve = aggregate_offer(_validated(), interface_bus=7, first_id=100)
+    up = curve[curve.direction == "up"]
+    assert up.price_eur_per_mwh.tolist() == [10.0, 30.0]
+    assert up.mw.tolist() == [2.5, 1.0]  # two bids at 10 EUR/MWh form one step
+    assert (curve.bus == 7).all() and curve.offer_id.min() == 100
+    assert curve.offer_id.is_unique
+
+
+def test_disaggregate_takes_cheapest_bids_first():
+    d = disaggregate(_validated(), {"up": 2.2, "down": 1.5}).set_index("bid_id").mw
+    assert d[2] + d[4] == 2.2 and d[0] == 0.0  # the 10 EUR/MWh bids, lower id first
+    assert d[2] == 2.0 and abs(d[4] - 0.2) < 1e-12
+    assert d[3] == 1.0 and d[1] == 0.5  # down: the 1 EUR/MWh bid first
+
+
+def test_pay_as_clear_signs():
+    bids = _validated().assign(aggregator="a")
+    dispatch = pd.DataFrame({"bid_id": [2, 3], "mw": [2.0, 1.0]})
+    offers = bid_offers(bids, {"d": 7})
+    table = settle(
+        pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)}),
+        offers.assign(element=""),
+        dispatch,
+        bids,
+        {"d": 7},
+        pd.Series({7: 12.0}),
+        0.25,
+    )
+    pay = table.set_index("id").payment_eur
+    assert pay[2] == 12.0 * 2.0 * 0.25  # up: paid the price
+    assert pay[3] == -12.0 * 1.0 * 0.25  # down: pays the price back

@@ -1,0 +1,308 @@
+"""Tests of the transmission market clearing (energy schedule and balancing market)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandapower as pp
+import pandapower.networks as pn
+import pandas as pd
+import pytest
+
+from market_sim.markets.clearing import (
+    BalancingMarket,
+    EnergySchedule,
+    ScheduleResult,
+    ter_offers,
+)
+from market_sim.markets.transmission import from_pandapower, load_case, network_from_arrays
+
+VOLL = 3000.0
+
+
+def _offers(rows: list[tuple[int, int, str, float, float]]) -> pd.DataFrame:
+    """Offer book from (offer_id, bus, direction, mw, price) tuples."""
+    return pd.DataFrame(
+        {
+            "offer_id": pd.Series([r[0] for r in rows], dtype="int64"),
+            "bus": pd.Series([r[1] for r in rows], dtype="int64"),
+            "direction": pd.Series([r[2] for r in rows], dtype="string"),
+            "mw": pd.Series([r[3] for r in rows], dtype="float64"),
+            "price_eur_per_mwh": pd.Series([r[4] for r in rows], dtype="float64"),
+        }
+    )
+
+
+def _accepted_mw(result, offer_ids) -> np.ndarray:
+    acc = result.accepted.set_index("offer_id")["mw"]
+    return acc.reindex(list(offer_ids), fill_value=0.0).to_numpy()
+
+
+def _pp_dispatch(net) -> pd.Series:
+    parts = {}
+    for table in ("ext_grid", "gen", "sgen"):
+        for i, p in net[f"res_{table}"]["p_mw"].items():
+            if table != "sgen" or net.sgen.at[i, "controllable"]:
+                parts[f"{table} {i}"] = p
+    return pd.Series(parts)
+
+
+def _triangle(rating: float = 1000.0):
+    """Three buses, stiff lines, nothing binding unless ``rating`` says so."""
+    return network_from_arrays(
+        n_buses=3, branches=[(0, 1, 0.1, rating), (1, 2, 0.1, rating), (0, 2, 0.1, rating)]
+    )
+
+
+# ---- energy schedule ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["case39", "case118"])
+def test_schedule_matches_rundcopp(case):
+    net = getattr(pn, case)()
+    pp.rundcopp(net)
+    network = from_pandapower(net, name=case)
+    result = EnergySchedule(network).solve(network.base_load_mw)
+
+    assert result.ok, result.message
+    assert result.cost_eur_per_h == pytest.approx(net.res_cost, rel=1e-4)
+    expected = _pp_dispatch(net)
+    assert set(result.gen_mw.index) == set(expected.index)
+    np.testing.assert_allclose(result.gen_mw[expected.index], expected, atol=1e-3)
+    lam = net.res_bus["lam_p"].to_numpy()
+    pos = network.bus_position(net.bus.index.to_numpy())
+    np.testing.assert_allclose(result.price_eur_per_mwh[pos], lam, atol=1e-4)
+
+
+def test_schedule_congested_prices_match_rundcopp():
+    net = pn.case39()
+    net.line["max_loading_percent"] = 70.0  # makes lines bind (65 % is infeasible)
+    pp.rundcopp(net)
+    network = from_pandapower(net, name="case39 tight")
+    result = EnergySchedule(network).solve(network.base_load_mw)
+
+    assert result.ok, result.message
+    assert result.cost_eur_per_h == pytest.approx(net.res_cost, rel=1e-4)
+    lam = net.res_bus["lam_p"].to_numpy()
+    assert np.ptp(lam) > 1.0  # the test only means something if prices separate
+    pos = network.bus_position(net.bus.index.to_numpy())
+    np.testing.assert_allclose(result.price_eur_per_mwh[pos], lam, atol=1e-3)
+
+
+def test_schedule_resolve_after_load_change():
+    network = load_case("case39")
+    schedule = EnergySchedule(network)
+    high = schedule.solve(network.base_load_mw * 1.05)
+    base = schedule.solve(network.base_load_mw)
+    fresh = EnergySchedule(network).solve(network.base_load_mw)
+    assert high.ok and base.ok
+    assert high.cost_eur_per_h > base.cost_eur_per_h
+    np.testing.assert_allclose(base.gen_mw, fresh.gen_mw, atol=1e-6)
+
+
+def test_schedule_falls_back_to_pips_when_highs_fails(monkeypatch):
+    import market_sim.markets.clearing as clearing
+
+    net = pn.case39()
+    pp.rundcopp(net)
+    network = from_pandapower(net, name="case39")
+    schedule = EnergySchedule(network)
+    monkeypatch.setattr(clearing, "_run", lambda opt, m: (None, "forced error"))
+    result = schedule.solve(network.base_load_mw)
+
+    assert result.ok and "PIPS" in result.message
+    assert result.cost_eur_per_h == pytest.approx(net.res_cost, rel=1e-6)
+    expected = _pp_dispatch(net)
+    np.testing.assert_allclose(result.gen_mw[expected.index], expected, atol=1e-3)
+    np.testing.assert_allclose(result.price_eur_per_mwh, net.res_bus["lam_p"], atol=1e-3)
+
+
+def test_schedule_infeasible_returns_not_ok():
+    network = load_case("case39")
+    schedule = EnergySchedule(network)
+    result = schedule.solve(network.base_load_mw * 10.0)  # far beyond generation capacity
+    assert not result.ok
+    assert result.message
+    assert np.isnan(result.cost_eur_per_h)
+    assert schedule.solve(network.base_load_mw).ok  # and the model is still usable
+
+
+def test_load_case_unknown_or_without_costs():
+    with pytest.raises(ValueError, match="case_nope.*case39"):
+        load_case("case_nope")
+    with pytest.raises(ValueError, match="case4gs.*no generator cost"):
+        load_case("case4gs")
+
+
+# ---- balancing market ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direction, sign", [("up", 1.0), ("down", -1.0)], ids=["up", "down"])
+def test_merit_order(direction, sign):
+    # Up offers cost 10, 20, 30; down offers "cost" -10, -20, -30: the provider pays, and the
+    # one that pays most (the cheapest for the TSO) goes first.
+    prices = {"up": [10.0, 20.0, 30.0], "down": [-30.0, -20.0, -10.0]}[direction]
+    offers = _offers([(k, k, direction, 50.0, p) for k, p in enumerate(prices)])
+    need = np.array([0.0, sign * 80.0, 0.0])
+    result = BalancingMarket(_triangle(), VOLL).clear(offers, need, np.zeros(3))
+
+    assert result.ok, result.message
+    np.testing.assert_allclose(_accepted_mw(result, [0, 1, 2]), [50.0, 30.0, 0.0], atol=1e-6)
+    # Nodal price of injection is 20 everywhere: up clears at +20, down at -20.
+    np.testing.assert_allclose(result.price_eur_per_mwh, 20.0, atol=1e-5)
+    assert result.unserved_up_mw == pytest.approx(0.0, abs=1e-9)
+    assert result.unserved_down_mw == pytest.approx(0.0, abs=1e-9)
+    assert result.cost_eur == pytest.approx(
+        sum(p * q for p, q in zip(prices, [50, 30, 0], strict=True))
+    )
+
+
+def test_price_separation_with_binding_line():
+    network = network_from_arrays(n_buses=2, branches=[(0, 1, 0.1, 30.0)])
+    offers = _offers([(1, 0, "up", 100.0, 10.0), (2, 1, "up", 100.0, 50.0)])
+    result = BalancingMarket(network, VOLL).clear(offers, np.array([0.0, 80.0]), np.zeros(1))
+
+    assert result.ok, result.message
+    np.testing.assert_allclose(_accepted_mw(result, [1, 2]), [30.0, 50.0], atol=1e-6)
+    np.testing.assert_allclose(result.price_eur_per_mwh, [10.0, 50.0], atol=1e-5)
+
+
+def test_base_flow_uses_up_line_capacity():
+    network = network_from_arrays(n_buses=2, branches=[(0, 1, 0.1, 30.0)])
+    offers = _offers([(1, 0, "up", 100.0, 10.0), (2, 1, "up", 100.0, 50.0)])
+    market = BalancingMarket(network, VOLL)
+    result = market.clear(offers, np.array([0.0, 80.0]), np.array([20.0]))
+    np.testing.assert_allclose(_accepted_mw(result, [1, 2]), [10.0, 70.0], atol=1e-6)
+
+    # A base flow above the rating relaxes the limit to the base flow: no further deviation.
+    over = market.clear(offers, np.array([0.0, 80.0]), np.array([45.0]))
+    assert over.ok and over.relaxed_branches == ("line 0",)
+    assert "relaxed" in over.message
+    np.testing.assert_allclose(_accepted_mw(over, [1, 2]), [0.0, 80.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("direction, sign", [("up", 1.0), ("down", -1.0)], ids=["up", "down"])
+def test_unmet_need_goes_to_slack_at_voll(direction, sign):
+    offers = _offers([(1, 0, direction, 50.0, sign * 10.0)])
+    result = BalancingMarket(_triangle(), VOLL).clear(offers, np.array([0.0, sign * 70.0, 0.0]))
+
+    assert result.ok, result.message
+    np.testing.assert_allclose(_accepted_mw(result, [1]), [50.0], atol=1e-6)
+    unserved = result.unserved_up_mw if sign > 0 else result.unserved_down_mw
+    other = result.unserved_down_mw if sign > 0 else result.unserved_up_mw
+    assert unserved == pytest.approx(20.0, abs=1e-6)
+    assert other == pytest.approx(0.0, abs=1e-9)
+    # Extra need for injection costs VOLL when short; when long, less need saves VOLL.
+    np.testing.assert_allclose(result.price_eur_per_mwh, sign * VOLL, atol=1e-6)
+    assert result.cost_eur == pytest.approx(sign * 10.0 * 50.0 + VOLL * 20.0)
+
+
+def test_empty_offers_without_ter_all_to_slack():
+    # Needs at different buses net out through the network: only 3 MW are missing.
+    result = BalancingMarket(_triangle(), VOLL).clear(_offers([]), np.array([5.0, 0.0, -2.0]))
+    assert result.ok, result.message
+    assert result.accepted.empty
+    assert result.unserved_up_mw == pytest.approx(3.0)
+    assert result.unserved_down_mw == pytest.approx(0.0, abs=1e-9)
+    assert result.cost_eur == pytest.approx(3.0 * VOLL)
+
+
+def test_ter_offers_do_not_wash_trade():
+    # Unconstrained case39 generators share one marginal cost, so any up/down pair of TER
+    # offers nets to zero cost: only the tie-break keeps the activated volume at the need.
+    rng = np.random.default_rng(3)
+    network = load_case("case39")
+    schedule = EnergySchedule(network).solve(network.base_load_mw)
+    market = BalancingMarket(network, VOLL)
+    for _ in range(10):
+        need = np.zeros(network.n_buses)
+        need[rng.integers(0, network.n_buses, 2)] = rng.uniform(-40.0, 40.0, 2)
+        offers = ter_offers(network, schedule, ramp_mw=rng.uniform(20.0, 60.0))
+        result = market.clear(offers, need, schedule.flow_mw)
+        assert result.ok, result.message
+        assert result.accepted["mw"].sum() == pytest.approx(abs(need.sum()), abs=1e-6)
+
+
+def test_built_once_matches_fresh_model():
+    rng = np.random.default_rng(7)
+    network = load_case("case39")
+    schedule = EnergySchedule(network).solve(network.base_load_mw)
+    market = BalancingMarket(network, VOLL, slots_per_bus=1)  # small, to force rebuilds
+    for period in range(20):
+        n = int(rng.integers(0, 40))
+        der = _offers(
+            [
+                (
+                    1000 * period + k,
+                    int(rng.choice(network.bus_ids[:10])),
+                    str(rng.choice(["up", "down"])),
+                    float(rng.uniform(0.0, 30.0)),
+                    float(rng.uniform(-50.0, 80.0)),
+                )
+                for k in range(n)
+            ]
+        )
+        ter = ter_offers(network, schedule, ramp_mw=rng.uniform(0.0, 50.0))
+        # Unconstrained generators share one marginal cost, so their offers tie and the split
+        # between them is arbitrary; jitter the prices so the comparison is well posed.
+        ter["price_eur_per_mwh"] += rng.uniform(-0.5, 0.5, len(ter))
+        offers = pd.concat([der, ter.drop(columns="element")], ignore_index=True)
+        need = np.zeros(network.n_buses)
+        need[rng.integers(0, network.n_buses, 3)] = rng.normal(0.0, 80.0, 3)
+
+        kept = market.clear(offers, need, schedule.flow_mw)
+        fresh = BalancingMarket(network, VOLL).clear(offers, need, schedule.flow_mw)
+        assert kept.ok and fresh.ok
+        ids = offers["offer_id"]
+        np.testing.assert_allclose(_accepted_mw(kept, ids), _accepted_mw(fresh, ids), atol=1e-6)
+        assert kept.cost_eur == pytest.approx(fresh.cost_eur, rel=1e-9, abs=1e-6)
+    assert market.capacity.max() > 1  # the overflow path was exercised
+
+
+def test_ter_offers():
+    network = load_case("case39")
+    schedule = EnergySchedule(network).solve(network.base_load_mw)
+    ter = ter_offers(network, schedule, ramp_mw=50.0)
+
+    assert (ter["offer_id"] < 0).all() and ter["offer_id"].is_unique
+    assert (ter["mw"] > 0).all() and (ter["mw"] <= 50.0 + 1e-9).all()
+    gen = network.generators.set_index("element")
+    for row in ter.itertuples():
+        p = schedule.gen_mw[row.element]
+        mc = gen.at[row.element, "c1_eur_per_mwh"] + 2 * gen.at[row.element, "c2_eur_per_mw2h"] * p
+        expected = mc if row.direction == "up" else -mc
+        assert row.price_eur_per_mwh == pytest.approx(expected)
+    # ext_grid 0 is scheduled at its maximum, so it offers only down.
+    assert set(ter.loc[ter["element"] == "ext_grid 0", "direction"]) == {"down"}
+
+    failed = ScheduleResult(
+        False,
+        "x",
+        schedule.gen_mw * np.nan,
+        schedule.flow_mw,
+        np.nan,
+        schedule.price_eur_per_mwh,
+        0.0,
+    )
+    assert ter_offers(network, failed, 50.0).empty
+
+
+def test_failed_balancing_solve_returns_not_ok(monkeypatch):
+    market = BalancingMarket(_triangle(), VOLL)
+    offers = _offers([(1, 0, "up", 50.0, 10.0)])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver crashed")
+
+    monkeypatch.setattr(market._solver, "solve", broken)
+    result = market.clear(offers, np.array([0.0, 10.0, 0.0]))
+    assert not result.ok
+    assert "solver crashed" in result.message
+    assert np.isnan(result.price_eur_per_mwh).all()
+
+
+def test_invalid_offers_raise():
+    market = BalancingMarket(_triangle(), VOLL)
+    with pytest.raises(ValueError, match="buses \\[9\\]"):
+        market.clear(_offers([(1, 9, "up", 5.0, 1.0)]), np.zeros(3))
+    with pytest.raises(ValueError, match="direction"):
+        market.clear(_offers([(1, 0, "sideways", 5.0, 1.0)]), np.zeros(3))

@@ -1,0 +1,253 @@
+"""Tests of the distribution-grid layer: loading, power flow, replay and bid validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+import pytest
+
+from market_sim.grid.network import (
+    DistributionNetwork,
+    load_network,
+    profile_step,
+    step_of,
+)
+from market_sim.grid.powerflow import (
+    PowerFlowDetail,
+    apply_bids,
+    injections_table,
+    monitored_buses,
+    replay_power_flow,
+    run_power_flow,
+    run_power_flow_detailed,
+)
+from market_sim.grid.validation import validate_iterative
+from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, Limits
+
+CODES = ("1-MV-rural--2-sw", "1-MV-semiurb--2-sw")
+LIMITS = Limits()
+TOL = 1e-6
+#: Midday and evening steps in spring, summer and winter.
+STEPS = (96 * 170 + 48, 96 * 100 + 52, 96 * 20 + 76, 96 * 300 + 72)
+
+
+@pytest.fixture(scope="module", params=CODES)
+def dn(request: pytest.FixtureRequest) -> DistributionNetwork:
+    return load_network(request.param, pv_scale=2.5)
+
+
+def make_bids(rows: list[tuple[str, int, str, float]]) -> pd.DataFrame:
+    """Bid book with BID_COLUMNS from (element, element_index, direction, mw) tuples."""
+    df = pd.DataFrame(rows, columns=["element", "element_index", "direction", "mw"])
+    df["bid_id"] = np.arange(len(df))
+    df["prosumer"] = np.arange(len(df))
+    df["aggregator"] = "agg"
+    df["dso"] = "dso"
+    df["bus"] = 0
+    df["price_eur_per_mwh"] = 50.0
+    return df[list(BID_COLUMNS)].astype(BID_COLUMNS)
+
+
+def random_bids(
+    dn: DistributionNetwork, inj: Injections, rng: np.random.Generator, scale: float
+) -> pd.DataFrame:
+    """Large random bids: PV curtailment, load shifts and storage in both directions."""
+    net, rows = dn.net, []
+    for pos in rng.choice(len(net.sgen), len(net.sgen) // 2, replace=False):
+        rows.append(
+            ("sgen", net.sgen.index[pos], DOWN, inj.p_mw["sgen"][pos] * rng.uniform(0.3, 1))
+        )
+    for pos in rng.choice(len(net.load), len(net.load) // 2, replace=False):
+        size = net.load["sn_mva"].iloc[pos]
+        rows.append(("load", net.load.index[pos], DOWN, scale * size * rng.uniform(0.2, 1)))
+        rows.append(("load", net.load.index[pos], UP, inj.p_mw["load"][pos] * rng.uniform(0.3, 1)))
+    for pos in rng.choice(len(net.storage), len(net.storage) // 2, replace=False):
+        p_max = dn.storage_p_max_mw[pos]
+        rows.append(("storage", net.storage.index[pos], UP, scale * p_max * rng.uniform(0.3, 1)))
+        rows.append(("storage", net.storage.index[pos], DOWN, scale * p_max * rng.uniform(0.3, 1)))
+    return make_bids(rows)
+
+
+def validated_book(bids: pd.DataFrame, table: pd.DataFrame, direction: str) -> pd.DataFrame:
+    validated = table.set_index("bid_id")["validated_mw"]
+    sel = bids[bids["direction"] == direction]
+    return sel.assign(mw=validated.loc[sel["bid_id"]].to_numpy())
+
+
+def no_worse_than_baseline(dn: DistributionNetwork, d: PowerFlowDetail, base: PowerFlowDetail):
+    """Within limits, or where the baseline already violates them, not worse than it."""
+    assert d.result.converged
+    mon = monitored_buses(dn.net)
+    vmax = np.fmax(LIMITS.vm_max_pu, base.vm_pu[mon])
+    vmin = np.fmin(LIMITS.vm_min_pu, base.vm_pu[mon])
+    assert np.all(d.vm_pu[mon] <= vmax + TOL)
+    assert np.all(d.vm_pu[mon] >= vmin - TOL)
+    for now, before in (
+        (d.line_loading_percent, base.line_loading_percent),
+        (d.trafo_loading_percent, base.trafo_loading_percent),
+    ):
+        ok = np.isfinite(now)
+        assert np.all(now[ok] <= np.fmax(LIMITS.max_loading_percent, before[ok]) + TOL)
+
+
+# ------------------------------------------------------------------------------------------
+# network
+
+
+def test_load_network(dn: DistributionNetwork) -> None:
+    net = dn.net
+    assert dn.profiles["load_p"].shape == (35136, len(net.load))
+    assert dn.profiles["sgen_p"].shape == (35136, len(net.sgen))
+    assert dn.pv_mask.dtype == bool and dn.pv_mask.any()
+    assert dn.interface_bus == int(net.ext_grid.bus.iloc[0])
+    assert len(dn.storage_p_max_mw) == len(net.storage) and (dn.storage_p_max_mw > 0).all()
+    # SimBench leaves the tap changer type empty; pandapower 3 would ignore tap_pos.
+    assert (net.trafo["tap_changer_type"] == "Ratio").all()
+    inj = dn.baseline(STEPS[0])
+    assert np.all(inj.p_mw["storage"] == 0) and np.all(inj.q_mvar["sgen"] == 0)
+    tapped = inj.copy()
+    tapped.trafo_tap_pos = tapped.trafo_tap_pos + 3
+    assert run_power_flow(dn, tapped, LIMITS).vm_max_pu < run_power_flow(dn, inj, LIMITS).vm_max_pu
+
+
+def test_pv_scale_only_scales_pv() -> None:
+    one = load_network(CODES[0])
+    two = load_network(CODES[0], pv_scale=2.0, storage_scale=3.0, load_scale=0.5)
+    pv = one.pv_mask
+    np.testing.assert_allclose(two.profiles["sgen_p"][:, pv], 2 * one.profiles["sgen_p"][:, pv])
+    np.testing.assert_allclose(two.profiles["sgen_p"][:, ~pv], one.profiles["sgen_p"][:, ~pv])
+    np.testing.assert_allclose(two.profiles["load_q"], 0.5 * one.profiles["load_q"])
+    np.testing.assert_allclose(two.storage_e_max_mwh, 3 * one.storage_e_max_mwh)
+
+
+def test_unknown_code_raises() -> None:
+    with pytest.raises(ValueError, match="1-MV-nowhere--9-sw"):
+        load_network("1-MV-nowhere--9-sw")
+
+
+def test_profile_steps() -> None:
+    assert step_of("2016-01-01 00:00") == 0
+    assert step_of(pd.Timestamp("2016-01-02 00:15")) == 97
+    assert step_of("2023-01-02 00:15") == 97  # other years map onto the SimBench year
+    assert profile_step(pd.Timestamp("2016-01-01"), 3, 60) == 12
+    assert profile_step("2016-12-31 23:45", 1, 15) == 0  # wraps around
+
+
+# ------------------------------------------------------------------------------------------
+# power flow
+
+
+def test_power_flow_matches_pandapower(dn: DistributionNetwork) -> None:
+    for step in STEPS[:2]:
+        d = run_power_flow_detailed(dn, dn.baseline(step), LIMITS)  # writes the tables
+        assert d.result.converged
+        pp.runpp(dn.net, numba=False, calculate_voltage_angles=True)
+        np.testing.assert_allclose(d.vm_pu, dn.net.res_bus.vm_pu.to_numpy(), atol=TOL)
+        np.testing.assert_allclose(
+            d.line_loading_percent, dn.net.res_line.loading_percent.to_numpy(), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            d.trafo_loading_percent, dn.net.res_trafo.loading_percent.to_numpy(), atol=1e-5
+        )
+        p_ext = -dn.net.res_ext_grid.p_mw.sum()
+        assert d.result.interface_p_mw == pytest.approx(p_ext, abs=TOL)
+
+
+def test_apply_bids_signs(dn: DistributionNetwork) -> None:
+    net = dn.net
+    inj = dn.baseline(STEPS[0])
+    bids = make_bids(
+        [
+            ("load", net.load.index[0], UP, 0.1),
+            ("load", net.load.index[0], UP, 0.2),
+            ("sgen", net.sgen.index[1], DOWN, 0.3),
+            ("storage", net.storage.index[2], UP, 0.4),
+        ]
+    )
+    out = apply_bids(dn, inj, bids)
+    assert out.p_mw["load"][0] == pytest.approx(inj.p_mw["load"][0] - 0.3)
+    assert out.p_mw["sgen"][1] == pytest.approx(inj.p_mw["sgen"][1] - 0.3)
+    assert out.p_mw["storage"][2] == pytest.approx(-0.4)  # discharging
+    assert inj.p_mw["storage"][2] == 0  # input untouched
+
+
+def test_replay_reproduces_run() -> None:
+    dn = load_network(CODES[1], pv_scale=2.5)
+    inj = dn.baseline(STEPS[0])
+    inj.trafo_tap_pos = inj.trafo_tap_pos + 1
+    inj = apply_bids(dn, inj, make_bids([("storage", dn.net.storage.index[3], DOWN, 0.5)]))
+    ours = run_power_flow(dn, inj, LIMITS)
+    ref = replay_power_flow(dn.code, injections_table(dn, inj), LIMITS)
+    assert ref.converged and ours.converged
+    for name, value in vars(ours).items():
+        assert getattr(ref, name) == pytest.approx(value, abs=TOL), name
+
+
+# ------------------------------------------------------------------------------------------
+# validation
+
+
+def test_validation_makes_bids_safe(dn: DistributionNetwork) -> None:
+    rng = np.random.default_rng(42)
+    unchecked_violations = 0
+    strict_cases = 0
+    for step in STEPS:
+        inj = dn.baseline(step)
+        base = run_power_flow_detailed(dn, inj, LIMITS)
+        bids = random_bids(dn, inj, rng, scale=3.0)
+        res = validate_iterative(dn, inj, bids, LIMITS)
+        assert res.converged, res.message
+        table = res.table
+        assert list(table["bid_id"]) == list(bids["bid_id"])
+        assert (table["validated_mw"] >= 0).all()
+        assert (table["validated_mw"].to_numpy() <= bids["mw"].to_numpy() + 1e-12).all()
+        for direction in (UP, DOWN):
+            offered = bids[bids["direction"] == direction]
+            unchecked = run_power_flow(dn, apply_bids(dn, inj, offered), LIMITS)
+            unchecked_violations += (not unchecked.converged) or unchecked.n_violations > 0
+            book = validated_book(bids, table, direction)
+            d = run_power_flow_detailed(dn, apply_bids(dn, inj, book), LIMITS)
+            no_worse_than_baseline(dn, d, base)
+            if base.result.within_limits:
+                strict_cases += 1
+                assert d.result.within_limits, (step, direction, d.result)
+    assert unchecked_violations > 0
+    assert strict_cases > 0
+
+
+def test_absurd_bids_are_cut_or_rejected(dn: DistributionNetwork) -> None:
+    net = dn.net
+    inj = dn.baseline(STEPS[1])
+    bids = make_bids(
+        [
+            ("load", net.load.index[5], UP, 1000.0),
+            ("sgen", net.sgen.index[3], UP, 1000.0),
+            ("load", net.load.index[7], DOWN, 1000.0),
+            ("storage", net.storage.index[1], DOWN, 500.0),
+        ]
+    )
+    assert not run_power_flow(dn, apply_bids(dn, inj, bids[bids.direction == UP]), LIMITS).converged
+    base = run_power_flow_detailed(dn, inj, LIMITS)
+    res = validate_iterative(dn, inj, bids, LIMITS)
+    mw = res.table["validated_mw"].to_numpy()
+    assert (mw >= 0).all() and (mw <= bids["mw"].to_numpy()).all()
+    if not res.converged:
+        assert res.table["reason"].str.startswith("rejected").any()
+    for direction in (UP, DOWN):
+        book = validated_book(bids, res.table, direction)
+        no_worse_than_baseline(
+            dn, run_power_flow_detailed(dn, apply_bids(dn, inj, book), LIMITS), base
+        )
+
+
+def test_non_converging_baseline_rejects_everything(dn: DistributionNetwork) -> None:
+    inj = dn.baseline(STEPS[0])
+    inj.p_mw["load"] = inj.p_mw["load"] * 100.0
+    result = run_power_flow(dn, inj, LIMITS)
+    assert not result.converged and np.isnan(result.vm_max_pu) and result.n_violations == 0
+    bids = make_bids([("load", dn.net.load.index[0], UP, 0.1)])
+    res = validate_iterative(dn, inj, bids, LIMITS)
+    assert not res.converged
+    assert (res.table["validated_mw"] == 0).all()
+    assert res.table["reason"].str.startswith("rejected").all()

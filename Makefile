@@ -32,6 +32,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quickstart.py
+	$(BIN)/python benchmarks/bench_baselines.py
 
 # Re-resolve the lock from pyproject's ranges (run after changing dependencies, then test).
 lock:

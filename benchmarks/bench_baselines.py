@@ -1,0 +1,81 @@
+"""The fast paths against naive baselines, timed in the same run on the quickstart's inputs.
+
+* AC power flow: our cached-model Newton-Raphson (``run_power_flow``) against a plain
+  ``pandapower.runpp`` of the same operating points (the delivery power flows of one day).
+* Balancing market: the model built once and updated per period against one rebuilt from scratch
+  every period, on the offers, needs and flows of one day of the hybrid model.
+
+Reports medians and ratios (the machine is noisy).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pandapower as pp
+
+from market_sim.config import load_config
+from market_sim.grid.powerflow import run_power_flow, write_injections
+from market_sim.logs import quiet_third_party
+from market_sim.markets.clearing import BalancingMarket
+from market_sim.markets.transmission import load_case
+from market_sim.model import MarketModel, load_networks
+from market_sim.types import Limits
+
+try:
+    from benchmarks.bench_quickstart import ROOT
+except ImportError:  # run as a script from benchmarks/
+    from bench_quickstart import ROOT
+
+
+def _median_ms(func, items) -> float:
+    times = []
+    for item in items:
+        t0 = time.perf_counter()
+        func(item)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    quiet_third_party()
+    config = load_config(ROOT / "configs" / "quickstart.yaml")
+    networks = load_networks(config)
+    transmission = load_case(config.transmission.case)
+    sim = MarketModel(config.for_model("hybrid"), networks, transmission)
+    inputs, states = [], {name: [] for name in networks}
+    for _ in range(config.n_periods):
+        sim.step()
+        tso = sim.tso
+        inputs.append((tso.offers.copy(), tso.need_mw.copy(), tso.schedule.flow_mw.copy()))
+        for name, dso in sim.dsos.items():
+            states[name].append(dso.delivered)
+
+    print("AC power flow, median ms per power flow over one day of delivered states:")
+    for name, dn in networks.items():
+        fast = _median_ms(lambda inj, dn=dn: run_power_flow(dn, inj, Limits()), states[name])
+
+        def naive(inj, dn=dn):
+            write_injections(dn, inj)
+            pp.runpp(dn.net)
+
+        slow = _median_ms(naive, states[name])
+        print(
+            f"  {dn.code}: runpp {slow:.1f} ms, fast path {fast:.2f} ms, ratio {slow / fast:.0f}x"
+        )
+
+    market = BalancingMarket(transmission, config.voll_eur_per_mwh)
+    built_once = _median_ms(lambda x: market.clear(*x), inputs)
+    rebuilt = _median_ms(
+        lambda x: BalancingMarket(transmission, config.voll_eur_per_mwh).clear(*x), inputs
+    )
+    print("balancing market clearing (case39), median ms per period:")
+    print(
+        f"  rebuilt every period {rebuilt:.1f} ms, built once and updated {built_once:.1f} ms, "
+        f"ratio {rebuilt / built_once:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

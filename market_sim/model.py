@@ -108,6 +108,7 @@ class MarketModel(mesa.Model):
 
     def _period(self, clock: PeriodClock) -> Generator:
         cfg = self.config
+        yield self.post.wait_until(clock.start_s)  # gate opening
         step = profile_step(cfg.start, clock.period, cfg.period_minutes)
         # gate opening: forecasts, bids and the TSO's plan
         forecasts = {

@@ -119,3 +119,19 @@ def test_dispatched_der_within_validated(make_model):
     )
     assert (der.mw <= der.validated_mw + 1e-6).all()
     assert np.isfinite(t["kpis"].value).all()
+
+
+@pytest.mark.parametrize("model", list(EXPECTED))
+def test_late_messages_are_rejected_logged_and_the_run_goes_on(make_model, quickstart, model):
+    """A link slower than the bid gate: every bid arrives late, nothing is dispatched."""
+    slow = quickstart.communication.model_copy(update={"latency_s": 400.0})
+    sim = make_model(model, communication=slow)
+    sim.period = NOON
+    sim.run(periods=2)
+    t = sim.tables()
+    first = t["messages"][t["messages"].step == EXPECTED[model][0]]
+    assert first.late.all() and len(first) > 0
+    assert (t["events"].kind == "late_message").sum() >= len(first)
+    assert t["dispatch"].query("resource == 'der'").empty
+    assert t["grid"].converged.all() and len(t["grid"]) == 2 * len(sim.dsos)
+    assert sim.population.devices is not None

@@ -75,18 +75,18 @@ class Post:
         self.mailboxes: dict[str, list[Message]] = {}
         self.log: list[tuple] = []
 
-    def delay_s(self, message: Message) -> float:
+    def delay_s(self, message: Message, size_bytes: int) -> float:
         """Transport time: zero inside one agent, else latency plus size over bandwidth."""
         if message.sender == message.receiver:
             return 0.0
-        return self.comm.latency_s + message.size_bytes * 8 / (self.comm.bandwidth_mbit_s * 1e6)
+        return self.comm.latency_s + size_bytes * 8 / (self.comm.bandwidth_mbit_s * 1e6)
 
     def send(self, messages: Iterable[Message], gate_s: float | None = None) -> simpy.Event:
         """Send messages; the event fires when every message on time has arrived."""
         arrivals = []
         for m in messages:
             size = m.size_bytes
-            delay = self.delay_s(m)
+            delay = self.delay_s(m, size)
             arrival = self.env.now + delay
             late = gate_s is not None and arrival > gate_s + 1e-9
             self.log.append(

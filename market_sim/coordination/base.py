@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.aggregation import bid_offers
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock
 from market_sim.types import ValidationResult
@@ -119,6 +120,13 @@ class CoordinationModel:
         if not result.converged:
             self.sim.record_event("validation_failed", f"{validator}: {result.message}")
         return result.table.assign(validator=validator)[VALIDATION_COLUMNS]
+
+    def clear_bids(self, usable: pd.DataFrame) -> tuple[BalancingResult, pd.DataFrame]:
+        """The TSO clears individual bids at their DSO's interface bus; returns the clearing
+        and the DER dispatch (bid_id, mw)."""
+        interface = {n: d.interface_bus for n, d in self.sim.dsos.items()}
+        clearing = self.clear_and_record(bid_offers(usable, interface))
+        return clearing, accepted_der(clearing).rename(columns={"offer_id": "bid_id"})
 
     def clear_and_record(self, offers: pd.DataFrame) -> BalancingResult:
         """The TSO's clearing; a failed solve is an event and dispatches nothing."""

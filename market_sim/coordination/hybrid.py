@@ -16,10 +16,8 @@ from market_sim.coordination.base import (
     CoordinationModel,
     PeriodOutcome,
     Step,
-    accepted_der,
     concat,
 )
-from market_sim.markets.aggregation import bid_offers
 from market_sim.messages import Kind
 from market_sim.schedule import PeriodClock
 
@@ -63,9 +61,7 @@ class Hybrid(CoordinationModel):
         yield sim.post.wait_until(clock.validation_gate)
 
         usable = concat(list(self.inbox("tso", Kind.VALIDATED_BIDS).values()), bids)
-        interface = {n: d.interface_bus for n, d in sim.dsos.items()}
-        clearing = self.clear_and_record(bid_offers(usable, interface))
-        dispatch = accepted_der(clearing).rename(columns={"offer_id": "bid_id"})
+        clearing, dispatch = self.clear_bids(usable)
 
         delivered = yield from self.dispatch_to_der(clock, "4", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered)

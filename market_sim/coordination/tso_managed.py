@@ -16,10 +16,8 @@ from market_sim.coordination.base import (
     CoordinationModel,
     PeriodOutcome,
     Step,
-    accepted_der,
     concat,
 )
-from market_sim.markets.aggregation import bid_offers
 from market_sim.messages import Kind
 from market_sim.schedule import PeriodClock
 
@@ -59,14 +57,10 @@ class TsoManaged(CoordinationModel):
             [self.validation_rows("tso", r) for r in results.values()], PeriodOutcome().validation
         )
         self.send(clock, "2a", {("tso", "tso"): validation})
-        usable = pd.concat(
-            [validated_bids(received[received.dso == n], r) for n, r in results.items()]
-            + [received.iloc[0:0]],
-            ignore_index=True,
+        usable = concat(
+            [validated_bids(received[received.dso == n], r) for n, r in results.items()], bids
         )
-        interface = {n: d.interface_bus for n, d in sim.dsos.items()}
-        clearing = self.clear_and_record(bid_offers(usable, interface))
-        dispatch = accepted_der(clearing).rename(columns={"offer_id": "bid_id"})
+        clearing, dispatch = self.clear_bids(usable)
 
         delivered = yield from self.dispatch_to_der(clock, "2b", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered)

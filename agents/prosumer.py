@@ -203,6 +203,21 @@ class ProsumerPopulation:
         return book.sort_values("bid_id", kind="stable").astype(BID_COLUMNS).reset_index(drop=True)
 
     # -- delivery -------------------------------------------------------------------------------
+    def delivery(
+        self, dispatch: pd.DataFrame, reliability: float, rng: np.random.Generator
+    ) -> pd.DataFrame:
+        """What each dispatched DER delivers: all of it with probability ``reliability``, else
+        nothing (a device that fails to respond). Columns bid_id, mw, delivered_mw."""
+        delivers = rng.random(len(dispatch)) < reliability if reliability < 1 else True
+        mw = dispatch.mw.to_numpy(float)
+        return pd.DataFrame(
+            {
+                "bid_id": dispatch.bid_id.to_numpy(np.int64),
+                "mw": mw,
+                "delivered_mw": np.where(delivers, mw, 0.0),
+            }
+        )
+
     def deliver(self, dispatch: pd.DataFrame) -> None:
         """Move batteries' state of charge by what they delivered (``bid_id``, ``mw``)."""
         d = self.devices

@@ -117,6 +117,23 @@ class ForecastErrorConfig(_Strict):
     autocorrelation: float = Field(0.9, ge=0, lt=1, description="AR(1) coefficient per period")
 
 
+class SettlementConfig(_Strict):
+    """How dispatched services are paid and what non-delivery costs."""
+
+    pricing: Literal["pay_as_clear", "pay_as_bid"] = Field(
+        "pay_as_clear", description="clearing price at the bus, or each offer's own price"
+    )
+    aggregator_fee_eur_per_mwh: NonNegative = Field(
+        1.0, description="kept by the aggregator per MWh its prosumers are dispatched"
+    )
+    delivery_reliability: Fraction = Field(
+        1.0, description="probability that a dispatched DER delivers (else it delivers nothing)"
+    )
+    imbalance_price_factor: float = Field(
+        1.5, ge=1.0, description="undelivered MWh are charged at |balancing price| x this"
+    )
+
+
 class CommunicationConfig(_Strict):
     """Message transport: each message takes latency plus its size over the bandwidth."""
 
@@ -156,6 +173,7 @@ class ScenarioConfig(_Strict):
     aggregators: list[AggregatorConfig] = Field(min_length=1)
     forecast_error: ForecastErrorConfig = ForecastErrorConfig()
     voll_eur_per_mwh: float = Field(3000.0, gt=0, description="value of lost load")
+    settlement: SettlementConfig = SettlementConfig()
     communication: CommunicationConfig = CommunicationConfig()
     gates: GatesConfig = GatesConfig()
 

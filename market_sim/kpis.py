@@ -28,6 +28,7 @@ def period_kpis(
     der = dispatch[dispatch.resource == "der"]
     ter = dispatch[dispatch.resource == "ter"]
     balancing = float(dispatch.payment_eur.sum())
+    imbalance = float(dispatch.imbalance_eur.sum())
     unserved_cost = unserved_mw * voll_eur_per_mwh * hours
     external = messages[messages.sender != messages.receiver]
     return [
@@ -35,13 +36,19 @@ def period_kpis(
         ("der_offered_mw", float(bids.mw.sum()), "MW"),
         ("der_validated_mw", float(validation.validated_mw.sum()), "MW"),
         ("der_dispatched_mw", float(der.mw.sum()), "MW"),
+        ("der_delivered_mw", float(der.delivered_mw.sum()), "MW"),
         ("ter_dispatched_mw", float(ter.mw.sum()), "MW"),
         ("unserved_mw", unserved_mw, "MW"),
         ("schedule_cost_eur", schedule_cost_eur_per_h * hours, "EUR"),
         ("balancing_payments_eur", balancing, "EUR"),
         ("der_payments_eur", float(der.payment_eur.sum()), "EUR"),
+        ("imbalance_charges_eur", imbalance, "EUR"),
         ("unserved_cost_eur", unserved_cost, "EUR"),
-        ("system_cost_eur", schedule_cost_eur_per_h * hours + balancing + unserved_cost, "EUR"),
+        (
+            "system_cost_eur",
+            schedule_cost_eur_per_h * hours + balancing - imbalance + unserved_cost,
+            "EUR",
+        ),
         ("voltage_violations", float(sum(g.n_voltage_violations for g in grid.values())), "buses"),
         ("line_violations", float(sum(g.n_line_violations for g in grid.values())), "lines"),
         ("trafo_violations", float(sum(g.n_trafo_violations for g in grid.values())), "trafos"),
@@ -68,6 +75,7 @@ def summary(kpis: pd.DataFrame, messages: pd.DataFrame, hours: float) -> dict[st
         "DER offered (MWh)": total["der_offered_mw"] * hours,
         "DER validated (MWh)": total["der_validated_mw"] * hours,
         "DER dispatched (MWh)": total["der_dispatched_mw"] * hours,
+        "DER delivered (MWh)": total["der_delivered_mw"] * hours,
         "violations after delivery": violations,
         "periods with violations": float((per_period > 0).sum()),
         "messages": total["messages"],

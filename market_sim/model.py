@@ -27,7 +27,7 @@ from market_sim.delivery import deliver
 from market_sim.grid.network import DistributionNetwork, load_network, profile_step
 from market_sim.grid.powerflow import injections_table
 from market_sim.kpis import period_kpis
-from market_sim.markets.settlement import settle
+from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.markets.transmission import TransmissionNetwork, load_case
 from market_sim.results import TABLES, Recorder
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
@@ -127,25 +127,35 @@ class MarketModel(mesa.Model):
         # the coordination model's steps: validation, clearing, dispatch
         process = self.env.process(self.coordination.run(clock, bids))
         outcome: PeriodOutcome = yield process
-        # delivery, settlement, KPIs
+        # delivery: each dispatched DER delivers (or not); one AC power flow per DSO network
         yield self.post.wait_until(clock.delivery)
-        delivered = self.timed("grid", "delivery", deliver, self.dsos, outcome.dispatch, bids)
-        self.population.deliver(outcome.dispatch)
+        cfg_settle = cfg.settlement
+        delivery = self.population.delivery(
+            outcome.dispatch, cfg_settle.delivery_reliability, self.rng
+        )
+        delivered = delivery[["bid_id"]].assign(mw=delivery.delivered_mw)
+        networks = self.timed("grid", "delivery", deliver, self.dsos, delivered, bids)
+        self.population.deliver(delivered)
+        # settlement
         clearing = outcome.clearing
-        accepted = clearing.accepted if clearing is not None and clearing.ok else None
+        accepted = clearing.accepted if clearing is not None and clearing.ok else accepted_none()
+        interface = {n: d.interface_bus for n, d in self.dsos.items()}
+        prices = self._balancing_prices(clearing)
         dispatch = self.timed(
             "market",
             "settlement",
-            settle,
-            accepted if accepted is not None else accepted_none(),
+            dispatch_table,
+            accepted,
             self.tso.offers,
-            outcome.dispatch,
+            delivery,
             bids,
-            {n: d.interface_bus for n, d in self.dsos.items()},
-            self._balancing_prices(clearing),
+            interface,
+            prices,
             self.period_h,
+            cfg_settle,
         )
-        self._record(clock.period, bids, outcome, delivered, dispatch)
+        settlement = settlement_table(dispatch, self.period_h, cfg_settle)
+        self._record(clock.period, bids, outcome, networks, dispatch, settlement)
 
     def _balancing_prices(self, clearing) -> pd.Series:
         buses = self.transmission.bus_ids
@@ -153,10 +163,11 @@ class MarketModel(mesa.Model):
             return pd.Series(np.nan, index=buses)
         return pd.Series(clearing.price_eur_per_mwh, index=buses)
 
-    def _record(self, period, bids, outcome, delivered, dispatch) -> None:
+    def _record(self, period, bids, outcome, networks, dispatch, settlement) -> None:
         """Write the period's rows into the results tables."""
         rec = self.recorder
         rec.add("bids", bids.assign(period=period))
+        rec.add("settlement", settlement.assign(period=period))
         rec.add("validation", outcome.validation.assign(period=period))
         rec.add("dispatch", dispatch.assign(period=period))
         buses = np.asarray(self.transmission.bus_ids)
@@ -178,7 +189,7 @@ class MarketModel(mesa.Model):
                 ],
             )
         grid = {}
-        for name, (injections, pf) in delivered.items():
+        for name, (injections, pf) in networks.items():
             dso = self.dsos[name]
             dso.delivered = injections
             grid[name] = pf

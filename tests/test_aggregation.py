@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from market_sim.markets.aggregation import aggregate_offer, bid_offers, disaggregate
-from market_sim.markets.settlement import settle
+from market_sim.markets.aggregation import aggregate_offer, disaggregate
 
 
 def _validated():
@@ -34,21 +33,3 @@ def test_disaggregate_takes_cheapest_bids_first():
     assert d[2] + d[4] == 2.2 and d[0] == 0.0  # the 10 EUR/MWh bids, lower id first
     assert d[2] == 2.0 and abs(d[4] - 0.2) < 1e-12
     assert d[3] == 1.0 and d[1] == 0.5  # down: the 1 EUR/MWh bid first
-
-
-def test_pay_as_clear_signs():
-    bids = _validated().assign(aggregator="a")
-    dispatch = pd.DataFrame({"bid_id": [2, 3], "mw": [2.0, 1.0]})
-    offers = bid_offers(bids, {"d": 7})
-    table = settle(
-        pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)}),
-        offers.assign(element=""),
-        dispatch,
-        bids,
-        {"d": 7},
-        pd.Series({7: 12.0}),
-        0.25,
-    )
-    pay = table.set_index("id").payment_eur
-    assert pay[2] == 12.0 * 2.0 * 0.25  # up: paid the price
-    assert pay[3] == -12.0 * 1.0 * 0.25  # down: pays the price back

@@ -1,8 +1,11 @@
-"""Settlement of the balancing market: pay-as-clear at each resource's bus.
+"""Settlement of the balancing market: who pays whom, for what, per period.
 
-A provider is paid ``price x injection change x hours``: an up activation at a positive price is
-paid, a down activation pays back the price (a generator moved down saves fuel). The TSO pays
-the sum; every payment has a payer.
+Pricing is pay-as-clear (the balancing price at the resource's bus, per MWh of injection change:
+an up activation is paid the price, a down activation pays it back) or pay-as-bid (each offer's
+own price per MWh of service). The TSO pays transmission resources directly and DER through their
+aggregator, which keeps a fee per MWh and passes the rest to the prosumer. A DER that does not
+deliver what it was dispatched pays an imbalance charge on the undelivered energy, through its
+aggregator, to the TSO. Every amount is a transfer from a payer to a payee, so the sums balance.
 """
 
 from __future__ import annotations
@@ -10,62 +13,121 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from market_sim.config import SettlementConfig
 from market_sim.results import TABLES
 from market_sim.types import signed_mw
 
+TSO = "tso"
 
-def settle(
+
+def dispatch_table(
     accepted: pd.DataFrame,
     offers: pd.DataFrame,
-    der_dispatch: pd.DataFrame,
+    delivery: pd.DataFrame,
     bids: pd.DataFrame,
     interface_bus: dict[str, int],
     bus_price: pd.Series,
     hours: float,
+    config: SettlementConfig,
 ) -> pd.DataFrame:
-    """The period's ``dispatch`` table (without the period column), TER and DER rows.
+    """The period's ``dispatch`` table (without the period column): TER and DER rows priced.
 
     ``accepted``: the clearing's accepted offers (offer_id, mw); ``offers``: what was offered
-    (TER rows carry ``element``); ``der_dispatch``: bid_id, mw as received by the DER;
+    (TER rows carry ``element``); ``delivery``: bid_id, mw (dispatched), delivered_mw of the DER;
     ``bus_price``: balancing price per transmission bus, EUR/MWh.
     """
     ter = accepted.loc[accepted.offer_id < 0, ["offer_id", "mw"]].merge(
         offers[["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]], on="offer_id"
     )
-    ter = pd.DataFrame(
-        {
-            "resource": "ter",
-            "id": ter.offer_id,
-            "name": ter.element,
-            "dso": "",
-            "bus": ter.bus,
-            "direction": ter.direction,
-            "mw": ter.mw,
-            "bid_price_eur_per_mwh": ter.price_eur_per_mwh,
-        }
+    der = delivery.merge(bids.drop(columns="mw"), on="bid_id")
+    table = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "resource": "ter",
+                    "id": ter.offer_id,
+                    "name": ter.element,
+                    "dso": "",
+                    "prosumer": -1,
+                    "bus": ter.bus,
+                    "direction": ter.direction,
+                    "mw": ter.mw,
+                    "delivered_mw": ter.mw,
+                    "bid_price_eur_per_mwh": ter.price_eur_per_mwh,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "resource": "der",
+                    "id": der.bid_id,
+                    "name": der.aggregator,
+                    "dso": der.dso,
+                    "prosumer": der.prosumer,
+                    "bus": der.dso.map(interface_bus),
+                    "direction": der.direction,
+                    "mw": der.mw,
+                    "delivered_mw": der.delivered_mw,
+                    "bid_price_eur_per_mwh": der.price_eur_per_mwh,
+                }
+            ),
+        ],
+        ignore_index=True,
     )
-    der = der_dispatch.merge(bids, on="bid_id", suffixes=("", "_offered"))
-    der = pd.DataFrame(
-        {
-            "resource": "der",
-            "id": der.bid_id,
-            "name": der.aggregator,
-            "dso": der.dso,
-            "bus": der.dso.map(interface_bus),
-            "direction": der.direction,
-            "mw": der.mw,
-            "bid_price_eur_per_mwh": der.price_eur_per_mwh,
-        }
-    )
-    table = pd.concat([t for t in (ter, der) if len(t)] or [ter], ignore_index=True)
     table = table[table.mw > 1e-9].reset_index(drop=True)
     price = bus_price.reindex(table.bus.to_numpy()).to_numpy(float)
     table["price_eur_per_mwh"] = price
-    table["payment_eur"] = price * signed_mw(table.direction, table.mw) * hours
+    if config.pricing == "pay_as_clear":
+        table["payment_eur"] = price * signed_mw(table.direction, table.mw) * hours
+    else:
+        table["payment_eur"] = table.bid_price_eur_per_mwh * table.mw * hours
+    undelivered = (table.mw - table.delivered_mw).clip(lower=0.0)
+    table["imbalance_eur"] = undelivered * np.abs(price) * config.imbalance_price_factor * hours
     columns = [c for c in TABLES["dispatch"] if c != "period"]
     return table[columns].astype({c: TABLES["dispatch"][c][0] for c in columns})
 
 
-def tso_cost_eur(dispatch: pd.DataFrame) -> float:
-    """What the TSO pays for the period's balancing services (the sum of all payments)."""
-    return float(np.sum(dispatch.payment_eur))
+def settlement_table(
+    dispatch: pd.DataFrame, hours: float, config: SettlementConfig
+) -> pd.DataFrame:
+    """Net amount per party and item for the period (positive: the party receives).
+
+    Rows without the period column: party, role, item, amount_eur.
+    """
+    ter = dispatch[dispatch.resource == "ter"]
+    der = dispatch[dispatch.resource == "der"]
+    prosumer = "prosumer " + der.prosumer.astype(str)
+    fee = config.aggregator_fee_eur_per_mwh * der.mw * hours
+    transfers = [
+        # payer, payee, item, amount (each a Series aligned with its rows)
+        (TSO, ter.name, "balancing_energy", ter.payment_eur),
+        (TSO, der.name, "balancing_energy", der.payment_eur),
+        (der.name, prosumer, "balancing_energy", der.payment_eur),
+        (prosumer, der.name, "aggregator_fee", fee),
+        (prosumer, der.name, "imbalance", der.imbalance_eur),
+        (der.name, TSO, "imbalance", der.imbalance_eur),
+    ]
+    legs = []
+    for payer, payee, item, amount in transfers:
+        if not len(amount):
+            continue
+        for party, sign in ((payee, 1.0), (payer, -1.0)):
+            party = party if isinstance(party, pd.Series) else pd.Series(party, amount.index)
+            legs.append(pd.DataFrame({"party": party, "item": item, "amount_eur": sign * amount}))
+    if not legs:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in _COLUMNS.items()})
+    table = pd.concat(legs, ignore_index=True)
+    table = table.groupby(["party", "item"], as_index=False, sort=True)["amount_eur"].sum()
+    aggregators = set(der.name)
+    table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators)))
+    return table
+
+
+_COLUMNS = {c: v for c, v in TABLES["settlement"].items() if c != "period"}
+
+
+def _role(party: str, aggregators: set[str]) -> str:
+    if party == TSO:
+        return "tso"
+    if party.startswith("prosumer "):
+        return "prosumer"
+    return "aggregator" if party in aggregators else "ter"

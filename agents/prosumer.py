@@ -51,15 +51,18 @@ class DeviceArrays:
     e_max_mwh: np.ndarray  # battery energy capacity (0 for other devices)
     p_max_mw: np.ndarray  # battery power limit (0 for other devices)
     soc_mwh: np.ndarray  # battery state of charge (0 for other devices)
+    shift_limit_mwh: np.ndarray  # load: bound on |shifted energy| (0 for other devices)
+    shift_mwh: np.ndarray  # load: consumption deferred so far (>0) or advanced (<0)
 
 
 class ProsumerPopulation:
     """All prosumers of a scenario, with vectorised bidding and delivery."""
 
-    def __init__(self, config: ProsumerConfig, period_h: float, efficiency: float = 0.95) -> None:
+    def __init__(self, config: ProsumerConfig, period_h: float) -> None:
         self.config = config
         self.period_h = period_h
-        self.efficiency = efficiency  # one-way charge and discharge efficiency
+        # one-way charge and discharge efficiency: their product is the round-trip efficiency
+        self.efficiency = float(np.sqrt(config.storage_round_trip_efficiency))
         self.agents: list[Prosumer] = []
         self.devices: DeviceArrays | None = None
 
@@ -151,17 +154,30 @@ class ProsumerPopulation:
             e_max_mwh=e_max,
             p_max_mw=dev.p_max_mw.to_numpy(float),
             soc_mwh=e_max * self.config.storage_soc_init,
+            shift_limit_mwh=self._shift_limits(networks, dev),
+            shift_mwh=np.zeros(n),
         )
         for r, agent in enumerate(self.agents):
             agent.devices = np.flatnonzero(owner_row == r)
+
+    def _shift_limits(self, networks: dict, dev: pd.DataFrame) -> np.ndarray:
+        """Energy a load may shift: its flexible share at peak for ``load_shift_hours``."""
+        limits = np.zeros(len(dev))
+        for dso, dn in networks.items():
+            rows = np.flatnonzero((dev.dso == dso).to_numpy() & (dev.kind == LOAD).to_numpy())
+            peak = dn.profiles["load_p"].max(axis=0)[dev.position.to_numpy()[rows]]
+            limits[rows] = self.config.load_flex_fraction * np.maximum(peak, 0.0)
+        return limits * self.config.load_shift_hours
 
     # -- bidding --------------------------------------------------------------------------------
     def bids(self, baselines: dict[str, Injections]) -> pd.DataFrame:
         """The bid book of every flexible device for the period, from the DSOs' forecasts.
 
-        load: up to ``load_flex_fraction`` of its forecast consumption, up and down; PV: its
+        load: up to ``load_flex_fraction`` of its forecast consumption, up (defer) and down
+        (advance or recover), as far as its shifted energy stays within its limit; PV: its
         forecast output can be curtailed (down); battery: discharge (up) and charge (down)
-        within its power limit and what its state of charge allows over the period.
+        within its power limit and what its state of charge allows over the period. Quantities
+        are rounded down to 1 W so that a delivered bid never overshoots a limit.
         """
         d = self.devices
         up = np.zeros(len(d.kind))
@@ -172,7 +188,9 @@ class ProsumerPopulation:
             flex = self.config.load_flex_fraction * np.maximum(
                 inj.p_mw["load"][d.position[load]], 0.0
             )
-            up[load] = down[load] = flex
+            room = d.shift_limit_mwh[load] / self.period_h
+            up[load] = np.minimum(flex, np.maximum(room - d.shift_mwh[load] / self.period_h, 0))
+            down[load] = np.minimum(flex, np.maximum(room + d.shift_mwh[load] / self.period_h, 0))
             pv = here & (d.kind == PV)
             down[pv] = np.maximum(inj.p_mw["sgen"][d.position[pv]], 0.0)
         battery = d.kind == STORAGE
@@ -196,7 +214,7 @@ class ProsumerPopulation:
                 "element_index": d.element_index[rows],
                 "bus": d.bus[rows],
                 "direction": np.where(is_up, UP, DOWN),
-                "mw": np.round(np.where(is_up, up[rows], down[rows]), 6),
+                "mw": np.floor(np.where(is_up, up[rows], down[rows]) * 1e6) / 1e6,
                 "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
             }
         )
@@ -219,26 +237,40 @@ class ProsumerPopulation:
         )
 
     def deliver(self, dispatch: pd.DataFrame) -> None:
-        """Move batteries' state of charge by what they delivered (``bid_id``, ``mw``)."""
-        d = self.devices
-        rows = dispatch.bid_id.to_numpy(np.int64) // 2
-        battery = d.kind[rows] == STORAGE
-        rows = rows[battery]
-        mw = dispatch.mw.to_numpy(float)[battery]
-        is_up = dispatch.bid_id.to_numpy(np.int64)[battery] % 2 == 0
-        delta = np.where(is_up, -mw / self.efficiency, mw * self.efficiency) * self.period_h
-        np.add.at(d.soc_mwh, rows, delta)
-        np.clip(d.soc_mwh, 0.0, d.e_max_mwh, out=d.soc_mwh)  # float round-off only
+        """Move batteries' state of charge and loads' shifted energy by what they delivered.
 
-    def storage_state(self) -> pd.DataFrame:
-        """Battery state of charge per device (for the KPIs and the invariants)."""
+        ``dispatch``: bid_id, mw delivered. A battery discharging ``mw`` (up) loses
+        ``mw / eta`` per hour, charging (down) gains ``mw * eta``; a load deferring consumption
+        (up) adds to its shifted energy, advancing it (down) takes from it.
+        """
         d = self.devices
-        b = d.kind == STORAGE
+        bid = dispatch.bid_id.to_numpy(np.int64)
+        rows, is_up = bid // 2, bid % 2 == 0
+        mw = dispatch.mw.to_numpy(float)
+        battery = d.kind[rows] == STORAGE
+        eta, h = self.efficiency, self.period_h
+        delta = np.where(is_up, -mw / eta, mw * eta) * h
+        np.add.at(d.soc_mwh, rows[battery], delta[battery])
+        np.clip(d.soc_mwh, 0.0, d.e_max_mwh, out=d.soc_mwh)  # float round-off only
+        load = d.kind[rows] == LOAD
+        np.add.at(d.shift_mwh, rows[load], np.where(is_up, mw, -mw)[load] * h)
+
+    def device_state(self) -> pd.DataFrame:
+        """Energy state of every flexible battery and load at the end of the period.
+
+        ``energy_mwh`` is a battery's state of charge (bounds 0 and its capacity) or a load's
+        shifted energy (bounds -limit and +limit).
+        """
+        d = self.devices
+        keep = (d.aggregator != "") & ((d.kind == STORAGE) | (d.kind == LOAD))
+        battery = d.kind[keep] == STORAGE
         return pd.DataFrame(
             {
-                "dso": d.dso[b],
-                "element_index": d.element_index[b],
-                "soc_mwh": d.soc_mwh[b],
-                "e_max_mwh": d.e_max_mwh[b],
+                "dso": d.dso[keep],
+                "element": [_TABLE[k] for k in d.kind[keep]],
+                "element_index": d.element_index[keep],
+                "energy_mwh": np.where(battery, d.soc_mwh[keep], d.shift_mwh[keep]),
+                "min_mwh": np.where(battery, 0.0, -d.shift_limit_mwh[keep]),
+                "max_mwh": np.where(battery, d.e_max_mwh[keep], d.shift_limit_mwh[keep]),
             }
         )

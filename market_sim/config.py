@@ -89,6 +89,14 @@ class ProsumerConfig(_Strict):
 
     flexible_share: Fraction = Field(0.5, description="share of prosumers that offer flexibility")
     load_flex_fraction: Fraction = Field(0.2, description="share of a load that can be shifted")
+    load_shift_hours: NonNegative = Field(
+        2.0,
+        description="a load may defer (or advance) at most this many hours of its flexible "
+        "part at peak: the bound on its shifted energy",
+    )
+    storage_round_trip_efficiency: float = Field(
+        0.9, gt=0, le=1, description="battery round-trip efficiency (charge x discharge)"
+    )
     pv_curtailable: bool = Field(True, description="flexible prosumers offer PV curtailment")
     storage_soc_init: Fraction = Field(0.5, description="initial state of charge, share of energy")
     prices: ProsumerPrices = ProsumerPrices()

@@ -168,6 +168,7 @@ class MarketModel(mesa.Model):
         rec = self.recorder
         rec.add("bids", bids.assign(period=period))
         rec.add("settlement", settlement.assign(period=period))
+        rec.add("devices", self.population.device_state().assign(period=period))
         rec.add("validation", outcome.validation.assign(period=period))
         rec.add("dispatch", dispatch.assign(period=period))
         buses = np.asarray(self.transmission.bus_ids)

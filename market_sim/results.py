@@ -76,6 +76,19 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "item": ("string", "balancing_energy, aggregator_fee or imbalance"),
         "amount_eur": ("float64", "net amount for the period, EUR (>0: the party receives)"),
     },
+    "devices": {
+        "period": ("int64", "market period (state at its end)"),
+        "dso": ("string", "DSO name"),
+        "element": ("string", "storage (a battery) or load (a flexible load)"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "energy_mwh": (
+            "float64",
+            "battery state of charge, or a load's shifted energy "
+            "(consumption deferred > 0, advanced < 0), MWh",
+        ),
+        "min_mwh": ("float64", "lower bound of energy_mwh, MWh"),
+        "max_mwh": ("float64", "upper bound of energy_mwh, MWh"),
+    },
     "injections": {
         "period": ("int64", "market period"),
         "dso": ("string", "DSO name"),

@@ -55,6 +55,22 @@ class DeviceArrays:
     shift_mwh: np.ndarray  # load: consumption deferred so far (>0) or advanced (<0)
 
 
+def _owners(dev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Owner (prosumer row) of every device, and the prosumers' DSO and bus."""
+    is_load = (dev.kind == LOAD).to_numpy()
+    owner = np.full(len(dev), -1, dtype=np.int64)
+    owner[is_load] = np.arange(is_load.sum())
+    first = dev[is_load].assign(owner=owner[is_load]).drop_duplicates(["dso", "bus"])
+    others = dev[~is_load].merge(first[["dso", "bus", "owner"]], on=["dso", "bus"], how="left")
+    lone = others.owner.isna().to_numpy()
+    lone_bus = others.loc[lone, "dso"].astype(str) + "/" + others.loc[lone, "bus"].astype(str)
+    new_owner, _ = pd.factorize(lone_bus)
+    others.loc[lone, "owner"] = is_load.sum() + new_owner
+    owner[~is_load] = others.owner.to_numpy(np.int64)
+    owners = dev.assign(owner=owner).drop_duplicates("owner").sort_values("owner")
+    return owner, owners[["dso", "bus"]].reset_index(drop=True)
+
+
 class ProsumerPopulation:
     """All prosumers of a scenario, with vectorised bidding and delivery."""
 
@@ -70,7 +86,11 @@ class ProsumerPopulation:
     def build(
         self, model: mesa.Model, networks: dict, aggregators_of: dict[str, list[str]]
     ) -> None:
-        """Create one prosumer per bus with devices; draw flexibility and prices once (seeded)."""
+        """Create the prosumers and draw their flexibility and prices once (seeded).
+
+        Every load is a prosumer (in SimBench's LV grids, a household); PV and batteries belong
+        to the first load at their bus, or form a prosumer of their own where no load is.
+        """
         rng = model.rng
         parts = []
         for dso, dn in networks.items():
@@ -107,7 +127,7 @@ class ProsumerPopulation:
             parts.append(table.sort_values(["bus", "kind", "element_index"], kind="stable"))
         dev = pd.concat(parts, ignore_index=True).fillna({"e_max_mwh": 0.0, "p_max_mw": 0.0})
 
-        owners = dev[["dso", "bus"]].drop_duplicates().reset_index(drop=True)
+        owner_row, owners = _owners(dev)
         flexible = rng.random(len(owners)) < self.config.flexible_share
         agg = np.array(
             [
@@ -120,9 +140,6 @@ class ProsumerPopulation:
             Prosumer(model, d, int(b), a)
             for d, b, a in zip(owners.dso, owners.bus, agg, strict=True)
         ]
-        owner_row = pd.MultiIndex.from_frame(owners).get_indexer(
-            pd.MultiIndex.from_frame(dev[["dso", "bus"]])
-        )
         prices = self.config.prices
         n = len(dev)
         kind = dev.kind.to_numpy()
@@ -147,7 +164,7 @@ class ProsumerPopulation:
             element_index=dev.element_index.to_numpy(int),
             position=dev.position.to_numpy(int),
             bus=dev.bus.to_numpy(int),
-            prosumer=np.array([self.agents[r].unique_id for r in owner_row], dtype=np.int64),
+            prosumer=np.array([a.unique_id for a in self.agents], dtype=np.int64)[owner_row],
             aggregator=agg[owner_row],
             price_up=np.round(price_up, 2),
             price_down=np.round(price_down, 2),
@@ -157,8 +174,10 @@ class ProsumerPopulation:
             shift_limit_mwh=self._shift_limits(networks, dev),
             shift_mwh=np.zeros(n),
         )
+        order = np.argsort(owner_row, kind="stable")
+        bounds = np.searchsorted(owner_row[order], np.arange(len(self.agents) + 1))
         for r, agent in enumerate(self.agents):
-            agent.devices = np.flatnonzero(owner_row == r)
+            agent.devices = order[bounds[r] : bounds[r + 1]]
 
     def _shift_limits(self, networks: dict, dev: pd.DataFrame) -> np.ndarray:
         """Energy a load may shift: its flexible share at peak for ``load_shift_hours``."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
@@ -56,13 +58,8 @@ def _triangle(rating: float = 1000.0):
 # ---- energy schedule ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["case39", "case118"])
-def test_schedule_matches_rundcopp(case):
-    net = getattr(pn, case)()
-    pp.rundcopp(net)
-    network = from_pandapower(net, name=case)
-    result = EnergySchedule(network).solve(network.base_load_mw)
-
+def _assert_matches_rundcopp(net, network, result, price_atol: float) -> None:
+    """Objective, dispatch of every OPF generator and nodal prices (res_bus.lam_p) agree."""
     assert result.ok, result.message
     assert result.cost_eur_per_h == pytest.approx(net.res_cost, rel=1e-4)
     expected = _pp_dispatch(net)
@@ -70,7 +67,40 @@ def test_schedule_matches_rundcopp(case):
     np.testing.assert_allclose(result.gen_mw[expected.index], expected, atol=1e-3)
     lam = net.res_bus["lam_p"].to_numpy()
     pos = network.bus_position(net.bus.index.to_numpy())
-    np.testing.assert_allclose(result.price_eur_per_mwh[pos], lam, atol=1e-4)
+    np.testing.assert_allclose(result.price_eur_per_mwh[pos], lam, atol=price_atol)
+
+
+@pytest.mark.parametrize("case", ["case9", "case30", "case39", "case57", "case118", "case300"])
+def test_schedule_matches_rundcopp(case):
+    net = getattr(pn, case)()
+    pp.rundcopp(net)
+    network = from_pandapower(net, name=case)
+    result = EnergySchedule(network).solve(network.base_load_mw)
+    _assert_matches_rundcopp(net, network, result, price_atol=1e-4)
+
+
+def _congest(net, n_lines: int = 3, share: float = 0.8) -> None:
+    """Rate the ``n_lines`` most loaded lines of the unconstrained optimum at ``share`` of their
+    flow, so that they bind. Lines carrying the same flow (in series on a radial spur) are
+    skipped: two binding limits on one flow make the spur's nodal price ambiguous, and then any
+    split of the congestion rent is optimal and the comparison would be meaningless."""
+    pp.rundcopp(net)
+    flow = net.res_line["p_from_mw"].abs()
+    top = flow.round(6).drop_duplicates().nlargest(n_lines).index
+    vn_kv = net.bus.loc[net.line.loc[top, "from_bus"], "vn_kv"].to_numpy()
+    net.line.loc[top, "max_i_ka"] = share * flow.loc[top].to_numpy() / (np.sqrt(3) * vn_kv)
+    net.line.loc[top, "max_loading_percent"] = 100.0
+
+
+@pytest.mark.parametrize("case", ["case57", "case118", "case300"])
+def test_congested_schedule_matches_rundcopp(case):
+    net = getattr(pn, case)()
+    _congest(net)
+    pp.rundcopp(net)
+    assert np.ptp(net.res_bus["lam_p"]) > 1.0  # only meaningful if prices separate
+    network = from_pandapower(net, name=f"{case} congested")
+    result = EnergySchedule(network).solve(network.base_load_mw)
+    _assert_matches_rundcopp(net, network, result, price_atol=1e-3)
 
 
 def test_schedule_congested_prices_match_rundcopp():
@@ -79,13 +109,8 @@ def test_schedule_congested_prices_match_rundcopp():
     pp.rundcopp(net)
     network = from_pandapower(net, name="case39 tight")
     result = EnergySchedule(network).solve(network.base_load_mw)
-
-    assert result.ok, result.message
-    assert result.cost_eur_per_h == pytest.approx(net.res_cost, rel=1e-4)
-    lam = net.res_bus["lam_p"].to_numpy()
-    assert np.ptp(lam) > 1.0  # the test only means something if prices separate
-    pos = network.bus_position(net.bus.index.to_numpy())
-    np.testing.assert_allclose(result.price_eur_per_mwh[pos], lam, atol=1e-3)
+    assert np.ptp(net.res_bus["lam_p"]) > 1.0
+    _assert_matches_rundcopp(net, network, result, price_atol=1e-3)
 
 
 def test_schedule_resolve_after_load_change():
@@ -106,7 +131,7 @@ def test_schedule_falls_back_to_pips_when_highs_fails(monkeypatch):
     pp.rundcopp(net)
     network = from_pandapower(net, name="case39")
     schedule = EnergySchedule(network)
-    monkeypatch.setattr(clearing, "_run", lambda opt, m: (None, "forced error"))
+    monkeypatch.setattr(clearing, "_run", lambda lp: "forced error")
     result = schedule.solve(network.base_load_mw)
 
     assert result.ok and "PIPS" in result.message
@@ -290,10 +315,19 @@ def test_failed_balancing_solve_returns_not_ok(monkeypatch):
     market = BalancingMarket(_triangle(), VOLL)
     offers = _offers([(1, 0, "up", 50.0, 10.0)])
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("solver crashed")
+    class Broken:
+        """HiGHS that takes every update but crashes when asked to solve."""
 
-    monkeypatch.setattr(market._solver, "solve", broken)
+        def __init__(self, highs):
+            self.highs = highs
+
+        def run(self):
+            raise RuntimeError("solver crashed")
+
+        def __getattr__(self, name):
+            return getattr(self.highs, name)
+
+    monkeypatch.setattr(market._lp, "highs", Broken(market._lp.highs))
     result = market.clear(offers, np.array([0.0, 10.0, 0.0]))
     assert not result.ok
     assert "solver crashed" in result.message
@@ -306,3 +340,83 @@ def test_invalid_offers_raise():
         market.clear(_offers([(1, 9, "up", 5.0, 1.0)]), np.zeros(3))
     with pytest.raises(ValueError, match="direction"):
         market.clear(_offers([(1, 0, "sideways", 5.0, 1.0)]), np.zeros(3))
+
+
+# ---- SimBench EHV grid and fuel costs --------------------------------------------------------
+
+EHV = "1-EHV-mixed--0-sw"
+
+
+def test_fuel_costs_merit_order_and_no_ties():
+    from market_sim.markets.fuel_costs import FUELS, unit_costs
+
+    c1 = {fuel: f.c1_eur_per_mwh for fuel, f in FUELS.items()}
+    assert c1["nuclear"] < c1["lignite"] < c1["hard coal"] < c1["gas"] < c1["oil"]
+    types = pd.Series(["gas", "gas", "gas", "imp0", "Lignite"])
+    cost = unit_costs(types, pd.Series([100.0, 400.0, 100.0, 50.0, 300.0]), spread=0.2)
+    assert cost.is_unique  # equal sizes do not tie
+    assert cost[1] < cost[2] < cost[0]  # the largest unit is cheapest; equal sizes by position
+    assert cost[[0, 1, 2]].between(0.9 * c1["gas"], 1.1 * c1["gas"]).all()
+    assert cost[3] == pytest.approx(c1["import"]) and cost[4] == pytest.approx(c1["lignite"])
+    with pytest.raises(ValueError, match="'unobtainium'.*known"):
+        unit_costs(pd.Series(["unobtainium"]), pd.Series([1.0]))
+
+
+@pytest.fixture(scope="module")
+def ehv_net():
+    from market_sim.markets.transmission import simbench_opf_net
+
+    return simbench_opf_net(EHV)
+
+
+def test_ehv_grid_schedule_matches_rundcopp(ehv_net):
+    """Smoke check of the SimBench EHV grid (~6 s, mostly SimBench building the net)."""
+    net = copy.deepcopy(ehv_net)
+    assert len(net.ext_grid) == 1  # the other six nuclear ext_grids became gens
+    assert len(net.poly_cost) == len(net.gen) + len(net.ext_grid) == 345
+    network = from_pandapower(net, name=EHV)
+    assert len(network.ref_pos) == 1
+    assert (network.generators["c1_eur_per_mwh"] > 0).all()
+    assert network.generators["c1_eur_per_mwh"].is_unique
+
+    pp.rundcopp(net)
+    result = EnergySchedule(network).solve(network.base_load_mw)
+    assert np.ptp(net.res_bus["lam_p"]) > 1.0  # congested: prices separate
+    _assert_matches_rundcopp(net, network, result, price_atol=1e-3)
+
+
+def test_load_case_simbench_prefix():
+    with pytest.raises(ValueError, match="nope"):
+        load_case("simbench:nope")
+
+
+@pytest.mark.slow
+def test_ehv_balancing_built_once_matches_fresh(ehv_net):
+    rng = np.random.default_rng(11)
+    network = from_pandapower(copy.deepcopy(ehv_net), name=EHV)
+    schedule = EnergySchedule(network)
+    market = BalancingMarket(network, VOLL)
+    load_buses = network.bus_ids[network.base_load_mw > 0]
+    for period in range(4):
+        sched = schedule.solve(network.base_load_mw * rng.uniform(0.8, 1.0))
+        assert sched.ok, sched.message
+        ter = ter_offers(network, sched, 0.02 * network.generators["p_max_mw"].to_numpy())
+        der = _offers(
+            [
+                (
+                    1000 * period + k,
+                    int(rng.choice(load_buses)),
+                    str(rng.choice(["up", "down"])),
+                    float(rng.uniform(1.0, 30.0)),
+                    float(rng.uniform(-40.0, 120.0)),
+                )
+                for k in range(30)
+            ]
+        )
+        offers = pd.concat([ter.drop(columns="element"), der], ignore_index=True)
+        need = rng.normal(0.0, 0.01) * np.clip(network.base_load_mw, 0.0, None)
+        kept = market.clear(offers, need, sched.flow_mw)
+        fresh = BalancingMarket(network, VOLL).clear(offers, need, sched.flow_mw)
+        assert kept.ok and fresh.ok
+        assert kept.cost_eur == pytest.approx(fresh.cost_eur, rel=1e-9, abs=1e-6)
+        np.testing.assert_allclose(kept.price_eur_per_mwh, fresh.price_eur_per_mwh, atol=1e-6)

@@ -1,10 +1,13 @@
 """Transmission-level market clearing: the energy schedule and the balancing market.
 
-Both are DC optimal power flows in B-theta form, built once per run as pyomo models whose
-per-period inputs are mutable Params, and solved with pyomo's persistent HiGHS interface, so a
-period only pushes changed numbers to HiGHS instead of rebuilding the model. HiGHS's QP
-solver occasionally ends with a "solve error" on a feasible schedule; the schedule then falls
-back to PIPS, the interior-point QP solver pandapower's rundcopp uses.
+Both are DC optimal power flows in B-theta form, declared once per run as pyomo models and
+loaded once into HiGHS (:class:`~market_sim.markets.persistent.LoadedModel`). A period writes
+only the numbers that changed (row bounds for loads and needs, column bounds and costs for
+offers, row bounds for flow limits) straight into the HiGHS instance as arrays and re-solves
+from the previous basis; pyomo's own persistent parameter updates re-evaluated every mutable
+expression one by one and cost more than the solve itself. HiGHS's QP solver occasionally
+ends with a "solve error" on a feasible schedule; the schedule then falls back to PIPS, the
+interior-point QP solver pandapower's rundcopp uses.
 
 Units and signs (see :mod:`market_sim.types`): MW with injection positive, EUR/MWh paid by the
 buyer, objectives in EUR/h (the caller multiplies by the period length in hours). Nodal prices
@@ -26,9 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
-from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-from pyomo.contrib.solver.solvers.highs import Highs
 
+from market_sim.markets.persistent import LoadedModel
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.types import DOWN, UP
 
@@ -117,27 +119,10 @@ def _empty_accepted() -> pd.DataFrame:
 # shared model pieces
 
 
-def _new_solver() -> Highs:
-    """Persistent HiGHS that only pushes changed Params to the solver between solves.
-
-    The structure of our models never changes after building, so detecting new or modified
-    components on every solve would only cost time.
-    """
-    opt = Highs()
-    au = opt.config.auto_updates
-    au.check_for_new_or_removed_constraints = False
-    au.check_for_new_or_removed_vars = False
-    au.check_for_new_or_removed_params = False
-    au.check_for_new_objective = False
-    au.update_constraints = False
-    au.update_vars = False
-    au.update_named_expressions = False
-    au.update_objective = False
-    au.update_parameters = True
-    # HiGHS's QP solver regularises the Hessian by 1e-7 by default, which on MW-scaled costs
-    # shifts a dispatch by ~1e-2 MW and makes LMPs of an uncongested network differ by ~1e-4.
-    opt.config.solver_options["qp_regularization_value"] = QP_REGULARIZATION
-    return opt
+#: HiGHS options of every clearing model. HiGHS's QP solver regularises the Hessian by 1e-7 by
+#: default, which on MW-scaled costs shifts a dispatch by ~1e-2 MW and makes LMPs of an
+#: uncongested network differ by ~1e-4 from pandapower's rundcopp.
+HIGHS_OPTIONS: dict[str, object] = {"qp_regularization_value": QP_REGULARIZATION}
 
 
 def _incidence(network: TransmissionNetwork) -> tuple[list[list[int]], list[list[int]]]:
@@ -185,19 +170,9 @@ def _net_outflow(m: pyo.ConcreteModel, out_br: list[int], in_br: list[int]):
     return sum(m.flow[k] for k in out_br) - sum(m.flow[k] for k in in_br)
 
 
-def _run(opt: Highs, m: pyo.ConcreteModel):
-    """Solve; return (results, None) if optimal, else (None, message). Never raises."""
-    try:
-        res = opt.solve(m, load_solutions=False, raise_exception_on_nonoptimal_result=False)
-    except Exception as err:  # noqa: BLE001 - any solver failure is reported, not raised
-        logger.debug("solver raised", exc_info=True)
-        return None, f"solver error: {type(err).__name__}: {err}"
-    tc = res.termination_condition
-    if tc != TerminationCondition.convergenceCriteriaSatisfied or (
-        res.solution_status != SolutionStatus.optimal
-    ):
-        return None, f"not solved to optimality: {tc.name} ({res.solution_status.name})"
-    return res, None
+def _run(lp: LoadedModel) -> str | None:
+    """Solve; ``None`` if optimal, else why not. Never raises (a seam for tests, too)."""
+    return lp.run()
 
 
 def _count(m: pyo.ConcreteModel) -> tuple[int, int]:
@@ -213,16 +188,22 @@ def _count(m: pyo.ConcreteModel) -> tuple[int, int]:
 class EnergySchedule:
     """Day-ahead style energy schedule: DC OPF with quadratic generator costs and line limits.
 
-    Built once per run; ``solve`` only changes the mutable bus-load Params. Its nodal balance
-    is ``gen - net outflow = load + shunt`` per bus, so its dual is the LMP (EUR/MWh), positive
-    when more load costs more.
+    Built and loaded into HiGHS once per run; ``solve`` only writes the bus loads into the
+    right-hand sides of the nodal balance rows. The nodal balance is ``gen - net outflow = load
+    + shunt`` per bus, so its dual is the LMP (EUR/MWh), positive when more load costs more.
+    ``self.model`` declares the problem with the network's base loads; HiGHS holds the last
+    period's loads.
     """
 
     def __init__(self, network: TransmissionNetwork):
         self.network = network
         self.model = self._build()
         self.n_variables, self.n_constraints = _count(self.model)
-        self._solver = _new_solver()
+        m = self.model
+        self._lp = LoadedModel(m, HIGHS_OPTIONS)
+        self._p_cols = self._lp.cols(m.p[g] for g in m.G)
+        self._flow_cols = self._lp.cols(m.flow[k] for k in m.L)
+        self._balance_rows = self._lp.rows(m.balance[n] for n in m.B)
         self._pips: dict | None = None
 
     def _build(self) -> pyo.ConcreteModel:
@@ -249,17 +230,14 @@ class EnergySchedule:
 
     def _define_balance(self, m: pyo.ConcreteModel, out_br, in_br) -> None:
         net = self.network
-        m.bus_load = pyo.Param(
-            m.B, mutable=True, initialize=lambda m, n: float(net.base_load_mw[n])
-        )
         gens_at: list[list[int]] = [[] for _ in range(net.n_buses)]
         for g, pos in enumerate(net.generators["bus_pos"]):
             gens_at[int(pos)].append(g)
-        shunt = net.shunt_mw
+        demand = net.base_load_mw + net.shunt_mw  # placeholder; solve() writes the period's
 
         def balance_rule(m, n):
             injection = sum(m.p[g] for g in gens_at[n]) - _net_outflow(m, out_br[n], in_br[n])
-            return injection == m.bus_load[n] + float(shunt[n])
+            return injection == float(demand[n])
 
         m.balance = pyo.Constraint(m.B, rule=balance_rule)
 
@@ -280,27 +258,25 @@ class EnergySchedule:
         load = np.asarray(load_mw, dtype=float)
         if load.shape != (self.network.n_buses,) or not np.all(np.isfinite(load)):
             raise ValueError(f"load_mw must be {self.network.n_buses} finite values")
-        m = self.model
-        for n, v in enumerate(load):
-            m.bus_load[n] = float(v)
         t0 = time.perf_counter()
-        res, msg = _run(self._solver, m)
-        if res is None and "Infeasible" in msg:
+        rhs = load + self.network.shunt_mw
+        self._lp.set_row_bounds(self._balance_rows, rhs, rhs)
+        msg = _run(self._lp)
+        if msg is not None and "Infeasible" in msg:
             return self._failed(msg, time.perf_counter() - t0)
-        if res is None:
+        if msg is not None:
             # HiGHS's active-set QP solver occasionally stops "optimal" with primal
             # infeasibilities (a few % of random case39 loads, whatever the options); the
             # interior-point solver pandapower's rundcopp uses is the fallback.
             logger.info("energy schedule: HiGHS failed (%s), trying PIPS", msg)
             return self._solve_pips(load, t0, msg)
-        res.solution_loader.load_vars()
-        duals = res.solution_loader.get_duals(list(m.balance.values()))
+        x = self._lp.values()
         return self._result(
             "optimal",
-            np.array([pyo.value(m.p[g]) for g in m.G]),
-            np.array([pyo.value(m.flow[k]) for k in m.L]),
-            float(pyo.value(m.cost)),
-            np.array([duals[m.balance[n]] for n in m.B]),
+            x[self._p_cols],
+            x[self._flow_cols],
+            self._lp.objective(),
+            self._lp.duals()[self._balance_rows],
             time.perf_counter() - t0,
         )
 
@@ -473,10 +449,13 @@ class BalancingMarket:
     """Clears a period's balancing offers: a DC OPF over deviations around the schedule.
 
     Offers sit in fixed *slots*: every bus has ``capacity[bus, direction]`` slots, each a
-    variable ``q_s`` in ``[0, slot_mw_s]`` with objective coefficient ``slot_price_s``. A period
-    only writes those two mutable Params (unused slots get 0 MW), so the model and the HiGHS
-    instance are built once. If a bus gets more offers in a direction than it has slots, that
-    capacity is doubled until it fits and the model is rebuilt (logged at DEBUG).
+    variable ``q_s`` in ``[0, mw_s]`` with objective coefficient ``price_s``. The model is
+    declared in pyomo and loaded into HiGHS once; a period writes the slots' column bounds and
+    costs (unused slots get 0 MW), the needs (balance row bounds) and the flow limits (flow-limit
+    row bounds), only where they changed, and HiGHS re-solves from the previous basis. Every
+    bus starts with ``max(slots_per_bus, generators at the bus)`` slots per direction, so TER
+    offers always fit; if a bus gets more offers in a direction than it has slots, that capacity
+    is doubled until it fits and the model is rebuilt (logged at DEBUG).
 
     Per bus n: ``sum(up q) - sum(down q) + unserved_up_n - unserved_down_n - (net outflow of
     deviation flows) = need_n``; per rated branch: ``-R <= base_flow + deviation_flow <= R``
@@ -494,7 +473,11 @@ class BalancingMarket:
             raise ValueError("voll_eur_per_mwh must be positive")
         self.network = network
         self.voll_eur_per_mwh = float(voll_eur_per_mwh)
-        self.capacity = np.full((network.n_buses, 2), max(int(slots_per_bus), 1), dtype=np.int64)
+        gens_at_bus = np.bincount(
+            network.generators["bus_pos"].to_numpy(dtype=np.int64), minlength=network.n_buses
+        )
+        per_bus = np.maximum(max(int(slots_per_bus), 1), gens_at_bus)
+        self.capacity = np.repeat(per_bus[:, None], 2, axis=1).astype(np.int64)
         self._rating = network.branches["rating_mw"].to_numpy()
         self._rated = np.flatnonzero(np.isfinite(self._rating))
         self._build()
@@ -518,28 +501,31 @@ class BalancingMarket:
         self._define_objective(m)
         self.model = m
         self.n_variables, self.n_constraints = _count(m)
-        self._solver = _new_solver()
+        self._lp = LoadedModel(m, HIGHS_OPTIONS)
+        self._q_cols = self._lp.cols(m.q[s] for s in m.S)
+        self._unserved_up_cols = self._lp.cols(m.unserved_up[n] for n in m.B)
+        self._unserved_down_cols = self._lp.cols(m.unserved_down[n] for n in m.B)
+        self._balance_rows = self._lp.rows(m.balance[n] for n in m.B)
+        self._flow_rows = self._lp.rows(m.flow_limit[int(k)] for k in self._rated)
 
     def _define_slots(self, m: pyo.ConcreteModel) -> None:
+        """Offer slots, declared empty ([0, 0] MW); clear() writes a period's bounds and costs."""
         m.S = pyo.RangeSet(0, len(self._slot_bus) - 1)
-        m.slot_mw = pyo.Param(m.S, mutable=True, initialize=0.0)
-        m.slot_price = pyo.Param(m.S, mutable=True, initialize=0.0)
-        m.q = pyo.Var(m.S, bounds=lambda m, s: (0.0, m.slot_mw[s]))
+        m.q = pyo.Var(m.S, bounds=(0.0, 0.0))
 
     def _define_unserved(self, m: pyo.ConcreteModel) -> None:
         m.unserved_up = pyo.Var(m.B, bounds=(0.0, None))
         m.unserved_down = pyo.Var(m.B, bounds=(0.0, None))
 
     def _define_flow_limits(self, m: pyo.ConcreteModel) -> None:
+        """Deviation flow limits, declared for a zero base flow; clear() writes the period's."""
+        rating = self._rating
         m.L_lim = pyo.Set(initialize=self._rated.tolist())
-        m.flow_lo = pyo.Param(m.L_lim, mutable=True, initialize=lambda m, k: -self._rating[k])
-        m.flow_hi = pyo.Param(m.L_lim, mutable=True, initialize=lambda m, k: self._rating[k])
         m.flow_limit = pyo.Constraint(
-            m.L_lim, rule=lambda m, k: (m.flow_lo[k], m.flow[k], m.flow_hi[k])
+            m.L_lim, rule=lambda m, k: (-float(rating[k]), m.flow[k], float(rating[k]))
         )
 
     def _define_balance(self, m: pyo.ConcreteModel, out_br, in_br) -> None:
-        m.need = pyo.Param(m.B, mutable=True, initialize=0.0)
         slots_at: list[list[int]] = [[] for _ in range(self.network.n_buses)]
         for s, n in enumerate(self._slot_bus):
             slots_at[int(n)].append(s)
@@ -548,14 +534,14 @@ class BalancingMarket:
         def balance_rule(m, n):
             offered = sum(float(sign[s]) * m.q[s] for s in slots_at[n])
             slack = m.unserved_up[n] - m.unserved_down[n]
-            return offered + slack - _net_outflow(m, out_br[n], in_br[n]) == m.need[n]
+            return offered + slack - _net_outflow(m, out_br[n], in_br[n]) == 0.0  # need: later
 
         m.balance = pyo.Constraint(m.B, rule=balance_rule)
 
     def _define_objective(self, m: pyo.ConcreteModel) -> None:
         voll = self.voll_eur_per_mwh
         m.cost = pyo.Objective(
-            expr=sum((m.slot_price[s] + TIE_BREAK_EUR_PER_MWH) * m.q[s] for s in m.S)
+            expr=sum(TIE_BREAK_EUR_PER_MWH * m.q[s] for s in m.S)  # + price: per period
             + voll * sum(m.unserved_up[n] + m.unserved_down[n] for n in m.B),
             sense=pyo.minimize,
         )
@@ -611,13 +597,10 @@ class BalancingMarket:
             raise ValueError("offer_id must be unique")
 
     def _set_flow_limits(self, base_flow: np.ndarray) -> tuple[str, ...]:
-        m = self.model
         rating = self._rating[self._rated]
         base = base_flow[self._rated]
         limit = np.maximum(rating, np.abs(base))
-        for k, lo, hi in zip(self._rated, -limit - base, limit - base, strict=True):
-            m.flow_lo[int(k)] = float(lo)
-            m.flow_hi[int(k)] = float(hi)
+        self._lp.set_row_bounds(self._flow_rows, -limit - base, limit - base)
         over = self._rated[np.abs(base) > rating]
         names = tuple(self.network.branches["element"].iloc[over].astype(str))
         if names:
@@ -644,24 +627,22 @@ class BalancingMarket:
         )
         self._check_inputs(offers, need, base_flow)
         slot = self._slots_for(offers)  # may rebuild, so before touching the model
-        m = self.model
-
-        mw = np.zeros(len(self._slot_bus))
-        price = np.zeros(len(self._slot_bus))
-        mw[slot] = offers["mw"].to_numpy(dtype=float)
-        price[slot] = offers["price_eur_per_mwh"].to_numpy(dtype=float)
-        for s in range(len(mw)):
-            m.slot_mw[s] = float(mw[s])
-            m.slot_price[s] = float(price[s])
-        for n, v in enumerate(need):
-            m.need[n] = float(v)
-        relaxed = self._set_flow_limits(base_flow)
 
         t0 = time.perf_counter()
-        res, msg = _run(self._solver, m)
-        elapsed = time.perf_counter() - t0
+        offer_mw = offers["mw"].to_numpy(dtype=float)
+        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
+        mw = np.zeros(len(self._slot_bus))
+        mw[slot] = offer_mw
+        lp = self._lp
+        lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
+        # Costs of unused slots are left as they are: their columns are fixed at 0.
+        lp.set_col_costs(self._q_cols[slot], offer_price + TIE_BREAK_EUR_PER_MWH)
+        lp.set_row_bounds(self._balance_rows, need, need)
+        relaxed = self._set_flow_limits(base_flow)
+        msg = _run(lp)
         note = f"; limits relaxed on {', '.join(relaxed)}" if relaxed else ""
-        if res is None:
+        if msg is not None:
+            elapsed = time.perf_counter() - t0
             logger.warning("balancing market failed: %s", msg)
             return BalancingResult(
                 ok=False,
@@ -676,13 +657,12 @@ class BalancingMarket:
                 n_constraints=self.n_constraints,
                 relaxed_branches=relaxed,
             )
-        res.solution_loader.load_vars()
-        duals = res.solution_loader.get_duals(list(m.balance.values()))
-        q = np.array([pyo.value(m.q[int(s)]) for s in slot], dtype=float)
+        x = lp.values()
+        q = x[self._q_cols[slot]]
         taken = q > MW_TOL
-        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
-        unserved_up = float(sum(pyo.value(m.unserved_up[n]) for n in m.B))
-        unserved_down = float(sum(pyo.value(m.unserved_down[n]) for n in m.B))
+        unserved_up = float(x[self._unserved_up_cols].sum())
+        unserved_down = float(x[self._unserved_down_cols].sum())
+        price = lp.duals()[self._balance_rows]
         accepted = pd.DataFrame(
             {
                 "offer_id": offers["offer_id"].to_numpy(dtype=np.int64)[taken],
@@ -696,11 +676,11 @@ class BalancingMarket:
             ok=True,
             message="optimal" + note,
             accepted=accepted,
-            price_eur_per_mwh=np.array([duals[m.balance[n]] for n in m.B]),
+            price_eur_per_mwh=price,
             unserved_up_mw=unserved_up,
             unserved_down_mw=unserved_down,
             cost_eur=float(offer_price @ q + self.voll_eur_per_mwh * (unserved_up + unserved_down)),
-            solve_time_s=elapsed,
+            solve_time_s=time.perf_counter() - t0,
             n_variables=self.n_variables,
             n_constraints=self.n_constraints,
             relaxed_branches=relaxed,

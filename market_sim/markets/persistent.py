@@ -1,0 +1,147 @@
+"""A pyomo model loaded once into HiGHS, whose per-period numbers are written as arrays.
+
+Why not pyomo's own persistent updates: with mutable Params, pyomo's persistent HiGHS interface
+re-evaluates every mutable expression and calls HiGHS once per coefficient on every solve
+(``update_parameters``). On case39 that was most of the 19 ms of a balancing clear, and it grows
+with the model (tens of ms on the 3,085-bus SimBench EHV grid), whereas HiGHS re-solves such an
+LP from its previous basis in about a millisecond. So pyomo declares the model and translates it
+into a ``highspy.Highs`` instance once (``set_instance``); afterwards the clearing writes the
+changed column bounds, column costs and row bounds as numpy arrays with HiGHS's vectorised
+calls, and reads primal values and duals as arrays. Only entries that differ from what HiGHS
+already holds are written, which also keeps HiGHS's basis as valid as possible.
+
+The pyomo model keeps its build-time numbers: it describes the structure, HiGHS holds the
+period's numbers. This relies on two attributes of pyomo's persistent interface,
+``_solver_model`` (the ``highspy.Highs``) and the var/constraint -> column/row maps; they are
+checked when the model is loaded, so a pyomo upgrade that renames them fails loudly at build
+time rather than clearing the wrong problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import highspy
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.contrib.solver.solvers.highs import Highs
+
+logger = logging.getLogger(__name__)
+
+
+class LoadedModel:
+    """A pyomo model translated into HiGHS once; numbers change through array writes.
+
+    ``cols``/``rows`` turn pyomo variables/constraints into HiGHS column/row indices (do it
+    once, at build time). ``set_*`` write only the entries that changed. ``run`` solves and
+    returns ``None`` if optimal, else a message; it never raises.
+    """
+
+    def __init__(self, model: pyo.ConcreteModel, options: dict[str, object] | None = None):
+        opt = Highs()
+        opt.set_instance(model)
+        highs = getattr(opt, "_solver_model", None)
+        var_map = getattr(opt, "_pyomo_var_to_solver_var_map", None)
+        con_map = getattr(opt, "_pyomo_con_to_solver_con_map", None)
+        if not isinstance(highs, highspy.Highs) or var_map is None or con_map is None:
+            raise RuntimeError(
+                "pyomo's HiGHS interface changed: no _solver_model / variable and constraint "
+                "maps; market_sim.markets.persistent needs updating"
+            )
+        self.model = model
+        self.highs: highspy.Highs = highs
+        self._opt = opt  # keeps pyomo's translation (and its maps) alive
+        self._var_map = var_map
+        self._con_map = con_map
+        self.highs.setOptionValue("output_flag", False)
+        for key, val in (options or {}).items():
+            self.highs.setOptionValue(key, val)
+        lp = self.highs.getLp()
+        self._col_lower = np.array(lp.col_lower_, dtype=float)
+        self._col_upper = np.array(lp.col_upper_, dtype=float)
+        self._col_cost = np.array(lp.col_cost_, dtype=float)
+        self._row_lower = np.array(lp.row_lower_, dtype=float)
+        self._row_upper = np.array(lp.row_upper_, dtype=float)
+        self._solution: highspy.HighsSolution | None = None
+
+    @property
+    def n_cols(self) -> int:
+        return len(self._col_lower)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self._row_lower)
+
+    def cols(self, variables: Iterable[pyo.Var]) -> np.ndarray:
+        """HiGHS column of each (unfixed, used) pyomo variable; KeyError if it has none."""
+        return np.fromiter((self._var_map[id(v)] for v in variables), dtype=np.int32)
+
+    def rows(self, constraints: Iterable[pyo.Constraint]) -> np.ndarray:
+        """HiGHS row of each active pyomo constraint."""
+        return np.fromiter((self._con_map[c] for c in constraints), dtype=np.int32)
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> int:
+        """Write column bounds where they changed; returns how many columns were written."""
+        changed = (self._col_lower[cols] != lower) | (self._col_upper[cols] != upper)
+        idx = cols[changed]
+        if len(idx):
+            lo, hi = np.asarray(lower, float)[changed], np.asarray(upper, float)[changed]
+            self.highs.changeColsBounds(len(idx), idx, lo, hi)
+            self._col_lower[idx], self._col_upper[idx] = lo, hi
+        return len(idx)
+
+    def set_col_costs(self, cols: np.ndarray, cost: np.ndarray) -> int:
+        """Write linear objective coefficients where they changed."""
+        changed = self._col_cost[cols] != cost
+        idx = cols[changed]
+        if len(idx):
+            c = np.asarray(cost, float)[changed]
+            self.highs.changeColsCost(len(idx), idx, c)
+            self._col_cost[idx] = c
+        return len(idx)
+
+    def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> int:
+        """Write row bounds where they changed (``lower == upper`` for an equality)."""
+        changed = (self._row_lower[rows] != lower) | (self._row_upper[rows] != upper)
+        idx = rows[changed]
+        if len(idx):
+            lo, hi = np.asarray(lower, float)[changed], np.asarray(upper, float)[changed]
+            self.highs.changeRowsBounds(len(idx), idx, lo, hi)
+            self._row_lower[idx], self._row_upper[idx] = lo, hi
+        return len(idx)
+
+    # ---- solve and read --------------------------------------------------------------------
+
+    def run(self) -> str | None:
+        """Solve from the current basis. ``None`` if optimal, else why not. Never raises."""
+        self._solution = None
+        try:
+            self.highs.run()
+            status = self.highs.getModelStatus()
+        except Exception as err:  # noqa: BLE001 - any solver failure is reported, not raised
+            logger.debug("HiGHS raised", exc_info=True)
+            return f"solver error: {type(err).__name__}: {err}"
+        if status != highspy.HighsModelStatus.kOptimal:
+            return f"not solved to optimality: {self.highs.modelStatusToString(status)}"
+        self._solution = self.highs.getSolution()
+        return None
+
+    def values(self) -> np.ndarray:
+        """Primal value of every column (after a successful ``run``)."""
+        return np.asarray(self._checked().col_value, dtype=float)
+
+    def duals(self) -> np.ndarray:
+        """Dual of every row, as pyomo reports it: d objective / d row bound (minimisation)."""
+        return np.asarray(self._checked().row_dual, dtype=float)
+
+    def objective(self) -> float:
+        self._checked()
+        return float(self.highs.getInfo().objective_function_value)
+
+    def _checked(self) -> highspy.HighsSolution:
+        if self._solution is None:
+            raise RuntimeError("no optimal solution: run() first and check its result")
+        return self._solution

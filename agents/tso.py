@@ -49,7 +49,10 @@ class TSO(mesa.Agent):
             load[self.network.bus_position(bus)[0]] -= mw
         self.schedule = self.energy.solve(load)
         rho, sd = self.error_config.autocorrelation, self.error_config.sd_fraction
-        self._error = rho * self._error + np.sqrt(1 - rho**2) * sd * self.model.rng.normal()
+        self._error = (
+            rho * self._error
+            + np.sqrt(1 - rho**2) * sd * self.model.streams["forecast_error"].normal()
+        )
         positive = np.clip(load, 0.0, None)
         self.need_mw = self._error * positive  # = error * total load * each bus's share
         return self.schedule

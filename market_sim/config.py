@@ -39,6 +39,20 @@ class LimitsConfig(_Strict):
     )
 
 
+class ValidationConfig(_Strict):
+    """How a validator checks DER bids against a distribution network."""
+
+    method: Literal["iterative_pf", "linear_opf", "ac_opf"] = Field(
+        "iterative_pf",
+        description="iterative AC power flows with cuts; a sensitivity LP checked by AC power "
+        "flow; or pandapower's AC OPF (a slow reference for small networks)",
+    )
+    fairness: Literal["max_volume", "equitable"] = Field(
+        "max_volume", description="maximise validated volume, or the smallest accepted share"
+    )
+    oltc: bool = Field(False, description="the DSO may set its transformers' taps to validate")
+
+
 class DsoConfig(_Strict):
     """One DSO: a SimBench distribution network attached to a transmission bus."""
 
@@ -46,6 +60,7 @@ class DsoConfig(_Strict):
     simbench_code: str = Field(description="SimBench network code, e.g. 1-MV-rural--2-sw")
     interface_bus: int = Field(ge=0, description="pandapower bus of the transmission case")
     limits: LimitsConfig = LimitsConfig()
+    validation: ValidationConfig = ValidationConfig()
     pv_scale: NonNegative = Field(1.0, description="multiplies PV rated power and profiles")
     storage_scale: NonNegative = Field(1.0, description="multiplies battery power and energy")
     load_scale: NonNegative = Field(1.0, description="multiplies load profiles")
@@ -112,7 +127,11 @@ class AggregatorConfig(_Strict):
 class TransmissionConfig(_Strict):
     """The TSO's network: a pandapower case with generator cost data."""
 
-    case: str = Field("case39", description="a pandapower.networks case with poly_cost")
+    case: str = Field(
+        "case39",
+        description="a pandapower.networks case with poly_cost (case39, case118, ...) or "
+        "simbench:<code> for a SimBench EHV grid priced by the fuel-cost table",
+    )
     ramp_fraction: Fraction = Field(
         0.01, description="share of a generator's max power it can move within one period"
     )

@@ -53,6 +53,13 @@ class MarketModel(mesa.Model):
         transmission: TransmissionNetwork | None = None,
     ) -> None:
         super().__init__(rng=config.seed)
+        # One seed decides every draw; each random process has its own stream, so that what
+        # one model does (how many DER it dispatches) never shifts another's draws (the
+        # forecast error): the models of a scenario face the same weather and errors.
+        self.streams = {
+            name: np.random.default_rng([config.seed, k])
+            for k, name in enumerate(("forecast_error", "delivery"))
+        }
         if len(config.models) != 1:
             raise ValueError(f"a MarketModel runs one coordination model, got {config.models}")
         self.config = config
@@ -131,7 +138,7 @@ class MarketModel(mesa.Model):
         yield self.post.wait_until(clock.delivery)
         cfg_settle = cfg.settlement
         delivery = self.population.delivery(
-            outcome.dispatch, cfg_settle.delivery_reliability, self.rng
+            outcome.dispatch, cfg_settle.delivery_reliability, self.streams["delivery"]
         )
         delivered = delivery[["bid_id"]].assign(mw=delivery.delivered_mw)
         networks = self.timed("grid", "delivery", deliver, self.dsos, delivered, bids)

@@ -135,3 +135,16 @@ def test_late_messages_are_rejected_logged_and_the_run_goes_on(make_model, quick
     assert t["dispatch"].query("resource == 'der'").empty
     assert t["grid"].converged.all() and len(t["grid"]) == 2 * len(sim.dsos)
     assert sim.population.devices is not None
+
+
+def test_models_of_a_scenario_face_the_same_forecast_errors(make_model, quickstart):
+    """Each random process has its own stream: dispatch differences never shift the need."""
+    settlement = quickstart.settlement.model_copy(update={"delivery_reliability": 0.5})
+    needs = {}
+    for model in EXPECTED:
+        sim = make_model(model, settlement=settlement)
+        sim.period = NOON
+        sim.run(periods=4)
+        needs[model] = sim.tables()["kpis"].query("name == 'need_mw'").value.to_numpy()
+    assert np.array_equal(needs["tso_managed"], needs["hybrid"])
+    assert np.array_equal(needs["hybrid"], needs["dso_managed"])

@@ -9,7 +9,7 @@ import pandas as pd
 from market_sim.config import DsoConfig
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import injections_table
-from market_sim.grid.validation import validate_iterative
+from market_sim.grid.validation import validate
 from market_sim.markets.aggregation import aggregate_offer, disaggregate
 from market_sim.types import Injections, Limits, ValidationResult
 
@@ -41,8 +41,23 @@ class DSO(mesa.Agent):
         return injections_table(self.network, self.delivered or self.forecast)
 
     def validate(self, bids: pd.DataFrame) -> ValidationResult:
-        """Validate bids against the period's forecast within this DSO's limits."""
-        return validate_iterative(self.network, self.forecast, bids, self.limits)
+        """Validate bids against the period's forecast within this DSO's limits.
+
+        With OLTC control the DSO keeps the taps it validated with: delivery uses them.
+        """
+        how = self.config.validation
+        result = validate(
+            self.network,
+            self.forecast,
+            bids,
+            self.limits,
+            method=how.method,
+            fairness=how.fairness,
+            oltc=how.oltc,
+        )
+        if how.oltc and result.trafo_tap_pos is not None:
+            self.forecast.trafo_tap_pos = np.asarray(result.trafo_tap_pos, dtype=float)
+        return result
 
     def aggregated_offer(self, validated: pd.DataFrame, first_id: int) -> pd.DataFrame:
         return aggregate_offer(validated, self.interface_bus, first_id)

@@ -8,7 +8,7 @@ import pandas as pd
 
 from market_sim.config import ScenarioConfig
 from market_sim.grid.state import injections_from_table
-from market_sim.grid.validation import validate_iterative
+from market_sim.grid.validation import validate
 from market_sim.markets.aggregation import empty_offers
 from market_sim.markets.clearing import BalancingMarket, BalancingResult, EnergySchedule, ter_offers
 from market_sim.markets.transmission import TransmissionNetwork
@@ -63,13 +63,22 @@ class TSO(mesa.Agent):
         """TSO-managed validation: check the bids on each DSO network, from operational data.
 
         The TSO holds the DSOs' network models but sees only the state the DSO reported; it
-        cannot use DSO assets (taps stay as reported).
+        uses the DSO's validation method but cannot use DSO assets (taps stay as reported).
         """
         results = {}
         for name, dso in dsos.items():
             state = injections_from_table(dso.network, operational_data[name])
             mine = bids[bids.dso == name]
-            results[name] = validate_iterative(dso.network, state, mine, dso.limits)
+            how = dso.config.validation
+            results[name] = validate(
+                dso.network,
+                state,
+                mine,
+                dso.limits,
+                method=how.method,
+                fairness=how.fairness,
+                oltc=False,
+            )
         return results
 
     def clear(self, der_offers: pd.DataFrame) -> BalancingResult:

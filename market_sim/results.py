@@ -50,6 +50,22 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "validated_mw": ("float64", "quantity the validator lets through, MW"),
         "reason": ("string", "ok, cut: <constraint>, or rejected: <why>"),
     },
+    "validation_runs": {
+        "period": ("int64", "market period"),
+        "validator": ("string", "tso (tso_managed) or the DSO's name"),
+        "network": ("string", "DSO whose network was checked"),
+        "method": ("string", "iterative_pf, linear_opf or ac_opf"),
+        "fairness": ("string", "max_volume or equitable"),
+        "direction": ("string", "up or down (validated separately)"),
+        "offered_mw": ("float64", "volume offered, MW"),
+        "validated_mw": ("float64", "volume validated, MW"),
+        "jain_index": ("float64", "Jain's fairness index of accepted shares (1 = all equal)"),
+        "min_share": ("float64", "smallest accepted share of an offered bid"),
+        "converged": ("bool", "a safe validated set was found (else nothing was validated)"),
+        "ac_power_flows": ("int64", "AC power flows run by the whole validation (both directions)"),
+        "lp_solves": ("int64", "linear programs solved by this direction"),
+        "binding": ("string", "binding constraints, '; '-separated (bus or branch, limit)"),
+    },
     "dispatch": {
         "period": ("int64", "market period"),
         "resource": ("string", "der or ter"),
@@ -139,6 +155,19 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+def tables_markdown() -> str:
+    """The README's "Results tables" section, generated from :data:`TABLES`.
+
+    ``python -m market_sim.results`` prints it; a test keeps the README in step with it.
+    """
+    lines = ["## Results tables", ""]
+    for table, columns in TABLES.items():
+        lines += [f"### `{table}`", "", "| column | type | meaning and unit |", "|---|---|---|"]
+        lines += [f"| `{c}` | {dtype} | {meaning} |" for c, (dtype, meaning) in columns.items()]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 class Recorder:
     """Collects a run's rows per table; tables become DataFrames with the documented dtypes."""
 
@@ -209,3 +238,7 @@ def load_results(path: str | Path) -> dict[str, pd.DataFrame]:
     if missing:
         raise FileNotFoundError(f"{path} is not a run folder: missing {missing}")
     return {name: pd.read_parquet(path / f"{name}.parquet") for name in TABLES}
+
+
+if __name__ == "__main__":
+    print(tables_markdown(), end="")

@@ -113,7 +113,11 @@ class ValidationResult:
     """Outcome of validating one bid book against one distribution network.
 
     ``table`` has one row per bid: ``bid_id``, ``validated_mw`` (0 <= validated <= offered) and
-    ``reason`` (``"ok"``, ``"cut: <constraint>"``, ``"rejected: <why>"``).
+    ``reason`` (``"ok"``, ``"cut: <constraint>"``, ``"rejected: <why>"``). ``trafo_tap_pos`` is
+    the tap vector (aligned with ``net.trafo``) the validation assumed: delivery must use it when
+    the validator chose taps (OLTC). ``info`` holds what researchers compare methods by: method,
+    fairness, offered and validated MW and Jain's index per direction, binding constraints,
+    AC power flows, LP solves, compute time.
     """
 
     table: pd.DataFrame
@@ -121,3 +125,5 @@ class ValidationResult:
     converged: bool
     binding: tuple[str, ...] = ()
     message: str = ""
+    trafo_tap_pos: np.ndarray | None = None
+    info: dict = field(default_factory=dict)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pandapower as pp
 import pandas as pd
@@ -16,6 +19,8 @@ from market_sim.grid.network import (
 from market_sim.grid.powerflow import (
     PowerFlowDetail,
     apply_bids,
+    element_case_bus,
+    injection_sensitivities,
     injections_table,
     monitored_buses,
     replay_power_flow,
@@ -251,3 +256,67 @@ def test_non_converging_baseline_rejects_everything(dn: DistributionNetwork) -> 
     assert not res.converged
     assert (res.table["validated_mw"] == 0).all()
     assert res.table["reason"].str.startswith("rejected").all()
+
+
+def test_power_flow_does_not_depend_on_history(dn: DistributionNetwork) -> None:
+    """Warm starts from earlier solutions change nothing beyond the solver tolerance."""
+    inj = dn.baseline(STEPS[0])
+    first = run_power_flow_detailed(dn, inj, LIMITS, write=False)
+    run_power_flow_detailed(dn, dn.baseline(STEPS[2]), LIMITS, write=False)
+    again = run_power_flow_detailed(dn, inj, LIMITS, write=False, warm_start=first)
+    np.testing.assert_allclose(again.vm_pu, first.vm_pu, atol=1e-9)
+
+
+def test_sensitivities_match_finite_differences(dn: DistributionNetwork) -> None:
+    inj = dn.baseline(STEPS[0])
+    base = run_power_flow_detailed(dn, inj, LIMITS, write=False)
+    bus = int(np.nanargmin(np.where(monitored_buses(dn.net), base.vm_pu, np.nan)))
+    line = int(np.nanargmax(base.line_loading_percent))
+    constraints = [("vm", bus), ("line", line), ("trafo", 0)]
+    sens = injection_sensitivities(base, constraints)
+    pos = int(np.argmax(inj.p_mw["load"]))
+    case_bus = element_case_bus(base, "load", np.array([pos]))[0]
+    step = 1e-3  # MW of injection, i.e. less load
+    moved = inj.copy()
+    moved.p_mw["load"][pos] -= step
+    d = run_power_flow_detailed(dn, moved, LIMITS, write=False)
+    numeric = [
+        (d.vm_pu[bus] - base.vm_pu[bus]) / step,
+        (d.line_loading_percent[line] - base.line_loading_percent[line]) / step,
+        (d.trafo_loading_percent[0] - base.trafo_loading_percent[0]) / step,
+    ]
+    np.testing.assert_allclose(sens[:, case_bus], numeric, rtol=1e-2, atol=1e-5)
+
+
+def test_unsupported_network_falls_back_to_pandapower() -> None:
+    """Two ext_grids: lightsim2grid would distribute the slack, so runpp solves it."""
+    one = load_network(CODES[0])
+    net = copy.deepcopy(one.net)
+    pp.create_ext_grid(net, int(net.trafo.hv_bus.iloc[-1]), vm_pu=net.ext_grid.vm_pu.iloc[0])
+    dn = dataclasses.replace(one, net=net, solver_cache={})
+    d = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS)
+    assert d.result.converged and d.state is None
+    assert injection_sensitivities(d, [("vm", 5)]) is None
+    pp.runpp(net, numba=False, calculate_voltage_angles=True)
+    np.testing.assert_allclose(d.vm_pu, net.res_bus.vm_pu.to_numpy(), atol=TOL)
+
+
+@pytest.mark.slow
+def test_power_flow_matches_pandapower_mvlv() -> None:
+    """The 10,458-bus MV-LV network (switches fused, open line ends), at two tap settings."""
+    dn = load_network("1-MVLV-urban-all-2-sw")
+    for step, taps in ((STEPS[0], 0), (STEPS[2], 1)):
+        inj = dn.baseline(step)
+        inj.trafo_tap_pos = inj.trafo_tap_pos + taps
+        d = run_power_flow_detailed(dn, inj, LIMITS)
+        assert d.result.converged and d.state is not None
+        pp.runpp(dn.net, numba=False, calculate_voltage_angles=True)
+        np.testing.assert_allclose(d.vm_pu, dn.net.res_bus.vm_pu.to_numpy(), atol=TOL)
+        np.testing.assert_allclose(
+            d.line_loading_percent, dn.net.res_line.loading_percent.to_numpy(), atol=1e-4
+        )
+        np.testing.assert_allclose(
+            d.trafo_loading_percent, dn.net.res_trafo.loading_percent.to_numpy(), atol=1e-4
+        )
+        p_ext = -dn.net.res_ext_grid.p_mw.sum()
+        assert d.result.interface_p_mw == pytest.approx(p_ext, abs=TOL)

@@ -115,10 +115,16 @@ class CoordinationModel:
         ]
         return concat(received, as_dispatch([], []))
 
-    def validation_rows(self, validator: str, result: ValidationResult) -> pd.DataFrame:
-        """Validation table rows of one validator; a failed validation is also an event."""
+    def validation_rows(
+        self, validator: str, result: ValidationResult, network: str | None = None
+    ) -> pd.DataFrame:
+        """Validation table rows of one validator; its run is recorded, a failure is an event."""
         if not result.converged:
             self.sim.record_event("validation_failed", f"{validator}: {result.message}")
+        self.sim.recorder.add(
+            "validation_runs",
+            validation_runs(self.sim.period, validator, network or validator, result),
+        )
         return result.table.assign(validator=validator)[VALIDATION_COLUMNS]
 
     def clear_bids(self, usable: pd.DataFrame) -> tuple[BalancingResult, pd.DataFrame]:
@@ -134,6 +140,34 @@ class CoordinationModel:
         if not result.ok:
             self.sim.record_event("clearing_failed", result.message)
         return result
+
+
+def validation_runs(
+    period: int, validator: str, network: str, result: ValidationResult
+) -> list[tuple]:
+    """One ``validation_runs`` row per direction from a validation result's info."""
+    info = result.info
+    rows = []
+    for direction, entry in sorted(info.get("directions", {}).items()):
+        rows.append(
+            (
+                period,
+                validator,
+                network,
+                info.get("method", ""),
+                info.get("fairness", ""),
+                direction,
+                entry.get("offered_mw", 0.0),
+                entry.get("validated_mw", 0.0),
+                entry.get("jain", np.nan),
+                entry.get("min_share", np.nan),
+                bool(entry.get("converged", result.converged)),
+                result.iterations,
+                int(entry.get("lp_solves", 0)),
+                "; ".join(entry.get("binding", [])),
+            )
+        )
+    return rows
 
 
 def accepted_der(result: BalancingResult) -> pd.DataFrame:

@@ -54,7 +54,8 @@ class TsoManaged(CoordinationModel):
             "tso", "validation", sim.tso.validate_centrally, received, state, reported
         )
         validation = concat(
-            [self.validation_rows("tso", r) for r in results.values()], PeriodOutcome().validation
+            [self.validation_rows("tso", r, n) for n, r in results.items()],
+            PeriodOutcome().validation,
         )
         self.send(clock, "2a", {("tso", "tso"): validation})
         usable = concat(

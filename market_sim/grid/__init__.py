@@ -1,9 +1,8 @@
-"""Distribution networks: loading, profiles, AC power flow, bid validation.
+"""Distribution networks: loading, AC power flow, bid validation.
 
-* :mod:`.network` loads a SimBench network once per run (with disk caches) and serves the
-  baseline set-points of any 15-minute step.
-* :mod:`.powerflow` applies bids, runs a fast Newton-Raphson on pandapower's internal case
-  (identical to ``runpp`` to solver tolerance) and replays saved injections with plain
-  ``runpp`` as the reference.
-* :mod:`.validation` is the DSO's rule-based iterative power-flow validation of bids.
+``network`` loads SimBench networks and profiles (cached on disk); ``powerflow`` runs the
+repeated AC power flows of a period; ``state`` turns operational data back into set-points;
+``validation`` is the entry point of the validation methods (``linear_opf``, ``ac_opf``, the
+rule-based iterative method), which share the limits of ``constraints``, the fairness policies
+of ``fairness`` and the tap search of ``oltc``.
 """

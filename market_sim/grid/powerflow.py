@@ -1,17 +1,18 @@
 """AC power flow of a distribution network for given injections.
 
 Speed matters here (thousands of power flows per run), and a call to ``pandapower.runpp`` costs
-about 15-30 ms on a SimBench MV network, almost all of it pandas bookkeeping around a solver
-that needs well under 1 ms. We therefore let pandapower build its internal power-flow case
-(``net._ppc["internal"]``: admittance matrices, bus fusion of closed bus-bus switches, auxiliary
-buses of open line switches) once per tap setting, and then solve only the Newton-Raphson
-equations ourselves with scipy. The result is identical to ``runpp`` up to the solver
-tolerance; the tests check it, and :func:`replay_power_flow` runs plain ``runpp`` as the
+about 30 ms on a SimBench MV network and 110 ms on the 10,458-bus MV-LV one, mostly pandas
+bookkeeping around the solver. Repeated power flows therefore run on lightsim2grid's native grid
+model (C++ Newton-Raphson with KLU), built once per tap setting from the pandapower net and
+checked against ``runpp`` when it is built; each period only sends the changed set-points
+(vectorised). Results match ``runpp`` to about
+1e-10 pu (the tests check it), and :func:`replay_power_flow` runs plain ``runpp`` as the
 reference a researcher can re-run from the injections table alone.
 
 The fast path supports what SimBench distribution networks contain: constant-power loads,
-sgens, storages and one or more ext_grids. Networks with ``gen`` elements or voltage-dependent
-loads fall back to ``runpp`` (correct, slower, no sensitivities).
+sgens, storages, one ext_grid, bus-bus and branch switches. Networks with ``gen`` elements,
+several ext_grids or voltage-dependent loads, networks lightsim2grid does not reproduce, or a
+missing lightsim2grid fall back to ``runpp`` (correct, slower, no sensitivities).
 
 Monitored elements (the choice is documented here once): voltage limits apply to in-service
 buses below 60 kV, i.e. the MV/LV buses operated by the DSO. The HV side of the HV/MV
@@ -22,8 +23,10 @@ included: the DSO is responsible for them).
 
 from __future__ import annotations
 
+import copy
 import logging
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +34,7 @@ import pandapower as pp
 import pandas as pd
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from pandapower.pypower.idx_bus import BASE_KV, PD, QD
+from scipy.sparse.csgraph import connected_components
 
 from market_sim.grid.network import DistributionNetwork, build_net
 from market_sim.types import (
@@ -42,6 +45,12 @@ from market_sim.types import (
     signed_mw,
 )
 
+try:
+    import lightsim2grid
+    from lightsim2grid.network import init_from_pandapower
+except ImportError:  # the runpp fallback still works without it
+    lightsim2grid = None
+
 log = logging.getLogger(__name__)
 
 #: Buses at or above this nominal voltage belong to the transmission side (not monitored).
@@ -51,6 +60,8 @@ VIOLATION_TOL = 1e-6
 #: Newton-Raphson convergence threshold on the largest power mismatch (pu of net.sn_mva).
 NR_TOL = 1e-9
 NR_MAX_IT = 20
+#: Largest no-load voltage difference (pu) to pandapower for which lightsim2grid is trusted.
+MODEL_CHECK_TOL = 1e-8
 
 #: Sign of an *up* bid on the pandapower value of each table (injection up = consumption down).
 _UP_SIGN = {"load": -1.0, "sgen": 1.0, "storage": -1.0}
@@ -230,68 +241,214 @@ def summarise(
 
 
 # --------------------------------------------------------------------------------------------
-# Fast path: compiled admittance model + Newton-Raphson
+# Fast path: lightsim2grid's native grid model, one per tap setting
 
 
 @dataclass
 class _Model:
-    """pandapower's internal case for one tap setting, with element -> case-bus maps."""
+    """A lightsim2grid grid for one tap setting, with the maps between it and ``net``.
 
-    ybus: sp.csr_matrix
-    yf: sp.csr_matrix
-    yt: sp.csr_matrix
+    Three bus labellings meet here: ``net.bus`` positions, lightsim2grid's grid-model buses
+    (one per bus of the fused solver net, i.e. per ``net.bus`` position whose bus-bus switches
+    were merged into it) and its solver buses (the energised ones, in solver order). Sensitivity
+    arrays are in solver buses; :func:`element_case_bus` maps elements onto them.
+    """
+
+    grid: Any  # lightsim2grid LSGrid
     base_mva: float
+    v0: np.ndarray  # grid-model labelled no-load solution: the deterministic start
+    to_grid: np.ndarray  # solver bus -> grid-model bus
+    ybus: sp.csc_matrix  # solver labelled
     ref: np.ndarray
     pvpq: np.ndarray
     pq: np.ndarray
-    v0: np.ndarray
-    sbus_other: np.ndarray  # constant injections not from load/sgen/storage (pu)
-    bus_idx: np.ndarray  # net.bus position -> case bus, -1 if not in the case
-    elem_idx: dict[str, np.ndarray]  # element position -> case bus, -1 if not connected
-    line_row: np.ndarray  # net.line position -> case branch row, -1 if absent
-    line_k: np.ndarray  # [n_line, 2] pu current -> loading percent at from / to end
-    trafo_row: np.ndarray
-    trafo_k: np.ndarray
-    a_pos: np.ndarray  # case bus -> index of its angle in the NR state, -1 if none
-    m_pos: np.ndarray  # case bus -> index of its magnitude in the NR state, -1 if none
+    bus_idx: np.ndarray  # net.bus position -> solver bus, -1 if not energised
+    elem_idx: dict[str, np.ndarray]  # element position -> solver bus, -1 if not connected
+    scaling: dict[str, np.ndarray]  # pandapower's ``scaling`` column per element table
+    sent: dict[str, np.ndarray]  # set-points last sent to ``grid`` ("load_p", "sgen_q", ...)
+    line_rating: np.ndarray  # kA behind 100 % loading
+    trafo_rating: np.ndarray  # MVA behind 100 % loading, over sqrt(3)
+    trafo_vn: np.ndarray  # [n_trafo, 2] rated kV at hv / lv side
+    bus_kv: np.ndarray  # solver bus -> nominal kV
+    a_pos: np.ndarray  # solver bus -> index of its angle in the NR state, -1 if none
+    m_pos: np.ndarray  # solver bus -> index of its magnitude in the NR state, -1 if none
     jac_pattern: tuple | None = None
+    branch_y: dict[str, tuple] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class _State:
     model: _Model
-    v: np.ndarray
-    sbus: np.ndarray
+    v: np.ndarray  # solver labelled
 
 
-def _fast_path_supported(net: Any) -> bool:
+def _fast_path_supported(net: Any) -> str:
+    """Why lightsim2grid cannot solve ``net`` like ``runpp`` would, or "" if it can."""
+    if lightsim2grid is None:
+        return "lightsim2grid is not installed"
     if len(net.gen) and net.gen["in_service"].any():
-        return False
+        return "gen elements (voltage-controlled)"
+    if int(net.ext_grid["in_service"].sum()) != 1:
+        return "not exactly one ext_grid (lightsim2grid would distribute the slack)"
     cols = [c for c in net.load.columns if c.startswith("const_")]
-    return not (len(net.load) and cols and np.abs(net.load[cols].to_numpy(float)).sum() > 0)
+    if len(net.load) and cols and np.abs(net.load[cols].to_numpy(float)).sum() > 0:
+        return "voltage-dependent loads"
+    for table in ("trafo3w", "ward", "xward", "impedance", "dcline", "motor", "asymmetric_load"):
+        if table in net and len(net[table]) and net[table]["in_service"].any():
+            return f"{table} elements"
+    for table in ("line", "trafo", "sgen", "load", "storage"):
+        if "parallel" in net[table] and (net[table]["parallel"].to_numpy() != 1).any():
+            return f"parallel {table}s"
+    return ""
 
 
-def _element_sbus(model: _Model, injections: Injections, n_bus: int) -> np.ndarray:
-    s = np.zeros(n_bus, dtype=complex)
+def _fused_bus(net: Any) -> np.ndarray:
+    """``net.bus`` position -> position of the bus it is merged with by closed bus-bus switches.
+
+    lightsim2grid ignores switches, so closed bus-bus switches are fused here once (what
+    pandapower does internally); each group is represented by its lowest position.
+    """
+    n = len(net.bus)
+    sw = net.switch
+    bb = sw[(sw["et"] == "b") & sw["closed"].astype(bool)]
+    a = net.bus.index.get_indexer(bb["bus"].to_numpy())
+    b = net.bus.index.get_indexer(bb["element"].to_numpy())
+    graph = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    first = np.full(label.max() + 1, n, dtype=np.int64)
+    np.minimum.at(first, label, np.arange(n))
+    return first[label]
+
+
+def _solver_net(net: Any) -> tuple[Any, np.ndarray, list[tuple[str, int, int]]]:
+    """A copy of ``net`` lightsim2grid can read, built once per network.
+
+    Buses are renumbered to their positions (lightsim2grid's converter mislabels buses of a
+    non-contiguous index), closed bus-bus switches are fused, switches are dropped and open
+    line / trafo switches are returned as (table, position, side) to open that branch end in
+    the grid, which is pandapower's auxiliary-bus model of an open switch.
+    """
+    fused = _fused_bus(net)
+    s = copy.deepcopy(net)
+    bus_pos = net.bus.index
+    for table, cols in (
+        ("line", ("from_bus", "to_bus")),
+        ("trafo", ("hv_bus", "lv_bus")),
+        ("load", ("bus",)),
+        ("sgen", ("bus",)),
+        ("storage", ("bus",)),
+        ("ext_grid", ("bus",)),
+        ("shunt", ("bus",)),
+        ("gen", ("bus",)),
+    ):
+        for col in cols:
+            if len(s[table]):
+                s[table][col] = fused[bus_pos.get_indexer(s[table][col].to_numpy())]
+    s.bus.index = pd.RangeIndex(len(s.bus))
+    s.bus["in_service"] = s.bus["in_service"].to_numpy(dtype=bool) & (
+        fused == np.arange(len(fused))
+    )
+    for table in ("load", "sgen", "storage"):
+        for col in ("min_p_mw", "max_p_mw", "min_q_mvar", "max_q_mvar"):
+            if col in s[table]:  # SimBench stores these as objects the converter cannot read
+                s[table][col] = pd.to_numeric(s[table][col], errors="coerce").astype(float)
+    sw = net.switch
+    open_ends = []
+    for et, table, first_bus in (("l", "line", "from_bus"), ("t", "trafo", "hv_bus")):
+        sel = sw[(sw["et"] == et) & ~sw["closed"].astype(bool)]
+        pos = net[table].index.get_indexer(sel["element"].to_numpy())
+        side = np.where(sel["bus"].to_numpy() == net[table][first_bus].to_numpy()[pos], 1, 2)
+        open_ends += [(table, int(p), int(k)) for p, k in zip(pos, side, strict=True)]
+    s.switch = s.switch.iloc[0:0]
+    return s, fused, open_ends
+
+
+def _set_injections(model: _Model, injections: Injections) -> None:
+    """Send the set-points that changed since the last power flow to the grid, vectorised.
+
+    lightsim2grid takes float32 arrays here: the rounding (1e-7 relative) moves voltages by
+    about 1e-10 pu, far below the 1e-6 pu the results are compared at.
+    """
+    grid = model.grid
+    update = {
+        "load_p": grid.update_loads_p,
+        "load_q": grid.update_loads_q,
+        "sgen_p": grid.update_sgens_p,
+        "storage_p": grid.update_storages_p,
+    }
+    per_element = {"sgen_q": grid.change_q_sgen, "storage_q": grid.change_q_storage}
     for table in ELEMENT_TABLES:
-        idx = model.elem_idx[table]
-        ok = idx >= 0
-        if not ok.any():
+        if not len(model.scaling[table]):
             continue
-        sign = 1.0 if table == "sgen" else -1.0
-        val = injections.p_mw[table][ok] + 1j * injections.q_mvar[table][ok]
-        s += sign * np.bincount(idx[ok], weights=val.real, minlength=n_bus)
-        s += 1j * sign * np.bincount(idx[ok], weights=val.imag, minlength=n_bus)
-    return s / model.base_mva
+        for kind, values in (("p", injections.p_mw[table]), ("q", injections.q_mvar[table])):
+            key = f"{table}_{kind}"
+            new = (np.asarray(values, dtype=float) * model.scaling[table]).astype(np.float32)
+            changed = new != model.sent[key]
+            if not changed.any():
+                continue
+            if key in update:
+                update[key](changed, new)
+            else:
+                for i in np.flatnonzero(changed):
+                    per_element[key](int(i), float(new[i]))
+            model.sent[key] = new
+
+
+def _solve(model: _Model, v_start: np.ndarray) -> np.ndarray | None:
+    """lightsim2grid Newton-Raphson from ``v_start``; the grid-model voltages or None."""
+    try:
+        v = model.grid.ac_pf(v_start.copy(), NR_MAX_IT, NR_TOL)
+    except Exception as exc:  # singular Jacobian and the like
+        log.debug("lightsim2grid power flow failed: %s", exc)
+        return None
+    if len(v) == 0 or not np.all(np.isfinite(v[model.to_grid])):
+        return None
+    return v
+
+
+def _no_load_grid(
+    snet: Any, open_ends: list[tuple[str, int, int]], vm_ext: float
+) -> tuple[Any, np.ndarray]:
+    """lightsim2grid grid of the solver net (set-points at zero) and its no-load voltages."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # about the switches it ignores: handled here
+        # "pandapower_v2" is the transformer model that reproduces pandapower 3.5's runpp
+        # (to 1e-10 pu at any tap); the "pandapower_v3" one is off by about 2e-5 pu.
+        grid = init_from_pandapower(snet, pp_orig_file="pandapower_v2")
+    grid.set_synch_status_both_side(False)
+    opener = {
+        ("line", 1): grid.deactivate_powerline_side1,
+        ("line", 2): grid.deactivate_powerline_side2,
+        ("trafo", 1): grid.deactivate_trafo_side1,
+        ("trafo", 2): grid.deactivate_trafo_side2,
+    }
+    for table, pos, side in open_ends:
+        opener[table, side](pos)
+    grid.consider_only_main_component(False)  # islands are not solved, as in pandapower
+    v_flat = np.full(grid.total_bus(), vm_ext, dtype=complex)
+    # A DC power flow first puts the angles of the phase-shifting (150 degree) trafos in.
+    v_dc = grid.dc_pf(v_flat.copy(), NR_MAX_IT, NR_TOL)
+    start = v_dc if len(v_dc) == len(v_flat) and np.all(np.isfinite(v_dc)) else v_flat
+    v0 = grid.ac_pf(start.copy(), NR_MAX_IT, NR_TOL)
+    if len(v0) == 0:
+        raise RuntimeError("no no-load solution")
+    return grid, v0
 
 
 def _build_model(dn: DistributionNetwork, taps: np.ndarray) -> _Model:
-    """Let pandapower build its internal case at no load and keep what the solver needs.
+    """Build the lightsim2grid grid for ``taps`` and check it against pandapower at no load.
 
-    The build runs with all load/sgen/storage set-points at zero so that it converges for any
-    scenario, and its solution is the (deterministic) start of every later Newton-Raphson.
+    pandapower's ``runpp`` of the same tap setting with every load/sgen/storage at zero is the
+    reference (it converges for any scenario); a grid whose no-load voltages differ from it by
+    more than :data:`MODEL_CHECK_TOL` means the conversion misses something of this network,
+    and the network falls back to ``runpp``. The checked no-load solution is also the
+    deterministic start of later power flows.
     """
     net = dn.net
+    cache = dn.solver_cache
+    if "solver_net" not in cache:
+        cache["solver_net"] = _solver_net(net)
+    snet, fused, open_ends = cache["solver_net"]
     saved = {t: net[t][["p_mw", "q_mvar"]].copy() for t in ELEMENT_TABLES if len(net[t])}
     saved_taps = net.trafo["tap_pos"].copy()
     try:
@@ -300,116 +457,107 @@ def _build_model(dn: DistributionNetwork, taps: np.ndarray) -> _Model:
             net[t]["q_mvar"] = 0.0
         net.trafo["tap_pos"] = taps
         pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc")
-        ppci = net._ppc["internal"]
-        lookup = net._pd2ppc_lookups["bus"]
-        branch_lookup = net._pd2ppc_lookups["branch"]
+        vm_ref = net.res_bus["vm_pu"].to_numpy(dtype=float)
     finally:
         for t, df in saved.items():
             net[t]["p_mw"] = df["p_mw"].to_numpy()
             net[t]["q_mvar"] = df["q_mvar"].to_numpy()
         net.trafo["tap_pos"] = saved_taps
 
-    n_bus = ppci["bus"].shape[0]
-    base_mva = float(ppci["baseMVA"])
-    bus_in = net.bus["in_service"].to_numpy(dtype=bool)
-    bus_idx = np.asarray(lookup[net.bus.index.to_numpy()], dtype=np.int64)
-    bus_idx = np.where((bus_idx >= 0) & (bus_idx < n_bus) & bus_in, bus_idx, -1)
-    pos_of_bus = pd.Series(np.arange(len(net.bus)), index=net.bus.index)
+    for t in ELEMENT_TABLES:
+        snet[t]["p_mw"] = 0.0
+        snet[t]["q_mvar"] = 0.0
+    snet.trafo["tap_pos"] = taps
+    try:
+        grid, v0 = _no_load_grid(snet, open_ends, float(net.ext_grid["vm_pu"].iloc[0]))
+    except Exception as exc:  # the converter refuses the net, or finds no solution
+        raise _Unsupported(f"lightsim2grid conversion failed: {exc}") from exc
 
-    elem_idx = {}
+    to_grid = np.asarray(grid.id_ac_solver_to_me(), dtype=np.int64)
+    solver_of = np.full(len(v0), -1, dtype=np.int64)
+    solver_of[to_grid] = np.arange(len(to_grid))
+    bus_in = net.bus["in_service"].to_numpy(dtype=bool)
+    bus_idx = np.where(bus_in, solver_of[fused], -1)
+    vm = np.where(bus_idx >= 0, np.abs(v0[fused]), np.nan)
+    if not np.array_equal(np.isnan(vm), np.isnan(vm_ref)) or (
+        np.nanmax(np.abs(vm - vm_ref), initial=0.0) > MODEL_CHECK_TOL
+    ):
+        raise _Unsupported("lightsim2grid's no-load voltages differ from pandapower's")
+
+    elem_idx, scaling, sent = {}, {}, {}
     for table in ELEMENT_TABLES:
         df = net[table]
-        if not len(df):
-            elem_idx[table] = np.zeros(0, dtype=np.int64)
-            continue
-        idx = bus_idx[pos_of_bus.loc[df["bus"].to_numpy()].to_numpy()]
-        elem_idx[table] = np.where(df["in_service"].to_numpy(dtype=bool), idx, -1)
+        pos = net.bus.index.get_indexer(df["bus"].to_numpy())
+        in_service = df["in_service"].to_numpy(dtype=bool)
+        elem_idx[table] = np.where(in_service, bus_idx[pos], -1) if len(df) else pos
+        scale = df["scaling"].to_numpy(dtype=float) if "scaling" in df else np.ones(len(df))
+        scaling[table] = np.nan_to_num(scale, nan=1.0)
+        sent[f"{table}_p"] = np.zeros(len(df), dtype=np.float32)
+        sent[f"{table}_q"] = np.zeros(len(df), dtype=np.float32)
 
-    branch_is = np.asarray(ppci["branch_is"], dtype=bool)
-    case_row = np.where(branch_is, np.cumsum(branch_is) - 1, -1)
-    base_kv = ppci["bus"][:, BASE_KV].real
-    fbus = ppci["branch"][:, 0].real.astype(np.int64)
-    tbus = ppci["branch"][:, 1].real.astype(np.int64)
-
-    def rows_and_k(table: str, rating: np.ndarray, vn: np.ndarray | None) -> tuple:
-        n = len(net[table])
-        if table not in branch_lookup or n == 0:
-            return np.full(n, -1, dtype=np.int64), np.zeros((n, 2))
-        f, t = branch_lookup[table]
-        rows = case_row[f:t]
-        ok = rows >= 0
-        k = np.zeros((n, 2))
-        for end, buses in ((0, fbus), (1, tbus)):
-            kv = np.ones(n)
-            kv[ok] = base_kv[buses[rows[ok]]]
-            scale = vn[:, end] if vn is not None else 1.0
-            # |I| [pu] * base_mva / (sqrt3 * kV) is kA, as pandapower computes it.
-            k[:, end] = base_mva / (np.sqrt(3) * kv) * scale / rating * 100.0
-        return rows, k
-
-    line = net.line
-    line_rating = (line["max_i_ka"] * line["df"] * line["parallel"]).to_numpy(dtype=float)
-    line_row, line_k = rows_and_k("line", line_rating, None)
-    trafo = net.trafo
-    # pandapower "current" trafo loading: i_ka * vn_kv * sqrt3 / sn_mva / parallel / df.
-    trafo_rating = (trafo["sn_mva"] * trafo["parallel"] * trafo["df"]).to_numpy(dtype=float)
-    vn = trafo[["vn_hv_kv", "vn_lv_kv"]].to_numpy(dtype=float)
-    trafo_row, trafo_k = rows_and_k("trafo", trafo_rating / np.sqrt(3), vn)
-
-    ref = np.asarray(ppci["ref"], dtype=np.int64)
-    pv = np.asarray(ppci["pv"], dtype=np.int64)
-    pq = np.asarray(ppci["pq"], dtype=np.int64)
+    pv = np.asarray(grid.get_pv_solver(), dtype=np.int64)
+    pq = np.asarray(grid.get_pq_solver(), dtype=np.int64)
+    ref = np.asarray(grid.get_slack_ids_solver(), dtype=np.int64)
     pvpq = np.r_[pv, pq]
-    a_pos = np.full(n_bus, -1, dtype=np.int64)
+    a_pos = np.full(len(to_grid), -1, dtype=np.int64)
     a_pos[pvpq] = np.arange(len(pvpq))
-    m_pos = np.full(n_bus, -1, dtype=np.int64)
+    m_pos = np.full(len(to_grid), -1, dtype=np.int64)
     m_pos[pq] = len(pvpq) + np.arange(len(pq))
-
-    # Whatever constant power the case holds besides our elements (e.g. wards); zero here
-    # because the build ran with our elements at zero.
-    sbus_other = -(ppci["bus"][:, PD] + 1j * ppci["bus"][:, QD]) / base_mva
-
+    line, trafo = net.line, net.trafo
     return _Model(
-        ybus=sp.csr_matrix(ppci["Ybus"]),
-        yf=sp.csr_matrix(ppci["Yf"]),
-        yt=sp.csr_matrix(ppci["Yt"]),
-        base_mva=base_mva,
+        grid=grid,
+        base_mva=float(net.sn_mva),
+        v0=v0,
+        to_grid=to_grid,
+        ybus=sp.csc_matrix(grid.get_Ybus_solver()),
         ref=ref,
         pvpq=pvpq,
         pq=pq,
-        v0=np.asarray(ppci["V"], dtype=complex).copy(),
-        sbus_other=sbus_other,
         bus_idx=bus_idx,
         elem_idx=elem_idx,
-        line_row=line_row,
-        line_k=line_k,
-        trafo_row=trafo_row,
-        trafo_k=trafo_k,
+        scaling=scaling,
+        sent=sent,
+        line_rating=(line["max_i_ka"] * line["df"] * line["parallel"]).to_numpy(dtype=float),
+        trafo_rating=(trafo["sn_mva"] * trafo["df"] * trafo["parallel"]).to_numpy(dtype=float)
+        / np.sqrt(3),
+        trafo_vn=trafo[["vn_hv_kv", "vn_lv_kv"]].to_numpy(dtype=float),
+        bus_kv=np.asarray(grid.get_bus_vn_kv(), dtype=float)[to_grid],
         a_pos=a_pos,
         m_pos=m_pos,
     )
 
 
+class _Unsupported(RuntimeError):
+    """lightsim2grid cannot reproduce pandapower on this network."""
+
+
 def _model_for(dn: DistributionNetwork, taps: np.ndarray) -> _Model | None:
+    """The cached grid of this tap setting; None once the network uses ``runpp`` instead."""
     cache = dn.solver_cache
     if "fast" not in cache:
-        cache["fast"] = _fast_path_supported(dn.net)
-        if not cache["fast"]:
-            log.info("%s: fast power flow unsupported, using pandapower runpp", dn.code)
+        why = _fast_path_supported(dn.net)
+        cache["fast"] = not why
+        if why:
+            log.debug("%s: lightsim2grid unsupported (%s), using pandapower runpp", dn.code, why)
     if not cache["fast"]:
         return None
     models = cache.setdefault("models", {})
     key = tuple(np.round(taps, 6).tolist())
     if key not in models:
-        models[key] = _build_model(dn, taps)
+        try:
+            models[key] = _build_model(dn, taps)
+        except _Unsupported as exc:
+            log.debug("%s: %s, using pandapower runpp", dn.code, exc)
+            cache["fast"] = False
+            return None
     return models[key]
 
 
 def _jacobian_pattern(model: _Model) -> tuple[np.ndarray, ...]:
     """Index arrays that map Ybus entries and bus diagonals onto Jacobian entries.
 
-    Computed once per model so that each Newton step fills numbers into a fixed pattern
-    instead of slicing sparse matrices (which dominated the run time).
+    Computed once per model so that each Jacobian fills numbers into a fixed pattern instead
+    of slicing sparse matrices.
     """
     y = model.ybus.tocoo()
     n = model.ybus.shape[0]
@@ -426,9 +574,12 @@ def _jacobian_pattern(model: _Model) -> tuple[np.ndarray, ...]:
 
 
 def jacobian(model: _Model, v: np.ndarray) -> sp.csc_matrix:
-    """Polar Newton-Raphson Jacobian d[P(pvpq), Q(pq)] / d[Va(pvpq), Vm(pq)] in pu.
+    """Polar power-flow Jacobian d[P(pvpq), Q(pq)] / d[Va(pvpq), Vm(pq)] in pu, solver buses.
 
-    Same formulas as pypower's dSbus_dV: dS/dVa = j diag(V) conj(diag(I) - Y diag(V)),
+    Built at the converged voltages rather than taken from lightsim2grid (``get_J_solver``),
+    which holds the Jacobian of the last iteration, before the final update, and none when a
+    warm start converges without iterating. Same formulas as pypower's dSbus_dV:
+    dS/dVa = j diag(V) conj(diag(I) - Y diag(V)),
     dS/dVm = diag(V) conj(Y diag(V/|V|)) + conj(diag(I)) diag(V/|V|).
     """
     if model.jac_pattern is None:
@@ -444,39 +595,6 @@ def jacobian(model: _Model, v: np.ndarray) -> sp.csc_matrix:
     return sp.csc_matrix((data, (rows, cols)), shape=(size, size))
 
 
-def _mismatch(model: _Model, v: np.ndarray, sbus: np.ndarray) -> np.ndarray:
-    mis = v * np.conj(model.ybus @ v) - sbus
-    return np.r_[mis[model.pvpq].real, mis[model.pq].imag]
-
-
-def _newton(
-    model: _Model, sbus: np.ndarray, v_start: np.ndarray | None = None
-) -> tuple[np.ndarray, bool, int]:
-    """Plain polar Newton-Raphson, by default from the no-load solution (deterministic start)."""
-    v = (model.v0 if v_start is None or v_start.shape != model.v0.shape else v_start).copy()
-    va, vm = np.angle(v), np.abs(v)
-    npvpq = len(model.pvpq)
-    f = _mismatch(model, v, sbus)
-    for it in range(NR_MAX_IT + 1):
-        err = np.max(np.abs(f)) if f.size else 0.0
-        if not np.isfinite(err):
-            return v, False, it
-        if err < NR_TOL:
-            return v, True, it
-        if it == NR_MAX_IT:
-            break
-        dx = spla.spsolve(jacobian(model, v), -f)
-        if not np.all(np.isfinite(dx)):
-            return v, False, it
-        va[model.pvpq] += dx[:npvpq]
-        vm[model.pq] += dx[npvpq:]
-        if np.any(vm[model.pq] < 0.2) or np.any(vm[model.pq] > 3.0):
-            return v, False, it  # diverging: voltages no physical network can have
-        v = vm * np.exp(1j * va)
-        f = _mismatch(model, v, sbus)
-    return v, False, NR_MAX_IT
-
-
 def _run_fast(
     dn: DistributionNetwork,
     model: _Model,
@@ -484,38 +602,34 @@ def _run_fast(
     limits: Limits,
     v_start: np.ndarray | None = None,
 ) -> PowerFlowDetail:
+    """One lightsim2grid power flow from ``v_start``, by default from the no-load solution.
+
+    The default start is fixed rather than the last solution, so that a run's results do not
+    depend on what was solved before in the same process (equal seeds give bitwise equal
+    tables); it costs about one Newton iteration. A failed warm start is retried from it.
+    """
     net = dn.net
-    n_bus = len(model.v0)
-    sbus = model.sbus_other + _element_sbus(model, injections, n_bus)
-    try:
-        v, ok, _ = _newton(model, sbus, v_start)
-        if not ok and v_start is not None:
-            v, ok, _ = _newton(model, sbus)  # a bad warm start must not fail a solvable case
-    except Exception as exc:  # singular Jacobian and the like
-        log.debug("%s: Newton-Raphson failed: %s", dn.code, exc)
-        ok = False
-    if not ok:
+    grid = model.grid
+    _set_injections(model, injections)
+    v = _solve(model, model.v0 if v_start is None else v_start)
+    if v is None and v_start is not None:
+        v = _solve(model, model.v0)
+    if v is None:
         log.debug("%s: power flow did not converge", dn.code)
         return _failed_detail(net)
 
-    vm_case = np.abs(v)
-    vm = np.where(model.bus_idx >= 0, vm_case[np.maximum(model.bus_idx, 0)], np.nan)
-
-    i_f = np.abs(model.yf @ v)
-    i_t = np.abs(model.yt @ v)
-
-    def loading(rows: np.ndarray, k: np.ndarray) -> np.ndarray:
-        ok_rows = rows >= 0
-        r = np.maximum(rows, 0)
-        ld = np.maximum(i_f[r] * k[:, 0], i_t[r] * k[:, 1])
-        return np.where(ok_rows, ld, np.nan)
-
-    line_ld = loading(model.line_row, model.line_k)
-    trafo_ld = loading(model.trafo_row, model.trafo_k)
-    s_ref = v[model.ref] * np.conj(model.ybus[model.ref] @ v) - sbus[model.ref]
-    s_ext = complex(np.sum(s_ref)) * model.base_mva
-    result = summarise(net, vm, line_ld, trafo_ld, s_ext.real, s_ext.imag, limits)
-    return PowerFlowDetail(result, vm, line_ld, trafo_ld, _State(model, v, sbus))
+    vm = np.where(
+        model.bus_idx >= 0, np.abs(v[model.to_grid[np.maximum(model.bus_idx, 0)]]), np.nan
+    )
+    line_ld = np.maximum(grid.get_line_res1()[3], grid.get_line_res2()[3]) / model.line_rating
+    line_ld = np.where(grid.get_lines_status(), line_ld * 100.0, np.nan)
+    # pandapower's "current" trafo loading: i_ka * vn_kv * sqrt3 / sn_mva / parallel / df.
+    i_hv, i_lv = grid.get_trafo_res1()[3], grid.get_trafo_res2()[3]
+    trafo_ld = np.maximum(i_hv * model.trafo_vn[:, 0], i_lv * model.trafo_vn[:, 1])
+    trafo_ld = np.where(grid.get_trafo_status(), trafo_ld / model.trafo_rating * 100.0, np.nan)
+    p_ext, q_ext, _ = grid.get_gen_res()
+    result = summarise(net, vm, line_ld, trafo_ld, p_ext.sum(), q_ext.sum(), limits)
+    return PowerFlowDetail(result, vm, line_ld, trafo_ld, _State(model, v[model.to_grid]))
 
 
 def element_case_bus(detail: PowerFlowDetail, table: str, positions: np.ndarray) -> np.ndarray:
@@ -523,6 +637,37 @@ def element_case_bus(detail: PowerFlowDetail, table: str, positions: np.ndarray)
     if detail.state is None:
         return np.full(len(positions), -1, dtype=np.int64)
     return detail.state.model.elem_idx[table][np.asarray(positions, dtype=np.int64)]
+
+
+def _branch_admittances(model: _Model, kind: str) -> tuple[np.ndarray, ...]:
+    """Solver buses at both ends and the effective two-port admittances of every branch.
+
+    Read once per model from the lightsim2grid grid (half-open branches are already reduced
+    to the admittance at their connected end); used for the current gradients.
+    """
+    if kind not in model.branch_y:
+        el = model.grid.get_lines() if kind == "line" else model.grid.get_2_windings_transformers()
+        solver_of = np.full(len(model.v0), -1, dtype=np.int64)
+        solver_of[model.to_grid] = np.arange(len(model.to_grid))
+
+        def side(ids: Any) -> np.ndarray:
+            ids = np.asarray(ids, dtype=np.int64)
+            return np.where(ids >= 0, solver_of[np.maximum(ids, 0)], -1)
+
+        model.branch_y[kind] = (
+            side(el.get_bus_id_side_1()),
+            side(el.get_bus_id_side_2()),
+            *(
+                np.asarray(f(), dtype=complex)
+                for f in (
+                    el.get_yac_eff_11,
+                    el.get_yac_eff_12,
+                    el.get_yac_eff_21,
+                    el.get_yac_eff_22,
+                )
+            ),
+        )
+    return model.branch_y[kind]
 
 
 def injection_sensitivities(
@@ -549,21 +694,27 @@ def injection_sensitivities(
             if m >= 0:
                 grad[m, j] = 1.0
             continue
-        rows, ks = (
-            (model.line_row, model.line_k) if kind == "line" else (model.trafo_row, model.trafo_k)
-        )
-        row = rows[pos]
-        if row < 0:
+        b1, b2, y11, y12, y21, y22 = _branch_admittances(model, kind)
+        ends = []  # (current pu, loading per pu of current, {solver bus: admittance})
+        for end, bus, (ya, yb) in ((0, b1, (y11, y12)), (1, b2, (y21, y22))):
+            terms = {int(b): y for b, y in ((b1[pos], ya[pos]), (b2[pos], yb[pos])) if b >= 0}
+            if bus[pos] < 0 or not terms:
+                continue
+            current = sum(y * v[b] for b, y in terms.items())
+            kv = model.bus_kv[bus[pos]]
+            if kind == "line":
+                k = model.base_mva / (np.sqrt(3) * kv) / model.line_rating[pos] * 100.0
+            else:
+                k = model.base_mva / (np.sqrt(3) * kv) * model.trafo_vn[pos, end]
+                k = k / model.trafo_rating[pos] * 100.0
+            ends.append((current, k, terms))
+        if not ends:
             continue
-        i_f = model.yf[row] @ v
-        i_t = model.yt[row] @ v
-        use_from = abs(i_f[0]) * ks[pos, 0] >= abs(i_t[0]) * ks[pos, 1]
-        y_row = (model.yf if use_from else model.yt)[row].tocoo()
-        current = (i_f if use_from else i_t)[0]
-        k = ks[pos, 0] if use_from else ks[pos, 1]
+        current, k, terms = max(ends, key=lambda e: abs(e[0]) * e[1])
         if abs(current) == 0:
             continue
-        cols, y = y_row.col, y_row.data
+        cols = np.fromiter(terms, dtype=np.int64)
+        y = np.fromiter(terms.values(), dtype=complex)
         d_va = 1j * y * v[cols]
         d_vm = y * vnorm[cols]
         scale = k / abs(current)
@@ -571,8 +722,7 @@ def injection_sensitivities(
         np.add.at(grad[:, j], a[a >= 0], scale * np.real(np.conj(current) * d_va[a >= 0]))
         np.add.at(grad[:, j], m[m >= 0], scale * np.real(np.conj(current) * d_vm[m >= 0]))
     lam = spla.splu(jacobian(model, v)).solve(grad, trans="T")
-    n_bus = len(v)
-    out = np.zeros((len(constraints), n_bus))
+    out = np.zeros((len(constraints), len(v)))
     has_p = model.a_pos >= 0
     out[:, has_p] = lam[model.a_pos[has_p], :].T / model.base_mva
     return out
@@ -612,8 +762,8 @@ def run_power_flow_detailed(
     """AC power flow with per-bus/branch arrays; never raises on non-convergence.
 
     ``write=False`` skips copying the set-points into ``dn.net`` (inner loops do not need it).
-    ``warm_start`` starts Newton-Raphson from an earlier solution of the same network, which
-    saves an iteration or two when validation moves the set-points a little.
+    ``warm_start`` starts Newton-Raphson from that earlier solution of the same network
+    instead of the last one solved (validation moves the set-points a little around it).
     """
     if write or _model_for(dn, _taps(dn, injections)) is None:
         write_injections(dn, injections)
@@ -625,7 +775,10 @@ def run_power_flow_detailed(
     if model is None:
         return _run_pandapower(dn.net, limits, dn.code)
     state = warm_start.state if warm_start is not None else None
-    v_start = state.v if state is not None and state.model is model else None
+    v_start = None
+    if state is not None and state.model is model:
+        v_start = model.v0.copy()
+        v_start[model.to_grid] = state.v
     return _run_fast(dn, model, injections, limits, v_start)
 
 

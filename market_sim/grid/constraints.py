@@ -1,0 +1,201 @@
+"""Network limits as a validator sees them, and the per-direction outcome every method returns.
+
+Shared by all validation methods (:mod:`.validation`, :mod:`.linear_opf`, :mod:`.ac_opf`) so
+that they enforce exactly the same limits and report in the same shape:
+
+* *effective limits* (:class:`Caps`): the operating limits, relaxed to the baseline level where
+  the baseline already violates them (bids may not make a pre-existing violation worse);
+* :func:`violations`: every monitored constraint of a power flow beyond those limits, named;
+* :class:`BidLayout`: where each bid acts (table position, solver bus, sign);
+* :class:`DirectionOutcome`: what validating one direction produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from market_sim.grid.network import DistributionNetwork
+from market_sim.grid.powerflow import (
+    _UP_SIGN,
+    VIOLATION_TOL,
+    PowerFlowDetail,
+    element_case_bus,
+    monitored_buses,
+    run_power_flow_detailed,
+)
+from market_sim.types import ELEMENT_TABLES, UP, Injections, Limits
+
+#: Quantities below this are validated as zero (MW); 1 kW is below any metering resolution.
+MIN_MW = 1e-3
+#: Constraint kinds and the net table each refers to.
+KIND_TABLE = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Effective limits: the operating limits, relaxed to the baseline level where violated.
+
+    NaN means not monitored (HV buses, out-of-service branches).
+    """
+
+    vmax: np.ndarray
+    vmin: np.ndarray
+    line: np.ndarray
+    trafo: np.ndarray
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str  # vmax, vmin, line, trafo
+    pos: int  # position in net.bus / net.line / net.trafo
+    overshoot: float
+    name: str
+
+
+def effective_limits(dn: DistributionNetwork, base: PowerFlowDetail, limits: Limits) -> Caps:
+    """Limits of ``limits`` relaxed to the baseline where the baseline already violates them."""
+    net = dn.net
+    mon = monitored_buses(net)
+    vm = np.where(mon, base.vm_pu, np.nan)
+    line_on = net.line["in_service"].to_numpy(dtype=bool)
+    trafo_on = net.trafo["in_service"].to_numpy(dtype=bool)
+    return Caps(
+        vmax=np.fmax(np.where(np.isfinite(vm), limits.vm_max_pu, np.nan), vm),
+        vmin=np.fmin(np.where(np.isfinite(vm), limits.vm_min_pu, np.nan), vm),
+        line=np.where(
+            line_on, np.fmax(limits.max_loading_percent, base.line_loading_percent), np.nan
+        ),
+        trafo=np.where(
+            trafo_on, np.fmax(limits.max_loading_percent, base.trafo_loading_percent), np.nan
+        ),
+    )
+
+
+def constraint_name(net: object, kind: str, pos: int, cap: float) -> str:
+    """Readable name of a constraint: element index, its name in the net, the limit."""
+    table = net[KIND_TABLE[kind]]  # type: ignore[index]
+    idx = table.index[pos]
+    label = table["name"].iloc[pos] if "name" in table else None
+    tag = f"{KIND_TABLE[kind]} {idx}" + (f" ({label})" if isinstance(label, str) else "")
+    if kind == "vmax":
+        return f"{tag} vm>{cap:.4f}"
+    if kind == "vmin":
+        return f"{tag} vm<{cap:.4f}"
+    return f"{tag} loading>{cap:.1f}%"
+
+
+def values(d: PowerFlowDetail, kind: str) -> np.ndarray:
+    """The constrained quantity of a kind, oriented so that *larger is worse*."""
+    if kind == "vmax":
+        return d.vm_pu
+    if kind == "vmin":
+        return -d.vm_pu
+    return d.line_loading_percent if kind == "line" else d.trafo_loading_percent
+
+
+def cap_of(caps: Caps, kind: str) -> np.ndarray:
+    """Limit of a kind in the orientation of :func:`values`."""
+    return -caps.vmin if kind == "vmin" else getattr(caps, kind)
+
+
+def violations(dn: DistributionNetwork, d: PowerFlowDetail, caps: Caps) -> list[Violation]:
+    """Constraints of ``d`` beyond the effective limits (NaN limits are not monitored)."""
+    out: list[Violation] = []
+    for kind in ("vmax", "vmin", "line", "trafo"):
+        cap = cap_of(caps, kind)
+        over = values(d, kind) - cap
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(np.nan_to_num(over, nan=-1.0) > VIOLATION_TOL)
+        raw_cap = caps.vmin if kind == "vmin" else cap
+        for pos in bad:
+            name = constraint_name(dn.net, kind, int(pos), float(raw_cap[pos]))
+            out.append(Violation(kind, int(pos), float(over[pos]), name))
+    return out
+
+
+def within(dn: DistributionNetwork, d: PowerFlowDetail, caps: Caps) -> bool:
+    return d.result.converged and not violations(dn, d, caps)
+
+
+@dataclass(frozen=True)
+class BidLayout:
+    """Where the bids of one direction act.
+
+    ``delta_sign`` is the change of the table's own ``p_mw`` per MW validated; ``inj_sign`` the
+    change of the bus injection (+1 up, -1 down).
+    """
+
+    tables: np.ndarray
+    positions: np.ndarray
+    delta_sign: np.ndarray
+    inj_sign: np.ndarray
+    offered: np.ndarray
+
+    @classmethod
+    def of(cls, dn: DistributionNetwork, bids: pd.DataFrame) -> BidLayout:
+        tables = bids["element"].to_numpy(dtype=object)
+        positions = np.zeros(len(bids), dtype=np.int64)
+        for table in ELEMENT_TABLES:
+            sel = tables == table
+            if sel.any():
+                idx = bids["element_index"].to_numpy()[sel]
+                positions[sel] = dn.net[table].index.get_indexer(idx)
+        sign = np.where(bids["direction"].to_numpy() == UP, 1.0, -1.0)
+        delta = np.array([_UP_SIGN[t] for t in tables]) * sign if len(tables) else sign
+        offered = bids["mw"].to_numpy(dtype=float)
+        return cls(tables, positions, delta, sign, offered)
+
+    def injections(self, baseline: Injections, x: np.ndarray) -> Injections:
+        """Baseline with every bid activated by ``x`` MW."""
+        inj = baseline.copy()
+        for table in ELEMENT_TABLES:
+            sel = self.tables == table
+            if sel.any():
+                np.add.at(inj.p_mw[table], self.positions[sel], self.delta_sign[sel] * x[sel])
+        return inj
+
+    def case_bus(self, d: PowerFlowDetail) -> np.ndarray:
+        """Solver bus of every bid (-1 if disconnected or no fast model)."""
+        out = np.full(len(self.offered), -1, dtype=np.int64)
+        for table in ELEMENT_TABLES:
+            sel = self.tables == table
+            if sel.any():
+                out[sel] = element_case_bus(d, table, self.positions[sel])
+        return out
+
+
+@dataclass
+class DirectionOutcome:
+    """Result of validating the bids of one direction (aligned with that direction's rows)."""
+
+    x: np.ndarray
+    reasons: list[str]
+    converged: bool
+    ac_iterations: int
+    binding: list[str] = field(default_factory=list)
+    message: str = ""
+    lp_solves: int = 0
+
+    @classmethod
+    def rejected(
+        cls, n: int, why: str, ac_iterations: int, binding: list[str] | None = None
+    ) -> DirectionOutcome:
+        """Validate nothing, with the reason on every bid."""
+        return cls(np.zeros(n), [f"rejected: {why}"] * n, False, ac_iterations, binding or [], why)
+
+
+def check(
+    dn: DistributionNetwork,
+    layout: BidLayout,
+    baseline: Injections,
+    x: np.ndarray,
+    limits: Limits,
+    warm: PowerFlowDetail | None = None,
+) -> PowerFlowDetail:
+    """AC power flow of the baseline with the bids activated by ``x``."""
+    return run_power_flow_detailed(
+        dn, layout.injections(baseline, x), limits, write=False, warm_start=warm
+    )

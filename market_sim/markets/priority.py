@@ -59,13 +59,13 @@ def allocate(rule: str, der: pd.DataFrame, tso: Needs, dso: Needs) -> Allocation
     if rule not in RULES:
         raise ValueError(f"unknown priority rule {rule!r}; allowed: {', '.join(RULES)}")
     if rule == "economic":
-        use = _clear(der, [tso, dso])
+        use = least_cost_use(der, [tso, dso])
     else:
         first = _first(rule, tso, dso)
         second = dso if first is tso else tso
-        use_first = _clear(der, [first])
+        use_first = least_cost_use(der, [first])
         left = der.assign(mw=der.mw.to_numpy() - use_first[first.side])
-        use = {first.side: use_first[first.side], second.side: _clear(left, [second])[second.side]}
+        use = {first.side: use_first[first.side], second.side: least_cost_use(left, [second])[second.side]}
     return _allocation(rule, der, use, (tso, dso))
 
 
@@ -78,8 +78,11 @@ def _first(rule: str, tso: Needs, dso: Needs) -> Needs:
     return max((tso, dso), key=lambda n: (n.critical, n.penalty_eur_per_mwh, n.side == "tso"))
 
 
-def _clear(der: pd.DataFrame, sides: list[Needs]) -> dict[str, np.ndarray]:
+def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> dict[str, np.ndarray]:
     """Least-cost use of the DER by ``sides`` (one LP); returns MW per DER for each side.
+
+    With one side this is a local flexibility market: the DSO buys relief for its predicted
+    violations at least cost.
 
     Variables: q[s, b] >= 0 for each side and DER, unmet[s, k] >= 0 for each need row.
     min sum price_b q[s, b] + sum penalty_s unmet[s, k]

@@ -16,18 +16,23 @@ class Aggregator(mesa.Agent):
         super().__init__(model)
         self.name = name
         self.dsos = dsos
-        self.dispatch = pd.DataFrame(columns=["bid_id", "mw"])
+        self.dispatch = pd.DataFrame(columns=["bid_id", "buyer", "mw"])
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
         return population_bids[population_bids.aggregator == self.name].reset_index(drop=True)
 
     def receive_dispatch(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
-        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery."""
-        frames = [t[["bid_id", "mw"]] for t in tables if len(t)]
+        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery.
+
+        One row per bid and buyer: a DER can serve the TSO and its DSO in the same period.
+        """
+        columns = ["bid_id", "buyer", "mw"]
+        frames = [t[columns] for t in tables if len(t)]
         self.dispatch = (
-            pd.concat(frames, ignore_index=True).groupby("bid_id", as_index=False)["mw"].sum()
+            pd.concat(frames, ignore_index=True).groupby(columns[:2], as_index=False)["mw"].sum()
             if frames
-            else pd.DataFrame({"bid_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})
-        )
+            else pd.DataFrame({"bid_id": pd.Series(dtype="int64"),
+                               "buyer": pd.Series(dtype=object), "mw": pd.Series(dtype=float)})
+        )  # fmt: skip
         return self.dispatch

@@ -11,6 +11,7 @@ from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import injections_table
 from market_sim.grid.validation import validate
 from market_sim.markets.aggregation import aggregate_offer, disaggregate
+from market_sim.markets.local_market import LocalMarketResult, clear_local_market
 from market_sim.types import Injections, Limits, ValidationResult
 
 
@@ -68,7 +69,13 @@ class DSO(mesa.Agent):
         """Turn the TSO's aggregated dispatch into individual dispatch, cheapest bids first."""
         taken = offer.merge(accepted[["offer_id", "mw"]], on="offer_id", suffixes=("_offer", ""))
         target = taken.groupby("direction")["mw"].sum().to_dict()
-        return disaggregate(validated, target)
+        return disaggregate(validated, target).assign(buyer="tso")
+
+    def local_market(self, validated: pd.DataFrame, penalty_eur_per_h: float) -> LocalMarketResult:
+        """Buy relief for this period's predicted violations from the validated bids."""
+        return clear_local_market(
+            self.network, self.forecast, validated, self.limits, penalty_eur_per_h
+        )
 
 
 def validated_bids(bids: pd.DataFrame, result: ValidationResult) -> pd.DataFrame:

@@ -244,12 +244,13 @@ class ProsumerPopulation:
         self, dispatch: pd.DataFrame, reliability: float, rng: np.random.Generator
     ) -> pd.DataFrame:
         """What each dispatched DER delivers: all of it with probability ``reliability``, else
-        nothing (a device that fails to respond). Columns bid_id, mw, delivered_mw."""
+        nothing (a device that fails to respond). Columns bid_id, buyer, mw, delivered_mw."""
         delivers = rng.random(len(dispatch)) < reliability if reliability < 1 else True
         mw = dispatch.mw.to_numpy(float)
         return pd.DataFrame(
             {
                 "bid_id": dispatch.bid_id.to_numpy(np.int64),
+                "buyer": dispatch.buyer.to_numpy(object),
                 "mw": mw,
                 "delivered_mw": np.where(delivers, mw, 0.0),
             }

@@ -81,10 +81,15 @@ class TSO(mesa.Agent):
             )
         return results
 
+    def ter_offers(self) -> pd.DataFrame:
+        """The generators' balancing offers around the period's schedule."""
+        if not self.schedule.ok:
+            return empty_offers()
+        return ter_offers(self.network, self.schedule, self.ramp_mw)
+
     def clear(self, der_offers: pd.DataFrame) -> BalancingResult:
         """Clear TER and DER offers against the need, with transmission line limits."""
-        ter = ter_offers(self.network, self.schedule, self.ramp_mw) if self.schedule.ok else None
-        self.offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
+        self.offers = pd.concat([empty_offers(), self.ter_offers(), der_offers], ignore_index=True)
         return self.market.clear(self.offers, self.need_mw, self._base_flow())
 
     def _base_flow(self) -> np.ndarray:

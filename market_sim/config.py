@@ -144,6 +144,26 @@ class ForecastErrorConfig(_Strict):
     autocorrelation: float = Field(0.9, ge=0, lt=1, description="AR(1) coefficient per period")
 
 
+class DsoMarketConfig(_Strict):
+    """The DSOs' own needs: buying flexibility for their predicted violations.
+
+    ``hybrid``: the DSO buys on the central market and ``priority`` decides between TSO and DSO
+    use of the same DER. ``dso_managed``: ``scheme`` local_first (the paper's scheme i: the local
+    market clears first, the rest is offered to the TSO) or tso_target (scheme ii: the TSO sets
+    a target at the interface, the DSO meets it and its own needs, ``priority`` deciding).
+    """
+
+    enabled: bool = Field(False, description="DSOs buy flexibility for their own violations")
+    scheme: Literal["local_first", "tso_target"] = "local_first"
+    priority: Literal["tso_first", "dso_first", "criticality", "economic"] = "criticality"
+    violation_penalty_eur_per_h: float = Field(
+        5000.0,
+        gt=0,
+        description="value of removing one pu of over/under-voltage or one % of "
+        "overloading for an hour (what an unmet DSO need costs in the economic rule)",
+    )
+
+
 class SettlementConfig(_Strict):
     """How dispatched services are paid and what non-delivery costs."""
 
@@ -201,6 +221,7 @@ class ScenarioConfig(_Strict):
     forecast_error: ForecastErrorConfig = ForecastErrorConfig()
     voll_eur_per_mwh: float = Field(3000.0, gt=0, description="value of lost load")
     settlement: SettlementConfig = SettlementConfig()
+    dso_market: DsoMarketConfig = DsoMarketConfig()
     communication: CommunicationConfig = CommunicationConfig()
     gates: GatesConfig = GatesConfig()
 

@@ -23,12 +23,16 @@ def period_kpis(
     voll_eur_per_mwh: float,
     grid: dict[str, PowerFlowResult],
     messages: pd.DataFrame,
+    interface_shortfall_mw: float = 0.0,
 ) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every KPI of one period."""
     der = dispatch[dispatch.resource == "der"]
     ter = dispatch[dispatch.resource == "ter"]
-    balancing = float(dispatch.payment_eur.sum())
+    tso_bought = dispatch[dispatch.buyer == "tso"]
+    dso_bought = der[der.buyer != "tso"]
+    balancing = float(tso_bought.payment_eur.sum())
     imbalance = float(dispatch.imbalance_eur.sum())
+    dso_net = float(dso_bought.payment_eur.sum())
     unserved_cost = unserved_mw * voll_eur_per_mwh * hours
     external = messages[messages.sender != messages.receiver]
     return [
@@ -42,11 +46,14 @@ def period_kpis(
         ("schedule_cost_eur", schedule_cost_eur_per_h * hours, "EUR"),
         ("balancing_payments_eur", balancing, "EUR"),
         ("der_payments_eur", float(der.payment_eur.sum()), "EUR"),
+        ("dso_purchased_mw", float(dso_bought.mw.sum()), "MW"),
+        ("dso_payments_eur", float(dso_bought.payment_eur.sum()), "EUR"),
+        ("interface_shortfall_mw", interface_shortfall_mw, "MW"),
         ("imbalance_charges_eur", imbalance, "EUR"),
         ("unserved_cost_eur", unserved_cost, "EUR"),
         (
             "system_cost_eur",
-            schedule_cost_eur_per_h * hours + balancing - imbalance + unserved_cost,
+            schedule_cost_eur_per_h * hours + balancing + dso_net - imbalance + unserved_cost,
             "EUR",
         ),
         ("voltage_violations", float(sum(g.n_voltage_violations for g in grid.values())), "buses"),

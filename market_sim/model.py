@@ -242,6 +242,7 @@ class MarketModel(mesa.Model):
             voll_eur_per_mwh=self.config.voll_eur_per_mwh,
             grid=grid,
             messages=messages,
+            interface_shortfall_mw=outcome.interface_shortfall_mw,
         )
         rec.add("kpis", [(period, n, v, u) for n, v, u in kpis])
 

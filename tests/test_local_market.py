@@ -54,7 +54,7 @@ def test_predicted_violations_are_bought_away_at_least_cost(rural):
     ]
     bids = _bids(dn, rows)
 
-    result = clear_local_market(dn, base, bids, LIMITS, penalty_eur_per_mwh=1000.0)
+    result = clear_local_market(dn, base, bids, LIMITS, penalty_eur_per_h=1000.0)
 
     assert result.violations_before and not result.violations_after
     bought = result.bought.set_index("bid_id").mw
@@ -75,5 +75,5 @@ def test_nothing_is_bought_without_a_violation(rural):
     night = dn.baseline(profile_step(dt.date(2016, 6, 21), 8, 15))
     loose = Limits(0.9, 1.1, 100.0)
     bids = _bids(dn, [("load", 0, "up", 0.1, 1.0), ("load", 1, "down", 0.1, -5.0)])
-    result = clear_local_market(dn, night, bids, loose, penalty_eur_per_mwh=1000.0)
+    result = clear_local_market(dn, night, bids, loose, penalty_eur_per_h=1000.0)
     assert result.bought.empty and result.needs is None and result.cost_eur_per_h == 0.0

@@ -30,7 +30,9 @@ def _bids():
 
 def _settle(pricing, delivered=(2.0, 1.0), fee=1.0):
     bids = _bids()
-    delivery = pd.DataFrame({"bid_id": [2, 3], "mw": [2.0, 1.0], "delivered_mw": delivered})
+    delivery = pd.DataFrame(
+        {"bid_id": [2, 3], "buyer": "tso", "mw": [2.0, 1.0], "delivered_mw": delivered}
+    )
     accepted = pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})
     config = SettlementConfig(pricing=pricing, aggregator_fee_eur_per_mwh=fee)
     offers = bid_offers(bids, {"d": 5}).assign(element="")

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from market_sim.markets.aggregation import bid_offers
+from market_sim.markets.local_market import LocalMarketResult
+from market_sim.markets.sharing import economic_takes, tso_goes_first, tso_is_critical
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock
 from market_sim.types import ValidationResult
@@ -41,17 +43,18 @@ class Step:
 class PeriodOutcome:
     """What the coordination steps of one period decided.
 
-    ``validation``: one row per bid and validator; ``dispatch``: ``bid_id``, ``mw`` of DER as
-    received by their aggregators; ``clearing``: the TSO's balancing market result.
+    ``validation``: one row per bid and validator; ``dispatch``: ``bid_id``, ``mw``, ``buyer``
+    (tso or a DSO's name) of DER as received by their aggregators; ``clearing``: the TSO's
+    balancing market result; ``interface_shortfall_mw``: what DSOs could not deliver of the
+    TSO's aggregated dispatch or interface target.
     """
 
     validation: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=VALIDATION_COLUMNS)
     )
     clearing: BalancingResult | None = None
-    dispatch: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame({"bid_id": pd.Series(dtype="int64"), "mw": []})
-    )
+    dispatch: pd.DataFrame = field(default_factory=lambda: as_dispatch([], []))
+    interface_shortfall_mw: float = 0.0
 
 
 class CoordinationModel:
@@ -132,7 +135,95 @@ class CoordinationModel:
         and the DER dispatch (bid_id, mw)."""
         interface = {n: d.interface_bus for n, d in self.sim.dsos.items()}
         clearing = self.clear_and_record(bid_offers(usable, interface))
-        return clearing, accepted_der(clearing).rename(columns={"offer_id": "bid_id"})
+        accepted = accepted_der(clearing)
+        return clearing, as_dispatch(accepted.offer_id, accepted.mw)
+
+    # -- the DSOs' own needs (config: dso_market) --------------------------------------------
+    def dso_requests(self, validated: dict[str, pd.DataFrame]) -> dict[str, LocalMarketResult]:
+        """Each DSO's least-cost purchase of relief for its predicted violations."""
+        cfg = self.sim.config.dso_market
+        if not cfg.enabled:
+            return {}
+        return {
+            name: self.sim.timed(
+                name,
+                "local_market",
+                self.sim.dsos[name].local_market,
+                table,
+                cfg.violation_penalty_eur_per_h,
+            )
+            for name, table in validated.items()
+        }
+
+    def share(
+        self,
+        usable: pd.DataFrame,
+        requests: dict[str, LocalMarketResult],
+        clear,
+        tso_need_mw: float | None = None,
+    ) -> tuple[object, pd.DataFrame]:
+        """Serve the TSO (through ``clear``) and the DSOs' requests from the same validated bids.
+
+        ``clear(bids) -> (result, tso dispatch)`` is the TSO's side. The priority rule decides
+        who goes first (:mod:`market_sim.markets.sharing`); the TSO's need is critical when its
+        generators cannot cover it. ``tso_need_mw`` is what the TSO wants from these bids in the
+        economic rule (default: its whole need). Returns the TSO's result and the whole
+        dispatch (buyer tso or a DSO's name); the ``priority`` table records who got what.
+        """
+        wanted = {n: r for n, r in requests.items() if not r.bought.empty}
+        if not wanted:
+            return clear(usable)
+        sim = self.sim
+        rule = sim.config.dso_market.priority
+        bought = pd.concat([r.bought for r in wanted.values()], ignore_index=True)
+        request = taken(bought, usable.bid_id)
+        ter = sim.tso.ter_offers()
+        need = float(sim.tso.need_mw.sum())
+        if tso_need_mw is None:
+            tso_need_mw = need
+        if tso_goes_first(rule, tso_is_critical(need, ter)):
+            result, tso = clear(usable)
+            take = np.minimum(request, usable.mw.to_numpy(float) - taken(tso, usable.bid_id))
+        else:
+            take = request
+            if rule == "economic":
+                takes = economic_takes(
+                    usable, wanted, tso_need_mw, ter, sim.config.voll_eur_per_mwh
+                )
+                take = np.sum(list(takes.values()), axis=0)
+            result, tso = clear(usable.assign(mw=usable.mw.to_numpy(float) - take))
+        take = np.where(take > 1e-9, take, 0.0)
+        local = pd.DataFrame(
+            {
+                "bid_id": usable.bid_id.to_numpy(np.int64),
+                "mw": take,
+                "buyer": usable.dso.astype(object).to_numpy(),
+            }
+        )
+        dispatch = pd.concat([tso, local[local.mw > 0]], ignore_index=True)
+        for name in wanted:
+            mine = (usable.dso == name).to_numpy()
+            self.record_priority(
+                rule, name, usable.bid_id[mine], request[mine], take[mine],
+                taken(tso, usable.bid_id[mine]),
+            )  # fmt: skip
+        return result, dispatch
+
+    def record_priority(self, rule, dso, bid_ids, requested, dso_mw, tso_mw) -> None:
+        """Rows of the ``priority`` table: who got each contested or used DER of a DSO."""
+        record = pd.DataFrame(
+            {
+                "period": self.sim.period,
+                "dso": dso,
+                "rule": rule,
+                "bid_id": np.asarray(bid_ids, np.int64),
+                "dso_requested_mw": np.asarray(requested, float),
+                "dso_mw": np.asarray(dso_mw, float),
+                "tso_mw": np.asarray(tso_mw, float),
+            }
+        )
+        used = (record.dso_requested_mw > 0) | (record.dso_mw > 0) | (record.tso_mw > 0)
+        self.sim.recorder.add("priority", record[used])
 
     def clear_and_record(self, offers: pd.DataFrame) -> BalancingResult:
         """The TSO's clearing; a failed solve is an event and dispatches nothing."""
@@ -170,6 +261,12 @@ def validation_runs(
     return rows
 
 
+def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
+    """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
+    mw = dispatch.groupby("bid_id")["mw"].sum()
+    return bid_ids.map(mw).fillna(0.0).to_numpy(float)
+
+
 def accepted_der(result: BalancingResult) -> pd.DataFrame:
     """Accepted DER offers (non-negative ids) with their MW; empty if the clearing failed."""
     if not result.ok:
@@ -184,8 +281,16 @@ def concat(tables: list[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else like.iloc[0:0]
 
 
-def as_dispatch(bid_id: np.ndarray, mw: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"bid_id": np.asarray(bid_id, np.int64), "mw": np.asarray(mw, float)})
+def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:
+    """An individual dispatch table: bid_id, mw and who bought it (tso or a DSO's name)."""
+    mw = np.asarray(mw, float)
+    return pd.DataFrame(
+        {
+            "bid_id": np.asarray(bid_id, np.int64),
+            "mw": mw,
+            "buyer": np.full(len(mw), buyer, dtype=object),
+        }
+    )
 
 
 def accepted_none() -> pd.DataFrame:

@@ -16,7 +16,9 @@ from market_sim.coordination.base import (
     CoordinationModel,
     PeriodOutcome,
     Step,
+    as_dispatch,
     concat,
+    taken,
 )
 from market_sim.messages import Kind
 from market_sim.schedule import PeriodClock
@@ -28,7 +30,7 @@ class Hybrid(CoordinationModel):
         Step("1", "aggregator", "tso", Kind.BIDS, "DER send their bids to the TSO"),
         Step("2", "tso", "dso", Kind.BIDS_INFORMED, "the TSO informs each DSO of its bids"),
         Step("3a", "dso", "dso", Kind.VALIDATION, "each DSO validates the bids"),
-        Step("3b", "dso", "tso", Kind.VALIDATED_BIDS, "DSOs send the validated bids"),
+        Step("3b", "dso", "tso", Kind.VALIDATED_BIDS, "DSOs send validated bids and requests"),
         Step("4", "tso", "aggregator", Kind.DISPATCH, "TSO clears and sends dispatch to DER"),
     )
 
@@ -57,11 +59,17 @@ class Hybrid(CoordinationModel):
             validated[(name, "tso")] = validated_bids(informed, result)
         validation = concat(rows, PeriodOutcome().validation)
         self.send(clock, "3a", {(n, n): r for n, r in zip(sim.dsos, rows, strict=True)})
+        # a DSO that buys for its own needs on the central market sends its request with them
+        requests = self.dso_requests({n: v for (n, _), v in validated.items()})
+        for (name, tso), table in validated.items():
+            request = requests[name].bought if name in requests else as_dispatch([], [])
+            validated[(name, tso)] = table.assign(dso_request_mw=taken(request, table.bid_id))
         self.send(clock, "3b", validated, clock.validation_gate)
         yield sim.post.wait_until(clock.validation_gate)
 
         usable = concat(list(self.inbox("tso", Kind.VALIDATED_BIDS).values()), bids)
-        clearing, dispatch = self.clear_bids(usable)
+        arrived = {n: r for n, r in requests.items() if n in set(usable.dso)}
+        clearing, dispatch = self.share(usable, arrived, self.clear_bids)
 
         delivered = yield from self.dispatch_to_der(clock, "4", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered)

@@ -34,10 +34,15 @@ _SENSITIVITY_KIND = {"vmax": "vm", "vmin": "vm", "line": "line", "trafo": "trafo
 
 @dataclass(frozen=True)
 class LocalMarketResult:
-    """What the DSO bought (``bought``: bid_id, mw) and what it could not fix."""
+    """What the DSO bought (``bought``: bid_id, mw) and what it could not fix.
+
+    ``needs`` are the needs at the forecast point, their ``effect`` columns aligned with
+    ``bid_ids`` (the bids the market was offered).
+    """
 
     bought: pd.DataFrame
     needs: Needs | None
+    bid_ids: np.ndarray
     violations_before: tuple[str, ...]
     violations_after: tuple[str, ...]
     cost_eur_per_h: float
@@ -63,7 +68,7 @@ def dso_needs(
     point: PowerFlowDetail,
     bids: pd.DataFrame,
     limits: Limits,
-    penalty_eur_per_mwh: float,
+    penalty_eur_per_h: float,
 ) -> Needs | None:
     """The relief the DSO needs at an operating point, and what each bid gives per MW.
 
@@ -83,7 +88,7 @@ def dso_needs(
         orient = np.array([-1.0 if v.kind == "vmin" else 1.0 for v in found])[:, None]
         effect[:, ok] = -orient * sens[:, buses[ok]] * layout.inj_sign[ok]
     need = np.array([v.overshoot + MARGIN[v.kind] for v in found])
-    return Needs("dso", need, np.clip(effect, 0.0, None), penalty_eur_per_mwh, critical=True)
+    return Needs("dso", need, np.clip(effect, 0.0, None), penalty_eur_per_h, critical=True)
 
 
 def clear_local_market(
@@ -91,7 +96,7 @@ def clear_local_market(
     baseline: Injections,
     bids: pd.DataFrame,
     limits: Limits,
-    penalty_eur_per_mwh: float,
+    penalty_eur_per_h: float,
 ) -> LocalMarketResult:
     """Buy relief for the predicted violations at least cost from ``bids`` (validated bids).
 
@@ -105,7 +110,7 @@ def clear_local_market(
     before = tuple(v.name for v in violations(dn, point, caps)) if point.result.converged else ()
     first_needs, rounds = None, 0
     while point.result.converged and rounds < MAX_ROUNDS:
-        needs = dso_needs(dn, point, bids, limits, penalty_eur_per_mwh)
+        needs = dso_needs(dn, point, bids, limits, penalty_eur_per_h)
         if needs is None:
             break
         first_needs = first_needs or needs
@@ -123,4 +128,5 @@ def clear_local_market(
     bought = np.where(bought > 1e-6, bought, 0.0)
     table = pd.DataFrame({"bid_id": bids.bid_id.to_numpy(np.int64), "mw": bought})
     cost = float(bids.price_eur_per_mwh.to_numpy(float) @ bought)
-    return LocalMarketResult(table[table.mw > 0], first_needs, before, after, cost, rounds)
+    ids = bids.bid_id.to_numpy(np.int64)
+    return LocalMarketResult(table[table.mw > 0], first_needs, ids, before, after, cost, rounds)

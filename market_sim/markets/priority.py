@@ -12,9 +12,9 @@ market; DSO-managed scheme ii), a rule decides who gets what (the paper, Section
 
 Each side states its needs as rows ``need_mw``: a DER ``b`` serving need row ``k`` contributes
 ``effect[k, b]`` per MW (1 for the TSO's balancing need in the DER's direction; a sensitivity for
-a DSO's voltage or loading problem). Unmet need costs ``penalty_eur_per_mwh`` (the value of lost
-load for the TSO, a violation penalty for the DSO). The allocation is a pure function of these
-tables, so each rule has a hand-checkable answer.
+a DSO's voltage or loading problem, in pu or % per MW). Unmet need costs ``penalty_eur_per_h``
+per unit and hour (the value of lost load for the TSO's MW, a violation penalty for the DSO).
+The allocation is a pure function of these tables, so each rule has a hand-checkable answer.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Needs:
     side: str
     need_mw: np.ndarray  # (k,) service needed, >= 0
     effect: np.ndarray  # (k, n_der) service per MW of each DER
-    penalty_eur_per_mwh: float  # cost of one MW of unmet need for one hour
+    penalty_eur_per_h: float  # cost of one unit of unmet need (MW, or pu or %) for one hour
     critical: bool  # unmet need means a technical violation
 
 
@@ -65,7 +65,10 @@ def allocate(rule: str, der: pd.DataFrame, tso: Needs, dso: Needs) -> Allocation
         second = dso if first is tso else tso
         use_first = least_cost_use(der, [first])
         left = der.assign(mw=der.mw.to_numpy() - use_first[first.side])
-        use = {first.side: use_first[first.side], second.side: least_cost_use(left, [second])[second.side]}
+        use = {
+            first.side: use_first[first.side],
+            second.side: least_cost_use(left, [second])[second.side],
+        }
     return _allocation(rule, der, use, (tso, dso))
 
 
@@ -75,7 +78,7 @@ def _first(rule: str, tso: Needs, dso: Needs) -> Needs:
     if rule == "dso_first":
         return dso
     # criticality: a need that prevents a violation first; then the costlier shortfall
-    return max((tso, dso), key=lambda n: (n.critical, n.penalty_eur_per_mwh, n.side == "tso"))
+    return max((tso, dso), key=lambda n: (n.critical, n.penalty_eur_per_h, n.side == "tso"))
 
 
 def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> dict[str, np.ndarray]:
@@ -96,7 +99,7 @@ def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> dict[str, np.ndarra
     cost = np.concatenate(
         [
             np.tile(price, len(sides)),
-            np.concatenate([np.full(len(s.need_mw), s.penalty_eur_per_mwh) for s in sides]),
+            np.concatenate([np.full(len(s.need_mw), s.penalty_eur_per_h) for s in sides]),
         ]
     )
     a_cap = np.zeros((n, n_var))
@@ -138,6 +141,6 @@ def _allocation(
         )
         short = np.clip(s.need_mw - s.effect @ mw, 0.0, None)
         unmet[s.side] = float(short.sum())
-        cost[s.side] = float(price @ mw + s.penalty_eur_per_mwh * short.sum())
+        cost[s.side] = float(price @ mw + s.penalty_eur_per_h * short.sum())
     table = pd.concat(parts, ignore_index=True)
     return Allocation(rule, table, unmet, cost)

@@ -33,8 +33,8 @@ def dispatch_table(
     """The period's ``dispatch`` table (without the period column): TER and DER rows priced.
 
     ``accepted``: the clearing's accepted offers (offer_id, mw); ``offers``: what was offered
-    (TER rows carry ``element``); ``delivery``: bid_id, mw (dispatched), delivered_mw of the DER;
-    ``bus_price``: balancing price per transmission bus, EUR/MWh.
+    (TER rows carry ``element``); ``delivery``: bid_id, buyer, mw (dispatched), delivered_mw
+    of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh.
     """
     ter = accepted.loc[accepted.offer_id < 0, ["offer_id", "mw"]].merge(
         offers[["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]], on="offer_id"
@@ -49,6 +49,7 @@ def dispatch_table(
                     "name": ter.element,
                     "dso": "",
                     "prosumer": -1,
+                    "buyer": TSO,
                     "bus": ter.bus,
                     "direction": ter.direction,
                     "mw": ter.mw,
@@ -63,6 +64,7 @@ def dispatch_table(
                     "name": der.aggregator,
                     "dso": der.dso,
                     "prosumer": der.prosumer,
+                    "buyer": der.buyer,
                     "bus": der.dso.map(interface_bus),
                     "direction": der.direction,
                     "mw": der.mw,
@@ -74,12 +76,14 @@ def dispatch_table(
         ignore_index=True,
     )
     table = table[table.mw > 1e-9].reset_index(drop=True)
-    price = bus_price.reindex(table.bus.to_numpy()).to_numpy(float)
+    # the TSO settles by the pricing rule; a DSO's local purchase is paid as bid
+    as_bid = (table.buyer != TSO).to_numpy() | (config.pricing == "pay_as_bid")
+    bid_price = table.bid_price_eur_per_mwh.to_numpy(float)
+    price = np.where(as_bid, bid_price, bus_price.reindex(table.bus.to_numpy()).to_numpy(float))
     table["price_eur_per_mwh"] = price
-    if config.pricing == "pay_as_clear":
-        table["payment_eur"] = price * signed_mw(table.direction, table.mw) * hours
-    else:
-        table["payment_eur"] = table.bid_price_eur_per_mwh * table.mw * hours
+    table["payment_eur"] = (
+        np.where(as_bid, bid_price * table.mw, price * signed_mw(table.direction, table.mw)) * hours
+    )
     undelivered = (table.mw - table.delivered_mw).clip(lower=0.0)
     table["imbalance_eur"] = undelivered * np.abs(price) * config.imbalance_price_factor * hours
     columns = [c for c in TABLES["dispatch"] if c != "period"]
@@ -100,11 +104,11 @@ def settlement_table(
     transfers = [
         # payer, payee, item, amount (each a Series aligned with its rows)
         (TSO, ter.name, "balancing_energy", ter.payment_eur),
-        (TSO, der.name, "balancing_energy", der.payment_eur),
+        (der.buyer, der.name, "balancing_energy", der.payment_eur),
         (der.name, prosumer, "balancing_energy", der.payment_eur),
         (prosumer, der.name, "aggregator_fee", fee),
         (prosumer, der.name, "imbalance", der.imbalance_eur),
-        (der.name, TSO, "imbalance", der.imbalance_eur),
+        (der.name, der.buyer, "imbalance", der.imbalance_eur),
     ]
     legs = []
     for payer, payee, item, amount in transfers:
@@ -117,17 +121,19 @@ def settlement_table(
         return pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in _COLUMNS.items()})
     table = pd.concat(legs, ignore_index=True)
     table = table.groupby(["party", "item"], as_index=False, sort=True)["amount_eur"].sum()
-    aggregators = set(der.name)
-    table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators)))
+    aggregators, dsos = set(der.name), set(der.buyer) - {TSO}
+    table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators, dsos)))
     return table
 
 
 _COLUMNS = {c: v for c, v in TABLES["settlement"].items() if c != "period"}
 
 
-def _role(party: str, aggregators: set[str]) -> str:
+def _role(party: str, aggregators: set[str], dsos: set[str]) -> str:
     if party == TSO:
         return "tso"
+    if party in dsos:
+        return "dso"
     if party.startswith("prosumer "):
         return "prosumer"
     return "aggregator" if party in aggregators else "ter"

@@ -289,13 +289,26 @@ def test_ter_offers():
     ter = ter_offers(network, schedule, ramp_mw=50.0)
 
     assert (ter["offer_id"] < 0).all() and ter["offer_id"].is_unique
-    assert (ter["mw"] > 0).all() and (ter["mw"] <= 50.0 + 1e-9).all()
+    assert (ter["mw"] > 0).all()
+    assert (ter.groupby(["element", "direction"]).mw.sum() <= 50.0 + 1e-9).all()
     gen = network.generators.set_index("element")
-    for row in ter.itertuples():
-        p = schedule.gen_mw[row.element]
-        mc = gen.at[row.element, "c1_eur_per_mwh"] + 2 * gen.at[row.element, "c2_eur_per_mw2h"] * p
-        expected = mc if row.direction == "up" else -mc
-        assert row.price_eur_per_mwh == pytest.approx(expected)
+    for (element, direction), steps in ter.groupby(["element", "direction"]):
+        c0 = gen.at[element, "c0_eur_per_h"]
+        c1, c2 = gen.at[element, "c1_eur_per_mwh"], gen.at[element, "c2_eur_per_mw2h"]
+        p = schedule.gen_mw[element]
+        moved = steps.mw.sum() if direction == "up" else -steps.mw.sum()
+
+        def cost(x, c0=c0, c1=c1, c2=c2):
+            return c0 + c1 * x + c2 * x**2
+
+        # the piecewise-linear steps are the quadratic cost curve: exact over the whole range
+        assert (steps.price_eur_per_mwh * steps.mw).sum() == pytest.approx(
+            abs(cost(p + moved) - cost(p)) * np.sign(moved)
+        )
+        # marginal costs rise step by step up (and fall down): a merit order within the unit
+        order = steps.sort_values("offer_id", ascending=False).price_eur_per_mwh.to_numpy()
+        assert (np.diff(order) >= -1e-12).all()
+        assert len(steps) == (4 if c2 else 1)
     # ext_grid 0 is scheduled at its maximum, so it offers only down.
     assert set(ter.loc[ter["element"] == "ext_grid 0", "direction"]) == {"down"}
 

@@ -391,18 +391,27 @@ class EnergySchedule:
 # balancing market
 
 
+#: Segments of a generator's balancing range per direction when its cost is quadratic.
+TER_SEGMENTS = 4
+
+
 def ter_offers(
-    network: TransmissionNetwork, schedule: ScheduleResult, ramp_mw: np.ndarray | float
+    network: TransmissionNetwork,
+    schedule: ScheduleResult,
+    ramp_mw: np.ndarray | float,
+    segments: int = TER_SEGMENTS,
 ) -> pd.DataFrame:
     """Balancing offers of the transmission energy resources (the scheduled generators).
 
-    Up: ``min(p_max - p_sched, ramp)`` MW at the marginal cost ``c1 + 2 c2 p_sched``. Down:
-    ``min(p_sched - p_min, ramp)`` MW at minus that cost, because a generator moved down saves
-    fuel and so pays the TSO. ``ramp_mw`` is per generator (aligned with
-    ``network.generators``) or one value for all. offer_id of generator i is ``-(2i+1)`` (up)
-    and ``-(2i+2)`` (down): negative, so never clashing with DER bid ids, and stable across
-    periods. Offers with zero MW are left out. Columns: offer_id, element, bus, direction, mw,
-    price_eur_per_mwh.
+    Up: ``min(p_max - p_sched, ramp)`` MW, down: ``min(p_sched - p_min, ramp)`` MW, each split
+    into ``segments`` equal steps priced at the marginal cost ``c1 + 2 c2 p`` at the step's
+    midpoint (minus that for down: a generator moved down saves fuel and so pays the TSO). The
+    piecewise-linear offer is the quadratic cost curve itself: for every whole step, price times
+    MW equals the exact cost change ``C(p1) - C(p0)``. Generators with linear cost offer one
+    step. ``ramp_mw`` is per generator (aligned with ``network.generators``) or one value for
+    all. offer_id of generator i, step j: ``-(2 (segments i + j) + 1)`` up and ``... + 2)``
+    down: negative, so never clashing with DER bid ids, and stable across periods. Offers with
+    zero MW are left out. Columns: offer_id, element, bus, direction, mw, price_eur_per_mwh.
     """
     gen = network.generators
     if not schedule.ok:
@@ -410,16 +419,21 @@ def ter_offers(
         return _offers_frame([], [], [], [], [], [])
     p = schedule.gen_mw.reindex(pd.Index(gen["element"])).to_numpy(dtype=float)
     ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
-    mc = gen["c1_eur_per_mwh"].to_numpy() + 2.0 * gen["c2_eur_per_mw2h"].to_numpy() * p
+    c1, c2 = gen["c1_eur_per_mwh"].to_numpy(), gen["c2_eur_per_mw2h"].to_numpy()
     up = np.clip(np.minimum(gen["p_max_mw"].to_numpy() - p, ramp), 0.0, None)
     down = np.clip(np.minimum(p - gen["p_min_mw"].to_numpy(), ramp), 0.0, None)
-    i = np.arange(len(gen))
-    ids = np.concatenate([-(2 * i + 1), -(2 * i + 2)])
-    element = np.concatenate([gen["element"].to_numpy()] * 2)
-    bus = np.concatenate([gen["bus"].to_numpy()] * 2)
-    direction = np.array([UP] * len(gen) + [DOWN] * len(gen))
-    mw = np.concatenate([up, down])
-    price = np.concatenate([mc, -mc])
+    steps = np.where(c2 != 0.0, segments, 1)
+    i = np.repeat(np.arange(len(gen)), steps)
+    j = np.concatenate([np.arange(k) for k in steps])
+    k = steps[i]
+    mid_up = p[i] + (j + 0.5) * up[i] / k
+    mid_down = p[i] - (j + 0.5) * down[i] / k
+    ids = np.concatenate([-(2 * (segments * i + j) + 1), -(2 * (segments * i + j) + 2)])
+    element = np.concatenate([gen["element"].to_numpy()[i]] * 2)
+    bus = np.concatenate([gen["bus"].to_numpy()[i]] * 2)
+    direction = np.array([UP] * len(i) + [DOWN] * len(i))
+    mw = np.concatenate([up[i] / k, down[i] / k])
+    price = np.concatenate([c1[i] + 2.0 * c2[i] * mid_up, -(c1[i] + 2.0 * c2[i] * mid_down)])
     keep = mw > MW_TOL
     order = np.argsort(-ids[keep], kind="stable")
     return _offers_frame(

@@ -8,11 +8,10 @@ import pandas as pd
 
 from market_sim.config import ScenarioConfig
 from market_sim.grid.state import injections_from_table
-from market_sim.grid.validation import validate
-from market_sim.markets.aggregation import empty_offers
+from market_sim.markets.aggregation import bid_offers, empty_offers
+from market_sim.markets.central import DistributionModel, IntegratedResult, integrated_clearing
 from market_sim.markets.clearing import BalancingMarket, BalancingResult, EnergySchedule, ter_offers
 from market_sim.markets.transmission import TransmissionNetwork
-from market_sim.types import ValidationResult
 
 
 class TSO(mesa.Agent):
@@ -57,40 +56,50 @@ class TSO(mesa.Agent):
         self.need_mw = self._error * positive  # = error * total load * each bus's share
         return self.schedule
 
-    def validate_centrally(
-        self, bids: pd.DataFrame, operational_data: dict[str, pd.DataFrame], dsos: dict
-    ) -> dict[str, ValidationResult]:
-        """TSO-managed validation: check the bids on each DSO network, from operational data.
-
-        The TSO holds the DSOs' network models but sees only the state the DSO reported; it
-        uses the DSO's validation method but cannot use DSO assets (taps stay as reported).
-        """
-        results = {}
-        for name, dso in dsos.items():
-            state = injections_from_table(dso.network, operational_data[name])
-            mine = bids[bids.dso == name]
-            how = dso.config.validation
-            results[name] = validate(
-                dso.network,
-                state,
-                mine,
-                dso.limits,
-                method=how.method,
-                fairness=how.fairness,
-                oltc=False,
-            )
-        return results
-
     def ter_offers(self) -> pd.DataFrame:
         """The generators' balancing offers around the period's schedule."""
         if not self.schedule.ok:
             return empty_offers()
         return ter_offers(self.network, self.schedule, self.ramp_mw)
 
-    def clear(self, der_offers: pd.DataFrame) -> BalancingResult:
-        """Clear TER and DER offers against the need, with transmission line limits."""
-        self.offers = pd.concat([empty_offers(), self.ter_offers(), der_offers], ignore_index=True)
-        return self.market.clear(self.offers, self.need_mw, self._base_flow())
+    def clear(
+        self, der_offers: pd.DataFrame, der_rows: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> BalancingResult:
+        """Clear TER and DER offers against the need, with transmission line limits.
+
+        ``der_rows = (A, b)``: extra constraints ``A q <= b`` on the DER offers (columns in
+        the order of ``der_offers``), the TSO-managed model's distribution constraints.
+        """
+        ter = self.ter_offers()
+        self.offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
+        rows = None
+        if der_rows is not None and len(der_rows[1]):
+            a, b = der_rows
+            rows = (np.hstack([np.zeros((len(b), len(ter))), a]), b)
+        return self.market.clear(self.offers, self.need_mw, self._base_flow(), rows)
+
+    def clear_integrated(
+        self, bids: pd.DataFrame, operational_data: dict[str, pd.DataFrame], dsos: dict
+    ) -> tuple[BalancingResult, IntegratedResult]:
+        """TSO-managed: validate and dispatch in one problem over every reporting DSO network.
+
+        The TSO holds the DSOs' network models but sees only the state each reported; it
+        cannot use DSO assets (taps stay as reported).
+        """
+        interface = {n: d.interface_bus for n, d in dsos.items()}
+        models = [
+            DistributionModel.at(
+                name,
+                dso.network,
+                injections_from_table(dso.network, operational_data[name]),
+                bids[(bids.dso == name) & (bids.mw > 1e-9)],
+                dso.limits,
+            )
+            for name, dso in dsos.items()
+        ]
+        return integrated_clearing(
+            models, lambda b, rows: self.clear(bid_offers(b, interface), rows)
+        )
 
     def _base_flow(self) -> np.ndarray:
         """Branch flows of the schedule (zero if it failed: then only the balancing is cleared)."""

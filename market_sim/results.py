@@ -66,6 +66,17 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "lp_solves": ("int64", "linear programs solved by this direction"),
         "binding": ("string", "binding constraints, '; '-separated (bus or branch, limit)"),
     },
+    "clearing_runs": {
+        "period": ("int64", "market period"),
+        "ok": ("bool", "the TSO's balancing market solved to optimality"),
+        "n_variables": ("int64", "variables of the TSO's problem"),
+        "n_constraints": ("int64", "constraints of the TSO's problem, distribution rows included"),
+        "distribution_constraints": (
+            "int64",
+            "linearised DSO-network constraints it carried (tso_managed only)",
+        ),
+        "rounds": ("int64", "clearings the period took (AC checks of the dispatch in between)"),
+    },
     "dispatch": {
         "period": ("int64", "market period"),
         "resource": ("string", "der or ter"),

@@ -148,3 +148,56 @@ def test_models_of_a_scenario_face_the_same_forecast_errors(make_model, quicksta
         needs[model] = sim.tables()["kpis"].query("name == 'need_mw'").value.to_numpy()
     assert np.array_equal(needs["tso_managed"], needs["hybrid"])
     assert np.array_equal(needs["hybrid"], needs["dso_managed"])
+
+
+def test_tso_managed_is_one_integrated_problem_whose_dispatch_is_safe(make_model):
+    """2a carries the DSO networks' constraints: a bigger problem than the hybrid TSO's, and
+    its DER dispatch, applied to the state the DSOs reported, passes an AC power flow."""
+    from market_sim.grid.powerflow import injections_table
+    from market_sim.grid.state import injections_from_table
+
+    sizes = {}
+    for model in ("tso_managed", "hybrid"):
+        sim = make_model(model)
+        sim.period = NOON
+        reported = {}
+        for _ in range(3):
+            # what the DSOs report at gate opening: the last delivered state, or the forecast
+            before = {n: d.delivered for n, d in sim.dsos.items()}
+            period = sim.period
+            sim.step()
+            reported[period] = {
+                n: injections_table(d.network, d.forecast if before[n] is None else before[n])
+                for n, d in sim.dsos.items()
+            }
+        t = sim.tables()
+        sizes[model] = t["clearing_runs"].set_index("period")
+        if model != "tso_managed":
+            continue
+        assert (sizes[model].distribution_constraints > 0).all()
+        der = (
+            t["dispatch"]
+            .query("resource == 'der'")
+            .merge(
+                t["bids"],
+                left_on=["period", "id"],
+                right_on=["period", "bid_id"],
+                suffixes=("", "_bid"),
+            )
+        )
+        assert len(der) > 0
+        for (period, name), rows in der.groupby(["period", "dso"]):
+            dso = sim.dsos[name]
+            state = injections_from_table(dso.network, reported[period][name])
+            base = run_power_flow(dso.network, state, dso.limits)
+            result = run_power_flow(dso.network, apply_bids(dso.network, state, rows), dso.limits)
+            # within the limits, or no worse than the reported state where it already was not
+            lim = dso.limits
+            assert result.converged, (period, name)
+            assert result.vm_max_pu <= max(lim.vm_max_pu, base.vm_max_pu) + 1e-6, (period, name)
+            assert result.vm_min_pu >= min(lim.vm_min_pu, base.vm_min_pu) - 1e-6, (period, name)
+            for loading in ("max_line_loading_percent", "max_trafo_loading_percent"):
+                cap = max(lim.max_loading_percent, getattr(base, loading))
+                assert getattr(result, loading) <= cap + 1e-6, (period, name, loading)
+    extra = sizes["tso_managed"].n_constraints - sizes["hybrid"].n_constraints
+    assert (extra == sizes["tso_managed"].distribution_constraints).all()

@@ -204,9 +204,13 @@ class CoordinationModel:
         for name in wanted:
             mine = (usable.dso == name).to_numpy()
             self.record_priority(
-                rule, name, usable.bid_id[mine], request[mine], take[mine],
+                rule,
+                name,
+                usable.bid_id[mine],
+                request[mine],
+                take[mine],
                 taken(tso, usable.bid_id[mine]),
-            )  # fmt: skip
+            )
         return result, dispatch
 
     def record_priority(self, rule, dso, bid_ids, requested, dso_mw, tso_mw) -> None:
@@ -228,9 +232,28 @@ class CoordinationModel:
     def clear_and_record(self, offers: pd.DataFrame) -> BalancingResult:
         """The TSO's clearing; a failed solve is an event and dispatches nothing."""
         result = self.sim.timed("tso", "clearing", self.sim.tso.clear, offers)
+        self.record_clearing(result)
+        return result
+
+    def record_clearing(
+        self, result: BalancingResult, distribution_rows: int = 0, rounds: int = 1
+    ) -> None:
+        """The ``clearing_runs`` row of the period; a failed solve is also an event."""
         if not result.ok:
             self.sim.record_event("clearing_failed", result.message)
-        return result
+        self.sim.recorder.add(
+            "clearing_runs",
+            [
+                (
+                    self.sim.period,
+                    result.ok,
+                    result.n_variables,
+                    result.n_constraints,
+                    distribution_rows,
+                    rounds,
+                )
+            ],
+        )
 
 
 def validation_runs(

@@ -1,7 +1,8 @@
 """A. TSO-managed model (the paper's Fig. 1).
 
 1a. DER -> TSO: bids.  1b. DSO -> TSO: real-time operational data of its network.
-2a. The TSO validates centrally, on every DSO network, and clears TER and DER together.
+2a. The TSO validates and clears in one integrated problem: its DC-OPF carries every DSO
+    network's constraints, linearised at the reported state, and its dispatch is AC-checked.
 2b. TSO -> DER: dispatch. The DSO validates nothing.
 """
 
@@ -9,17 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+import numpy as np
 import pandas as pd
 
-from agents.dso import validated_bids
 from market_sim.coordination.base import (
     CoordinationModel,
     PeriodOutcome,
     Step,
+    accepted_der,
+    as_dispatch,
     concat,
 )
+from market_sim.markets.central import IntegratedResult
 from market_sim.messages import Kind
 from market_sim.schedule import PeriodClock
+from market_sim.types import ValidationResult
 
 
 class TsoManaged(CoordinationModel):
@@ -27,9 +32,43 @@ class TsoManaged(CoordinationModel):
     steps = (
         Step("1a", "aggregator", "tso", Kind.BIDS, "DER send their bids to the TSO"),
         Step("1b", "dso", "tso", Kind.OPERATIONAL_DATA, "DSOs send real-time operational data"),
-        Step("2a", "tso", "tso", Kind.VALIDATION, "TSO validates on every DSO network, clears"),
+        Step("2a", "tso", "tso", Kind.VALIDATION, "TSO validates and clears in one problem"),
         Step("2b", "tso", "aggregator", Kind.DISPATCH, "TSO sends dispatch to DER"),
     )
+
+    @staticmethod
+    def _validation(
+        name: str, bids: pd.DataFrame, integrated: IntegratedResult
+    ) -> ValidationResult:
+        """What the integrated problem let through of one DSO's bids, as a validation."""
+        mine = bids[bids.dso == name]
+        mw = integrated.accepted_mw.get(name)
+        positive = mine[mine.mw > 1e-9]
+        validated = pd.Series(0.0, index=mine.bid_id.to_numpy())
+        if mw is not None:
+            validated[positive.bid_id.to_numpy()] = mw
+        if name in integrated.excluded:
+            reason = "rejected: no AC-safe dispatch in the integrated problem"
+        elif mw is None:
+            reason = "rejected: no operational data"
+        else:
+            reason = "ok"
+        table = pd.DataFrame(
+            {
+                "bid_id": mine.bid_id.to_numpy(np.int64),
+                "validated_mw": validated.to_numpy(),
+                "reason": reason,
+            }
+        )
+        directions = {
+            d: {
+                "offered_mw": float(mine.mw[mine.direction == d].sum()),
+                "validated_mw": float(validated[mine.bid_id[mine.direction == d]].sum()),
+            }
+            for d in ("down", "up")
+        }
+        info = {"method": "integrated_dc_opf", "fairness": "", "directions": directions}
+        return ValidationResult(table, integrated.rounds, reason == "ok", (), reason, None, info)
 
     def run(self, clock: PeriodClock, bids: pd.DataFrame) -> Generator:
         sim = self.sim
@@ -50,18 +89,20 @@ class TsoManaged(CoordinationModel):
         state = self.inbox("tso", Kind.OPERATIONAL_DATA)
 
         reported = {n: d for n, d in sim.dsos.items() if n in state}
-        results = sim.timed(
-            "tso", "validation", sim.tso.validate_centrally, received, state, reported
+        clearing, integrated = sim.timed(
+            "tso", "clearing", sim.tso.clear_integrated, received, state, reported
         )
+        self.record_clearing(clearing, integrated.distribution_rows, integrated.rounds)
         validation = concat(
-            [self.validation_rows("tso", r, n) for n, r in results.items()],
+            [
+                self.validation_rows("tso", self._validation(n, received, integrated), n)
+                for n in sim.dsos
+            ],
             PeriodOutcome().validation,
         )
         self.send(clock, "2a", {("tso", "tso"): validation})
-        usable = concat(
-            [validated_bids(received[received.dso == n], r) for n, r in results.items()], bids
-        )
-        clearing, dispatch = self.clear_bids(usable)
+        accepted = accepted_der(clearing)
+        dispatch = as_dispatch(accepted.offer_id, accepted.mw)
 
         delivered = yield from self.dispatch_to_der(clock, "2b", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered)

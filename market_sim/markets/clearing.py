@@ -626,12 +626,16 @@ class BalancingMarket:
         offers: pd.DataFrame,
         need_mw: np.ndarray,
         base_flow_mw: np.ndarray | None = None,
+        offer_rows: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> BalancingResult:
         """Clear ``offers`` against the per-bus ``need_mw`` (positive: more injection needed).
 
         ``base_flow_mw`` is the schedule's flow per branch (default: zero). Offers need columns
         offer_id, bus (transmission bus id), direction, mw, price_eur_per_mwh; TER offers from
-        :func:`ter_offers` can simply be concatenated with DER offers.
+        :func:`ter_offers` can simply be concatenated with DER offers. ``offer_rows = (A, b)``
+        adds constraints ``A q <= b`` on the accepted MW of the offers (columns of ``A`` in the
+        order of ``offers``) for this period only: the TSO-managed model's linearised
+        distribution-network constraints.
         """
         need = np.asarray(need_mw, dtype=float)
         base_flow = (
@@ -653,7 +657,9 @@ class BalancingMarket:
         lp.set_col_costs(self._q_cols[slot], offer_price + TIE_BREAK_EUR_PER_MWH)
         lp.set_row_bounds(self._balance_rows, need, need)
         relaxed = self._set_flow_limits(base_flow)
-        msg = _run(lp)
+        matrix, upper = offer_rows if offer_rows is not None else (np.zeros((0, 0)), np.zeros(0))
+        with lp.extra_rows(matrix, self._q_cols[slot], upper):
+            msg = _run(lp)
         note = f"; limits relaxed on {', '.join(relaxed)}" if relaxed else ""
         if msg is not None:
             elapsed = time.perf_counter() - t0
@@ -696,6 +702,6 @@ class BalancingMarket:
             cost_eur=float(offer_price @ q + self.voll_eur_per_mwh * (unserved_up + unserved_down)),
             solve_time_s=time.perf_counter() - t0,
             n_variables=self.n_variables,
-            n_constraints=self.n_constraints,
+            n_constraints=self.n_constraints + len(upper),
             relaxed_branches=relaxed,
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 import highspy
 import numpy as np
@@ -112,6 +113,35 @@ class LoadedModel:
             self.highs.changeRowsBounds(len(idx), idx, lo, hi)
             self._row_lower[idx], self._row_upper[idx] = lo, hi
         return len(idx)
+
+    @contextmanager
+    def extra_rows(self, matrix: np.ndarray, cols: np.ndarray, upper: np.ndarray):
+        """Rows ``matrix @ x[cols] <= upper`` present for the solves inside the block only.
+
+        They are appended after the model's own rows (whose indices stay valid) and deleted on
+        exit, so the built model is left as it was.
+        """
+        matrix = np.asarray(matrix, dtype=float)
+        n_rows = len(upper)
+        first = self.highs.getNumRow()
+        if n_rows:
+            nz = matrix != 0.0
+            starts = np.r_[0, np.cumsum(nz.sum(axis=1))[:-1]].astype(np.int32)
+            index = np.broadcast_to(cols, matrix.shape)[nz].astype(np.int32)
+            self.highs.addRows(
+                n_rows,
+                np.full(n_rows, -highspy.kHighsInf),
+                np.asarray(upper, dtype=float),
+                int(nz.sum()),
+                starts,
+                index,
+                matrix[nz],
+            )
+        try:
+            yield
+        finally:
+            if n_rows:
+                self.highs.deleteRows(n_rows, np.arange(first, first + n_rows, dtype=np.int32))
 
     # ---- solve and read --------------------------------------------------------------------
 

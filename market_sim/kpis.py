@@ -66,9 +66,13 @@ def period_kpis(
     ]
 
 
-def summary(kpis: pd.DataFrame, messages: pd.DataFrame, hours: float) -> dict[str, float]:
-    """One run in a few numbers: totals over all periods."""
+def summary(tables: dict[str, pd.DataFrame], hours: float) -> dict[str, float]:
+    """One run in a few numbers: totals over all periods, and the TSO's computing burden."""
+    kpis, timings = tables["kpis"], tables["timings"]
     total = kpis.pivot_table(index="period", columns="name", values="value").sum()
+    tso_time = timings[timings.role == "tso"].seconds.sum()
+    dso_roles = set(tables["grid"].dso)
+    dso_time = timings[timings.role.isin(dso_roles)].seconds.sum()
     violations = total[["voltage_violations", "line_violations", "trafo_violations"]].sum()
     per_period = (
         kpis[kpis.name.isin(["voltage_violations", "line_violations", "trafo_violations"])]
@@ -88,6 +92,9 @@ def summary(kpis: pd.DataFrame, messages: pd.DataFrame, hours: float) -> dict[st
         "messages": total["messages"],
         "bytes": total["message_bytes"],
         "late messages": total["late_messages"],
+        "TSO problem constraints (mean)": float(tables["clearing_runs"].n_constraints.mean()),
+        "TSO compute (s)": float(tso_time),
+        "DSO compute (s)": float(dso_time),
     }
 
 

@@ -67,7 +67,7 @@ def run_scenario(
                 RunReport(
                     name,
                     folder,
-                    summary(tables["kpis"], tables["messages"], sim.period_h),
+                    summary(tables, sim.period_h),
                     links(tables["messages"]),
                     len(tables["events"]),
                     wall,

@@ -117,6 +117,7 @@ def main() -> None:
             methods.append(("ac_opf", {}))
         times: dict[str, list[float]] = {}
         volumes: dict[str, list[float]] = {}
+        rounds: dict[str, list[int]] = {}  # AC power flows per period
         naive_s, naive_mw, n_bids, offered = [], [], [], []
         for k, step in enumerate(STEPS[:3] if big else STEPS):
             inj = dn.baseline(step)
@@ -129,6 +130,7 @@ def main() -> None:
                 res = validate(dn, inj, bids, limits, method=method, **opts)
                 times.setdefault(label, []).append(time.perf_counter() - t)
                 volumes.setdefault(label, []).append(res.info["validated_mw"])
+                rounds.setdefault(label, []).append(res.info["ac_iterations"])
             if big:
                 sec, checked, mw = naive(dn, inj, bids, limits, NAIVE_SUBSET)
                 naive_s.append(sec / checked * len(bids))  # extrapolated to all bids
@@ -149,6 +151,7 @@ def main() -> None:
             print(
                 f"  {label:32s} median {med * 1e3:8.1f} ms/period, "
                 f"validated {statistics.median(volumes[label]):8.2f} MW, "
+                f"{statistics.median(rounds[label]):4.0f} AC power flows, "
                 f"{med_naive / med:6.1f}x faster than naive"
             )
 

@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 from market_sim.grid.network import (
+    PROFILE_CACHE_VERSION,
     DistributionNetwork,
+    ProfileArray,
+    _profile_stats,
     load_network,
     profile_step,
     step_of,
@@ -124,6 +127,56 @@ def test_pv_scale_only_scales_pv() -> None:
     np.testing.assert_allclose(two.profiles["sgen_p"][:, ~pv], one.profiles["sgen_p"][:, ~pv])
     np.testing.assert_allclose(two.profiles["load_q"], 0.5 * one.profiles["load_q"])
     np.testing.assert_allclose(two.storage_e_max_mwh, 3 * one.storage_e_max_mwh)
+
+
+def test_lazy_profiles_equal_eager_scaling(tmp_path, monkeypatch) -> None:
+    """Rows, whole-year row sums and column extremes equal an eager ``raw * factor``, bitwise.
+
+    The eager reference is column-major, like SimBench's arrays (and the cached profiles
+    before they were memory-mapped), whose row sums add the columns in order.
+    """
+    monkeypatch.setenv("MARKET_SIM_CACHE", str(tmp_path))
+    rng = np.random.default_rng(0)
+    eager = np.asfortranarray(rng.normal(size=(1100, 37)))
+    col = rng.uniform(0.5, 2.0, 37)
+    lazy = ProfileArray(np.ascontiguousarray(eager), (), _profile_stats(eager))
+    for scaled, ref in (
+        (lazy, eager),
+        (lazy.scaled(0.7), eager * 0.7),
+        (lazy.scaled(col).scaled(1.5), eager * col[None, :] * 1.5),
+    ):
+        assert scaled.shape == ref.shape
+        assert np.array_equal(scaled[123], ref[123])
+        assert np.array_equal(scaled[10:20, 3:5], ref[10:20, 3:5])
+        assert np.array_equal(scaled[:, col > 1], ref[:, col > 1])
+        assert np.array_equal(np.asarray(scaled), ref)
+        assert np.array_equal(scaled.sum(axis=1), ref.sum(axis=1))
+        assert np.array_equal(scaled.max(axis=0), ref.max(axis=0))
+        assert np.array_equal(scaled.min(axis=0), ref.min(axis=0))
+    assert lazy.scaled(1.0) is lazy
+
+
+def test_profile_cache_is_versioned_and_memory_mapped(tmp_path, monkeypatch) -> None:
+    """A second load maps the cache written by the first; other versions are never read."""
+    monkeypatch.setenv("MARKET_SIM_CACHE", str(tmp_path))
+    first = load_network(CODES[0], pv_scale=2.0)
+    cached = list((tmp_path / "profiles").iterdir())
+    assert len(cached) == 1 and f"__v{PROFILE_CACHE_VERSION}__" in cached[0].name
+    again = load_network(CODES[0], pv_scale=2.0)
+    assert isinstance(again.profiles["load_p"]._raw, np.memmap)
+    for key in first.profiles:
+        assert np.array_equal(first.profiles[key][500], again.profiles[key][500])
+    stale = (
+        tmp_path
+        / "profiles"
+        / cached[0].name.replace(
+            f"__v{PROFILE_CACHE_VERSION}__", f"__v{PROFILE_CACHE_VERSION - 1}__"
+        )
+    )
+    cached[0].rename(stale)
+    fresh = load_network(CODES[0], pv_scale=2.0)  # rebuilt, not read from the stale name
+    assert np.array_equal(fresh.profiles["load_p"][500], first.profiles["load_p"][500])
+    assert (tmp_path / "profiles" / cached[0].name / "meta.npz").exists()
 
 
 def test_unknown_code_raises() -> None:

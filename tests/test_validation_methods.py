@@ -229,3 +229,25 @@ def test_ac_opf_is_safe_and_close_to_linear_opf(dn: DistributionNetwork, fairnes
                 offered = ref.info["directions"][direction]["offered_mw"]
                 gap = volume(ref, direction) - volume(lin, direction)
                 assert gap <= 0.05 * offered, (step, direction, gap)
+
+
+def test_screening_spreads_over_zones() -> None:
+    """The worst constraint of every zone comes before the second worst of any zone."""
+    pos = np.array([10, 11, 12, 20, 21, 30])
+    badness = np.array([5.0, 4.0, 3.0, 1.0, 0.5, 0.1])
+    zone = np.zeros(40, dtype=np.int64)
+    zone[20:30], zone[30:] = 1, 2
+    assert list(linear_opf._spread(pos, badness, zone, 3)) == [10, 20, 30]
+    assert list(linear_opf._spread(pos, badness, zone, 5)) == [10, 11, 20, 21, 30]
+    assert len(linear_opf._spread(pos[:0], badness[:0], zone, 3)) == 0
+
+
+def test_linear_opf_is_deterministic(dn: DistributionNetwork) -> None:
+    """Same inputs, bitwise the same result, whatever ran in between (no warm starts)."""
+    inj = dn.baseline(STEPS[0])
+    bids = random_bids(dn, inj, seed=7)
+    first = validate(dn, inj, bids, LIMITS, method="linear_opf")
+    validate(dn, dn.baseline(STEPS[1]), random_bids(dn, dn.baseline(STEPS[1]), 8), LIMITS)
+    again = validate(dn, inj, bids, LIMITS, method="linear_opf")
+    pd.testing.assert_frame_equal(first.table, again.table)
+    assert first.binding == again.binding

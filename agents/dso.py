@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from market_sim.config import DsoConfig
+from market_sim.grid.flexibility_area import flexibility_area
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import injections_table
 from market_sim.grid.validation import validate
@@ -59,6 +60,17 @@ class DSO(mesa.Agent):
         if how.oltc and result.trafo_tap_pos is not None:
             self.forecast.trafo_tap_pos = np.asarray(result.trafo_tap_pos, dtype=float)
         return result
+
+    def flexibility_area(self, validated: pd.DataFrame) -> pd.DataFrame:
+        """The P-Q area its validated DER can reach at the interface, as a vertex table.
+
+        Note: the validated bids are assumed *after* any local-market purchase (scheme i).
+        """
+        area = flexibility_area(self.network, self.forecast, validated, self.limits)
+        vertices = area.vertices.reset_index(drop=True)
+        return vertices.assign(
+            dso=self.name, vertex=np.arange(len(vertices)), verified=area.verified
+        )[["dso", "vertex", "p_mw", "q_mvar", "verified"]]
 
     def aggregated_offer(self, validated: pd.DataFrame, first_id: int) -> pd.DataFrame:
         return aggregate_offer(validated, self.interface_bus, first_id)

@@ -61,6 +61,11 @@ class DsoConfig(_Strict):
     interface_bus: int = Field(ge=0, description="pandapower bus of the transmission case")
     limits: LimitsConfig = LimitsConfig()
     validation: ValidationConfig = ValidationConfig()
+    flexibility_area: bool = Field(
+        False,
+        description="dso_managed: each period the DSO computes the P-Q area its validated DER "
+        "can reach at the interface within its limits and sends it with its offer (step 2b)",
+    )
     pv_scale: NonNegative = Field(1.0, description="multiplies PV rated power and profiles")
     storage_scale: NonNegative = Field(1.0, description="multiplies battery power and energy")
     load_scale: NonNegative = Field(1.0, description="multiplies load profiles")

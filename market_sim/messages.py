@@ -18,6 +18,7 @@ class Kind(StrEnum):
     VALIDATION = "validation"  # a validation result (validator's own record, or to others)
     VALIDATED_BIDS = "validated_bids"  # validated bids (DSO -> TSO, hybrid)
     AGGREGATED_OFFER = "aggregated_offer"  # price-quantity curve at the interface (DSO -> TSO)
+    FLEXIBILITY_AREA = "flexibility_area"  # P-Q area reachable at the interface (DSO -> TSO)
     DISPATCH = "dispatch"  # individual dispatch of DER (to aggregators)
     AGGREGATED_DISPATCH = "aggregated_dispatch"  # dispatch of an aggregated offer (TSO -> DSO)
     INTERFACE_TARGET = "interface_target"  # TSO requirement at a TSO-DSO interface

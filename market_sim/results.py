@@ -97,6 +97,14 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "imbalance_eur": ("float64", "charge for undelivered energy, paid by the provider, EUR"),
     },
+    "flexibility_areas": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO whose interface it is"),
+        "vertex": ("int64", "vertex number, counter-clockwise"),
+        "p_mw": ("float64", "active power into the transmission network at the vertex, MW"),
+        "q_mvar": ("float64", "reactive power into the transmission network, Mvar"),
+        "verified": ("bool", "every vertex passed its AC power flow within the DSO's limits"),
+    },
     "priority": {
         "period": ("int64", "market period"),
         "dso": ("string", "DSO whose needs competed with the TSO's"),

@@ -80,9 +80,13 @@ class CoordinationModel:
         label: str,
         tables: dict[tuple[str, str], pd.DataFrame],
         gate_s: float | None = None,
+        kind: Kind | None = None,
     ):
-        """Send one message per (sender, receiver) of a step; returns the arrival event."""
-        kind = self.step(label).kind
+        """Send one message per (sender, receiver) of a step; returns the arrival event.
+
+        ``kind`` picks one of the step's kinds where a step carries more than one.
+        """
+        kind = kind or self.step(label).kind
         return self.sim.post.send(
             [Message(clock.period, label, s, r, kind, t) for (s, r), t in tables.items()], gate_s
         )

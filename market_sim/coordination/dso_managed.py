@@ -42,6 +42,7 @@ class DsoManaged(CoordinationModel):
         Step("1", "aggregator", "dso", Kind.BIDS, "DER send their bids to their DSO"),
         Step("2a", "dso", "dso", Kind.VALIDATION, "each DSO validates and aggregates"),
         Step("2b", "dso", "tso", Kind.AGGREGATED_OFFER, "DSOs send aggregated offers"),
+        Step("2b", "dso", "tso", Kind.FLEXIBILITY_AREA, "and, if configured, their P-Q area"),
         Step("3", "tso", "dso", Kind.AGGREGATED_DISPATCH, "TSO clears, sends aggregated dispatch"),
         Step("4", "dso", "aggregator", Kind.DISPATCH, "DSOs dispatch individual DER"),
     )
@@ -86,9 +87,20 @@ class DsoManaged(CoordinationModel):
         validation = pd.concat([PeriodOutcome().validation, *rows], ignore_index=True)
         self.send(clock, "2a", {(n, n): r for n, r in zip(sim.dsos, rows, strict=True)})
         self.send(clock, "2b", offers, clock.validation_gate)
+        areas = {
+            (name, "tso"): sim.timed(
+                name, "flexibility_area", dso.flexibility_area, validated[name]
+            )
+            for name, dso in sim.dsos.items()
+            if dso.config.flexibility_area
+        }
+        if areas:
+            self.send(clock, "2b", areas, clock.validation_gate, Kind.FLEXIBILITY_AREA)
         yield sim.post.wait_until(clock.validation_gate)
 
         curves = self.inbox("tso", Kind.AGGREGATED_OFFER)
+        for area in self.inbox("tso", Kind.FLEXIBILITY_AREA).values():
+            sim.recorder.add("flexibility_areas", area.assign(period=sim.period))
         clearing = self.clear_and_record(
             pd.concat([empty_offers(), *curves.values()], ignore_index=True)
         )

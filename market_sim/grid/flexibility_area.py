@@ -76,7 +76,7 @@ from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import (
     VIOLATION_TOL,
     PowerFlowDetail,
-    _branch_admittances,
+    branch_loading_gradient,
     element_case_bus,
     jacobian,
     run_power_flow_detailed,
@@ -228,7 +228,7 @@ def interface_and_constraint_sensitivities(
             if mm >= 0:
                 grad[mm, col] = -1.0 if kind == "vmin" else 1.0
             continue
-        _branch_gradient(model, v, vnorm, kind, pos, grad[:, col])
+        branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, col])  # type: ignore[arg-type]
 
     lam = spla.splu(jacobian(model, v), permc_spec="MMD_AT_PLUS_A").solve(grad, trans="T")
     n_bus = len(v)
@@ -241,43 +241,6 @@ def interface_and_constraint_sensitivities(
     d_p[0, r] = 1.0
     d_q[1, r] = 1.0
     return d_p, d_q
-
-
-def _branch_gradient(
-    model: object, v: np.ndarray, vnorm: np.ndarray, kind: str, pos: int, out: np.ndarray
-) -> None:
-    """Add d(loading %)/d(state) of one line or transformer into ``out``.
-
-    The loading is that of the branch end with the larger loading, as in the power flow's
-    summary (and in :func:`~market_sim.grid.powerflow.injection_sensitivities`).
-    """
-    b1, b2, y11, y12, y21, y22 = _branch_admittances(model, kind)  # type: ignore[arg-type]
-    ends = []
-    for end, bus, (ya, yb) in ((0, b1, (y11, y12)), (1, b2, (y21, y22))):
-        terms = {int(b): yy for b, yy in ((b1[pos], ya[pos]), (b2[pos], yb[pos])) if b >= 0}
-        if bus[pos] < 0 or not terms:
-            continue
-        current = sum(yy * v[b] for b, yy in terms.items())
-        kv = model.bus_kv[bus[pos]]  # type: ignore[attr-defined]
-        k = model.base_mva / (np.sqrt(3) * kv)  # type: ignore[attr-defined]
-        if kind == "line":
-            k = k / model.line_rating[pos] * 100.0  # type: ignore[attr-defined]
-        else:
-            k = k * model.trafo_vn[pos, end] / model.trafo_rating[pos] * 100.0  # type: ignore[attr-defined]
-        ends.append((current, k, terms))
-    if not ends:
-        return
-    current, k, terms = max(ends, key=lambda e: abs(e[0]) * e[1])
-    if abs(current) == 0:
-        return
-    cols = np.fromiter(terms, dtype=np.int64)
-    yv = np.fromiter(terms.values(), dtype=complex)
-    d_va = 1j * yv * v[cols]
-    d_vm = yv * vnorm[cols]
-    scale = k / abs(current)
-    a, m = model.a_pos[cols], model.m_pos[cols]  # type: ignore[attr-defined]
-    np.add.at(out, a[a >= 0], scale * np.real(np.conj(current) * d_va[a >= 0]))
-    np.add.at(out, m[m >= 0], scale * np.real(np.conj(current) * d_vm[m >= 0]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -670,6 +670,43 @@ def _branch_admittances(model: _Model, kind: str) -> tuple[np.ndarray, ...]:
     return model.branch_y[kind]
 
 
+def branch_loading_gradient(
+    model: _Model, v: np.ndarray, vnorm: np.ndarray, kind: str, pos: int, out: np.ndarray
+) -> None:
+    """Add d(loading %)/d(power-flow state) of one line or transformer into ``out``.
+
+    The loading is that of the branch end with the larger loading, as in the power flow's
+    summary; ``out`` is indexed like the Jacobian's state (angles, then magnitudes).
+    """
+    b1, b2, y11, y12, y21, y22 = _branch_admittances(model, kind)
+    ends = []  # (current pu, loading per pu of current, {solver bus: admittance})
+    for end, bus, (ya, yb) in ((0, b1, (y11, y12)), (1, b2, (y21, y22))):
+        terms = {int(b): y for b, y in ((b1[pos], ya[pos]), (b2[pos], yb[pos])) if b >= 0}
+        if bus[pos] < 0 or not terms:
+            continue
+        current = sum(y * v[b] for b, y in terms.items())
+        kv = model.bus_kv[bus[pos]]
+        if kind == "line":
+            k = model.base_mva / (np.sqrt(3) * kv) / model.line_rating[pos] * 100.0
+        else:
+            k = model.base_mva / (np.sqrt(3) * kv) * model.trafo_vn[pos, end]
+            k = k / model.trafo_rating[pos] * 100.0
+        ends.append((current, k, terms))
+    if not ends:
+        return
+    current, k, terms = max(ends, key=lambda e: abs(e[0]) * e[1])
+    if abs(current) == 0:
+        return
+    cols = np.fromiter(terms, dtype=np.int64)
+    y = np.fromiter(terms.values(), dtype=complex)
+    d_va = 1j * y * v[cols]
+    d_vm = y * vnorm[cols]
+    scale = k / abs(current)
+    a, m = model.a_pos[cols], model.m_pos[cols]
+    np.add.at(out, a[a >= 0], scale * np.real(np.conj(current) * d_va[a >= 0]))
+    np.add.at(out, m[m >= 0], scale * np.real(np.conj(current) * d_vm[m >= 0]))
+
+
 def injection_sensitivities(
     detail: PowerFlowDetail,
     constraints: list[tuple[str, int]],
@@ -702,33 +739,7 @@ def injection_sensitivities(
             if m >= 0:
                 grad[m, j] = 1.0
             continue
-        b1, b2, y11, y12, y21, y22 = _branch_admittances(model, kind)
-        ends = []  # (current pu, loading per pu of current, {solver bus: admittance})
-        for end, bus, (ya, yb) in ((0, b1, (y11, y12)), (1, b2, (y21, y22))):
-            terms = {int(b): y for b, y in ((b1[pos], ya[pos]), (b2[pos], yb[pos])) if b >= 0}
-            if bus[pos] < 0 or not terms:
-                continue
-            current = sum(y * v[b] for b, y in terms.items())
-            kv = model.bus_kv[bus[pos]]
-            if kind == "line":
-                k = model.base_mva / (np.sqrt(3) * kv) / model.line_rating[pos] * 100.0
-            else:
-                k = model.base_mva / (np.sqrt(3) * kv) * model.trafo_vn[pos, end]
-                k = k / model.trafo_rating[pos] * 100.0
-            ends.append((current, k, terms))
-        if not ends:
-            continue
-        current, k, terms = max(ends, key=lambda e: abs(e[0]) * e[1])
-        if abs(current) == 0:
-            continue
-        cols = np.fromiter(terms, dtype=np.int64)
-        y = np.fromiter(terms.values(), dtype=complex)
-        d_va = 1j * y * v[cols]
-        d_vm = y * vnorm[cols]
-        scale = k / abs(current)
-        a, m = model.a_pos[cols], model.m_pos[cols]
-        np.add.at(grad[:, j], a[a >= 0], scale * np.real(np.conj(current) * d_va[a >= 0]))
-        np.add.at(grad[:, j], m[m >= 0], scale * np.real(np.conj(current) * d_vm[m >= 0]))
+        branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, j])
     lam = spla.splu(jacobian(model, v), permc_spec="MMD_AT_PLUS_A").solve(grad, trans="T")
     if buses is None:
         out = np.zeros((len(constraints), len(v)))

@@ -12,6 +12,7 @@ from market_sim.markets.aggregation import bid_offers, empty_offers
 from market_sim.markets.central import DistributionModel, IntegratedResult, integrated_clearing
 from market_sim.markets.clearing import BalancingMarket, BalancingResult, EnergySchedule, ter_offers
 from market_sim.markets.transmission import TransmissionNetwork
+from market_sim.types import DOWN, UP
 
 
 class TSO(mesa.Agent):
@@ -28,6 +29,11 @@ class TSO(mesa.Agent):
         super().__init__(model)
         self.network = network
         self.ramp_mw = config.transmission.ramp_fraction * network.generators.p_max_mw.to_numpy()
+        self.reserve_mw = {
+            UP: config.transmission.reserve_up_mw,
+            DOWN: config.transmission.reserve_down_mw,
+        }
+        self.reserve_shortfall_mw = 0.0
         self.error_config = config.forecast_error
         self.energy = EnergySchedule(network)
         self.market = BalancingMarket(network, config.voll_eur_per_mwh)
@@ -72,11 +78,28 @@ class TSO(mesa.Agent):
         """
         ter = self.ter_offers()
         self.offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
-        rows = None
+        a, b = self._reserve_rows()
         if der_rows is not None and len(der_rows[1]):
-            a, b = der_rows
-            rows = (np.hstack([np.zeros((len(b), len(ter))), a]), b)
-        return self.market.clear(self.offers, self.need_mw, self._base_flow(), rows)
+            der_a = np.hstack([np.zeros((len(der_rows[1]), len(ter))), der_rows[0]])
+            a, b = np.vstack([a, der_a]), np.concatenate([b, der_rows[1]])
+        return self.market.clear(self.offers, self.need_mw, self._base_flow(), (a, b))
+
+    def _reserve_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Reserve: the offers of a direction may be activated only up to what leaves the
+        configured reserve unused (``sum q <= sum mw - reserve``). What the offers cannot hold
+        back is recorded as the period's reserve shortfall (MW)."""
+        rows, bounds, self.reserve_shortfall_mw = [], [], 0.0
+        for direction, reserve in self.reserve_mw.items():
+            if reserve <= 0:
+                continue
+            mine = (self.offers.direction == direction).to_numpy(float)
+            room = float(self.offers.mw.to_numpy(float) @ mine)
+            self.reserve_shortfall_mw += max(0.0, reserve - room)
+            rows.append(mine)
+            bounds.append(max(0.0, room - reserve))
+        if not rows:
+            return np.zeros((0, len(self.offers))), np.zeros(0)
+        return np.vstack(rows), np.array(bounds)
 
     def clear_integrated(
         self, bids: pd.DataFrame, operational_data: dict[str, pd.DataFrame], dsos: dict

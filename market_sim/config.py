@@ -140,6 +140,12 @@ class TransmissionConfig(_Strict):
     ramp_fraction: Fraction = Field(
         0.01, description="share of a generator's max power it can move within one period"
     )
+    reserve_up_mw: NonNegative = Field(
+        0.0, description="upward capacity the balancing market must leave unused, MW"
+    )
+    reserve_down_mw: NonNegative = Field(
+        0.0, description="downward capacity the balancing market must leave unused, MW"
+    )
 
 
 class ForecastErrorConfig(_Strict):

@@ -24,6 +24,7 @@ def period_kpis(
     grid: dict[str, PowerFlowResult],
     messages: pd.DataFrame,
     interface_shortfall_mw: float = 0.0,
+    reserve_shortfall_mw: float = 0.0,
 ) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every KPI of one period."""
     der = dispatch[dispatch.resource == "der"]
@@ -49,6 +50,7 @@ def period_kpis(
         ("dso_purchased_mw", float(dso_bought.mw.sum()), "MW"),
         ("dso_payments_eur", float(dso_bought.payment_eur.sum()), "EUR"),
         ("interface_shortfall_mw", interface_shortfall_mw, "MW"),
+        ("reserve_shortfall_mw", reserve_shortfall_mw, "MW"),
         ("imbalance_charges_eur", imbalance, "EUR"),
         ("unserved_cost_eur", unserved_cost, "EUR"),
         (

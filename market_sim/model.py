@@ -243,6 +243,7 @@ class MarketModel(mesa.Model):
             grid=grid,
             messages=messages,
             interface_shortfall_mw=outcome.interface_shortfall_mw,
+            reserve_shortfall_mw=self.tso.reserve_shortfall_mw,
         )
         rec.add("kpis", [(period, n, v, u) for n, v, u in kpis])
 

@@ -221,3 +221,28 @@ def test_dso_managed_can_send_its_flexibility_area(make_model, quickstart):
         assert area.p_mw.min() - 1e-6 <= base.interface_p_mw <= area.p_mw.max() + 1e-6
         assert area.q_mvar.min() - 1e-6 <= base.interface_q_mvar <= area.q_mvar.max() + 1e-6
         assert area.p_mw.max() > area.p_mw.min() and area.q_mvar.max() > area.q_mvar.min()
+
+
+def test_reserve_is_held_back_from_activation(make_model, quickstart):
+    """With an upward reserve requirement the market activates at most what leaves it unused;
+    what offers cannot hold back is recorded as a shortfall."""
+    transmission = quickstart.transmission.model_copy(update={"reserve_up_mw": 25.0})
+    sim = make_model("hybrid", transmission=transmission)
+    sim.period = NOON
+    checked = 0
+    for _ in range(4):
+        period = sim.period
+        sim.step()
+        offers = sim.tso.offers
+        up = offers[offers.direction == "up"]
+        t = sim.tables()
+        dispatch, kpis = t["dispatch"], t["kpis"]
+        accepted = dispatch[(dispatch.period == period) & (dispatch.direction == "up")]
+        room = up.mw.sum()
+        assert accepted.mw.sum() <= max(0.0, room - 25.0) + 1e-6
+        shortfall = kpis[(kpis.period == period) & (kpis.name == "reserve_shortfall_mw")]
+        assert shortfall.value.iloc[0] == pytest.approx(max(0.0, 25.0 - room))
+        checked += accepted.mw.sum() > 0
+    # the requirement is one row of the period's problem
+    rows = sim.tables()["clearing_runs"]
+    assert (rows.n_constraints == sim.tso.market.n_constraints + 1).all() and checked > 0

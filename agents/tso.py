@@ -78,28 +78,39 @@ class TSO(mesa.Agent):
         """
         ter = self.ter_offers()
         self.offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
-        a, b = self._reserve_rows()
+        a, b, self.reserve_shortfall_mw = self._reserve_rows(self.offers)
         if der_rows is not None and len(der_rows[1]):
             der_a = np.hstack([np.zeros((len(der_rows[1]), len(ter))), der_rows[0]])
             a, b = np.vstack([a, der_a]), np.concatenate([b, der_rows[1]])
         return self.market.clear(self.offers, self.need_mw, self._base_flow(), (a, b))
 
-    def _reserve_rows(self) -> tuple[np.ndarray, np.ndarray]:
+    def cost_with_all(self, bids: pd.DataFrame) -> float:
+        """Balancing cost (EUR/h) had the TSO had every one of these bids: the reference for
+        what a DSO taking first costs it. Leaves the period's own clearing state untouched."""
+        interface = {n: d.interface_bus for n, d in self.model.dsos.items()}
+        offers = pd.concat(
+            [empty_offers(), self.ter_offers(), bid_offers(bids, interface)], ignore_index=True
+        )
+        a, b, _ = self._reserve_rows(offers)
+        result = self.market.clear(offers, self.need_mw, self._base_flow(), (a, b))
+        return result.cost_eur if result.ok else float("nan")
+
+    def _reserve_rows(self, offers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
         """Reserve: the offers of a direction may be activated only up to what leaves the
-        configured reserve unused (``sum q <= sum mw - reserve``). What the offers cannot hold
-        back is recorded as the period's reserve shortfall (MW)."""
-        rows, bounds, self.reserve_shortfall_mw = [], [], 0.0
+        configured reserve unused (``sum q <= sum mw - reserve``). Also returns what the
+        offers cannot hold back: the reserve shortfall (MW)."""
+        rows, bounds, shortfall = [], [], 0.0
         for direction, reserve in self.reserve_mw.items():
             if reserve <= 0:
                 continue
-            mine = (self.offers.direction == direction).to_numpy(float)
-            room = float(self.offers.mw.to_numpy(float) @ mine)
-            self.reserve_shortfall_mw += max(0.0, reserve - room)
+            mine = (offers.direction == direction).to_numpy(float)
+            room = float(offers.mw.to_numpy(float) @ mine)
+            shortfall += max(0.0, reserve - room)
             rows.append(mine)
             bounds.append(max(0.0, room - reserve))
         if not rows:
-            return np.zeros((0, len(self.offers))), np.zeros(0)
-        return np.vstack(rows), np.array(bounds)
+            return np.zeros((0, len(offers))), np.zeros(0), shortfall
+        return np.vstack(rows), np.array(bounds), shortfall
 
     def clear_integrated(
         self, bids: pd.DataFrame, operational_data: dict[str, pd.DataFrame], dsos: dict

@@ -25,6 +25,7 @@ def period_kpis(
     messages: pd.DataFrame,
     interface_shortfall_mw: float = 0.0,
     reserve_shortfall_mw: float = 0.0,
+    priority_effects: dict[str, float] | None = None,
 ) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every KPI of one period."""
     der = dispatch[dispatch.resource == "der"]
@@ -51,6 +52,12 @@ def period_kpis(
         ("dso_payments_eur", float(dso_bought.payment_eur.sum()), "EUR"),
         ("interface_shortfall_mw", interface_shortfall_mw, "MW"),
         ("reserve_shortfall_mw", reserve_shortfall_mw, "MW"),
+        (
+            "priority_tso_extra_cost_eur",
+            (priority_effects or {}).get("tso_extra_cost_eur_per_h", 0.0) * hours,
+            "EUR",
+        ),
+        ("priority_dso_shortfall_mw", (priority_effects or {}).get("dso_shortfall_mw", 0.0), "MW"),
         ("imbalance_charges_eur", imbalance, "EUR"),
         ("unserved_cost_eur", unserved_cost, "EUR"),
         (

@@ -22,7 +22,7 @@ from agents.prosumer import ProsumerPopulation
 from agents.tso import TSO
 from market_sim.config import ScenarioConfig
 from market_sim.coordination import REGISTRY, PeriodOutcome
-from market_sim.coordination.base import accepted_none
+from market_sim.coordination.base import accepted_none, new_priority_effects
 from market_sim.delivery import deliver
 from market_sim.grid.network import DistributionNetwork, load_network, profile_step
 from market_sim.grid.powerflow import injections_table
@@ -132,6 +132,7 @@ class MarketModel(mesa.Model):
         if not schedule.ok:
             self.record_event("schedule_failed", schedule.message)
         # the coordination model's steps: validation, clearing, dispatch
+        self.coordination.priority_effects = new_priority_effects()
         process = self.env.process(self.coordination.run(clock, bids))
         outcome: PeriodOutcome = yield process
         # delivery: each dispatched DER delivers (or not); one AC power flow per DSO network
@@ -244,6 +245,7 @@ class MarketModel(mesa.Model):
             messages=messages,
             interface_shortfall_mw=outcome.interface_shortfall_mw,
             reserve_shortfall_mw=self.tso.reserve_shortfall_mw,
+            priority_effects=self.coordination.priority_effects,
         )
         rec.add("kpis", [(period, n, v, u) for n, v, u in kpis])
 

@@ -48,6 +48,13 @@ def test_hybrid_dso_buys_away_its_violations(make_model, quickstart, without, ru
     assert (prio.dso_mw <= prio.dso_requested_mw + 1e-9).all() or rule == "economic"
     if rule == "dso_first":
         assert np.allclose(prio.dso_mw, prio.dso_requested_mw)
+        assert _total(t, "priority_dso_shortfall_mw") == pytest.approx(0.0, abs=1e-9)
+        # taking DER first can only leave the TSO fewer options: never a cheaper balancing
+        assert _total(t, "priority_tso_extra_cost_eur") >= -1e-6
+    if rule == "tso_first":
+        assert _total(t, "priority_tso_extra_cost_eur") == 0.0
+        shortfall = (prio.dso_requested_mw - prio.dso_mw).clip(lower=0).sum()
+        assert _total(t, "priority_dso_shortfall_mw") == pytest.approx(shortfall)
     # nobody gets more of a DER than it validated
     validated = t["validation"].set_index(["period", "bid_id"]).validated_mw
     used = prio.set_index(["period", "bid_id"])

@@ -65,6 +65,7 @@ class CoordinationModel:
 
     def __init__(self, sim: MarketModel) -> None:
         self.sim = sim
+        self.priority_effects = new_priority_effects()
 
     def run(self, clock: PeriodClock, bids: pd.DataFrame) -> Generator:
         """The model's steps for one period, as a simpy process returning a PeriodOutcome."""
@@ -165,14 +166,18 @@ class CoordinationModel:
         requests: dict[str, LocalMarketResult],
         clear,
         tso_need_mw: float | None = None,
+        tso_cost=None,
     ) -> tuple[object, pd.DataFrame]:
         """Serve the TSO (through ``clear``) and the DSOs' requests from the same validated bids.
 
         ``clear(bids) -> (result, tso dispatch)`` is the TSO's side. The priority rule decides
         who goes first (:mod:`market_sim.markets.sharing`); the TSO's need is critical when its
         generators cannot cover it. ``tso_need_mw`` is what the TSO wants from these bids in the
-        economic rule (default: its whole need). Returns the TSO's result and the whole
-        dispatch (buyer tso or a DSO's name); the ``priority`` table records who got what.
+        economic rule (default: its whole need). ``tso_cost(bids)``, where given, is the TSO's
+        balancing cost (EUR/h) with all of ``bids``: what the DSOs' taking first cost the TSO
+        is then recorded, as is what the DSOs asked for and did not get. Returns the TSO's
+        result and the whole dispatch (buyer tso or a DSO's name); the ``priority`` table
+        records who got what.
         """
         wanted = {n: r for n, r in requests.items() if not r.bought.empty}
         if not wanted:
@@ -195,8 +200,12 @@ class CoordinationModel:
                     usable, wanted, tso_need_mw, ter, sim.config.voll_eur_per_mwh
                 )
                 take = np.sum(list(takes.values()), axis=0)
+            alone = tso_cost(usable) if tso_cost is not None else None
             result, tso = clear(usable.assign(mw=usable.mw.to_numpy(float) - take))
+            if alone is not None and result is not None and result.ok:
+                self.priority_effects["tso_extra_cost_eur_per_h"] += result.cost_eur - alone
         take = np.where(take > 1e-9, take, 0.0)
+        self.priority_effects["dso_shortfall_mw"] += float(np.sum(request - take).clip(0.0))
         local = pd.DataFrame(
             {
                 "bid_id": usable.bid_id.to_numpy(np.int64),
@@ -286,6 +295,11 @@ def validation_runs(
             )
         )
     return rows
+
+
+def new_priority_effects() -> dict[str, float]:
+    """What a period's priority rule cost the side that did not go first."""
+    return {"tso_extra_cost_eur_per_h": 0.0, "dso_shortfall_mw": 0.0}
 
 
 def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:

@@ -69,7 +69,9 @@ class Hybrid(CoordinationModel):
 
         usable = concat(list(self.inbox("tso", Kind.VALIDATED_BIDS).values()), bids)
         arrived = {n: r for n, r in requests.items() if n in set(usable.dso)}
-        clearing, dispatch = self.share(usable, arrived, self.clear_bids)
+        clearing, dispatch = self.share(
+            usable, arrived, self.clear_bids, tso_cost=sim.tso.cost_with_all
+        )
 
         delivered = yield from self.dispatch_to_der(clock, "4", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered)

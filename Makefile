@@ -30,9 +30,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 
+# Speed figures for benchmarks/README.md (minutes; the 10k-bus validation runs take longest).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quickstart.py
 	$(BIN)/python benchmarks/bench_baselines.py
+	$(BIN)/python benchmarks/bench_clearing.py
+	$(BIN)/python benchmarks/bench_validation.py
+	$(BIN)/python -m pytest -q -m slow
 
 # Re-resolve the lock from pyproject's ranges (run after changing dependencies, then test).
 lock:

@@ -10,9 +10,6 @@ Reports medians and ratios (the machine is noisy).
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pandapower as pp
 
 from market_sim.config import load_config
@@ -25,17 +22,10 @@ from market_sim.types import Limits
 
 try:
     from benchmarks.bench_quickstart import ROOT
+    from benchmarks.timing import median_ms
 except ImportError:  # run as a script from benchmarks/
     from bench_quickstart import ROOT
-
-
-def _median_ms(func, items) -> float:
-    times = []
-    for item in items:
-        t0 = time.perf_counter()
-        func(item)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    from timing import median_ms
 
 
 def main() -> None:
@@ -54,20 +44,20 @@ def main() -> None:
 
     print("AC power flow, median ms per power flow over one day of delivered states:")
     for name, dn in networks.items():
-        fast = _median_ms(lambda inj, dn=dn: run_power_flow(dn, inj, Limits()), states[name])
+        fast = median_ms(lambda inj, dn=dn: run_power_flow(dn, inj, Limits()), states[name])
 
         def naive(inj, dn=dn):
             write_injections(dn, inj)
             pp.runpp(dn.net)
 
-        slow = _median_ms(naive, states[name])
+        slow = median_ms(naive, states[name])
         print(
             f"  {dn.code}: runpp {slow:.1f} ms, fast path {fast:.2f} ms, ratio {slow / fast:.0f}x"
         )
 
     market = BalancingMarket(transmission, config.voll_eur_per_mwh)
-    built_once = _median_ms(lambda x: market.clear(*x), inputs)
-    rebuilt = _median_ms(
+    built_once = median_ms(lambda x: market.clear(*x), inputs)
+    rebuilt = median_ms(
         lambda x: BalancingMarket(transmission, config.voll_eur_per_mwh).clear(*x), inputs
     )
     print("balancing market clearing (case39), median ms per period:")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import time
 import warnings
 
@@ -38,6 +37,11 @@ from market_sim.markets.clearing import (
 )
 from market_sim.markets.transmission import from_pandapower, simbench_opf_net
 from market_sim.types import DOWN, UP
+
+try:
+    from benchmarks.timing import median_ms
+except ImportError:  # run as a script from benchmarks/
+    from timing import median_ms
 
 VOLL = 3000.0
 EHV = "1-EHV-mixed--0-sw"
@@ -185,15 +189,6 @@ def _inputs(network, schedule: EnergySchedule, periods: int, rng: np.random.Gene
     return periods_in
 
 
-def _median_ms(func, items) -> float:
-    times = []
-    for item in items:
-        t0 = time.perf_counter()
-        func(item)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def bench(name: str, net, periods: int, every: int, rng: np.random.Generator) -> dict:
     network = from_pandapower(net, name=name)
     schedule = EnergySchedule(network)
@@ -207,20 +202,20 @@ def bench(name: str, net, periods: int, every: int, rng: np.random.Generator) ->
 
     sched_direct = direct_schedule(schedule)
     row = {
-        "schedule persistent": _median_ms(lambda x: schedule.solve(x[1]), inputs),
-        "schedule rebuilt": _median_ms(lambda x: EnergySchedule(network).solve(x[1]), slow_inputs),
-        "schedule rundcopp": _median_ms(pp_dcopp, slow_inputs),
-        "schedule highspy": _median_ms(lambda x: sched_direct(x[1]), inputs),
+        "schedule persistent": median_ms(lambda x: schedule.solve(x[1]), inputs),
+        "schedule rebuilt": median_ms(lambda x: EnergySchedule(network).solve(x[1]), slow_inputs),
+        "schedule rundcopp": median_ms(pp_dcopp, slow_inputs),
+        "schedule highspy": median_ms(lambda x: sched_direct(x[1]), inputs),
     }
     market = BalancingMarket(network, VOLL)
     for x in inputs:  # grow the slots once, so that no timed period rebuilds
         market._slots_for(x[2])
     bal_direct = direct_balancing(market)
-    row["balancing persistent"] = _median_ms(lambda x: market.clear(*x[2:]), inputs)
-    row["balancing rebuilt"] = _median_ms(
+    row["balancing persistent"] = median_ms(lambda x: market.clear(*x[2:]), inputs)
+    row["balancing rebuilt"] = median_ms(
         lambda x: BalancingMarket(network, VOLL).clear(*x[2:]), slow_inputs
     )
-    row["balancing highspy"] = _median_ms(lambda x: bal_direct(*x[2:]), inputs)
+    row["balancing highspy"] = median_ms(lambda x: bal_direct(*x[2:]), inputs)
     # Same answers: objective of the persistent model against the direct one, last period.
     last = inputs[-1]
     ours = market.clear(*last[2:])

@@ -18,7 +18,9 @@ from market_sim.grid.fairness import jain_index
 from market_sim.grid.network import DistributionNetwork, load_network
 from market_sim.grid.powerflow import apply_bids, run_power_flow, run_power_flow_detailed
 from market_sim.grid.validation import METHODS, validate
-from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, Limits
+from market_sim.types import DOWN, UP, Injections, Limits
+from tests.bids import make_bids
+from tests.bids import random_bids as shared_random_bids
 
 CODES = ("1-MV-rural--2-sw", "1-MV-semiurb--2-sw")
 LIMITS = Limits()
@@ -34,34 +36,9 @@ def dn(request: pytest.FixtureRequest) -> DistributionNetwork:
     return load_network(request.param, pv_scale=2.0)
 
 
-def make_bids(rows: list[tuple[str, int, str, float]]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=["element", "element_index", "direction", "mw"])
-    df["bid_id"] = np.arange(len(df))
-    df["prosumer"] = np.arange(len(df))
-    df["aggregator"] = "agg"
-    df["dso"] = "dso"
-    df["bus"] = 0
-    df["price_eur_per_mwh"] = 50.0
-    return df[list(BID_COLUMNS)].astype(BID_COLUMNS)
-
-
 def random_bids(dn: DistributionNetwork, inj: Injections, seed: int) -> pd.DataFrame:
     """Large seeded bids: PV curtailment, load shifts, storage in both directions."""
-    rng = np.random.default_rng(seed)
-    net, rows = dn.net, []
-    for pos in rng.choice(len(net.sgen), len(net.sgen) // 2, replace=False):
-        rows.append(
-            ("sgen", net.sgen.index[pos], DOWN, inj.p_mw["sgen"][pos] * rng.uniform(0.3, 1))
-        )
-    for pos in rng.choice(len(net.load), len(net.load) // 2, replace=False):
-        size = net.load["sn_mva"].iloc[pos]
-        rows.append(("load", net.load.index[pos], DOWN, 3 * size * rng.uniform(0.2, 1)))
-        rows.append(("load", net.load.index[pos], UP, inj.p_mw["load"][pos] * rng.uniform(0.3, 1)))
-    for pos in rng.choice(len(net.storage), len(net.storage) // 2, replace=False):
-        p_max = dn.storage_p_max_mw[pos]
-        rows.append(("storage", net.storage.index[pos], UP, 3 * p_max * rng.uniform(0.3, 1)))
-        rows.append(("storage", net.storage.index[pos], DOWN, 3 * p_max * rng.uniform(0.3, 1)))
-    return make_bids(rows)
+    return shared_random_bids(dn, inj, np.random.default_rng(seed), 3.0)
 
 
 def assert_safe(dn: DistributionNetwork, inj: Injections, bids: pd.DataFrame, res) -> None:
@@ -251,3 +228,48 @@ def test_linear_opf_is_deterministic(dn: DistributionNetwork) -> None:
     again = validate(dn, inj, bids, LIMITS, method="linear_opf")
     pd.testing.assert_frame_equal(first.table, again.table)
     assert first.binding == again.binding
+
+
+def test_adjoint_solves_match_superlu(dn: DistributionNetwork) -> None:
+    """The triangular solves over SuperLU's factors equal SuperLU's own transposed solve."""
+    import scipy.sparse.linalg as spla
+
+    from market_sim.grid import powerflow
+
+    d = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, write=False)
+    model, v = d.state.model, d.state.v
+    jac = powerflow.jacobian(model, v)
+    grad = np.random.default_rng(0).normal(size=(jac.shape[0], 5))
+    rows = np.arange(jac.shape[0])[::3]
+    ref = spla.splu(jac, permc_spec="MMD_AT_PLUS_A").solve(grad, trans="T")[rows]
+    got = powerflow._adjoint_solve(powerflow._factorise(jac), grad, rows)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+
+
+def test_sensitivity_factorisation_reuse(dn: DistributionNetwork) -> None:
+    """A kept factorisation is used only within the tolerance; at the same point it is exact."""
+    from market_sim.grid.powerflow import injection_sensitivities
+
+    inj = dn.baseline(STEPS[0])
+    d = run_power_flow_detailed(dn, inj, LIMITS, write=False)
+    keys = [("vm", int(p)) for p in np.flatnonzero(np.isfinite(d.vm_pu))[:4]]
+    plain = injection_sensitivities(d, keys)
+    reuse: dict = {}
+    np.testing.assert_array_equal(injection_sensitivities(d, keys, None, reuse, 0.01), plain)
+    lu = reuse["lu"]
+    np.testing.assert_array_equal(injection_sensitivities(d, keys, None, reuse, 0.0), plain)
+    assert reuse["lu"] is lu  # same point: no new factorisation
+    moved = inj.copy()
+    moved.p_mw["load"] = moved.p_mw["load"] * 1.5
+    d2 = run_power_flow_detailed(dn, moved, LIMITS, write=False)
+    fresh = injection_sensitivities(d2, keys)
+    np.testing.assert_array_equal(injection_sensitivities(d2, keys, None, reuse, 0.0), fresh)
+    assert reuse["lu"] is not lu  # moved beyond a zero tolerance: factorised again
+
+
+def test_linear_opf_reason_names_one_binding_constraint(dn: DistributionNetwork) -> None:
+    """A cut bid's reason names one of the binding constraints, not the whole list."""
+    inj = dn.baseline(STEPS[0])
+    res = validate(dn, inj, random_bids(dn, inj, seed=3), LIMITS, method="linear_opf")
+    cut = res.table["reason"][res.table["reason"].str.startswith("cut: ")].str[5:]
+    assert set(cut) <= set(res.binding) | {"linear model"}

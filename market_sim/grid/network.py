@@ -124,10 +124,6 @@ class DistributionNetwork:
         neutral = trafo["tap_neutral"].to_numpy(dtype=float, na_value=np.nan)
         return np.where(np.isnan(pos), np.nan_to_num(neutral), pos)
 
-    def element_bus(self, element: str, index: np.ndarray) -> np.ndarray:
-        """pandapower bus of elements given by table name and table index."""
-        return self.net[element]["bus"].loc[np.asarray(index)].to_numpy(dtype=np.int64)
-
 
 def step_of(timestamp: pd.Timestamp | str) -> int:
     """SimBench profile step of a timestamp.

@@ -132,9 +132,6 @@ class TransmissionNetwork:
         except KeyError as err:
             raise KeyError(f"bus {err.args[0]} is not a bus of network {self.name!r}") from None
 
-    def total_p_max_mw(self) -> float:
-        return float(self.generators["p_max_mw"].sum())
-
 
 def load_case(name: str) -> TransmissionNetwork:
     """Network of the pandapower.networks case ``name`` (e.g. "case39", "case118"), or of a

@@ -227,7 +227,7 @@ class MarketModel(mesa.Model):
                     )
                 ],
             )
-        messages = self.message_table(period)
+        messages = self.message_table(self._latest_messages(period))
         kpis = period_kpis(
             hours=self.period_h,
             need_mw=float(self.tso.need_mw.sum()),
@@ -249,9 +249,18 @@ class MarketModel(mesa.Model):
         )
         rec.add("kpis", [(period, n, v, u) for n, v, u in kpis])
 
-    def message_table(self, period: int | None = None) -> pd.DataFrame:
-        """The message log (all periods, or one) as a ``messages`` table."""
-        rows = self.post.log if period is None else [r for r in self.post.log if r[0] == period]
+    def _latest_messages(self, period: int) -> list[tuple]:
+        """The log rows of ``period``, the one just run: the tail of the log, found from its
+        end so that recording a period costs the same in a year-long run as on its first day."""
+        log = self.post.log
+        start = len(log)
+        while start and log[start - 1][0] == period:
+            start -= 1
+        return log[start:]
+
+    def message_table(self, rows: list[tuple] | None = None) -> pd.DataFrame:
+        """The message log (or some of its rows) as a ``messages`` table."""
+        rows = self.post.log if rows is None else rows
         table = pd.DataFrame(rows, columns=list(MESSAGE_COLUMNS))
         table["sender_role"] = table.sender.map(self.role)
         table["receiver_role"] = table.receiver.map(self.role)

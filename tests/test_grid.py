@@ -165,20 +165,25 @@ def test_profile_steps() -> None:
 # power flow
 
 
+def assert_matches_runpp(dn: DistributionNetwork, d, loading_atol: float) -> None:
+    """The fast power flow ``d`` (tables written) gives what pandapower's runpp gives."""
+    pp.runpp(dn.net, numba=False, calculate_voltage_angles=True)
+    np.testing.assert_allclose(d.vm_pu, dn.net.res_bus.vm_pu.to_numpy(), atol=TOL)
+    np.testing.assert_allclose(
+        d.line_loading_percent, dn.net.res_line.loading_percent.to_numpy(), atol=loading_atol
+    )
+    np.testing.assert_allclose(
+        d.trafo_loading_percent, dn.net.res_trafo.loading_percent.to_numpy(), atol=loading_atol
+    )
+    p_ext = -dn.net.res_ext_grid.p_mw.sum()
+    assert d.result.interface_p_mw == pytest.approx(p_ext, abs=TOL)
+
+
 def test_power_flow_matches_pandapower(dn: DistributionNetwork) -> None:
     for step in STEPS[:2]:
         d = run_power_flow_detailed(dn, dn.baseline(step), LIMITS)  # writes the tables
         assert d.result.converged
-        pp.runpp(dn.net, numba=False, calculate_voltage_angles=True)
-        np.testing.assert_allclose(d.vm_pu, dn.net.res_bus.vm_pu.to_numpy(), atol=TOL)
-        np.testing.assert_allclose(
-            d.line_loading_percent, dn.net.res_line.loading_percent.to_numpy(), atol=1e-5
-        )
-        np.testing.assert_allclose(
-            d.trafo_loading_percent, dn.net.res_trafo.loading_percent.to_numpy(), atol=1e-5
-        )
-        p_ext = -dn.net.res_ext_grid.p_mw.sum()
-        assert d.result.interface_p_mw == pytest.approx(p_ext, abs=TOL)
+        assert_matches_runpp(dn, d, loading_atol=1e-5)
 
 
 def test_apply_bids_signs(dn: DistributionNetwork) -> None:
@@ -332,13 +337,4 @@ def test_power_flow_matches_pandapower_mvlv() -> None:
         inj.trafo_tap_pos = inj.trafo_tap_pos + taps
         d = run_power_flow_detailed(dn, inj, LIMITS)
         assert d.result.converged and d.state is not None
-        pp.runpp(dn.net, numba=False, calculate_voltage_angles=True)
-        np.testing.assert_allclose(d.vm_pu, dn.net.res_bus.vm_pu.to_numpy(), atol=TOL)
-        np.testing.assert_allclose(
-            d.line_loading_percent, dn.net.res_line.loading_percent.to_numpy(), atol=1e-4
-        )
-        np.testing.assert_allclose(
-            d.trafo_loading_percent, dn.net.res_trafo.loading_percent.to_numpy(), atol=1e-4
-        )
-        p_ext = -dn.net.res_ext_grid.p_mw.sum()
-        assert d.result.interface_p_mw == pytest.approx(p_ext, abs=TOL)
+        assert_matches_runpp(dn, d, loading_atol=1e-4)

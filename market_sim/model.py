@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from agents.aggregator import Aggregator
-from agents.dso import DSO
-from agents.prosumer import ProsumerPopulation
-from agents.tso import TSO
+from market_sim.agents.aggregator import Aggregator
+from market_sim.agents.dso import DSO
+from market_sim.agents.prosumer import ProsumerPopulation
+from market_sim.agents.tso import TSO
 from market_sim.config import ScenarioConfig
 from market_sim.coordination import REGISTRY, PeriodOutcome
 from market_sim.coordination.base import accepted_none, new_priority_effects

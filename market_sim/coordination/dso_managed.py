@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from agents.dso import validated_bids
+from market_sim.agents.dso import validated_bids
 from market_sim.coordination.base import (
     CoordinationModel,
     PeriodOutcome,

@@ -11,7 +11,7 @@ from collections.abc import Generator
 
 import pandas as pd
 
-from agents.dso import validated_bids
+from market_sim.agents.dso import validated_bids
 from market_sim.coordination.base import (
     CoordinationModel,
     PeriodOutcome,

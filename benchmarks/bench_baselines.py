@@ -17,7 +17,8 @@ from market_sim.grid.powerflow import run_power_flow, write_injections
 from market_sim.logs import quiet_third_party
 from market_sim.markets.clearing import BalancingMarket
 from market_sim.markets.transmission import load_case
-from market_sim.model import MarketModel, load_networks
+from market_sim.model import MarketModel
+from market_sim.scenario import load_networks
 from market_sim.types import Limits
 
 try:
@@ -39,8 +40,8 @@ def main() -> None:
         sim.step()
         tso = sim.tso
         inputs.append((tso.offers.copy(), tso.need_mw.copy(), tso.schedule.flow_mw.copy()))
-        for name, dso in sim.dsos.items():
-            states[name].append(dso.delivered)
+        for name in sim.dsos:
+            states[name].append(sim.state.delivered[name])
 
     print("AC power flow, median ms per power flow over one day of delivered states:")
     for name, dn in networks.items():

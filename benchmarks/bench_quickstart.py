@@ -17,7 +17,8 @@ import pandas as pd
 from market_sim.config import load_config
 from market_sim.logs import quiet_third_party
 from market_sim.markets.transmission import load_case
-from market_sim.model import MarketModel, load_networks
+from market_sim.model import MarketModel
+from market_sim.scenario import load_networks
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {

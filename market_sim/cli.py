@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
-from market_sim.config import MODEL_NAMES, ConfigError, load_config
+from market_sim.config import ConfigError, load_config
 from market_sim.logs import setup
+from market_sim.registry import COORDINATION_MODELS
 
 log = logging.getLogger("market_sim")
 
@@ -28,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
     run.add_argument(
         "--model",
-        choices=MODEL_NAMES,
+        choices=COORDINATION_MODELS.names,
         action="append",
         help="run only this model (repeatable); default: the config's models",
     )
@@ -49,18 +51,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from market_sim.runner import run_scenario, side_by_side
+    from market_sim.scenario import load_scenario
+
     try:
         config = load_config(args.config)
         if args.days is not None and args.days < 1:
             raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
         if args.days is not None:
             config.for_model(config.models[0], args.days)  # validates the date range
+        t0 = time.perf_counter()
+        scenario = load_scenario(config, str(args.config))
+        log.info("networks loaded in %.1f s", time.perf_counter() - t0)
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
-    from market_sim.runner import run_scenario, side_by_side
-
-    reports = run_scenario(config, args.out, args.model, args.days, not args.no_progress)
+    reports = run_scenario(scenario, args.out, args.model, args.days, not args.no_progress)
     print(side_by_side(reports))
     return 0
 

@@ -2,20 +2,45 @@
 
 Every field is documented here, with units; a bad value fails with one clear message that names
 the field, the value and what is allowed (see :class:`ConfigError`), never with a traceback.
+This module checks the schema only; what needs data (a SimBench code exists, a bus is in the
+transmission case) is checked once by :mod:`market_sim.scenario` when it loads the networks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-ModelName = Literal["tso_managed", "hybrid", "dso_managed"]
-MODEL_NAMES: tuple[str, ...] = ModelName.__args__  # type: ignore[attr-defined]
+from market_sim.registry import (
+    COORDINATION_MODELS,
+    PRICING_RULES,
+    PRIORITY_RULES,
+    VALIDATION_METHODS,
+    Family,
+)
+
+
+def _member_of(family: Family) -> AfterValidator:
+    """A string field whose allowed values are the members of a registry family."""
+    return AfterValidator(family.check)
+
+
+ModelName = Annotated[str, _member_of(COORDINATION_MODELS)]
+ValidationMethod = Annotated[str, _member_of(VALIDATION_METHODS)]
+PriorityRule = Annotated[str, _member_of(PRIORITY_RULES)]
+PricingRule = Annotated[str, _member_of(PRICING_RULES)]
 
 NonNegative = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -42,7 +67,7 @@ class LimitsConfig(_Strict):
 class ValidationConfig(_Strict):
     """How a validator checks DER bids against a distribution network."""
 
-    method: Literal["iterative_pf", "linear_opf", "ac_opf"] = Field(
+    method: ValidationMethod = Field(
         "iterative_pf",
         description="iterative AC power flows with cuts; a sensitivity LP checked by AC power "
         "flow; or pandapower's AC OPF (a slow reference for small networks)",
@@ -69,17 +94,6 @@ class DsoConfig(_Strict):
     pv_scale: NonNegative = Field(1.0, description="multiplies PV rated power and profiles")
     storage_scale: NonNegative = Field(1.0, description="multiplies battery power and energy")
     load_scale: NonNegative = Field(1.0, description="multiplies load profiles")
-
-    @field_validator("simbench_code")
-    @classmethod
-    def _known_code(cls, code: str) -> str:
-        if code not in simbench_codes():
-            raise ValueError(
-                f"'{code}' is not a SimBench network code; allowed: one of the "
-                f"{len(simbench_codes())} codes of simbench.collect_all_simbench_codes(), "
-                "e.g. 1-MV-rural--2-sw, 1-MV-semiurb--2-sw, 1-MVLV-urban-all-2-sw"
-            )
-        return code
 
 
 class PriceConfig(_Strict):
@@ -166,7 +180,7 @@ class DsoMarketConfig(_Strict):
 
     enabled: bool = Field(False, description="DSOs buy flexibility for their own violations")
     scheme: Literal["local_first", "tso_target"] = "local_first"
-    priority: Literal["tso_first", "dso_first", "criticality", "economic"] = "criticality"
+    priority: PriorityRule = "criticality"
     violation_penalty_eur_per_h: float = Field(
         5000.0,
         gt=0,
@@ -178,7 +192,7 @@ class DsoMarketConfig(_Strict):
 class SettlementConfig(_Strict):
     """How dispatched services are paid and what non-delivery costs."""
 
-    pricing: Literal["pay_as_clear", "pay_as_bid"] = Field(
+    pricing: PricingRule = Field(
         "pay_as_clear", description="clearing price at the bus, or each offer's own price"
     )
     aggregator_fee_eur_per_mwh: NonNegative = Field(
@@ -256,13 +270,6 @@ class ScenarioConfig(_Strict):
         names = [d.name for d in self.dsos]
         if len(set(names)) != len(names):
             raise ValueError(f"dsos: names must be unique, got {names}")
-        buses = case_buses(self.transmission.case)
-        for i, dso in enumerate(self.dsos):
-            if dso.interface_bus not in buses:
-                raise ValueError(
-                    f"dsos.{i}.interface_bus: bus {dso.interface_bus} is not in "
-                    f"{self.transmission.case}; allowed: {min(buses)}..{max(buses)}"
-                )
         covered = set()
         for i, agg in enumerate(self.aggregators):
             for d in agg.dsos:
@@ -293,21 +300,6 @@ class ScenarioConfig(_Strict):
         return parse_config({**self.model_dump(), **update}, f"config of {model}")
 
 
-@cache
-def simbench_codes() -> frozenset[str]:
-    import simbench
-
-    return frozenset(simbench.collect_all_simbench_codes())
-
-
-@cache
-def case_buses(case: str) -> frozenset[int]:
-    """Bus indices of a pandapower case; the error names the case if it does not exist."""
-    from market_sim.markets.transmission import load_case
-
-    return frozenset(load_case(case).bus_lookup)
-
-
 def _describe(error: ValidationError) -> str:
     lines = []
     for e in error.errors():
@@ -336,8 +328,6 @@ def parse_config(data: dict, source: str = "config") -> ScenarioConfig:
         return ScenarioConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source}: {_describe(error)}") from None
-    except ValueError as error:  # raised by lookups inside validators (e.g. an unknown case)
-        raise ConfigError(f"{source}: {error}") from None
 
 
 def load_config(path: str | Path) -> ScenarioConfig:

@@ -6,6 +6,8 @@ really happened in the period, whatever the validation promised.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from market_sim.grid.powerflow import apply_bids, run_power_flow
@@ -13,18 +15,19 @@ from market_sim.types import Injections, PowerFlowResult
 
 
 def deliver(
-    dsos: dict, dispatch: pd.DataFrame, bids: pd.DataFrame
+    dsos: Mapping, points: Mapping[str, Injections], dispatch: pd.DataFrame, bids: pd.DataFrame
 ) -> dict[str, tuple[Injections, PowerFlowResult]]:
     """Each DSO's delivered injections and the AC power flow that checks them.
 
-    ``dispatch`` holds ``bid_id`` and ``mw`` as received by the DER; the location of each bid
-    comes from the bid book. Every DER delivers what it was dispatched.
+    ``points``: each DSO's operating point (its forecast, with the taps it chose);
+    ``dispatch`` holds ``bid_id`` and ``mw`` as delivered by the DER; the location of each bid
+    comes from the bid book.
     """
     located = dispatch.merge(
         bids[["bid_id", "dso", "element", "element_index", "direction"]], on="bid_id"
     )
     delivered = {}
     for name, dso in dsos.items():
-        injections = apply_bids(dso.network, dso.forecast, located[located.dso == name])
+        injections = apply_bids(dso.network, points[name], located[located.dso == name])
         delivered[name] = (injections, run_power_flow(dso.network, injections, dso.limits))
     return delivered

@@ -1,14 +1,16 @@
 """The market model: agents (mesa), time (simpy), and one market period in the order it happens.
 
-bids -> validation -> clearing -> dispatch (the coordination model's steps) -> delivery ->
-settlement -> KPIs. ``MarketModel.step()`` runs one period, so a notebook can step through a day.
+forecast -> bids -> coordination (validation, clearing, dispatch: the coordination model's
+steps) -> delivery -> settlement -> record. ``MarketModel.step()`` runs one period, so a
+notebook can step through a day; each stage hands the next one values, and what carries from
+one period to the next is in one :class:`~market_sim.run_state.RunState`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import mesa
@@ -21,55 +23,61 @@ from market_sim.agents.dso import DSO
 from market_sim.agents.prosumer import ProsumerPopulation
 from market_sim.agents.tso import TSO
 from market_sim.config import ScenarioConfig
-from market_sim.coordination import REGISTRY, PeriodOutcome
-from market_sim.coordination.base import accepted_none, new_priority_effects
+from market_sim.coordination.period import (
+    Parties,
+    PeriodContext,
+    PeriodInputs,
+    PeriodOutcome,
+    accepted_none,
+)
 from market_sim.delivery import deliver
-from market_sim.grid.network import DistributionNetwork, load_network, profile_step
-from market_sim.grid.powerflow import injections_table
+from market_sim.grid.network import DistributionNetwork, profile_step
 from market_sim.kpis import period_kpis
 from market_sim.markets.settlement import dispatch_table, settlement_table
-from market_sim.markets.transmission import TransmissionNetwork, load_case
+from market_sim.markets.transmission import TransmissionNetwork
+from market_sim.recording import (
+    Delivered,
+    kpi_rows,
+    price_rows,
+    record_delivery,
+    record_frames,
+    record_outcome,
+)
+from market_sim.registry import COORDINATION_MODELS
 from market_sim.results import TABLES, Recorder
+from market_sim.run_state import RunState
+from market_sim.scenario import check_data, load_networks
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
+from market_sim.types import Injections
 
 log = logging.getLogger(__name__)
 
 
-def load_networks(config: ScenarioConfig) -> dict[str, DistributionNetwork]:
-    """Every DSO network of a scenario, loaded once (share them between runs of one scenario)."""
-    return {
-        d.name: load_network(d.simbench_code, d.pv_scale, d.storage_scale, d.load_scale)
-        for d in config.dsos
-    }
-
-
 class MarketModel(mesa.Model):
-    """One scenario under one coordination model."""
+    """One scenario under one coordination model.
+
+    ``state`` resumes a run from a saved :class:`RunState` (the same config, networks and
+    seed); ``checkpoint_periods`` is how often a run may be saved and resumed (default: a
+    day): at each such boundary the solvers forget their warm starts, so that a resumed run
+    computes exactly what the uninterrupted one does.
+    """
 
     def __init__(
         self,
         config: ScenarioConfig,
         networks: dict[str, DistributionNetwork] | None = None,
         transmission: TransmissionNetwork | None = None,
+        state: RunState | None = None,
+        checkpoint_periods: int | None = None,
     ) -> None:
         super().__init__(rng=config.seed)
-        # One seed decides every draw; each random process has its own stream, so that what
-        # one model does (how many DER it dispatches) never shifts another's draws (the
-        # forecast error): the models of a scenario face the same weather and errors.
-        self.streams = {
-            name: np.random.default_rng([config.seed, k])
-            for k, name in enumerate(("forecast_error", "delivery"))
-        }
         if len(config.models) != 1:
             raise ValueError(f"a MarketModel runs one coordination model, got {config.models}")
         self.config = config
         self.networks = networks or load_networks(config)
-        self.transmission = transmission or load_case(config.transmission.case)
-        self.env = simpy.Environment()
-        self.post = Post(self.env, config.communication, on_late=self._late)
-        self.recorder = Recorder()
+        self.transmission = transmission or check_data(config)
         self.period_h = config.period_minutes / 60
-        self.period = 0
+        self.checkpoint_periods = checkpoint_periods or config.periods_per_day
 
         self.tso = TSO(self, config, self.transmission)
         self.dsos = {d.name: DSO(self, d, self.networks[d.name]) for d in config.dsos}
@@ -77,23 +85,49 @@ class MarketModel(mesa.Model):
         self.population = ProsumerPopulation(config.prosumers, self.period_h)
         covering = {d: [a.name for a in config.aggregators if d in a.dsos] for d in self.dsos}
         self.population.build(self, self.networks, covering)
-        self.coordination = REGISTRY[config.models[0]](self)
+        self.coordination = COORDINATION_MODELS.load(config.models[0])(
+            Parties(self.tso, self.dsos, self.aggregators),
+            config.dso_market,
+            config.voll_eur_per_mwh,
+        )
+        self.state = state or RunState.initial(config.seed, self.population.initial_energy())
+        self.env = simpy.Environment(initial_time=self.state.time_s)
+        self.post = Post(self.env, config.communication, on_late=self._late)
+        self.recorder = Recorder()
         self._load_peak = sum(
             n.profiles["load_p"].sum(axis=1) for n in self.networks.values()
         ).max()
+
+    @property
+    def period(self) -> int:
+        """The next period to run."""
+        return self.state.period
+
+    @period.setter
+    def period(self, period: int) -> None:
+        """Jump to a period (a notebook or a test looking at one time of day)."""
+        self.state.period = period
 
     # -- bookkeeping used by the stages --------------------------------------------------------
     def record_event(self, kind: str, message: str) -> None:
         """A failure of this period (solver, power flow, late message): recorded, run goes on."""
         log.debug("period %d: %s: %s", self.period, kind, message)
-        self.recorder.add("events", [(self.period, self.env.now, kind, message)])
+        row = {"period": self.period, "time_s": self.env.now, "kind": kind, "message": message}
+        self.recorder.add("events", [row])
 
     def timed(self, role: str, stage: str, func: Callable, *args: Any) -> Any:
         """Call ``func`` and record its wall time for ``role`` and ``stage``."""
         t0 = time.perf_counter()
         result = func(*args)
-        self.recorder.add("timings", [(self.period, role, stage, time.perf_counter() - t0)])
+        seconds = time.perf_counter() - t0
+        row = {"period": self.period, "role": role, "stage": stage, "seconds": seconds}
+        self.recorder.add("timings", [row])
         return result
+
+    def forecasts(self, period: int) -> dict[str, Injections]:
+        """Each DSO's forecast of ``period``: the baseline its validation starts from."""
+        step = profile_step(self.config.start, period, self.config.period_minutes)
+        return {name: dso.forecast(step) for name, dso in self.dsos.items()}
 
     def clock(self, period: int) -> PeriodClock:
         length = self.config.period_minutes * 60.0
@@ -102,10 +136,14 @@ class MarketModel(mesa.Model):
     # -- one period ----------------------------------------------------------------------------
     def step(self) -> None:
         """Run the next market period to its end."""
+        if self.period % self.checkpoint_periods == 0:
+            self.tso.forget_warm_starts()
         clock = self.clock(self.period)
         self.env.process(self._period(clock))
         self.env.run(until=clock.start_s + clock.length_s + 1e-6)
-        self.period += 1
+        self.post.clear()
+        self.state.period += 1
+        self.state.time_s = self.env.now
 
     def run(self, periods: int | None = None, progress: Callable[[], None] | None = None) -> None:
         for _ in range(self.config.n_periods if periods is None else periods):
@@ -114,56 +152,78 @@ class MarketModel(mesa.Model):
                 progress()
 
     def _period(self, clock: PeriodClock) -> Generator:
+        yield self.post.wait_until(clock.start_s)
+        inputs = self._gate_opening(clock.period)
+        context = PeriodContext(clock, self.post, self.timed, self.record_event)
+        outcome: PeriodOutcome = yield self.env.process(self.coordination.run(context, inputs))
+        yield self.post.wait_until(clock.delivery)
+        delivery, delivered = self._deliver(inputs, outcome)
+        dispatch, settlement = self._settle(inputs, outcome, delivery)
+        self._record(inputs, outcome, delivered, dispatch, settlement)
+
+    def _gate_opening(self, period: int) -> PeriodInputs:
+        """Forecasts, bids from every flexible prosumer, and the TSO's schedule and need."""
         cfg = self.config
-        yield self.post.wait_until(clock.start_s)  # gate opening
-        step = profile_step(cfg.start, clock.period, cfg.period_minutes)
-        # gate opening: forecasts, bids and the TSO's plan
-        forecasts = {
-            n: self.timed(n, "forecast", d.forecast_period, step) for n, d in self.dsos.items()
-        }
-        bids = self.timed("prosumers", "bids", self.population.bids, forecasts)
+        step = profile_step(cfg.start, period, cfg.period_minutes)
+        forecasts = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
+        bids = self.timed("prosumers", "bids", self.population.bids, forecasts, self.state.energy)
         load_factor = sum(n.profiles["load_p"][step].sum() for n in self.networks.values())
         area: dict[int, float] = {}
         for name, dso in self.dsos.items():
             area[dso.interface_bus] = area.get(dso.interface_bus, 0.0) + _net_injection(
                 forecasts[name]
             )
-        schedule = self.timed("tso", "schedule", self.tso.plan, load_factor / self._load_peak, area)
+        schedule, self.state.forecast_error = self.timed(
+            "tso",
+            "schedule",
+            self.tso.plan,
+            load_factor / self._load_peak,
+            area,
+            self.state.forecast_error,
+            self.state.streams["forecast_error"],
+        )
         if not schedule.ok:
             self.record_event("schedule_failed", schedule.message)
-        # the coordination model's steps: validation, clearing, dispatch
-        self.coordination.priority_effects = new_priority_effects()
-        process = self.env.process(self.coordination.run(clock, bids))
-        outcome: PeriodOutcome = yield process
-        # delivery: each dispatched DER delivers (or not); one AC power flow per DSO network
-        yield self.post.wait_until(clock.delivery)
-        cfg_settle = cfg.settlement
+        measured = {n: self.state.delivered.get(n) or forecasts[n] for n in self.dsos}
+        return PeriodInputs(period, bids, forecasts, measured)
+
+    def _deliver(
+        self, inputs: PeriodInputs, outcome: PeriodOutcome
+    ) -> tuple[pd.DataFrame, dict[str, Delivered]]:
+        """Each dispatched DER delivers (or not); one AC power flow per DSO network."""
         delivery = self.population.delivery(
-            outcome.dispatch, cfg_settle.delivery_reliability, self.streams["delivery"]
+            outcome.dispatch,
+            self.config.settlement.delivery_reliability,
+            self.state.streams["delivery"],
         )
-        delivered = delivery[["bid_id"]].assign(mw=delivery.delivered_mw)
-        networks = self.timed("grid", "delivery", deliver, self.dsos, delivered, bids)
-        self.population.deliver(delivered)
-        # settlement
+        delivered_mw = delivery[["bid_id"]].assign(mw=delivery.delivered_mw)
+        flows = self.timed(
+            "grid", "delivery", deliver, self.dsos, outcome.operating_points, delivered_mw,
+            inputs.bids,
+        )  # fmt: skip
+        self.state.energy = self.population.deliver(self.state.energy, delivered_mw)
+        delivered = {name: Delivered(inj, pf) for name, (inj, pf) in flows.items()}
+        self.state.delivered = {name: d.injections for name, d in delivered.items()}
+        for name, d in delivered.items():
+            if not d.power_flow.converged:
+                self.record_event("power_flow_not_converged", f"{name}: delivery power flow")
+        return delivery, delivered
+
+    def _settle(
+        self, inputs: PeriodInputs, outcome: PeriodOutcome, delivery: pd.DataFrame
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The period's dispatch priced by the pricing rule, and who pays whom."""
         clearing = outcome.clearing
-        accepted = clearing.accepted if clearing is not None and clearing.ok else accepted_none()
+        ok = clearing is not None and clearing.ok
+        accepted = clearing.accepted if ok else accepted_none()
         interface = {n: d.interface_bus for n, d in self.dsos.items()}
         prices = self._balancing_prices(clearing)
+        cfg = self.config.settlement
         dispatch = self.timed(
-            "market",
-            "settlement",
-            dispatch_table,
-            accepted,
-            self.tso.offers,
-            delivery,
-            bids,
-            interface,
-            prices,
-            self.period_h,
-            cfg_settle,
-        )
-        settlement = settlement_table(dispatch, self.period_h, cfg_settle)
-        self._record(clock.period, bids, outcome, networks, dispatch, settlement)
+            "market", "settlement", dispatch_table, accepted, self.tso.offers, delivery,
+            inputs.bids, interface, prices, self.period_h, cfg,
+        )  # fmt: skip
+        return dispatch, settlement_table(dispatch, self.period_h, cfg)
 
     def _balancing_prices(self, clearing) -> pd.Series:
         buses = self.transmission.bus_ids
@@ -171,68 +231,38 @@ class MarketModel(mesa.Model):
             return pd.Series(np.nan, index=buses)
         return pd.Series(clearing.price_eur_per_mwh, index=buses)
 
-    def _record(self, period, bids, outcome, networks, dispatch, settlement) -> None:
-        """Write the period's rows into the results tables."""
-        rec = self.recorder
-        rec.add("bids", bids.assign(period=period))
-        rec.add("settlement", settlement.assign(period=period))
-        rec.add("devices", self.population.device_state().assign(period=period))
-        rec.add("validation", outcome.validation.assign(period=period))
-        rec.add("dispatch", dispatch.assign(period=period))
+    def _record(
+        self,
+        inputs: PeriodInputs,
+        outcome: PeriodOutcome,
+        delivered: Mapping[str, Delivered],
+        dispatch: pd.DataFrame,
+        settlement: pd.DataFrame,
+    ) -> None:
+        """Write the period's rows into the results tables, then its KPIs."""
+        period, rec = inputs.period, self.recorder
+        record_outcome(rec, outcome)
+        devices = self.population.device_state(self.state.energy)
+        frames = {"bids": inputs.bids, "settlement": settlement, "devices": devices}
+        record_frames(rec, period, frames | {"validation": outcome.validation})
+        record_frames(rec, period, {"dispatch": dispatch})
         buses = np.asarray(self.transmission.bus_ids)
         schedule, clearing = self.tso.schedule, outcome.clearing
         if schedule.ok:
-            rec.add(
-                "prices",
-                [
-                    (period, "schedule", int(b), float(p))
-                    for b, p in zip(buses, schedule.price_eur_per_mwh, strict=True)
-                ],
-            )
+            rec.add("prices", price_rows(period, "schedule", buses, schedule.price_eur_per_mwh))
         if clearing is not None and clearing.ok:
-            rec.add(
-                "prices",
-                [
-                    (period, "balancing", int(b), float(p))
-                    for b, p in zip(buses, clearing.price_eur_per_mwh, strict=True)
-                ],
-            )
-        grid = {}
-        for name, (injections, pf) in networks.items():
-            dso = self.dsos[name]
-            dso.delivered = injections
-            grid[name] = pf
-            if not pf.converged:
-                self.record_event("power_flow_not_converged", f"{name}: delivery power flow")
-            rec.add(
-                "injections",
-                injections_table(dso.network, injections).assign(period=period, dso=name),
-            )
-            rec.add(
-                "grid",
-                [
-                    (
-                        period,
-                        name,
-                        pf.converged,
-                        pf.vm_min_pu,
-                        pf.vm_max_pu,
-                        pf.max_line_loading_percent,
-                        pf.max_trafo_loading_percent,
-                        pf.n_voltage_violations,
-                        pf.n_line_violations,
-                        pf.n_trafo_violations,
-                        pf.interface_p_mw,
-                        pf.interface_q_mvar,
-                    )
-                ],
-            )
-        messages = self.message_table(self._latest_messages(period))
-        kpis = period_kpis(
+            rec.add("prices", price_rows(period, "balancing", buses, clearing.price_eur_per_mwh))
+        record_delivery(rec, period, {n: d.network for n, d in self.dsos.items()}, delivered)
+        rec.add("kpis", kpi_rows(period, self._kpis(inputs, outcome, delivered, dispatch)))
+
+    def _kpis(self, inputs, outcome, delivered, dispatch) -> list[tuple[str, float, str]]:
+        schedule, clearing = self.tso.schedule, outcome.clearing
+        records = outcome.records
+        return period_kpis(
             hours=self.period_h,
             need_mw=float(self.tso.need_mw.sum()),
             schedule_cost_eur_per_h=schedule.cost_eur_per_h if schedule.ok else np.nan,
-            bids=bids,
+            bids=inputs.bids,
             validation=outcome.validation,
             dispatch=dispatch,
             unserved_mw=(
@@ -241,13 +271,15 @@ class MarketModel(mesa.Model):
                 else np.nan
             ),
             voll_eur_per_mwh=self.config.voll_eur_per_mwh,
-            grid=grid,
-            messages=messages,
+            grid={n: d.power_flow for n, d in delivered.items()},
+            messages=self.message_table(self._latest_messages(inputs.period)),
             interface_shortfall_mw=outcome.interface_shortfall_mw,
             reserve_shortfall_mw=self.tso.reserve_shortfall_mw,
-            priority_effects=self.coordination.priority_effects,
+            priority_effects={
+                "tso_extra_cost_eur_per_h": records.tso_extra_cost_eur_per_h,
+                "dso_shortfall_mw": records.dso_shortfall_mw,
+            },
         )
-        rec.add("kpis", [(period, n, v, u) for n, v, u in kpis])
 
     def _latest_messages(self, period: int) -> list[tuple]:
         """The log rows of ``period``, the one just run: the tail of the log, found from its
@@ -284,6 +316,6 @@ class MarketModel(mesa.Model):
         self.record_event("late_message", f"{m.kind} {m.sender}->{m.receiver} step {m.step}")
 
 
-def _net_injection(inj) -> float:
+def _net_injection(inj: Injections) -> float:
     """Lossless estimate of an area's net injection (MW): what the TSO plans with."""
     return float(inj.p_mw["sgen"].sum() - inj.p_mw["load"].sum() - inj.p_mw["storage"].sum())

@@ -198,14 +198,19 @@ def tables_markdown() -> str:
 
 
 class Recorder:
-    """Collects a run's rows per table; tables become DataFrames with the documented dtypes."""
+    """Collects a run's rows per table; tables become DataFrames with the documented dtypes.
+
+    Rows arrive as named rows (mappings from column names to values) or as DataFrames with the
+    table's columns, in the order they happen.
+    """
 
     def __init__(self) -> None:
-        self.parts: dict[str, list] = {name: [] for name in TABLES}
+        self.parts: dict[str, list[pd.DataFrame | list[dict]]] = {name: [] for name in TABLES}
 
-    def add(self, table: str, rows: list[tuple] | pd.DataFrame) -> None:
-        """Add rows (tuples in the table's column order, or a DataFrame with its columns)."""
-        self.parts[table].append(rows)
+    def add(self, table: str, rows: list[dict] | pd.DataFrame) -> None:
+        """Add rows: a list of named rows, or a DataFrame with the table's columns."""
+        if len(rows):
+            self.parts[table].append(rows)
 
     def table(self, name: str) -> pd.DataFrame:
         columns = TABLES[name]
@@ -213,7 +218,7 @@ class Recorder:
             p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=list(columns))
             for p in self.parts[name]
         ]
-        frames = [f[list(columns)] for f in frames if len(f)]
+        frames = [f[list(columns)] for f in frames]
         empty = pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in columns.items()})
         out = pd.concat(frames, ignore_index=True) if frames else empty
         return out.astype({c: t for c, (t, _) in columns.items()})

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from market_sim.config import ScenarioConfig, dump_config
+from market_sim.config import dump_config
 from market_sim.kpis import links, summary
-from market_sim.markets.transmission import load_case
-from market_sim.model import MarketModel, load_networks
+from market_sim.model import MarketModel
 from market_sim.results import write_run
+from market_sim.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +32,15 @@ class RunReport:
 
 
 def run_scenario(
-    config: ScenarioConfig,
+    scenario: Scenario,
     out: Path,
     models: list[str] | None = None,
     days: int | None = None,
     progress: bool = True,
 ) -> list[RunReport]:
     """Run each model of the scenario (networks loaded once, shared); write a folder per run."""
+    config = scenario.config
     models = models or list(config.models)
-    t0 = time.perf_counter()
-    networks = load_networks(config)
-    transmission = load_case(config.transmission.case)
-    log.info("networks loaded in %.1f s", time.perf_counter() - t0)
     periods = config.for_model(models[0], days).n_periods
     reports = []
     with tqdm(total=periods * len(models), unit="period", disable=not progress) as bar:
@@ -51,7 +48,7 @@ def run_scenario(
             run_config = config.for_model(name, days)
             bar.set_description(name)
             started = time.perf_counter()
-            sim = MarketModel(run_config, networks, transmission)
+            sim = MarketModel(run_config, scenario.networks, scenario.transmission)
             sim.run(progress=lambda: bar.update(1))
             wall = time.perf_counter() - started
             tables = sim.tables()

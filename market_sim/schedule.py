@@ -129,6 +129,11 @@ class Post:
         self.mailboxes[receiver] = [m for m in box if m.kind != kind]
         return taken
 
+    def clear(self) -> None:
+        """Drop what nobody read (a step's record of its own validation): at a period's end,
+        so that nothing of one period reaches the next and memory does not grow."""
+        self.mailboxes.clear()
+
     def wait_until(self, time_s: float) -> simpy.Event:
         """An event at an absolute time (a gate closure)."""
         return self.env.timeout(max(0.0, time_s - self.env.now))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from market_sim.config import load_config
-from market_sim.model import MarketModel, load_networks
+from market_sim.model import MarketModel
+from market_sim.scenario import load_networks
 from tests.conftest import ROOT
 
 #: scenarios whose networks take long to load: run by the benchmarks, not by `make test`

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_sim.coordination import REGISTRY
 from market_sim.grid.powerflow import apply_bids, run_power_flow
+from market_sim.registry import COORDINATION_MODELS
 
 EXPECTED = {
     "tso_managed": ["1a", "1b", "2a", "2b"],
@@ -31,7 +31,7 @@ def test_message_log_follows_the_paper(make_model, model):
     log = sim.message_table()
     assert list(dict.fromkeys(log.step)) == EXPECTED[model]
     # every message is sent by and to the roles its step declares, with one of its kinds
-    steps = REGISTRY[model].steps
+    steps = COORDINATION_MODELS.load(model).steps
     for row in log.itertuples():
         declared = {(s.sender, s.receiver, s.kind.value) for s in steps if s.label == row.step}
         assert (row.sender_role, row.receiver_role, row.kind) in declared, row
@@ -70,7 +70,8 @@ def test_validated_bids_all_activated_pass_ac_power_flow(make_model, model):
             mine = bids[bids.dso == name].merge(validation[["bid_id", "validated_mw"]])
             for direction in ("up", "down"):
                 chosen = mine[mine.direction == direction]
-                injections = apply_bids(dso.network, dso.forecast, chosen, "validated_mw")
+                forecast = sim.forecasts(period)[name]
+                injections = apply_bids(dso.network, forecast, chosen, "validated_mw")
                 result = run_power_flow(dso.network, injections, dso.limits)
                 assert result.within_limits, (name, period, direction, result)
 
@@ -86,7 +87,7 @@ def test_unchecked_bids_would_violate_limits(make_model):
         for name, dso in sim.dsos.items():
             for direction in ("up", "down"):
                 chosen = bids[(bids.dso == name) & (bids.direction == direction)]
-                injections = apply_bids(dso.network, dso.forecast, chosen)
+                injections = apply_bids(dso.network, sim.forecasts(period)[name], chosen)
                 violated += not run_power_flow(dso.network, injections, dso.limits).within_limits
     assert violated > 0
 
@@ -162,12 +163,11 @@ def test_tso_managed_is_one_integrated_problem_whose_dispatch_is_safe(make_model
         reported = {}
         for _ in range(3):
             # what the DSOs report at gate opening: the last delivered state, or the forecast
-            before = {n: d.delivered for n, d in sim.dsos.items()}
             period = sim.period
+            measured = sim.state.delivered or sim.forecasts(period)
             sim.step()
             reported[period] = {
-                n: injections_table(d.network, d.forecast if before[n] is None else before[n])
-                for n, d in sim.dsos.items()
+                n: injections_table(d.network, measured[n]) for n, d in sim.dsos.items()
             }
         t = sim.tables()
         sizes[model] = t["clearing_runs"].set_index("period")
@@ -217,7 +217,7 @@ def test_dso_managed_can_send_its_flexibility_area(make_model, quickstart):
     # the forecast interface point, with no flexibility used, lies inside each area
     for name, area in areas.groupby("dso"):
         dso = sim.dsos[name]
-        base = run_power_flow(dso.network, dso.forecast, dso.limits)
+        base = run_power_flow(dso.network, sim.forecasts(NOON)[name], dso.limits)
         assert area.p_mw.min() - 1e-6 <= base.interface_p_mw <= area.p_mw.max() + 1e-6
         assert area.q_mvar.min() - 1e-6 <= base.interface_q_mvar <= area.q_mvar.max() + 1e-6
         assert area.p_mw.max() > area.p_mw.min() and area.q_mvar.max() > area.q_mvar.min()

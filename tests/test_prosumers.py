@@ -17,7 +17,7 @@ def run(make_model, quickstart):
     # a larger balancing need, so that batteries and loads are dispatched often
     error = quickstart.forecast_error.model_copy(update={"sd_fraction": 0.03})
     sim = make_model("dso_managed", settlement=settlement, forecast_error=error)
-    initial = sim.population.device_state()
+    initial = sim.population.device_state(sim.state.energy)
     sim.period = START
     sim.run(periods=PERIODS)
     return sim, initial, sim.tables()

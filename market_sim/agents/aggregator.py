@@ -16,7 +16,6 @@ class Aggregator(mesa.Agent):
         super().__init__(model)
         self.name = name
         self.dsos = dsos
-        self.dispatch = pd.DataFrame(columns=["bid_id", "buyer", "mw"])
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
@@ -29,10 +28,9 @@ class Aggregator(mesa.Agent):
         """
         columns = ["bid_id", "buyer", "mw"]
         frames = [t[columns] for t in tables if len(t)]
-        self.dispatch = (
+        return (
             pd.concat(frames, ignore_index=True).groupby(columns[:2], as_index=False)["mw"].sum()
             if frames
             else pd.DataFrame({"bid_id": pd.Series(dtype="int64"),
                                "buyer": pd.Series(dtype=object), "mw": pd.Series(dtype=float)})
         )  # fmt: skip
-        return self.dispatch

@@ -17,7 +17,11 @@ from market_sim.types import Injections, Limits, ValidationResult
 
 
 class DSO(mesa.Agent):
-    """A distribution system operator and its network (loaded once per run)."""
+    """A distribution system operator and its network (loaded once per run).
+
+    It holds no state of a period: the operating points it works at are passed in and handed
+    back, so that each stage sees only what the stage before it produced.
+    """
 
     def __init__(self, model: mesa.Model, config: DsoConfig, network: DistributionNetwork) -> None:
         super().__init__(model)
@@ -26,47 +30,47 @@ class DSO(mesa.Agent):
         self.network = network
         self.limits = Limits(**config.limits.model_dump())
         self.interface_bus = config.interface_bus  # bus of the transmission case
-        self.forecast: Injections | None = None  # this period's baseline
-        self.delivered: Injections | None = None  # last period's delivered state
 
-    def forecast_period(self, profile_step: int) -> Injections:
+    def forecast(self, profile_step: int) -> Injections:
         """The period's baseline operating point from the profiles (the DSO's forecast)."""
-        self.forecast = self.network.baseline(profile_step)
-        return self.forecast
+        return self.network.baseline(profile_step)
 
-    def operational_data(self) -> pd.DataFrame:
-        """Real-time state of the network: the last delivered set-point of every element.
+    def operational_data(self, measured: Injections) -> pd.DataFrame:
+        """Real-time state of the network: the set-point of every element it measured.
 
-        This is what the DSO can measure when it must report (before the period is delivered);
-        in the first period, when nothing was delivered yet, it is the forecast.
+        What the DSO can measure when it must report is the last delivered state (before the
+        period is delivered); in the first period, when nothing was delivered yet, its forecast.
         """
-        return injections_table(self.network, self.delivered or self.forecast)
+        return injections_table(self.network, measured)
 
-    def validate(self, bids: pd.DataFrame) -> ValidationResult:
-        """Validate bids against the period's forecast within this DSO's limits.
-
-        With OLTC control the DSO keeps the taps it validated with: delivery uses them.
-        """
+    def validate(self, bids: pd.DataFrame, forecast: Injections) -> ValidationResult:
+        """Validate bids against the period's forecast within this DSO's limits."""
         how = self.config.validation
-        result = validate(
+        return validate(
             self.network,
-            self.forecast,
+            forecast,
             bids,
             self.limits,
             method=how.method,
             fairness=how.fairness,
             oltc=how.oltc,
         )
-        if how.oltc and result.trafo_tap_pos is not None:
-            self.forecast.trafo_tap_pos = np.asarray(result.trafo_tap_pos, dtype=float)
-        return result
 
-    def flexibility_area(self, validated: pd.DataFrame) -> pd.DataFrame:
+    def operating_point(self, forecast: Injections, result: ValidationResult) -> Injections:
+        """The point the DSO operates at after validating: with OLTC control it keeps the taps
+        it validated with (its local market, P-Q area and delivery use them)."""
+        if not (self.config.validation.oltc and result.trafo_tap_pos is not None):
+            return forecast
+        point = forecast.copy()
+        point.trafo_tap_pos = np.asarray(result.trafo_tap_pos, dtype=float)
+        return point
+
+    def flexibility_area(self, validated: pd.DataFrame, point: Injections) -> pd.DataFrame:
         """The P-Q area its validated DER can reach at the interface, as a vertex table.
 
         Note: the validated bids are assumed *after* any local-market purchase (scheme i).
         """
-        area = flexibility_area(self.network, self.forecast, validated, self.limits)
+        area = flexibility_area(self.network, point, validated, self.limits)
         vertices = area.vertices.reset_index(drop=True)
         return vertices.assign(
             dso=self.name, vertex=np.arange(len(vertices)), verified=area.verified
@@ -83,11 +87,11 @@ class DSO(mesa.Agent):
         target = taken.groupby("direction")["mw"].sum().to_dict()
         return disaggregate(validated, target).assign(buyer="tso")
 
-    def local_market(self, validated: pd.DataFrame, penalty_eur_per_h: float) -> LocalMarketResult:
+    def local_market(
+        self, validated: pd.DataFrame, point: Injections, penalty_eur_per_h: float
+    ) -> LocalMarketResult:
         """Buy relief for this period's predicted violations from the validated bids."""
-        return clear_local_market(
-            self.network, self.forecast, validated, self.limits, penalty_eur_per_h
-        )
+        return clear_local_market(self.network, point, validated, self.limits, penalty_eur_per_h)
 
 
 def validated_bids(bids: pd.DataFrame, result: ValidationResult) -> pd.DataFrame:

@@ -24,7 +24,7 @@ class Prosumer(mesa.Agent):
     """A prosumer: the devices at one bus of one DSO network.
 
     It decides nothing alone here: its offers follow the population's cost model, and its
-    batteries' state of charge lives in the population arrays (``devices``).
+    energy state (state of charge, shifted load) is part of the run state (``DeviceEnergy``).
     """
 
     def __init__(self, model: mesa.Model, dso: str, bus: int, aggregator: str) -> None:
@@ -50,8 +50,17 @@ class DeviceArrays:
     price_down: np.ndarray  # EUR/MWh, NaN where the device cannot move down
     e_max_mwh: np.ndarray  # battery energy capacity (0 for other devices)
     p_max_mw: np.ndarray  # battery power limit (0 for other devices)
-    soc_mwh: np.ndarray  # battery state of charge (0 for other devices)
     shift_limit_mwh: np.ndarray  # load: bound on |shifted energy| (0 for other devices)
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    """The energy state of every device at a period boundary: part of the run state.
+
+    Aligned with the rows of :class:`DeviceArrays`; each period's delivery makes a new one.
+    """
+
+    soc_mwh: np.ndarray  # battery state of charge (0 for other devices)
     shift_mwh: np.ndarray  # load: consumption deferred so far (>0) or advanced (<0)
 
 
@@ -170,9 +179,7 @@ class ProsumerPopulation:
             price_down=np.round(price_down, 2),
             e_max_mwh=e_max,
             p_max_mw=dev.p_max_mw.to_numpy(float),
-            soc_mwh=e_max * self.config.storage_soc_init,
             shift_limit_mwh=self._shift_limits(networks, dev),
-            shift_mwh=np.zeros(n),
         )
         order = np.argsort(owner_row, kind="stable")
         bounds = np.searchsorted(owner_row[order], np.arange(len(self.agents) + 1))
@@ -188,8 +195,13 @@ class ProsumerPopulation:
             limits[rows] = self.config.load_flex_fraction * np.maximum(peak, 0.0)
         return limits * self.config.load_shift_hours
 
+    def initial_energy(self) -> DeviceEnergy:
+        """Batteries at their initial state of charge, no load shifted yet."""
+        d = self.devices
+        return DeviceEnergy(d.e_max_mwh * self.config.storage_soc_init, np.zeros(len(d.kind)))
+
     # -- bidding --------------------------------------------------------------------------------
-    def bids(self, baselines: dict[str, Injections]) -> pd.DataFrame:
+    def bids(self, baselines: dict[str, Injections], energy: DeviceEnergy) -> pd.DataFrame:
         """The bid book of every flexible device for the period, from the DSOs' forecasts.
 
         load: up to ``load_flex_fraction`` of its forecast consumption, up (defer) and down
@@ -208,16 +220,16 @@ class ProsumerPopulation:
                 inj.p_mw["load"][d.position[load]], 0.0
             )
             room = d.shift_limit_mwh[load] / self.period_h
-            up[load] = np.minimum(flex, np.maximum(room - d.shift_mwh[load] / self.period_h, 0))
-            down[load] = np.minimum(flex, np.maximum(room + d.shift_mwh[load] / self.period_h, 0))
+            shifted = energy.shift_mwh[load] / self.period_h
+            up[load] = np.minimum(flex, np.maximum(room - shifted, 0))
+            down[load] = np.minimum(flex, np.maximum(room + shifted, 0))
             pv = here & (d.kind == PV)
             down[pv] = np.maximum(inj.p_mw["sgen"][d.position[pv]], 0.0)
         battery = d.kind == STORAGE
         eta, h = self.efficiency, self.period_h
-        up[battery] = np.minimum(d.p_max_mw[battery], d.soc_mwh[battery] * eta / h)
-        down[battery] = np.minimum(
-            d.p_max_mw[battery], (d.e_max_mwh[battery] - d.soc_mwh[battery]) / (eta * h)
-        )
+        soc = energy.soc_mwh[battery]
+        up[battery] = np.minimum(d.p_max_mw[battery], soc * eta / h)
+        down[battery] = np.minimum(d.p_max_mw[battery], (d.e_max_mwh[battery] - soc) / (eta * h))
         flexible = d.aggregator != ""
         up = np.where(flexible & ~np.isnan(d.price_up), up, 0.0)
         down = np.where(flexible & ~np.isnan(d.price_down), down, 0.0)
@@ -256,8 +268,8 @@ class ProsumerPopulation:
             }
         )
 
-    def deliver(self, dispatch: pd.DataFrame) -> None:
-        """Move batteries' state of charge and loads' shifted energy by what they delivered.
+    def deliver(self, energy: DeviceEnergy, dispatch: pd.DataFrame) -> DeviceEnergy:
+        """Batteries' state of charge and loads' shifted energy moved by what they delivered.
 
         ``dispatch``: bid_id, mw delivered. A battery discharging ``mw`` (up) loses
         ``mw / eta`` per hour, charging (down) gains ``mw * eta``; a load deferring consumption
@@ -270,12 +282,14 @@ class ProsumerPopulation:
         battery = d.kind[rows] == STORAGE
         eta, h = self.efficiency, self.period_h
         delta = np.where(is_up, -mw / eta, mw * eta) * h
-        np.add.at(d.soc_mwh, rows[battery], delta[battery])
-        np.clip(d.soc_mwh, 0.0, d.e_max_mwh, out=d.soc_mwh)  # float round-off only
+        soc, shift = energy.soc_mwh.copy(), energy.shift_mwh.copy()
+        np.add.at(soc, rows[battery], delta[battery])
+        np.clip(soc, 0.0, d.e_max_mwh, out=soc)  # float round-off only
         load = d.kind[rows] == LOAD
-        np.add.at(d.shift_mwh, rows[load], np.where(is_up, mw, -mw)[load] * h)
+        np.add.at(shift, rows[load], np.where(is_up, mw, -mw)[load] * h)
+        return DeviceEnergy(soc, shift)
 
-    def device_state(self) -> pd.DataFrame:
+    def device_state(self, energy: DeviceEnergy) -> pd.DataFrame:
         """Energy state of every flexible battery and load at the end of the period.
 
         ``energy_mwh`` is a battery's state of charge (bounds 0 and its capacity) or a load's
@@ -289,7 +303,7 @@ class ProsumerPopulation:
                 "dso": d.dso[keep],
                 "element": [_TABLE[k] for k in d.kind[keep]],
                 "element_index": d.element_index[keep],
-                "energy_mwh": np.where(battery, d.soc_mwh[keep], d.shift_mwh[keep]),
+                "energy_mwh": np.where(battery, energy.soc_mwh[keep], energy.shift_mwh[keep]),
                 "min_mwh": np.where(battery, 0.0, -d.shift_limit_mwh[keep]),
                 "max_mwh": np.where(battery, d.e_max_mwh[keep], d.shift_limit_mwh[keep]),
             }

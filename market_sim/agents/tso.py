@@ -37,30 +37,38 @@ class TSO(mesa.Agent):
         self.error_config = config.forecast_error
         self.energy = EnergySchedule(network)
         self.market = BalancingMarket(network, config.voll_eur_per_mwh)
-        self._error = 0.0  # AR(1) state of the forecast error, share of load
         self.schedule = None
         self.offers = empty_offers()  # the period's TER and DER offers, as cleared
         self.need_mw = np.zeros(len(network.bus_ids))
 
-    def plan(self, load_factor: float, dso_injection_mw: dict[int, float]):
+    def plan(
+        self,
+        load_factor: float,
+        dso_injection_mw: dict[int, float],
+        error: float,
+        rng: np.random.Generator,
+    ):
         """Least-cost TER schedule for the forecast and the period's balancing need.
 
         Transmission load is the case's load scaled by ``load_factor``, less the forecast net
         injection of each DSO area at its interface bus. The need is the forecast error: an AR(1)
-        share of the load, spread over the buses in proportion to their load.
+        share of the load (``error`` is its previous value), spread over the buses in proportion
+        to their load. Returns the schedule and the error's new value.
         """
         load = self.network.base_load_mw * load_factor
         for bus, mw in dso_injection_mw.items():
             load[self.network.bus_position(bus)[0]] -= mw
         self.schedule = self.energy.solve(load)
         rho, sd = self.error_config.autocorrelation, self.error_config.sd_fraction
-        self._error = (
-            rho * self._error
-            + np.sqrt(1 - rho**2) * sd * self.model.streams["forecast_error"].normal()
-        )
+        error = rho * error + np.sqrt(1 - rho**2) * sd * rng.normal()
         positive = np.clip(load, 0.0, None)
-        self.need_mw = self._error * positive  # = error * total load * each bus's share
-        return self.schedule
+        self.need_mw = error * positive  # = error * total load * each bus's share
+        return self.schedule, error
+
+    def forget_warm_starts(self) -> None:
+        """Solve the next period from scratch, as a freshly built TSO would (a checkpoint)."""
+        self.energy.forget_warm_start()
+        self.market.forget_warm_start()
 
     def ter_offers(self) -> pd.DataFrame:
         """The generators' balancing offers around the period's schedule."""

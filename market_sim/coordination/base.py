@@ -1,60 +1,39 @@
-"""What every coordination model shares: its declared steps and the period's outcome.
+"""What every coordination model shares: its declared steps and the helpers its steps use.
 
 A coordination model is one module that declares its steps (who sends what to whom, with the
-paper's step label) and runs them as a simpy process. Everything before (forecasts, bids) and
-after (delivery, settlement, KPIs) is common and lives in :mod:`market_sim.model`.
+paper's step label) and runs them as a simpy process on a :class:`PeriodContext`, between the
+agents of :class:`Parties`, returning a :class:`PeriodOutcome`. Everything before (forecasts,
+bids) and after (delivery, settlement, KPIs) is common and lives in :mod:`market_sim.model`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from market_sim.config import DsoMarketConfig
+from market_sim.coordination.period import (
+    VALIDATION_COLUMNS,
+    Parties,
+    PeriodContext,
+    PeriodInputs,
+    Step,
+    accepted_der,
+    as_dispatch,
+    concat,
+    taken,
+)
 from market_sim.markets.aggregation import bid_offers
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.sharing import economic_takes, tso_goes_first, tso_is_critical
-from market_sim.messages import Kind, Message
-from market_sim.schedule import PeriodClock
-from market_sim.types import ValidationResult
+from market_sim.messages import Kind
+from market_sim.types import Injections, ValidationResult
 
 if TYPE_CHECKING:
     from market_sim.markets.clearing import BalancingResult
-    from market_sim.model import MarketModel
-
-VALIDATION_COLUMNS = ["bid_id", "validator", "validated_mw", "reason"]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a model: ``sender`` -> ``receiver`` (roles), the paper's label (Figs. 1-3)."""
-
-    label: str
-    sender: str
-    receiver: str
-    kind: Kind
-    does: str
-
-
-@dataclass
-class PeriodOutcome:
-    """What the coordination steps of one period decided.
-
-    ``validation``: one row per bid and validator; ``dispatch``: ``bid_id``, ``mw``, ``buyer``
-    (tso or a DSO's name) of DER as received by their aggregators; ``clearing``: the TSO's
-    balancing market result; ``interface_shortfall_mw``: what DSOs could not deliver of the
-    TSO's aggregated dispatch or interface target.
-    """
-
-    validation: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=VALIDATION_COLUMNS)
-    )
-    clearing: BalancingResult | None = None
-    dispatch: pd.DataFrame = field(default_factory=lambda: as_dispatch([], []))
-    interface_shortfall_mw: float = 0.0
 
 
 class CoordinationModel:
@@ -63,42 +42,23 @@ class CoordinationModel:
     name: ClassVar[str]
     steps: ClassVar[tuple[Step, ...]]
 
-    def __init__(self, sim: MarketModel) -> None:
-        self.sim = sim
-        self.priority_effects = new_priority_effects()
+    def __init__(self, parties: Parties, dso_market: DsoMarketConfig, voll_eur_per_mwh: float):
+        self.parties = parties
+        self.dso_market = dso_market
+        self.voll_eur_per_mwh = voll_eur_per_mwh
 
-    def run(self, clock: PeriodClock, bids: pd.DataFrame) -> Generator:
+    def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
         """The model's steps for one period, as a simpy process returning a PeriodOutcome."""
         raise NotImplementedError
 
     # -- helpers shared by the models ----------------------------------------------------------
-    def step(self, label: str) -> Step:
-        return next(s for s in self.steps if s.label == label)
-
-    def send(
-        self,
-        clock: PeriodClock,
-        label: str,
-        tables: dict[tuple[str, str], pd.DataFrame],
-        gate_s: float | None = None,
-        kind: Kind | None = None,
-    ):
-        """Send one message per (sender, receiver) of a step; returns the arrival event.
-
-        ``kind`` picks one of the step's kinds where a step carries more than one.
-        """
-        kind = kind or self.step(label).kind
-        return self.sim.post.send(
-            [Message(clock.period, label, s, r, kind, t) for (s, r), t in tables.items()], gate_s
-        )
-
-    def inbox(self, receiver: str, kind: Kind) -> dict[str, pd.DataFrame]:
-        """Payloads of the messages of a kind that reached ``receiver``, by sender."""
-        return {m.sender: m.payload for m in self.sim.post.take(receiver, kind)}
+    def step(self, label: str, kind: Kind | None = None) -> Step:
+        """The declared step of ``label`` (of ``kind``, where a label carries several)."""
+        return next(s for s in self.steps if s.label == label and kind in (None, s.kind))
 
     def dispatch_to_der(
         self,
-        clock: PeriodClock,
+        ctx: PeriodContext,
         label: str,
         by_sender: dict[str, pd.DataFrame],
         bids: pd.DataFrame,
@@ -109,59 +69,62 @@ class CoordinationModel:
         used. Returns the dispatch (bid_id, mw) that reached the DER: a late one is lost.
         """
         located = bids[["bid_id", "aggregator", "dso", "direction"]]
+        aggregators = self.parties.aggregators.values()
         tables = {}
         for sender, dispatch in by_sender.items():
             table = dispatch[dispatch.mw > 1e-9].merge(located, on="bid_id")
-            for agg in self.sim.aggregators.values():
+            for agg in aggregators:
                 if sender == "tso" or sender in agg.dsos:
                     mine = table[table.aggregator == agg.name].drop(columns="aggregator")
                     tables[(sender, agg.name)] = mine.reset_index(drop=True)
-        yield self.send(clock, label, tables, clock.dispatch_gate)
+        yield ctx.send(self.step(label), tables, ctx.clock.dispatch_gate)
         received = [
-            agg.receive_dispatch(list(self.inbox(agg.name, Kind.DISPATCH).values()))
-            for agg in self.sim.aggregators.values()
+            agg.receive_dispatch(list(ctx.inbox(agg.name, Kind.DISPATCH).values()))
+            for agg in aggregators
         ]
         return concat(received, as_dispatch([], []))
 
     def validation_rows(
-        self, validator: str, result: ValidationResult, network: str | None = None
+        self, ctx: PeriodContext, validator: str, result: ValidationResult, network: str
     ) -> pd.DataFrame:
         """Validation table rows of one validator; its run is recorded, a failure is an event."""
         if not result.converged:
-            self.sim.record_event("validation_failed", f"{validator}: {result.message}")
-        self.sim.recorder.add(
-            "validation_runs",
-            validation_runs(self.sim.period, validator, network or validator, result),
-        )
+            ctx.event("validation_failed", f"{validator}: {result.message}")
+        ctx.records.validation_runs += validation_runs(ctx.clock.period, validator, network, result)
         return result.table.assign(validator=validator)[VALIDATION_COLUMNS]
 
-    def clear_bids(self, usable: pd.DataFrame) -> tuple[BalancingResult, pd.DataFrame]:
+    def clear_bids(
+        self, ctx: PeriodContext, usable: pd.DataFrame
+    ) -> tuple[BalancingResult, pd.DataFrame]:
         """The TSO clears individual bids at their DSO's interface bus; returns the clearing
         and the DER dispatch (bid_id, mw)."""
-        interface = {n: d.interface_bus for n, d in self.sim.dsos.items()}
-        clearing = self.clear_and_record(bid_offers(usable, interface))
+        offers = bid_offers(usable, self.parties.interface_buses())
+        clearing = self.clear_and_record(ctx, offers)
         accepted = accepted_der(clearing)
         return clearing, as_dispatch(accepted.offer_id, accepted.mw)
 
     # -- the DSOs' own needs (config: dso_market) --------------------------------------------
-    def dso_requests(self, validated: dict[str, pd.DataFrame]) -> dict[str, LocalMarketResult]:
+    def dso_requests(
+        self,
+        ctx: PeriodContext,
+        validated: dict[str, pd.DataFrame],
+        points: dict[str, Injections],
+    ) -> dict[str, LocalMarketResult]:
         """Each DSO's least-cost purchase of relief for its predicted violations."""
-        cfg = self.sim.config.dso_market
-        if not cfg.enabled:
+        if not self.dso_market.enabled:
             return {}
+        penalty = self.dso_market.violation_penalty_eur_per_h
+        dsos = self.parties.dsos
         return {
-            name: self.sim.timed(
-                name,
-                "local_market",
-                self.sim.dsos[name].local_market,
-                table,
-                cfg.violation_penalty_eur_per_h,
+            name: ctx.timed(
+                name, "local_market", dsos[name].local_market, table, points[name], penalty
             )
             for name, table in validated.items()
         }
 
     def share(
         self,
+        ctx: PeriodContext,
         usable: pd.DataFrame,
         requests: dict[str, LocalMarketResult],
         clear,
@@ -182,30 +145,30 @@ class CoordinationModel:
         wanted = {n: r for n, r in requests.items() if not r.bought.empty}
         if not wanted:
             return clear(usable)
-        sim = self.sim
-        rule = sim.config.dso_market.priority
+        tso = self.parties.tso
+        rule = self.dso_market.priority
         bought = pd.concat([r.bought for r in wanted.values()], ignore_index=True)
         request = taken(bought, usable.bid_id)
-        ter = sim.tso.ter_offers()
-        need = float(sim.tso.need_mw.sum())
+        ter = tso.ter_offers()
+        need = float(tso.need_mw.sum())
         if tso_need_mw is None:
             tso_need_mw = need
         if tso_goes_first(rule, tso_is_critical(need, ter)):
-            result, tso = clear(usable)
-            take = np.minimum(request, usable.mw.to_numpy(float) - taken(tso, usable.bid_id))
+            result, tso_dispatch = clear(usable)
+            take = np.minimum(
+                request, usable.mw.to_numpy(float) - taken(tso_dispatch, usable.bid_id)
+            )
         else:
             take = request
             if rule == "economic":
-                takes = economic_takes(
-                    usable, wanted, tso_need_mw, ter, sim.config.voll_eur_per_mwh
-                )
+                takes = economic_takes(usable, wanted, tso_need_mw, ter, self.voll_eur_per_mwh)
                 take = np.sum(list(takes.values()), axis=0)
             alone = tso_cost(usable) if tso_cost is not None else None
-            result, tso = clear(usable.assign(mw=usable.mw.to_numpy(float) - take))
+            result, tso_dispatch = clear(usable.assign(mw=usable.mw.to_numpy(float) - take))
             if alone is not None and result is not None and result.ok:
-                self.priority_effects["tso_extra_cost_eur_per_h"] += result.cost_eur - alone
+                ctx.records.tso_extra_cost_eur_per_h += result.cost_eur - alone
         take = np.where(take > 1e-9, take, 0.0)
-        self.priority_effects["dso_shortfall_mw"] += float(np.sum(request - take).clip(0.0))
+        ctx.records.dso_shortfall_mw += float(np.sum(request - take).clip(0.0))
         local = pd.DataFrame(
             {
                 "bid_id": usable.bid_id.to_numpy(np.int64),
@@ -213,24 +176,25 @@ class CoordinationModel:
                 "buyer": usable.dso.astype(object).to_numpy(),
             }
         )
-        dispatch = pd.concat([tso, local[local.mw > 0]], ignore_index=True)
+        dispatch = pd.concat([tso_dispatch, local[local.mw > 0]], ignore_index=True)
         for name in wanted:
             mine = (usable.dso == name).to_numpy()
             self.record_priority(
+                ctx,
                 rule,
                 name,
                 usable.bid_id[mine],
                 request[mine],
                 take[mine],
-                taken(tso, usable.bid_id[mine]),
+                taken(tso_dispatch, usable.bid_id[mine]),
             )
         return result, dispatch
 
-    def record_priority(self, rule, dso, bid_ids, requested, dso_mw, tso_mw) -> None:
+    def record_priority(self, ctx, rule, dso, bid_ids, requested, dso_mw, tso_mw) -> None:
         """Rows of the ``priority`` table: who got each contested or used DER of a DSO."""
         record = pd.DataFrame(
             {
-                "period": self.sim.period,
+                "period": ctx.clock.period,
                 "dso": dso,
                 "rule": rule,
                 "bid_id": np.asarray(bid_ids, np.int64),
@@ -240,100 +204,59 @@ class CoordinationModel:
             }
         )
         used = (record.dso_requested_mw > 0) | (record.dso_mw > 0) | (record.tso_mw > 0)
-        self.sim.recorder.add("priority", record[used])
+        ctx.records.priority.append(record[used])
 
-    def clear_and_record(self, offers: pd.DataFrame) -> BalancingResult:
+    def clear_and_record(self, ctx: PeriodContext, offers: pd.DataFrame) -> BalancingResult:
         """The TSO's clearing; a failed solve is an event and dispatches nothing."""
-        result = self.sim.timed("tso", "clearing", self.sim.tso.clear, offers)
-        self.record_clearing(result)
+        result = ctx.timed("tso", "clearing", self.parties.tso.clear, offers)
+        self.record_clearing(ctx, result)
         return result
 
     def record_clearing(
-        self, result: BalancingResult, distribution_rows: int = 0, rounds: int = 1
+        self,
+        ctx: PeriodContext,
+        result: BalancingResult,
+        distribution_rows: int = 0,
+        rounds: int = 1,
     ) -> None:
         """The ``clearing_runs`` row of the period; a failed solve is also an event."""
         if not result.ok:
-            self.sim.record_event("clearing_failed", result.message)
-        self.sim.recorder.add(
-            "clearing_runs",
-            [
-                (
-                    self.sim.period,
-                    result.ok,
-                    result.n_variables,
-                    result.n_constraints,
-                    distribution_rows,
-                    rounds,
-                )
-            ],
+            ctx.event("clearing_failed", result.message)
+        ctx.records.clearing_runs.append(
+            {
+                "period": ctx.clock.period,
+                "ok": result.ok,
+                "n_variables": result.n_variables,
+                "n_constraints": result.n_constraints,
+                "distribution_constraints": distribution_rows,
+                "rounds": rounds,
+            }
         )
 
 
 def validation_runs(
     period: int, validator: str, network: str, result: ValidationResult
-) -> list[tuple]:
+) -> list[dict[str, Any]]:
     """One ``validation_runs`` row per direction from a validation result's info."""
     info = result.info
     rows = []
     for direction, entry in sorted(info.get("directions", {}).items()):
         rows.append(
-            (
-                period,
-                validator,
-                network,
-                info.get("method", ""),
-                info.get("fairness", ""),
-                direction,
-                entry.get("offered_mw", 0.0),
-                entry.get("validated_mw", 0.0),
-                entry.get("jain", np.nan),
-                entry.get("min_share", np.nan),
-                bool(entry.get("converged", result.converged)),
-                result.iterations,
-                int(entry.get("lp_solves", 0)),
-                "; ".join(entry.get("binding", [])),
-            )
+            {
+                "period": period,
+                "validator": validator,
+                "network": network,
+                "method": info.get("method", ""),
+                "fairness": info.get("fairness", ""),
+                "direction": direction,
+                "offered_mw": entry.get("offered_mw", 0.0),
+                "validated_mw": entry.get("validated_mw", 0.0),
+                "jain_index": entry.get("jain", np.nan),
+                "min_share": entry.get("min_share", np.nan),
+                "converged": bool(entry.get("converged", result.converged)),
+                "ac_power_flows": result.iterations,
+                "lp_solves": int(entry.get("lp_solves", 0)),
+                "binding": "; ".join(entry.get("binding", [])),
+            }
         )
     return rows
-
-
-def new_priority_effects() -> dict[str, float]:
-    """What a period's priority rule cost the side that did not go first."""
-    return {"tso_extra_cost_eur_per_h": 0.0, "dso_shortfall_mw": 0.0}
-
-
-def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
-    """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
-    mw = dispatch.groupby("bid_id")["mw"].sum()
-    return bid_ids.map(mw).fillna(0.0).to_numpy(float)
-
-
-def accepted_der(result: BalancingResult) -> pd.DataFrame:
-    """Accepted DER offers (non-negative ids) with their MW; empty if the clearing failed."""
-    if not result.ok:
-        return accepted_none()
-    acc = result.accepted
-    return acc[(acc.offer_id >= 0) & (acc.mw > 1e-9)][["offer_id", "mw"]].reset_index(drop=True)
-
-
-def concat(tables: list[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate received tables; an empty list gives an empty table shaped like ``like``."""
-    frames = [t for t in tables if len(t)]
-    return pd.concat(frames, ignore_index=True) if frames else like.iloc[0:0]
-
-
-def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:
-    """An individual dispatch table: bid_id, mw and who bought it (tso or a DSO's name)."""
-    mw = np.asarray(mw, float)
-    return pd.DataFrame(
-        {
-            "bid_id": np.asarray(bid_id, np.int64),
-            "mw": mw,
-            "buyer": np.full(len(mw), buyer, dtype=object),
-        }
-    )
-
-
-def accepted_none() -> pd.DataFrame:
-    """An accepted-offers table with no rows (a failed or skipped clearing)."""
-    return pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})

@@ -20,17 +20,20 @@ from dataclasses import replace
 import pandas as pd
 
 from market_sim.agents.dso import validated_bids
-from market_sim.coordination.base import (
-    CoordinationModel,
+from market_sim.coordination.base import CoordinationModel
+from market_sim.coordination.period import (
+    PeriodContext,
+    PeriodInputs,
     PeriodOutcome,
     Step,
     accepted_der,
     as_dispatch,
+    no_validation,
     taken,
 )
 from market_sim.markets.aggregation import empty_offers
 from market_sim.messages import Kind
-from market_sim.schedule import PeriodClock
+from market_sim.types import Injections
 
 #: Aggregated offer ids of DSO number k start at k * OFFER_ID_BLOCK.
 OFFER_ID_BLOCK = 1_000_000
@@ -47,10 +50,9 @@ class DsoManaged(CoordinationModel):
         Step("4", "dso", "aggregator", Kind.DISPATCH, "DSOs dispatch individual DER"),
     )
 
-    def __init__(self, sim) -> None:
-        super().__init__(sim)
-        market = sim.config.dso_market
-        self.scheme = market.scheme if market.enabled else None
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.scheme = self.dso_market.scheme if self.dso_market.enabled else None
         if self.scheme == "tso_target":
             self.steps = tuple(
                 replace(s, kind=Kind.INTERFACE_TARGET, does="TSO sets a target at the interface")
@@ -59,95 +61,99 @@ class DsoManaged(CoordinationModel):
                 for s in type(self).steps
             )
 
-    def run(self, clock: PeriodClock, bids: pd.DataFrame) -> Generator:
-        sim = self.sim
+    def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
+        clock, bids, dsos = ctx.clock, inputs.bids, self.parties.dsos
         books = {}
-        for agg in sim.aggregators.values():
+        for agg in self.parties.aggregators.values():
             book = agg.bid_book(bids)
             for name in agg.dsos:
                 books[(agg.name, name)] = book[book.dso == name].reset_index(drop=True)
-        self.send(clock, "1", books, clock.bids_gate)
-        yield sim.post.wait_until(clock.bids_gate)
+        ctx.send(self.step("1"), books, clock.bids_gate)
+        yield ctx.wait_until(clock.bids_gate)
 
-        rows, validated, offers, local = [], {}, {}, {}
-        for k, (name, dso) in enumerate(sim.dsos.items()):
+        rows, validated, offers, local, points = [], {}, {}, {}, {}
+        for k, (name, dso) in enumerate(dsos.items()):
             received = pd.concat(
-                [bids.iloc[0:0], *self.inbox(name, Kind.BIDS).values()], ignore_index=True
+                [bids.iloc[0:0], *ctx.inbox(name, Kind.BIDS).values()], ignore_index=True
             )
-            result = sim.timed(name, "validation", dso.validate, received)
-            rows.append(self.validation_rows(name, result))
-            validated[name] = validated_bids(received, result)
-            offered = validated[name]
+            forecast = inputs.forecasts[name]
+            result = ctx.timed(name, "validation", dso.validate, received, forecast)
+            points[name] = dso.operating_point(forecast, result)
+            rows.append(self.validation_rows(ctx, name, result, name))
+            offered = validated_bids(received, result)
             if self.scheme == "local_first":  # the local market clears first
-                bought = self.dso_requests({name: offered})[name].bought
+                bought = self.dso_requests(ctx, {name: offered}, points)[name].bought
                 local[name] = bought.assign(buyer=name)
                 offered = offered.assign(mw=offered.mw - taken(bought, offered.bid_id))
             offers[(name, "tso")] = dso.aggregated_offer(offered, k * OFFER_ID_BLOCK)
             validated[name] = offered
-        validation = pd.concat([PeriodOutcome().validation, *rows], ignore_index=True)
-        self.send(clock, "2a", {(n, n): r for n, r in zip(sim.dsos, rows, strict=True)})
-        self.send(clock, "2b", offers, clock.validation_gate)
+        validation = pd.concat([no_validation(), *rows], ignore_index=True)
+        ctx.send(self.step("2a"), {(n, n): r for n, r in zip(dsos, rows, strict=True)})
+        ctx.send(self.step("2b", Kind.AGGREGATED_OFFER), offers, clock.validation_gate)
         areas = {
-            (name, "tso"): sim.timed(
-                name, "flexibility_area", dso.flexibility_area, validated[name]
+            (name, "tso"): ctx.timed(
+                name, "flexibility_area", dso.flexibility_area, validated[name], points[name]
             )
-            for name, dso in sim.dsos.items()
+            for name, dso in dsos.items()
             if dso.config.flexibility_area
         }
         if areas:
-            self.send(clock, "2b", areas, clock.validation_gate, Kind.FLEXIBILITY_AREA)
-        yield sim.post.wait_until(clock.validation_gate)
+            ctx.send(self.step("2b", Kind.FLEXIBILITY_AREA), areas, clock.validation_gate)
+        yield ctx.wait_until(clock.validation_gate)
 
-        curves = self.inbox("tso", Kind.AGGREGATED_OFFER)
-        for area in self.inbox("tso", Kind.FLEXIBILITY_AREA).values():
-            sim.recorder.add("flexibility_areas", area.assign(period=sim.period))
+        curves = ctx.inbox("tso", Kind.AGGREGATED_OFFER)
+        for area in ctx.inbox("tso", Kind.FLEXIBILITY_AREA).values():
+            ctx.records.flexibility_areas.append(area.assign(period=clock.period))
         clearing = self.clear_and_record(
-            pd.concat([empty_offers(), *curves.values()], ignore_index=True)
+            ctx, pd.concat([empty_offers(), *curves.values()], ignore_index=True)
         )
         accepted = accepted_der(clearing)
-        yield self.send(
-            clock,
-            "3",
-            {("tso", n): accepted[accepted.offer_id.isin(c.offer_id)] for n, c in curves.items()},
-            clock.dispatch_gate,
-        )
-        individual = {n: as_dispatch([], []) for n in sim.dsos}
+        aggregates = {
+            ("tso", n): accepted[accepted.offer_id.isin(c.offer_id)] for n, c in curves.items()
+        }
+        yield ctx.send(self.step("3"), aggregates, clock.dispatch_gate)
+        individual = {n: as_dispatch([], []) for n in dsos}
         shortfall = 0.0
-        for name in sim.dsos:
-            for aggregate in self.inbox(name, self.step("3").kind).values():
-                individual[name], missing = sim.timed(
+        for name in dsos:
+            for aggregate in ctx.inbox(name, self.step("3").kind).values():
+                individual[name], missing = ctx.timed(
                     name,
                     "disaggregation",
                     self._dispatch_der,
+                    ctx,
                     name,
                     validated[name],
                     offers[(name, "tso")],
                     aggregate,
                     local.get(name),
+                    points,
                 )
                 shortfall += missing
-        delivered = yield from self.dispatch_to_der(clock, "4", individual, bids)
-        return PeriodOutcome(validation, clearing, delivered, shortfall)
+        delivered = yield from self.dispatch_to_der(ctx, "4", individual, bids)
+        return PeriodOutcome(validation, clearing, delivered, points, ctx.records, shortfall)
 
     def _dispatch_der(
         self,
+        ctx: PeriodContext,
         name: str,
         validated: pd.DataFrame,
         offer: pd.DataFrame,
         aggregate: pd.DataFrame,
         local: pd.DataFrame | None,
+        points: dict[str, Injections],
     ) -> tuple[pd.DataFrame, float]:
         """A DSO's step 4: individual dispatch for the TSO's aggregate (and its own needs).
 
         Returns the dispatch and the MW of the TSO's aggregate or target it could not meet.
         """
-        dso = self.sim.dsos[name]
+        dso = self.parties.dsos[name]
         target = offer.merge(aggregate[["offer_id", "mw"]], on="offer_id", suffixes=("_o", ""))
         wanted = float(target.mw.sum())
         if self.scheme == "tso_target":  # meet the target and the DSO's needs, by priority
             signed = float((target.mw * (target.direction == "up").map({True: 1, False: -1})).sum())
-            requests = self.dso_requests({name: validated})
+            requests = self.dso_requests(ctx, {name: validated}, points)
             dispatch = self.share(
+                ctx,
                 validated,
                 requests,
                 lambda b: (None, dso.disaggregate(b, offer, aggregate)),
@@ -157,6 +163,7 @@ class DsoManaged(CoordinationModel):
             dispatch = dso.disaggregate(validated, offer, aggregate)
             if local is not None and len(local):
                 self.record_priority(
+                    ctx,
                     "local_first",
                     name,
                     local.bid_id,
@@ -167,7 +174,7 @@ class DsoManaged(CoordinationModel):
                 dispatch = pd.concat([dispatch, local], ignore_index=True)
         met = float(dispatch.loc[dispatch.buyer == "tso", "mw"].sum())
         if wanted - met > 1e-6:
-            self.sim.record_event(
+            ctx.event(
                 "interface_shortfall", f"{name}: {wanted - met:.3f} MW of the TSO's target unmet"
             )
         return dispatch, max(0.0, wanted - met)

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-import pandas as pd
-
 from market_sim.agents.dso import validated_bids
-from market_sim.coordination.base import (
-    CoordinationModel,
+from market_sim.coordination.base import CoordinationModel
+from market_sim.coordination.period import (
+    PeriodContext,
+    PeriodInputs,
     PeriodOutcome,
     Step,
     as_dispatch,
     concat,
+    no_validation,
     taken,
 )
 from market_sim.messages import Kind
-from market_sim.schedule import PeriodClock
 
 
 class Hybrid(CoordinationModel):
@@ -34,44 +34,42 @@ class Hybrid(CoordinationModel):
         Step("4", "tso", "aggregator", Kind.DISPATCH, "TSO clears and sends dispatch to DER"),
     )
 
-    def run(self, clock: PeriodClock, bids: pd.DataFrame) -> Generator:
-        sim = self.sim
-        self.send(
-            clock,
-            "1",
-            {(a.name, "tso"): a.bid_book(bids) for a in sim.aggregators.values()},
-            clock.bids_gate,
-        )
-        yield sim.post.wait_until(clock.bids_gate)
-        received = concat(list(self.inbox("tso", Kind.BIDS).values()), bids)
+    def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
+        clock, bids, dsos = ctx.clock, inputs.bids, self.parties.dsos
+        books = {(a.name, "tso"): a.bid_book(bids) for a in self.parties.aggregators.values()}
+        ctx.send(self.step("1"), books, clock.bids_gate)
+        yield ctx.wait_until(clock.bids_gate)
+        received = concat(ctx.inbox("tso", Kind.BIDS).values(), bids)
 
-        yield self.send(
-            clock,
-            "2",
-            {("tso", n): received[received.dso == n].reset_index(drop=True) for n in sim.dsos},
-            clock.validation_gate,
-        )
-        rows, validated = [], {}
-        for name, dso in sim.dsos.items():
-            informed = concat(list(self.inbox(name, Kind.BIDS_INFORMED).values()), bids)
-            result = sim.timed(name, "validation", dso.validate, informed)
-            rows.append(self.validation_rows(name, result))
-            validated[(name, "tso")] = validated_bids(informed, result)
-        validation = concat(rows, PeriodOutcome().validation)
-        self.send(clock, "3a", {(n, n): r for n, r in zip(sim.dsos, rows, strict=True)})
+        informed = {("tso", n): received[received.dso == n].reset_index(drop=True) for n in dsos}
+        yield ctx.send(self.step("2"), informed, clock.validation_gate)
+        rows, validated, points = [], {}, {}
+        for name, dso in dsos.items():
+            mine = concat(ctx.inbox(name, Kind.BIDS_INFORMED).values(), bids)
+            forecast = inputs.forecasts[name]
+            result = ctx.timed(name, "validation", dso.validate, mine, forecast)
+            points[name] = dso.operating_point(forecast, result)
+            rows.append(self.validation_rows(ctx, name, result, name))
+            validated[name] = validated_bids(mine, result)
+        validation = concat(rows, no_validation())
+        ctx.send(self.step("3a"), {(n, n): r for n, r in zip(dsos, rows, strict=True)})
         # a DSO that buys for its own needs on the central market sends its request with them
-        requests = self.dso_requests({n: v for (n, _), v in validated.items()})
-        for (name, tso), table in validated.items():
+        requests = self.dso_requests(ctx, validated, points)
+        to_tso = {}
+        for name, table in validated.items():
             request = requests[name].bought if name in requests else as_dispatch([], [])
-            validated[(name, tso)] = table.assign(dso_request_mw=taken(request, table.bid_id))
-        self.send(clock, "3b", validated, clock.validation_gate)
-        yield sim.post.wait_until(clock.validation_gate)
+            to_tso[(name, "tso")] = table.assign(dso_request_mw=taken(request, table.bid_id))
+        ctx.send(self.step("3b"), to_tso, clock.validation_gate)
+        yield ctx.wait_until(clock.validation_gate)
 
-        usable = concat(list(self.inbox("tso", Kind.VALIDATED_BIDS).values()), bids)
+        usable = concat(ctx.inbox("tso", Kind.VALIDATED_BIDS).values(), bids)
         arrived = {n: r for n, r in requests.items() if n in set(usable.dso)}
         clearing, dispatch = self.share(
-            usable, arrived, self.clear_bids, tso_cost=sim.tso.cost_with_all
+            ctx,
+            usable,
+            arrived,
+            lambda b: self.clear_bids(ctx, b),
+            tso_cost=self.parties.tso.cost_with_all,
         )
-
-        delivered = yield from self.dispatch_to_der(clock, "4", {"tso": dispatch}, received)
-        return PeriodOutcome(validation, clearing, delivered)
+        delivered = yield from self.dispatch_to_der(ctx, "4", {"tso": dispatch}, received)
+        return PeriodOutcome(validation, clearing, delivered, points, ctx.records)

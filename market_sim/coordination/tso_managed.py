@@ -13,17 +13,19 @@ from collections.abc import Generator
 import numpy as np
 import pandas as pd
 
-from market_sim.coordination.base import (
-    CoordinationModel,
+from market_sim.coordination.base import CoordinationModel
+from market_sim.coordination.period import (
+    PeriodContext,
+    PeriodInputs,
     PeriodOutcome,
     Step,
     accepted_der,
     as_dispatch,
     concat,
+    no_validation,
 )
 from market_sim.markets.central import IntegratedResult
 from market_sim.messages import Kind
-from market_sim.schedule import PeriodClock
 from market_sim.types import ValidationResult
 
 
@@ -70,39 +72,32 @@ class TsoManaged(CoordinationModel):
         info = {"method": "integrated_dc_opf", "fairness": "", "directions": directions}
         return ValidationResult(table, integrated.rounds, reason == "ok", (), reason, None, info)
 
-    def run(self, clock: PeriodClock, bids: pd.DataFrame) -> Generator:
-        sim = self.sim
-        self.send(
-            clock,
-            "1a",
-            {(a.name, "tso"): a.bid_book(bids) for a in sim.aggregators.values()},
-            clock.bids_gate,
-        )
-        self.send(
-            clock,
-            "1b",
-            {(d.name, "tso"): d.operational_data() for d in sim.dsos.values()},
-            clock.bids_gate,
-        )
-        yield sim.post.wait_until(clock.bids_gate)
-        received = concat(list(self.inbox("tso", Kind.BIDS).values()), bids)
-        state = self.inbox("tso", Kind.OPERATIONAL_DATA)
+    def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
+        clock, bids, parties = ctx.clock, inputs.bids, self.parties
+        books = {(a.name, "tso"): a.bid_book(bids) for a in parties.aggregators.values()}
+        ctx.send(self.step("1a"), books, clock.bids_gate)
+        reports = {
+            (n, "tso"): d.operational_data(inputs.measured[n]) for n, d in parties.dsos.items()
+        }
+        ctx.send(self.step("1b"), reports, clock.bids_gate)
+        yield ctx.wait_until(clock.bids_gate)
+        received = concat(ctx.inbox("tso", Kind.BIDS).values(), bids)
+        state = ctx.inbox("tso", Kind.OPERATIONAL_DATA)
 
-        reported = {n: d for n, d in sim.dsos.items() if n in state}
-        clearing, integrated = sim.timed(
-            "tso", "clearing", sim.tso.clear_integrated, received, state, reported
+        reported = {n: d for n, d in parties.dsos.items() if n in state}
+        clearing, integrated = ctx.timed(
+            "tso", "clearing", parties.tso.clear_integrated, received, state, reported
         )
-        self.record_clearing(clearing, integrated.distribution_rows, integrated.rounds)
+        self.record_clearing(ctx, clearing, integrated.distribution_rows, integrated.rounds)
         validation = concat(
             [
-                self.validation_rows("tso", self._validation(n, received, integrated), n)
-                for n in sim.dsos
+                self.validation_rows(ctx, "tso", self._validation(n, received, integrated), n)
+                for n in parties.dsos
             ],
-            PeriodOutcome().validation,
+            no_validation(),
         )
-        self.send(clock, "2a", {("tso", "tso"): validation})
+        ctx.send(self.step("2a"), {("tso", "tso"): validation})
         accepted = accepted_der(clearing)
         dispatch = as_dispatch(accepted.offer_id, accepted.mw)
-
-        delivered = yield from self.dispatch_to_der(clock, "2b", {"tso": dispatch}, received)
-        return PeriodOutcome(validation, clearing, delivered)
+        delivered = yield from self.dispatch_to_der(ctx, "2b", {"tso": dispatch}, received)
+        return PeriodOutcome(validation, clearing, delivered, dict(inputs.forecasts), ctx.records)

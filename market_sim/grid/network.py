@@ -29,6 +29,7 @@ import os
 import pickle
 import tempfile
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -152,13 +153,19 @@ def profile_step(start: pd.Timestamp | str, period: int, period_minutes: int) ->
     return (step_of(start) + offset) % N_PROFILE_STEPS
 
 
-def _check_code(code: str) -> None:
-    valid = simbench.collect_all_simbench_codes()
-    if code not in valid:
+@cache
+def simbench_codes() -> frozenset[str]:
+    return frozenset(simbench.collect_all_simbench_codes())
+
+
+def check_code(code: str) -> None:
+    """ValueError naming ``code`` and what is allowed unless it is a SimBench network code."""
+    codes = simbench_codes()
+    if code not in codes:
         raise ValueError(
-            f"unknown SimBench code {code!r}; list valid codes with "
-            "simbench.collect_all_simbench_codes() (e.g. '1-MV-rural--2-sw', "
-            "'1-MV-semiurb--2-sw')"
+            f"'{code}' is not a SimBench network code; allowed: one of the {len(codes)} codes "
+            "of simbench.collect_all_simbench_codes(), e.g. 1-MV-rural--2-sw, "
+            "1-MV-semiurb--2-sw, 1-MVLV-urban-all-2-sw"
         )
 
 
@@ -194,7 +201,7 @@ def build_net(code: str, use_cache: bool = True) -> Any:
     With ``use_cache`` the raw net is pickled on first use (keyed by the pandapower and
     simbench versions) because ``get_simbench_net`` reads the whole CSV data set each time.
     """
-    _check_code(code)
+    check_code(code)
     key = f"{code}__pp{pp.__version__}__sb{simbench.__version__}.pkl"
     path = cache_dir() / "nets" / key
     net = None

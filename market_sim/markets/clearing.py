@@ -206,6 +206,10 @@ class EnergySchedule:
         self._balance_rows = self._lp.rows(m.balance[n] for n in m.B)
         self._pips: dict | None = None
 
+    def forget_warm_start(self) -> None:
+        """Solve the next period from scratch, as a freshly built schedule would."""
+        self._lp.forget_basis()
+
     def _build(self) -> pyo.ConcreteModel:
         m = pyo.ConcreteModel(name=f"schedule {self.network.name}")
         out_br, in_br = _define_dc_network(m, self.network, with_shift=True)
@@ -492,8 +496,18 @@ class BalancingMarket:
         )
         per_bus = np.maximum(max(int(slots_per_bus), 1), gens_at_bus)
         self.capacity = np.repeat(per_bus[:, None], 2, axis=1).astype(np.int64)
+        self._initial_capacity = self.capacity.copy()
         self._rating = network.branches["rating_mw"].to_numpy()
         self._rated = np.flatnonzero(np.isfinite(self._rating))
+        self._build()
+
+    def forget_warm_start(self) -> None:
+        """Clear the next period as a freshly built market would: from scratch, with the
+        initial slot capacity (grown capacity is solver state too: it shapes the LP)."""
+        if np.array_equal(self.capacity, self._initial_capacity):
+            self._lp.forget_basis()
+            return
+        self.capacity = self._initial_capacity.copy()
         self._build()
 
     # ---- model -------------------------------------------------------------------------------

@@ -145,6 +145,11 @@ class LoadedModel:
 
     # ---- solve and read --------------------------------------------------------------------
 
+    def forget_basis(self) -> None:
+        """Solve the next time from scratch, like a freshly loaded model (a checkpoint)."""
+        self.highs.clearSolver()
+        self._solution = None
+
     def run(self) -> str | None:
         """Solve from the current basis. ``None`` if optimal, else why not. Never raises."""
         self._solution = None

@@ -1,0 +1,190 @@
+"""What a coordination model works with in one period, and what it hands on.
+
+A coordination model sees the period through a narrow :class:`PeriodContext` (send and receive
+messages, wait for gates, time its computations, report events) and the agents it routes
+between (:class:`Parties`). Its inputs are the values the stages before it produced
+(:class:`PeriodInputs`) and it returns everything the stages after it need as one
+:class:`PeriodOutcome`: no agent attribute is written by one stage for another to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from market_sim.messages import Kind, Message
+from market_sim.schedule import PeriodClock, Post
+from market_sim.types import Injections
+
+if TYPE_CHECKING:
+    from market_sim.agents.aggregator import Aggregator
+    from market_sim.agents.dso import DSO
+    from market_sim.agents.tso import TSO
+    from market_sim.markets.balancing import BalancingResult
+
+VALIDATION_COLUMNS = ["bid_id", "validator", "validated_mw", "reason"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a model: ``sender`` -> ``receiver`` (roles), the paper's label (Figs. 1-3)."""
+
+    label: str
+    sender: str
+    receiver: str
+    kind: Kind
+    does: str
+
+
+@dataclass(frozen=True)
+class Parties:
+    """The agents a coordination model routes messages between."""
+
+    tso: TSO
+    dsos: Mapping[str, DSO]
+    aggregators: Mapping[str, Aggregator]
+
+    def interface_buses(self) -> dict[str, int]:
+        return {n: d.interface_bus for n, d in self.dsos.items()}
+
+
+@dataclass(frozen=True)
+class PeriodInputs:
+    """What gate opening produced: the coordination steps' inputs.
+
+    ``forecasts``: each DSO's baseline operating point of the period; ``measured``: what each
+    DSO can measure when it must report (the last delivered state; the forecast in the first
+    period).
+    """
+
+    period: int
+    bids: pd.DataFrame
+    forecasts: Mapping[str, Injections]
+    measured: Mapping[str, Injections]
+
+
+@dataclass
+class PeriodRecords:
+    """Rows for the results tables that the coordination steps produce (named columns)."""
+
+    validation_runs: list[dict[str, Any]] = field(default_factory=list)
+    clearing_runs: list[dict[str, Any]] = field(default_factory=list)
+    priority: list[pd.DataFrame] = field(default_factory=list)
+    flexibility_areas: list[pd.DataFrame] = field(default_factory=list)
+    #: what the priority rule cost the side that did not go first
+    tso_extra_cost_eur_per_h: float = 0.0
+    dso_shortfall_mw: float = 0.0
+
+
+class PeriodContext:
+    """The coordination model's window on one period: messages, gates, timing and events.
+
+    ``timer(role, stage, func, *args)`` calls ``func`` and records its wall time;
+    ``on_event(kind, message)`` records a failure of this period (the run goes on).
+    """
+
+    def __init__(
+        self,
+        clock: PeriodClock,
+        post: Post,
+        timer: Callable[..., Any],
+        on_event: Callable[[str, str], None],
+    ) -> None:
+        self.clock = clock
+        self.records = PeriodRecords()
+        self._post = post
+        self._timer = timer
+        self._on_event = on_event
+
+    def send(
+        self,
+        step: Step,
+        tables: Mapping[tuple[str, str], pd.DataFrame],
+        gate_s: float | None = None,
+    ) -> simpy.Event:
+        """One message per (sender, receiver) of a step; the event fires when all arrived."""
+        messages = [
+            Message(self.clock.period, step.label, s, r, step.kind, t)
+            for (s, r), t in tables.items()
+        ]
+        return self._post.send(messages, gate_s)
+
+    def inbox(self, receiver: str, kind: Kind) -> dict[str, pd.DataFrame]:
+        """Payloads of the messages of a kind that reached ``receiver``, by sender."""
+        return {m.sender: m.payload for m in self._post.take(receiver, kind)}
+
+    def wait_until(self, time_s: float) -> simpy.Event:
+        return self._post.wait_until(time_s)
+
+    def timed(self, role: str, stage: str, func: Callable[..., Any], *args: Any) -> Any:
+        return self._timer(role, stage, func, *args)
+
+    def event(self, kind: str, message: str) -> None:
+        self._on_event(kind, message)
+
+
+@dataclass(frozen=True)
+class PeriodOutcome:
+    """What the coordination steps of one period decided, for delivery, settlement and KPIs.
+
+    ``validation``: one row per bid and validator; ``clearing``: the TSO's balancing market
+    result (its offers as cleared, prices, reserve shortfall); ``dispatch``: ``bid_id``, ``mw``,
+    ``buyer`` (tso or a DSO's name) of DER as received by their aggregators;
+    ``operating_points``: each DSO's operating point to deliver at (its forecast, with the taps
+    it chose when it validated with OLTC); ``interface_shortfall_mw``: what DSOs could not
+    deliver of the TSO's aggregated dispatch or interface target; ``records``: rows for the
+    results tables.
+    """
+
+    validation: pd.DataFrame
+    clearing: BalancingResult | None
+    dispatch: pd.DataFrame
+    operating_points: Mapping[str, Injections]
+    records: PeriodRecords
+    interface_shortfall_mw: float = 0.0
+
+
+def no_validation() -> pd.DataFrame:
+    return pd.DataFrame(columns=VALIDATION_COLUMNS)
+
+
+def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
+    """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
+    mw = dispatch.groupby("bid_id")["mw"].sum()
+    return bid_ids.map(mw).fillna(0.0).to_numpy(float)
+
+
+def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate received tables; none gives an empty table shaped like ``like``."""
+    frames = [t for t in tables if len(t)]
+    return pd.concat(frames, ignore_index=True) if frames else like.iloc[0:0]
+
+
+def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:
+    """An individual dispatch table: bid_id, mw and who bought it (tso or a DSO's name)."""
+    mw = np.asarray(mw, float)
+    return pd.DataFrame(
+        {
+            "bid_id": np.asarray(bid_id, np.int64),
+            "mw": mw,
+            "buyer": np.full(len(mw), buyer, dtype=object),
+        }
+    )
+
+
+def accepted_none() -> pd.DataFrame:
+    """An accepted-offers table with no rows (a failed or skipped clearing)."""
+    return pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})
+
+
+def accepted_der(result: BalancingResult) -> pd.DataFrame:
+    """Accepted DER offers (non-negative ids) with their MW; empty if the clearing failed."""
+    if not result.ok:
+        return accepted_none()
+    acc = result.accepted
+    return acc[(acc.offer_id >= 0) & (acc.mw > 1e-9)][["offer_id", "mw"]].reset_index(drop=True)

@@ -95,9 +95,7 @@ class StubDSO:
 
     name: str
     interface_bus: int
-    config: SimpleNamespace = field(
-        default_factory=lambda: SimpleNamespace(flexibility_area=False)
-    )
+    config: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(flexibility_area=False))
     validated: list[pd.DataFrame] = field(default_factory=list)
 
     def validate(self, bids: pd.DataFrame, forecast: Injections) -> ValidationResult:

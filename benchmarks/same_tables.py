@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,22 +22,20 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+try:
+    from benchmarks.revisions import ROOT, checkout, run_python
+except ImportError:  # run as a script from benchmarks/
+    from revisions import ROOT, checkout, run_python
+
 IGNORED_TABLES = {"timings"}
 IGNORED_RUN_KEYS = {"wall_time_s", "packages"}
 
 
 def run(configs: list[str], out: Path, code: Path) -> None:
     """Run every config with the code at ``code`` into ``out``."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
     for config in configs:
-        subprocess.run(
-            [sys.executable, "-m", "market_sim.cli", "run", config, "--out", str(out)],
-            cwd=code,
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        cli = ["-m", "market_sim.cli", "run", str(Path(config).resolve()), "--out", str(out)]
+        run_python(code, [*cli, "--no-progress"], stdout=subprocess.DEVNULL)
 
 
 def differences(before: Path, after: Path) -> list[str]:
@@ -87,11 +84,7 @@ def main() -> int:
         found = differences(*args.compare)
     else:
         work = args.keep or Path(tempfile.mkdtemp(prefix="same_tables_"))
-        base = work / "base_code"
-        if not base.exists():
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT, check=True
-            )
+        base = checkout(args.base, work / "base_code")
         run(args.configs, work / "before", base)
         run(args.configs, work / "after", ROOT)
         found = differences(work / "before", work / "after")

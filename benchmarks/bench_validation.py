@@ -129,8 +129,8 @@ def main() -> None:
                 t = time.perf_counter()
                 res = validate(dn, inj, bids, limits, method=method, **opts)
                 times.setdefault(label, []).append(time.perf_counter() - t)
-                volumes.setdefault(label, []).append(res.info["validated_mw"])
-                rounds.setdefault(label, []).append(res.info["ac_iterations"])
+                volumes.setdefault(label, []).append(res.validated_mw)
+                rounds.setdefault(label, []).append(res.iterations)
             if big:
                 sec, checked, mw = naive(dn, inj, bids, limits, NAIVE_SUBSET)
                 naive_s.append(sec / checked * len(bids))  # extrapolated to all bids

@@ -17,7 +17,7 @@ from market_sim.grid.constraints import effective_limits, violations
 from market_sim.grid.fairness import jain_index
 from market_sim.grid.network import DistributionNetwork, load_network
 from market_sim.grid.powerflow import apply_bids, run_power_flow, run_power_flow_detailed
-from market_sim.grid.validation import METHODS, validate
+from market_sim.grid.validation import VALIDATION_METHODS, validate
 from market_sim.types import DOWN, UP, Injections, Limits
 from tests.bids import make_bids
 from tests.bids import random_bids as shared_random_bids
@@ -60,7 +60,7 @@ def assert_safe(dn: DistributionNetwork, inj: Injections, bids: pd.DataFrame, re
 
 
 def volume(res, direction: str) -> float:
-    return res.info["directions"][direction]["validated_mw"]
+    return res.directions[direction].validated_mw
 
 
 # ------------------------------------------------------------------------------------------
@@ -88,10 +88,9 @@ def test_validated_sets_pass_ac_power_flow(dn: DistributionNetwork, method, fair
         res = validate(dn, inj, bids, LIMITS, method=method, fairness=fairness)
         assert res.converged, res.message
         assert_safe(dn, inj, bids, res)
-        info = res.info
-        assert info["method"] == method and info["time_s"] > 0 and info["ac_iterations"] >= 1
-        assert info["offered_mw"] == pytest.approx(bids["mw"].sum())
-        assert info["validated_mw"] == pytest.approx(res.table["validated_mw"].sum())
+        assert res.method == method and res.time_s > 0 and res.iterations >= 1
+        assert res.offered_mw == pytest.approx(bids["mw"].sum())
+        assert res.validated_mw == pytest.approx(res.table["validated_mw"].sum())
     assert unchecked_violations > 0  # the cases are ones where validation matters
 
 
@@ -107,11 +106,11 @@ def test_linear_opf_validates_at_least_as_much_as_iterative(dn: DistributionNetw
         bids = random_bids(dn, inj, seed=100 + k)
         res = {m: validate(dn, inj, bids, LIMITS, method=m) for m in total}
         for direction in (UP, DOWN):
-            offered = res["linear_opf"].info["directions"][direction]["offered_mw"]
+            offered = res["linear_opf"].directions[direction].offered_mw
             lin, it = volume(res["linear_opf"], direction), volume(res["iterative_pf"], direction)
             assert lin >= it - 0.01 * offered, (step, direction, lin, it)
         for m in total:
-            total[m] += res[m].info["validated_mw"]
+            total[m] += res[m].validated_mw
     assert total["linear_opf"] > total["iterative_pf"]
 
 
@@ -123,9 +122,9 @@ def test_oltc_validates_at_least_as_much(dn: DistributionNetwork) -> None:
         fixed = validate(dn, inj, bids, LIMITS, method="linear_opf")
         free = validate(dn, inj, bids, LIMITS, method="linear_opf", oltc=True)
         assert free.converged and free.trafo_tap_pos is not None
-        assert free.info["validated_mw"] >= fixed.info["validated_mw"] - 1e-9
+        assert free.validated_mw >= fixed.validated_mw - 1e-9
         assert_safe(dn, inj, bids, free)  # safe at the chosen taps
-        gains += free.info["validated_mw"] - fixed.info["validated_mw"]
+        gains += free.validated_mw - fixed.validated_mw
     assert gains > 0.5  # these midday cases are voltage-limited: moving the tap helps (MW)
 
 
@@ -143,11 +142,9 @@ def test_equitable_is_fairer(dn: DistributionNetwork) -> None:
         mv = validate(dn, inj, bids, LIMITS, method=method, fairness="max_volume")
         eq = validate(dn, inj, bids, LIMITS, method=method, fairness="equitable")
         for direction in (UP, DOWN):
-            assert eq.info["directions"][direction]["min_share"] >= (
-                mv.info["directions"][direction]["min_share"] - 1e-9
-            )
-        j_mv = mv.info["directions"][DOWN]["jain"]
-        j_eq = eq.info["directions"][DOWN]["jain"]
+            assert eq.directions[direction].min_share >= mv.directions[direction].min_share - 1e-9
+        j_mv = mv.directions[DOWN].jain
+        j_eq = eq.directions[DOWN].jain
         assert j_eq >= j_mv - 1e-9, (method, j_eq, j_mv)
 
 
@@ -158,7 +155,7 @@ def test_jain_index() -> None:
     assert np.isnan(jain_index(np.zeros(0), np.zeros(0)))
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(VALIDATION_METHODS))
 def test_non_converging_baseline_rejects_everything(dn: DistributionNetwork, method) -> None:
     inj = dn.baseline(STEPS[0])
     inj.p_mw["load"] = inj.p_mw["load"] * 100.0
@@ -178,7 +175,7 @@ def test_infeasible_lp_rejects_the_direction(dn: DistributionNetwork, monkeypatc
     monkeypatch.setattr(linear_opf, "solve_lp", lambda *a, **k: (None, 1))
     res = validate(dn, inj, bids, LIMITS, method="linear_opf")
     assert not res.converged and "linear program infeasible" in res.message
-    failed = [d for d, e in res.info["directions"].items() if not e["converged"]]
+    failed = [d for d, s in res.directions.items() if not s.converged]
     assert failed
     for direction in failed:
         sel = ((bids["direction"] == direction) & (bids["mw"] > 1e-3)).to_numpy()  # active
@@ -201,9 +198,9 @@ def test_ac_opf_is_safe_and_close_to_linear_opf(dn: DistributionNetwork, fairnes
         ref = validate(dn, inj, bids, LIMITS, method="ac_opf", fairness=fairness)
         assert_safe(dn, inj, bids, ref)
         lin = validate(dn, inj, bids, LIMITS, method="linear_opf", fairness=fairness)
-        for direction, entry in ref.info["directions"].items():
-            if entry["converged"]:
-                offered = ref.info["directions"][direction]["offered_mw"]
+        for direction, stats in ref.directions.items():
+            if stats.converged:
+                offered = stats.offered_mw
                 gap = volume(ref, direction) - volume(lin, direction)
                 assert gap <= 0.05 * offered, (step, direction, gap)
 

@@ -272,29 +272,26 @@ class CoordinationModel:
 def validation_runs(
     period: int, validator: str, network: str, result: ValidationResult
 ) -> list[tuple]:
-    """One ``validation_runs`` row per direction from a validation result's info."""
-    info = result.info
-    rows = []
-    for direction, entry in sorted(info.get("directions", {}).items()):
-        rows.append(
-            (
-                period,
-                validator,
-                network,
-                info.get("method", ""),
-                info.get("fairness", ""),
-                direction,
-                entry.get("offered_mw", 0.0),
-                entry.get("validated_mw", 0.0),
-                entry.get("jain", np.nan),
-                entry.get("min_share", np.nan),
-                bool(entry.get("converged", result.converged)),
-                result.iterations,
-                int(entry.get("lp_solves", 0)),
-                "; ".join(entry.get("binding", [])),
-            )
+    """One ``validation_runs`` row per direction of a validation result."""
+    return [
+        (
+            period,
+            validator,
+            network,
+            result.method,
+            result.fairness,
+            direction,
+            stats.offered_mw,
+            stats.validated_mw,
+            stats.jain,
+            stats.min_share,
+            stats.converged,
+            result.iterations,
+            stats.lp_solves,
+            "; ".join(stats.binding),
         )
-    return rows
+        for direction, stats in sorted(result.directions.items())
+    ]
 
 
 def new_priority_effects() -> dict[str, float]:

@@ -119,8 +119,7 @@ def validate(
         log.debug("%s: baseline power flow did not converge, rejecting all bids", dn.code)
         why = "baseline power flow did not converge"
         reasons = np.array([f"rejected: {why}"] * len(bids), dtype=object)
-        search = _Search(None, {}, 1)
-        return _result(bids, reasons, search, method, fairness, t0, failure=why)
+        return _result(bids, reasons, _Search(None, {}, 1), method, fairness, t0, failure=why)
     taps0 = np.asarray(baseline.trafo_tap_pos, dtype=float)
     if len(bids) == 0:
         empty = np.zeros(0, dtype=object)
@@ -133,12 +132,10 @@ def validate(
     )
     candidates = tap_candidates(dn, taps0, reach) if oltc else None
     search = _search_taps(problem, baseline, base, taps0, candidates)
-    reasons = np.where(known, "ok", "rejected: unknown element").astype(object)
-    for direction, (sel, res) in search.outcomes.items():
-        reasons[sel] = res.reasons
+    for direction, (_, res) in search.outcomes.items():
         if not res.converged:
             log.debug("%s: %s bids rejected: %s (%s)", dn.code, direction, res.message, method)
-    return _result(bids, reasons, search, method, fairness, t0)
+    return _result(bids, _reasons(known, search.outcomes), search, method, fairness, t0)
 
 
 def validate_iterative(
@@ -285,6 +282,14 @@ def _result(
         fairness=fairness,
         tap_candidates=search.tried,
     )
+
+
+def _reasons(known: np.ndarray, outcomes: Outcomes) -> np.ndarray:
+    """Per bid: the method's reason, "ok" for bids it did not see, or the unknown element."""
+    reasons = np.where(known, "ok", "rejected: unknown element").astype(object)
+    for sel, res in outcomes.values():
+        reasons[sel] = res.reasons
+    return reasons
 
 
 def _direction_stats(

@@ -24,8 +24,8 @@ from market_sim.config import ScenarioConfig
 from market_sim.coordination import REGISTRY, PeriodOutcome
 from market_sim.coordination.base import accepted_none, new_priority_effects
 from market_sim.delivery import deliver
+from market_sim.grid.injections import injections_table
 from market_sim.grid.network import DistributionNetwork, load_network, profile_step
-from market_sim.grid.powerflow import injections_table
 from market_sim.kpis import period_kpis
 from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.markets.transmission import TransmissionNetwork, load_case

@@ -10,6 +10,8 @@ import pandapower as pp
 import pandas as pd
 import pytest
 
+from market_sim.grid.flow_summary import monitored_buses
+from market_sim.grid.injections import apply_bids, injections_table
 from market_sim.grid.network import (
     PROFILE_CACHE_VERSION,
     DistributionNetwork,
@@ -19,17 +21,9 @@ from market_sim.grid.network import (
     profile_step,
     step_of,
 )
-from market_sim.grid.powerflow import (
-    PowerFlowDetail,
-    apply_bids,
-    element_case_bus,
-    injection_sensitivities,
-    injections_table,
-    monitored_buses,
-    replay_power_flow,
-    run_power_flow,
-    run_power_flow_detailed,
-)
+from market_sim.grid.pandapower_reference import replay_power_flow
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow, run_power_flow_detailed
+from market_sim.grid.sensitivities import element_case_bus, injection_sensitivities
 from market_sim.grid.validation import validate_iterative
 from market_sim.types import DOWN, UP, Limits
 from tests.bids import make_bids, random_bids

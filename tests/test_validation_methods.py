@@ -15,8 +15,9 @@ import pytest
 from market_sim.grid import linear_opf
 from market_sim.grid.constraints import effective_limits, violations
 from market_sim.grid.fairness import jain_index
+from market_sim.grid.injections import apply_bids
 from market_sim.grid.network import DistributionNetwork, load_network
-from market_sim.grid.powerflow import apply_bids, run_power_flow, run_power_flow_detailed
+from market_sim.grid.powerflow import run_power_flow, run_power_flow_detailed
 from market_sim.grid.validation import VALIDATION_METHODS, validate
 from market_sim.types import DOWN, UP, Injections, Limits
 from tests.bids import make_bids
@@ -231,21 +232,22 @@ def test_adjoint_solves_match_superlu(dn: DistributionNetwork) -> None:
     """The triangular solves over SuperLU's factors equal SuperLU's own transposed solve."""
     import scipy.sparse.linalg as spla
 
-    from market_sim.grid import powerflow
+    from market_sim.grid.adjoint import adjoint_solve, factorise
+    from market_sim.grid.jacobian import jacobian
 
     d = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, write=False)
     model, v = d.state.model, d.state.v
-    jac = powerflow.jacobian(model, v)
+    jac = jacobian(model, v)
     grad = np.random.default_rng(0).normal(size=(jac.shape[0], 5))
     rows = np.arange(jac.shape[0])[::3]
     ref = spla.splu(jac, permc_spec="MMD_AT_PLUS_A").solve(grad, trans="T")[rows]
-    got = powerflow._adjoint_solve(powerflow._factorise(jac), grad, rows)
+    got = adjoint_solve(factorise(jac), grad, rows)
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
 
 
 def test_sensitivity_factorisation_reuse(dn: DistributionNetwork) -> None:
     """A kept factorisation is used only within the tolerance; at the same point it is exact."""
-    from market_sim.grid.powerflow import injection_sensitivities
+    from market_sim.grid.sensitivities import injection_sensitivities
 
     inj = dn.baseline(STEPS[0])
     d = run_power_flow_detailed(dn, inj, LIMITS, write=False)

@@ -30,7 +30,8 @@ from market_sim.grid.constraints import (
     violations,
 )
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import PowerFlowDetail, injection_sensitivities
+from market_sim.grid.powerflow import PowerFlowDetail
+from market_sim.grid.sensitivities import injection_sensitivities
 from market_sim.types import Injections, Limits
 
 #: Every cut of a relevant harmful bid removes at least this share of its quantity.

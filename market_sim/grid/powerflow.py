@@ -127,27 +127,3 @@ def _failed(dn: DistributionNetwork, runpp_reason: str) -> PowerFlowDetail:
         None,
         runpp_reason,
     )
-
-
-# Temporary re-exports while the rest of the repository still imports from here; the last
-# commit of this change moves those imports and deletes this block.
-from market_sim.grid.adjoint import adjoint_solve as _adjoint_solve  # noqa: E402, F401
-from market_sim.grid.adjoint import factorise as _factorise  # noqa: E402, F401
-from market_sim.grid.flow_summary import VIOLATION_TOL, monitored_buses  # noqa: E402, F401
-from market_sim.grid.injections import UP_SIGN as _UP_SIGN  # noqa: E402, F401
-from market_sim.grid.injections import (  # noqa: E402, F401
-    apply_bids,
-    apply_table,
-    injections_table,
-)
-from market_sim.grid.jacobian import branch_loading_gradient, jacobian  # noqa: E402, F401
-from market_sim.grid.pandapower_reference import replay_power_flow  # noqa: E402, F401
-from market_sim.grid.pandapower_reference import runpp_result as _runpp_result  # noqa: E402
-from market_sim.grid.sensitivities import (  # noqa: E402, F401
-    element_case_bus,
-    injection_sensitivities,
-)
-
-
-def _run_pandapower(net, limits, code=""):  # temporary, for benchmarks/bench_validation.py
-    return PowerFlowDetail(_runpp_result(net, limits, code), None, None, None)

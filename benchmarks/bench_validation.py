@@ -25,13 +25,10 @@ import time
 import numpy as np
 import pandas as pd
 
+from market_sim.grid.injections import apply_bids, write_injections
 from market_sim.grid.network import DistributionNetwork, load_network
-from market_sim.grid.powerflow import (
-    _run_pandapower,
-    apply_bids,
-    run_power_flow_detailed,
-    write_injections,
-)
+from market_sim.grid.pandapower_reference import runpp_result
+from market_sim.grid.powerflow import run_power_flow_detailed
 from market_sim.grid.validation import validate
 from market_sim.logs import quiet_third_party
 from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, Limits
@@ -92,7 +89,7 @@ def naive(
                 break
             trial = pd.concat([accepted, bid.to_frame().T.astype(BID_COLUMNS)])
             write_injections(dn, apply_bids(dn, inj, trial))
-            ok = _run_pandapower(dn.net, limits, dn.code).result.within_limits
+            ok = runpp_result(dn.net, limits, dn.code).within_limits
             checked += 1
             if ok:
                 accepted, validated = trial, validated + float(bid["mw"])
@@ -129,8 +126,8 @@ def main() -> None:
                 t = time.perf_counter()
                 res = validate(dn, inj, bids, limits, method=method, **opts)
                 times.setdefault(label, []).append(time.perf_counter() - t)
-                volumes.setdefault(label, []).append(res.info["validated_mw"])
-                rounds.setdefault(label, []).append(res.info["ac_iterations"])
+                volumes.setdefault(label, []).append(res.validated_mw)
+                rounds.setdefault(label, []).append(res.iterations)
             if big:
                 sec, checked, mw = naive(dn, inj, bids, limits, NAIVE_SUBSET)
                 naive_s.append(sec / checked * len(bids))  # extrapolated to all bids

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from market_sim.grid.powerflow import apply_bids, run_power_flow
+from market_sim.grid.injections import apply_bids
+from market_sim.grid.powerflow import run_power_flow
 from market_sim.types import Injections, PowerFlowResult
 
 

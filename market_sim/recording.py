@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from market_sim.coordination.period import PeriodOutcome
-from market_sim.grid.powerflow import injections_table
+from market_sim.grid.injections import injections_table
 from market_sim.results import Recorder
 from market_sim.types import Injections, PowerFlowResult
 

@@ -53,7 +53,7 @@ COORDINATION_MODELS = Family(
 VALIDATION_METHODS = Family(
     "validation method",
     {
-        "iterative_pf": "market_sim.grid.validation:validate_iterative",
+        "iterative_pf": "market_sim.grid.iterative_pf:validate_direction",
         "linear_opf": "market_sim.grid.linear_opf:validate_direction",
         "ac_opf": "market_sim.grid.ac_opf:validate_direction",
     },

@@ -109,15 +109,41 @@ class PowerFlowResult:
 
 
 @dataclass(frozen=True)
+class DirectionStats:
+    """What validating the bids of one direction gave: the numbers methods are compared by.
+
+    ``jain`` is Jain's index and ``min_share`` the smallest validated share of the offered
+    bids (NaN without them); ``lp_solves`` and ``binding`` are those of the chosen tap setting.
+    """
+
+    offered_mw: float
+    validated_mw: float
+    jain: float = float("nan")
+    min_share: float = float("nan")
+    converged: bool = True
+    lp_solves: int = 0
+    binding: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TapCandidate:
+    """One tap vector an OLTC validation tried and what it validated (None: unsafe alone)."""
+
+    taps: tuple[float, ...]
+    validated_mw: float | None
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     """Outcome of validating one bid book against one distribution network.
 
     ``table`` has one row per bid: ``bid_id``, ``validated_mw`` (0 <= validated <= offered) and
-    ``reason`` (``"ok"``, ``"cut: <constraint>"``, ``"rejected: <why>"``). ``trafo_tap_pos`` is
-    the tap vector (aligned with ``net.trafo``) the validation assumed: delivery must use it when
-    the validator chose taps (OLTC). ``info`` holds what researchers compare methods by: method,
-    fairness, offered and validated MW and Jain's index per direction, binding constraints,
-    AC power flows, LP solves, compute time.
+    ``reason`` (``"ok"``, ``"cut: <constraint>"``, ``"rejected: <why>"``). ``iterations``
+    counts the AC power flows. ``trafo_tap_pos`` is the tap vector (aligned with
+    ``net.trafo``) the validation assumed: delivery must use it when the validator chose taps
+    (OLTC). The rest is what researchers compare methods by: the method and fairness policy,
+    :class:`DirectionStats` per direction, LP solves (over every tap setting tried), compute
+    time and, with OLTC, the tap settings tried.
     """
 
     table: pd.DataFrame
@@ -126,4 +152,17 @@ class ValidationResult:
     binding: tuple[str, ...] = ()
     message: str = ""
     trafo_tap_pos: np.ndarray | None = None
-    info: dict = field(default_factory=dict)
+    method: str = ""
+    fairness: str = ""
+    directions: dict[str, DirectionStats] = field(default_factory=dict)
+    lp_solves: int = 0
+    time_s: float = 0.0
+    tap_candidates: tuple[TapCandidate, ...] = ()
+
+    @property
+    def offered_mw(self) -> float:
+        return float(sum(s.offered_mw for s in self.directions.values()))
+
+    @property
+    def validated_mw(self) -> float:
+        return float(self.table["validated_mw"].sum())

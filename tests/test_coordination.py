@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_sim.grid.powerflow import apply_bids, run_power_flow
+from market_sim.grid.injections import apply_bids
+from market_sim.grid.powerflow import run_power_flow
 from market_sim.registry import COORDINATION_MODELS
 
 EXPECTED = {
@@ -153,7 +154,7 @@ def test_models_of_a_scenario_face_the_same_forecast_errors(make_model, quicksta
 def test_tso_managed_is_one_integrated_problem_whose_dispatch_is_safe(make_model):
     """2a carries the DSO networks' constraints: a bigger problem than the hybrid TSO's, and
     its DER dispatch, applied to the state the DSOs reported, passes an AC power flow."""
-    from market_sim.grid.powerflow import injections_table
+    from market_sim.grid.injections import injections_table
     from market_sim.grid.state import injections_from_table
 
     sizes = {}

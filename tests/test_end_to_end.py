@@ -11,7 +11,7 @@ import yaml
 
 from market_sim import load_results
 from market_sim.cli import main
-from market_sim.grid.powerflow import replay_power_flow
+from market_sim.grid.pandapower_reference import replay_power_flow
 from market_sim.results import TABLES, tables_markdown
 from market_sim.types import Limits
 from tests.conftest import QUICKSTART, ROOT

@@ -22,13 +22,11 @@ from market_sim.grid.flexibility_area import (
     flexibility_area,
     interface_and_constraint_sensitivities,
 )
+from market_sim.grid.injections import apply_bids
 from market_sim.grid.linear_opf import validate_direction
 from market_sim.grid.network import DistributionNetwork, load_network, profile_step
-from market_sim.grid.powerflow import (
-    apply_bids,
-    element_case_bus,
-    run_power_flow_detailed,
-)
+from market_sim.grid.powerflow import run_power_flow_detailed
+from market_sim.grid.sensitivities import element_case_bus
 from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, Limits
 
 CODES = ("1-MV-semiurb--2-sw", "1-MV-rural--2-sw")

@@ -10,6 +10,8 @@ import pandapower as pp
 import pandas as pd
 import pytest
 
+from market_sim.grid.flow_summary import monitored_buses
+from market_sim.grid.injections import apply_bids, injections_table
 from market_sim.grid.network import (
     PROFILE_CACHE_VERSION,
     DistributionNetwork,
@@ -19,17 +21,9 @@ from market_sim.grid.network import (
     profile_step,
     step_of,
 )
-from market_sim.grid.powerflow import (
-    PowerFlowDetail,
-    apply_bids,
-    element_case_bus,
-    injection_sensitivities,
-    injections_table,
-    monitored_buses,
-    replay_power_flow,
-    run_power_flow,
-    run_power_flow_detailed,
-)
+from market_sim.grid.pandapower_reference import replay_power_flow
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow, run_power_flow_detailed
+from market_sim.grid.sensitivities import element_case_bus, injection_sensitivities
 from market_sim.grid.validation import validate_iterative
 from market_sim.types import DOWN, UP, Limits
 from tests.bids import make_bids, random_bids
@@ -323,9 +317,26 @@ def test_unsupported_network_falls_back_to_pandapower() -> None:
     dn = dataclasses.replace(one, net=net, solver_cache={})
     d = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS)
     assert d.result.converged and d.state is None
+    assert "ext_grid" in d.runpp_reason  # visible, so that a run can record the fallback
     assert injection_sensitivities(d, [("vm", 5)]) is None
     pp.runpp(net, numba=False, calculate_voltage_angles=True)
     np.testing.assert_allclose(d.vm_pu, net.res_bus.vm_pu.to_numpy(), atol=TOL)
+
+
+def test_a_bug_in_the_power_flow_is_not_non_convergence(
+    dn: DistributionNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the solvers' own failures mean "not converged"; any other error propagates."""
+    from market_sim.grid import lightsim_model
+
+    assert run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS).runpp_reason == ""
+
+    def broken(model, v):
+        raise TypeError("a programming error")
+
+    monkeypatch.setattr(lightsim_model, "_flows", broken)
+    with pytest.raises(TypeError):
+        run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS)
 
 
 @pytest.mark.slow

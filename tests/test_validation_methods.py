@@ -15,9 +15,11 @@ import pytest
 from market_sim.grid import linear_opf
 from market_sim.grid.constraints import effective_limits, violations
 from market_sim.grid.fairness import jain_index
+from market_sim.grid.injections import apply_bids
 from market_sim.grid.network import DistributionNetwork, load_network
-from market_sim.grid.powerflow import apply_bids, run_power_flow, run_power_flow_detailed
-from market_sim.grid.validation import METHODS, validate
+from market_sim.grid.powerflow import run_power_flow, run_power_flow_detailed
+from market_sim.grid.validation import validate
+from market_sim.registry import VALIDATION_METHODS
 from market_sim.types import DOWN, UP, Injections, Limits
 from tests.bids import make_bids
 from tests.bids import random_bids as shared_random_bids
@@ -60,7 +62,7 @@ def assert_safe(dn: DistributionNetwork, inj: Injections, bids: pd.DataFrame, re
 
 
 def volume(res, direction: str) -> float:
-    return res.info["directions"][direction]["validated_mw"]
+    return res.directions[direction].validated_mw
 
 
 # ------------------------------------------------------------------------------------------
@@ -88,10 +90,9 @@ def test_validated_sets_pass_ac_power_flow(dn: DistributionNetwork, method, fair
         res = validate(dn, inj, bids, LIMITS, method=method, fairness=fairness)
         assert res.converged, res.message
         assert_safe(dn, inj, bids, res)
-        info = res.info
-        assert info["method"] == method and info["time_s"] > 0 and info["ac_iterations"] >= 1
-        assert info["offered_mw"] == pytest.approx(bids["mw"].sum())
-        assert info["validated_mw"] == pytest.approx(res.table["validated_mw"].sum())
+        assert res.method == method and res.time_s > 0 and res.iterations >= 1
+        assert res.offered_mw == pytest.approx(bids["mw"].sum())
+        assert res.validated_mw == pytest.approx(res.table["validated_mw"].sum())
     assert unchecked_violations > 0  # the cases are ones where validation matters
 
 
@@ -107,11 +108,11 @@ def test_linear_opf_validates_at_least_as_much_as_iterative(dn: DistributionNetw
         bids = random_bids(dn, inj, seed=100 + k)
         res = {m: validate(dn, inj, bids, LIMITS, method=m) for m in total}
         for direction in (UP, DOWN):
-            offered = res["linear_opf"].info["directions"][direction]["offered_mw"]
+            offered = res["linear_opf"].directions[direction].offered_mw
             lin, it = volume(res["linear_opf"], direction), volume(res["iterative_pf"], direction)
             assert lin >= it - 0.01 * offered, (step, direction, lin, it)
         for m in total:
-            total[m] += res[m].info["validated_mw"]
+            total[m] += res[m].validated_mw
     assert total["linear_opf"] > total["iterative_pf"]
 
 
@@ -123,9 +124,9 @@ def test_oltc_validates_at_least_as_much(dn: DistributionNetwork) -> None:
         fixed = validate(dn, inj, bids, LIMITS, method="linear_opf")
         free = validate(dn, inj, bids, LIMITS, method="linear_opf", oltc=True)
         assert free.converged and free.trafo_tap_pos is not None
-        assert free.info["validated_mw"] >= fixed.info["validated_mw"] - 1e-9
+        assert free.validated_mw >= fixed.validated_mw - 1e-9
         assert_safe(dn, inj, bids, free)  # safe at the chosen taps
-        gains += free.info["validated_mw"] - fixed.info["validated_mw"]
+        gains += free.validated_mw - fixed.validated_mw
     assert gains > 0.5  # these midday cases are voltage-limited: moving the tap helps (MW)
 
 
@@ -143,11 +144,9 @@ def test_equitable_is_fairer(dn: DistributionNetwork) -> None:
         mv = validate(dn, inj, bids, LIMITS, method=method, fairness="max_volume")
         eq = validate(dn, inj, bids, LIMITS, method=method, fairness="equitable")
         for direction in (UP, DOWN):
-            assert eq.info["directions"][direction]["min_share"] >= (
-                mv.info["directions"][direction]["min_share"] - 1e-9
-            )
-        j_mv = mv.info["directions"][DOWN]["jain"]
-        j_eq = eq.info["directions"][DOWN]["jain"]
+            assert eq.directions[direction].min_share >= mv.directions[direction].min_share - 1e-9
+        j_mv = mv.directions[DOWN].jain
+        j_eq = eq.directions[DOWN].jain
         assert j_eq >= j_mv - 1e-9, (method, j_eq, j_mv)
 
 
@@ -158,7 +157,7 @@ def test_jain_index() -> None:
     assert np.isnan(jain_index(np.zeros(0), np.zeros(0)))
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", VALIDATION_METHODS.names)
 def test_non_converging_baseline_rejects_everything(dn: DistributionNetwork, method) -> None:
     inj = dn.baseline(STEPS[0])
     inj.p_mw["load"] = inj.p_mw["load"] * 100.0
@@ -178,7 +177,7 @@ def test_infeasible_lp_rejects_the_direction(dn: DistributionNetwork, monkeypatc
     monkeypatch.setattr(linear_opf, "solve_lp", lambda *a, **k: (None, 1))
     res = validate(dn, inj, bids, LIMITS, method="linear_opf")
     assert not res.converged and "linear program infeasible" in res.message
-    failed = [d for d, e in res.info["directions"].items() if not e["converged"]]
+    failed = [d for d, s in res.directions.items() if not s.converged]
     assert failed
     for direction in failed:
         sel = ((bids["direction"] == direction) & (bids["mw"] > 1e-3)).to_numpy()  # active
@@ -201,9 +200,9 @@ def test_ac_opf_is_safe_and_close_to_linear_opf(dn: DistributionNetwork, fairnes
         ref = validate(dn, inj, bids, LIMITS, method="ac_opf", fairness=fairness)
         assert_safe(dn, inj, bids, ref)
         lin = validate(dn, inj, bids, LIMITS, method="linear_opf", fairness=fairness)
-        for direction, entry in ref.info["directions"].items():
-            if entry["converged"]:
-                offered = ref.info["directions"][direction]["offered_mw"]
+        for direction, stats in ref.directions.items():
+            if stats.converged:
+                offered = stats.offered_mw
                 gap = volume(ref, direction) - volume(lin, direction)
                 assert gap <= 0.05 * offered, (step, direction, gap)
 
@@ -234,21 +233,22 @@ def test_adjoint_solves_match_superlu(dn: DistributionNetwork) -> None:
     """The triangular solves over SuperLU's factors equal SuperLU's own transposed solve."""
     import scipy.sparse.linalg as spla
 
-    from market_sim.grid import powerflow
+    from market_sim.grid.adjoint import adjoint_solve, factorise
+    from market_sim.grid.jacobian import jacobian
 
     d = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, write=False)
     model, v = d.state.model, d.state.v
-    jac = powerflow.jacobian(model, v)
+    jac = jacobian(model, v)
     grad = np.random.default_rng(0).normal(size=(jac.shape[0], 5))
     rows = np.arange(jac.shape[0])[::3]
     ref = spla.splu(jac, permc_spec="MMD_AT_PLUS_A").solve(grad, trans="T")[rows]
-    got = powerflow._adjoint_solve(powerflow._factorise(jac), grad, rows)
+    got = adjoint_solve(factorise(jac), grad, rows)
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
 
 
 def test_sensitivity_factorisation_reuse(dn: DistributionNetwork) -> None:
     """A kept factorisation is used only within the tolerance; at the same point it is exact."""
-    from market_sim.grid.powerflow import injection_sensitivities
+    from market_sim.grid.sensitivities import injection_sensitivities
 
     inj = dn.baseline(STEPS[0])
     d = run_power_flow_detailed(dn, inj, LIMITS, write=False)

@@ -8,8 +8,8 @@ import pandas as pd
 
 from market_sim.config import DsoConfig
 from market_sim.grid.flexibility_area import flexibility_area
+from market_sim.grid.injections import injections_table
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import injections_table
 from market_sim.grid.validation import validate
 from market_sim.markets.aggregation import aggregate_offer, disaggregate
 from market_sim.markets.local_market import LocalMarketResult, clear_local_market

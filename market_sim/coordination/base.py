@@ -237,26 +237,23 @@ class CoordinationModel:
 def validation_runs(
     period: int, validator: str, network: str, result: ValidationResult
 ) -> list[dict[str, Any]]:
-    """One ``validation_runs`` row per direction from a validation result's info."""
-    info = result.info
-    rows = []
-    for direction, entry in sorted(info.get("directions", {}).items()):
-        rows.append(
-            {
-                "period": period,
-                "validator": validator,
-                "network": network,
-                "method": info.get("method", ""),
-                "fairness": info.get("fairness", ""),
-                "direction": direction,
-                "offered_mw": entry.get("offered_mw", 0.0),
-                "validated_mw": entry.get("validated_mw", 0.0),
-                "jain_index": entry.get("jain", np.nan),
-                "min_share": entry.get("min_share", np.nan),
-                "converged": bool(entry.get("converged", result.converged)),
-                "ac_power_flows": result.iterations,
-                "lp_solves": int(entry.get("lp_solves", 0)),
-                "binding": "; ".join(entry.get("binding", [])),
-            }
-        )
-    return rows
+    """One ``validation_runs`` row per direction of a validation result."""
+    return [
+        {
+            "period": period,
+            "validator": validator,
+            "network": network,
+            "method": result.method,
+            "fairness": result.fairness,
+            "direction": direction,
+            "offered_mw": stats.offered_mw,
+            "validated_mw": stats.validated_mw,
+            "jain_index": stats.jain,
+            "min_share": stats.min_share,
+            "converged": stats.converged,
+            "ac_power_flows": result.iterations,
+            "lp_solves": stats.lp_solves,
+            "binding": "; ".join(stats.binding),
+        }
+        for direction, stats in sorted(result.directions.items())
+    ]

@@ -26,7 +26,7 @@ from market_sim.coordination.period import (
 )
 from market_sim.markets.central import IntegratedResult
 from market_sim.messages import Kind
-from market_sim.types import ValidationResult
+from market_sim.types import DirectionStats, ValidationResult
 
 
 class TsoManaged(CoordinationModel):
@@ -62,15 +62,23 @@ class TsoManaged(CoordinationModel):
                 "reason": reason,
             }
         )
+        converged = reason == "ok"
         directions = {
-            d: {
-                "offered_mw": float(mine.mw[mine.direction == d].sum()),
-                "validated_mw": float(validated[mine.bid_id[mine.direction == d]].sum()),
-            }
+            d: DirectionStats(
+                offered_mw=float(mine.mw[mine.direction == d].sum()),
+                validated_mw=float(validated[mine.bid_id[mine.direction == d]].sum()),
+                converged=converged,
+            )
             for d in ("down", "up")
         }
-        info = {"method": "integrated_dc_opf", "fairness": "", "directions": directions}
-        return ValidationResult(table, integrated.rounds, reason == "ok", (), reason, None, info)
+        return ValidationResult(
+            table,
+            integrated.rounds,
+            converged,
+            message=reason,
+            method="integrated_dc_opf",
+            directions=directions,
+        )
 
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
         clock, bids, parties = ctx.clock, inputs.bids, self.parties

@@ -37,8 +37,9 @@ from market_sim.grid.constraints import (
     check,
     violations,
 )
+from market_sim.grid.injections import write_injections
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import PowerFlowDetail, write_injections
+from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.types import Injections, Limits
 
 log = logging.getLogger(__name__)

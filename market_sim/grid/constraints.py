@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from market_sim.grid.flow_summary import VIOLATION_TOL, monitored_buses
+from market_sim.grid.injections import UP_SIGN
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import (
-    _UP_SIGN,
-    VIOLATION_TOL,
-    PowerFlowDetail,
-    element_case_bus,
-    monitored_buses,
-    run_power_flow_detailed,
-)
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.grid.sensitivities import element_case_bus
 from market_sim.types import ELEMENT_TABLES, UP, Injections, Limits
 
 #: Quantities below this are validated as zero (MW); 1 kW is below any metering resolution.
@@ -144,7 +140,7 @@ class BidLayout:
                 idx = bids["element_index"].to_numpy()[sel]
                 positions[sel] = dn.net[table].index.get_indexer(idx)
         sign = np.where(bids["direction"].to_numpy() == UP, 1.0, -1.0)
-        delta = np.array([_UP_SIGN[t] for t in tables]) * sign if len(tables) else sign
+        delta = np.array([UP_SIGN[t] for t in tables]) * sign if len(tables) else sign
         offered = bids["mw"].to_numpy(dtype=float)
         return cls(tables, positions, delta, sign, offered)
 

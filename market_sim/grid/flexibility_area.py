@@ -72,15 +72,11 @@ from market_sim.grid.constraints import (
     values,
     violations,
 )
+from market_sim.grid.flow_summary import VIOLATION_TOL
+from market_sim.grid.jacobian import branch_loading_gradient, jacobian
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import (
-    VIOLATION_TOL,
-    PowerFlowDetail,
-    branch_loading_gradient,
-    element_case_bus,
-    jacobian,
-    run_power_flow_detailed,
-)
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.grid.sensitivities import element_case_bus
 from market_sim.types import Injections, Limits
 
 log = logging.getLogger(__name__)

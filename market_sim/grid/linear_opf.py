@@ -69,7 +69,8 @@ from market_sim.grid.constraints import (
     violations,
 )
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import PowerFlowDetail, injection_sensitivities
+from market_sim.grid.powerflow import PowerFlowDetail
+from market_sim.grid.sensitivities import injection_sensitivities
 from market_sim.types import Injections, Limits
 
 log = logging.getLogger(__name__)

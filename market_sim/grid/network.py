@@ -77,8 +77,9 @@ class DistributionNetwork:
     ``profiles`` are absolute (MW / Mvar, scaled) arrays of shape ``[35136, n_elements]``
     aligned with ``net.load`` / ``net.sgen`` positional order, as lazily scaled
     :class:`ProfileArray` views of the memory-mapped cache (read rows: ``profiles[k][step]``).
-    ``solver_cache`` is private state of :mod:`market_sim.grid.powerflow` (the compiled
-    admittance model), kept here so that it lives exactly as long as the net.
+    ``solver_cache`` is private state of the solvers (mostly :mod:`market_sim.grid.lightsim_model`:
+    the lightsim2grid models per tap setting), kept here so that it lives exactly as long as
+    the net.
     """
 
     code: str

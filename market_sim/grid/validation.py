@@ -2,37 +2,25 @@
 
 The DSO answers one question per bid: how many MW of it may be activated without driving the
 distribution network out of its limits? Up and down bids are validated separately because a
-TSO never activates both directions at once. :func:`validate` dispatches by name to
+TSO never activates both directions at once. :func:`validate` dispatches by name, through
+the registry :data:`market_sim.registry.VALIDATION_METHODS`, to
 
-* ``iterative_pf`` (this module): rule-based iterative power flow, cut and re-check;
+* ``iterative_pf`` (:mod:`.iterative_pf`): rule-based iterative power flow, cut and re-check;
 * ``linear_opf`` (:mod:`.linear_opf`): sensitivity LP with AC verification, the fast path;
 * ``ac_opf`` (:mod:`.ac_opf`): pandapower's AC OPF, the slow reference on small networks;
 
 with a fairness policy (:mod:`.fairness`: ``max_volume`` or ``equitable``) and optionally the
 DSO's own HV/MV tap changers (:mod:`.oltc`). Every method sees the same effective limits
-(:mod:`.constraints`) and reports per period, in :attr:`ValidationResult.info`: volume
-offered and validated, binding constraints, AC power flows run, LP solves, compute time and
-Jain's index of the accepted shares.
-
-The rule-based iterative method:
-
-1. activate all bids at their currently validated quantity and run an AC power flow;
-2. if every monitored quantity is within its limit, stop: that quantity is validated;
-3. otherwise, for every violated constraint compute the sensitivity of the constrained
-   quantity to each bid (adjoint of the Newton-Raphson Jacobian, one solve per constraint),
-   and cut the harmful bids: the needed reduction (overshoot plus a margin that grows with the
-   iteration count) is distributed in proportion to sensitivity x quantity (``max_volume``: the
-   most effective bids are cut most) or as one common share of every harmful bid
-   (``equitable``); bids that do not harm the constraint are not cut. Every harmful bid that
-   matters is cut by at least ``MIN_CUT_FRACTION`` so that the loop terminates; then go to 1.
+(:mod:`.constraints`) and the result reports per period (:class:`ValidationResult` and its
+:class:`DirectionStats`): volume offered and validated, binding constraints, AC power flows
+run, LP solves, compute time and Jain's index of the accepted shares.
 
 Pre-existing violations (already present in the baseline, before any bid): the baseline level
 becomes the limit of that element, i.e. bids may not make it worse, and bids that would are
 cut. The DSO never validates something unsafe: if the baseline power flow fails, everything
-is rejected; if a direction does not reach a feasible point within its budget of power flows,
-every bid of that direction is rejected (validated_mw = 0), the other direction keeps its
-result, and ``converged`` is False. A non-converging power flow during the iterative loop is
-treated by bisection towards the last converged activation.
+is rejected; if a direction does not reach a feasible point within its budget, every bid of
+that direction is rejected (validated_mw = 0), the other direction keeps its result, and
+``converged`` is False.
 """
 
 from __future__ import annotations
@@ -40,229 +28,60 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from market_sim.grid import ac_opf, linear_opf
-from market_sim.grid.constraints import (
-    MIN_MW,
-    BidLayout,
-    Caps,
-    DirectionOutcome,
-    Violation,
-    check,
-    effective_limits,
-    violations,
-    within,
-)
+from market_sim.grid.constraints import MIN_MW, Caps, DirectionOutcome, effective_limits, within
 from market_sim.grid.fairness import check_fairness, jain_index, min_share
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.oltc import tap_candidates
-from market_sim.grid.powerflow import (
-    PowerFlowDetail,
-    injection_sensitivities,
-    run_power_flow_detailed,
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.registry import VALIDATION_METHODS
+from market_sim.types import (
+    DIRECTIONS,
+    ELEMENT_TABLES,
+    DirectionStats,
+    Injections,
+    Limits,
+    TapCandidate,
+    ValidationResult,
 )
-from market_sim.types import DIRECTIONS, ELEMENT_TABLES, Injections, Limits, ValidationResult
 
 log = logging.getLogger(__name__)
-
-#: Every cut of a relevant harmful bid removes at least this share of its quantity.
-MIN_CUT_FRACTION = 0.05
-#: Extra reduction beyond the linear estimate (grows by the same amount every iteration).
-CUT_MARGIN = 0.02
-#: Absolute aim inside the limit: pu for voltage, percent for loading.
-ABS_MARGIN = {"vmax": 2e-4, "vmin": 2e-4, "line": 0.1, "trafo": 0.1}
-#: No single round removes more than this share of a bid: far from the limit the linear
-#: model overstates the cut needed (the loop re-linearises closer to the limit instead).
-MAX_CUT_FRACTION = 0.9
-
-# --------------------------------------------------------------------------------------------
-# Rule-based iterative power flow
-
-
-def _distribute(sens: np.ndarray, x: np.ndarray, need: float, equal_share: bool) -> np.ndarray:
-    """Cuts c (0 <= c <= x) with sum(sens*c) = need.
-
-    ``equal_share=False``: proportional to sens*x (water filling); ``True``: the same share of
-    every harmful bid (c = beta * x).
-    """
-    cut = np.zeros_like(x)
-    free = (sens > 0) & (x > 0)
-    if equal_share:
-        total = float(np.sum(sens[free] * x[free]))
-        if total > 0:
-            cut[free] = min(1.0, need / total) * x[free]
-        return cut
-    remaining = need
-    for _ in range(len(x) + 1):
-        if remaining <= 0 or not free.any():
-            break
-        beta = remaining / np.sum(sens[free] ** 2 * x[free])
-        trial = beta * sens * x
-        capped = free & (trial >= x)
-        if not capped.any():
-            cut[free] = trial[free]
-            break
-        cut[capped] = x[capped]
-        remaining -= float(np.sum(sens[capped] * x[capped]))
-        free &= ~capped
-    return cut
-
-
-def _bid_sensitivities(d: PowerFlowDetail, viol: list[Violation], layout: BidLayout) -> np.ndarray:
-    """[n_violations, n_bids] increase of each violated quantity per MW of each bid.
-
-    Positive means the bid makes the violation worse. Without sensitivities (pandapower
-    fallback path) every bid is treated as equally harmful.
-    """
-    constraints = [("vm" if v.kind in ("vmax", "vmin") else v.kind, v.pos) for v in viol]
-    sens_bus = injection_sensitivities(d, constraints)
-    if sens_bus is None:
-        return np.ones((len(viol), len(layout.offered)))
-    case_bus = layout.case_bus(d)
-    s = np.where(case_bus >= 0, sens_bus[:, np.maximum(case_bus, 0)], 0.0) * layout.inj_sign
-    flip = np.array([-1.0 if v.kind == "vmin" else 1.0 for v in viol])
-    return s * flip[:, None]
-
-
-def _cuts(
-    viol: list[Violation],
-    sens: np.ndarray,
-    x: np.ndarray,
-    rounds: int,
-    explained_only: bool,
-    equal_share: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bid cut (MW) and the index of the violation that demanded the largest cut.
-
-    A violation counts as *explained* when the harmful bids account, to first order, for at
-    least half of its overshoot; unexplained ones come from far-off nonlinear operating points
-    and their sensitivities would cut innocent bids.
-    """
-    cut = np.zeros_like(x)
-    cut_by = np.full(len(x), -1, dtype=np.int64)
-    for k, v in enumerate(viol):
-        s = sens[k]
-        harm = np.where(s > 0, s * x, 0.0)
-        total = harm.sum()
-        if total <= 0 or (explained_only and total < 0.5 * v.overshoot):
-            continue
-        need = v.overshoot * (1.0 + CUT_MARGIN * rounds) + ABS_MARGIN[v.kind] * (1 + rounds)
-        c = _distribute(s, x, need, equal_share)
-        relevant = (harm > 0) if equal_share else (harm >= 0.01 * harm.max())
-        if equal_share:
-            share = max(float(np.max(c[relevant] / x[relevant])), MIN_CUT_FRACTION)
-            c = np.where(relevant, share * x, 0.0)
-        c = np.where(relevant, np.maximum(c, MIN_CUT_FRACTION * x), c)
-        c = np.minimum(c, np.where(x > 10 * MIN_MW, MAX_CUT_FRACTION * x, x))
-        better = c > cut
-        cut_by[better] = k
-        cut = np.maximum(cut, c)
-    return cut, cut_by
-
-
-def _iterative_direction(
-    dn: DistributionNetwork,
-    baseline: Injections,
-    base: PowerFlowDetail,
-    bids: pd.DataFrame,
-    caps: Caps,
-    limits: Limits,
-    fairness: str = "max_volume",
-    max_iter: int = 30,
-) -> DirectionOutcome:
-    """Iterative power-flow validation of the bids of one direction."""
-    layout = BidLayout.of(dn, bids)
-    offered = layout.offered
-    equal_share = fairness == "equitable"
-    x = offered.copy()
-    x_conv = np.zeros_like(x)  # last activation whose power flow converged
-    reasons = ["ok"] * len(x)
-    binding: list[str] = []
-    rounds = 0  # sensitivity-based cut rounds so far (the margin grows with them)
-    last = base  # warm start of the next Newton-Raphson
-    for it in range(1, max_iter + 1):
-        d = check(dn, layout, baseline, x, limits, warm=last)
-        if not d.result.converged:
-            # Bisection towards the last activation that converged (the baseline at worst).
-            x = x_conv + 0.5 * (x - x_conv)
-            for i in np.flatnonzero(x < offered - MIN_MW):
-                reasons[i] = "cut: power flow did not converge"
-            continue
-        x_conv = x.copy()
-        last = d
-        viol = violations(dn, d, caps)
-        if not viol:
-            return DirectionOutcome(x, reasons, True, it, binding)
-        sens = _bid_sensitivities(d, viol, layout)
-        cut, cut_by = _cuts(viol, sens, x, rounds, True, equal_share)
-        if not cut.any():
-            # The linear model explains none of the violations (far from the operating point,
-            # e.g. absurd bids): fall back to every harmful bid, then to a uniform back-off.
-            cut, cut_by = _cuts(viol, sens, x, rounds, False, equal_share)
-        if not cut.any():
-            cut, cut_by = 0.5 * x, np.zeros(len(x), dtype=np.int64)
-        rounds += 1
-        for k in np.unique(cut_by[cut > 0]):
-            if viol[k].name not in binding:
-                binding.append(viol[k].name)
-        x = np.maximum(x - cut, 0.0)
-        x[x < MIN_MW] = 0.0
-        for i in np.flatnonzero(cut > 0):
-            reasons[i] = f"cut: {viol[max(cut_by[i], 0)].name}"
-    return DirectionOutcome.rejected(
-        len(x), f"no feasible activation in {max_iter} power flows", max_iter, binding
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Registry and the common driver
 
 #: (dn, baseline, base power flow, bids of one direction, caps, limits, fairness, **options)
 DirectionValidator = Callable[..., DirectionOutcome]
 
-METHODS: dict[str, DirectionValidator] = {
-    "iterative_pf": _iterative_direction,
-    "linear_opf": linear_opf.validate_direction,
-    "ac_opf": ac_opf.validate_direction,
-}
+#: Bids of one direction (mask over the bid book) and what validating them produced.
+Outcomes = dict[str, tuple[np.ndarray, DirectionOutcome]]
 
 
-def _method(name: str) -> DirectionValidator:
-    if name not in METHODS:
-        raise ValueError(f"unknown validation method {name!r}; allowed: {', '.join(METHODS)}")
-    return METHODS[name]
+@dataclass(frozen=True)
+class _Problem:
+    """Everything a validation method is called with, fixed for one call of :func:`validate`."""
+
+    dn: DistributionNetwork
+    bids: pd.DataFrame
+    active: np.ndarray  # bids that are validated at all (known element, positive quantity)
+    caps: Caps
+    limits: Limits
+    solver: DirectionValidator
+    fairness: str
+    options: dict[str, Any]
 
 
-def _with_taps(baseline: Injections, taps: np.ndarray) -> Injections:
-    out = baseline.copy()
-    out.trafo_tap_pos = np.asarray(taps, dtype=float).copy()
-    return out
+@dataclass(frozen=True)
+class _Search:
+    """The best tap setting found, its outcomes, and the work it took to find it."""
 
-
-def _validate_at(
-    dn: DistributionNetwork,
-    baseline: Injections,
-    base: PowerFlowDetail,
-    bids: pd.DataFrame,
-    active: np.ndarray,
-    caps: Caps,
-    limits: Limits,
-    solver: DirectionValidator,
-    fairness: str,
-    options: dict[str, Any],
-) -> dict[str, tuple[np.ndarray, DirectionOutcome]]:
-    out = {}
-    directions = bids["direction"].to_numpy()
-    for direction in DIRECTIONS:
-        sel = active & (directions == direction)
-        if sel.any():
-            res = solver(dn, baseline, base, bids[sel], caps, limits, fairness, **options)
-            out[direction] = (sel, res)
-    return out
+    taps: np.ndarray | None
+    outcomes: Outcomes
+    iterations: int
+    lp_solves: int = 0
+    tried: tuple[TapCandidate, ...] = ()
 
 
 def validate(
@@ -277,116 +96,39 @@ def validate(
 ) -> ValidationResult:
     """Validate a bid book on ``dn`` around ``baseline`` with the named method.
 
-    ``method``: a key of :data:`METHODS`; ``fairness``: ``max_volume`` or ``equitable``;
-    ``oltc``: let the DSO pick its HV/MV tap positions (:mod:`.oltc`) for the largest total
-    validated volume; the chosen taps are in ``trafo_tap_pos``. ``options`` go to the method
-    (``max_iter`` for iterative_pf, ``max_rounds`` for linear_opf / ac_opf) except
-    ``oltc_reach`` (tap steps tried each side, default 2). Unknown names raise ValueError;
-    everything else is reported in the result, never raised.
+    ``method``: a name in :data:`market_sim.registry.VALIDATION_METHODS`; ``fairness``:
+    ``max_volume`` or ``equitable``; ``oltc``: let the DSO pick its HV/MV tap positions
+    (:mod:`.oltc`) for the largest total validated volume; the chosen taps are in ``trafo_tap_pos``. ``options`` go
+    to the method (``max_iter`` for iterative_pf, ``max_rounds`` for linear_opf / ac_opf)
+    except ``oltc_reach`` (tap steps tried each side, default 2). Unknown names raise
+    ValueError; everything else is reported in the result, never raised.
     """
     solver = _method(method)
     check_fairness(fairness)
     reach = int(options.pop("oltc_reach", 2))
     t0 = time.perf_counter()
-    n = len(bids)
-    bid_ids = bids["bid_id"].to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
-    validated = np.zeros(n)
-    reasons = np.array(["ok"] * n, dtype=object)
-    mw = bids["mw"].to_numpy(dtype=float) if n else np.zeros(0)
-    info: dict[str, Any] = {"method": method, "fairness": fairness, "oltc": oltc}
-
-    def result(
-        iterations: int,
-        converged: bool,
-        binding: list[str],
-        msg: str,
-        taps: np.ndarray | None,
-    ) -> ValidationResult:
-        table = pd.DataFrame(
-            {"bid_id": bid_ids, "validated_mw": validated, "reason": reasons.astype(str)}
-        )
-        directions = bids["direction"].to_numpy() if n else np.zeros(0, dtype=object)
-        per_dir = info.setdefault("directions", {})
-        for direction in DIRECTIONS:
-            sel = directions == direction
-            entry = per_dir.setdefault(direction, {})
-            entry.update(
-                offered_mw=float(np.nansum(mw[sel])),
-                validated_mw=float(validated[sel].sum()),
-                jain=jain_index(validated[sel], mw[sel]),
-                min_share=min_share(validated[sel], mw[sel]),
-            )
-        info.update(
-            offered_mw=float(np.nansum(mw)),
-            validated_mw=float(validated.sum()),
-            binding=list(binding),
-            ac_iterations=iterations,
-            time_s=time.perf_counter() - t0,
-        )
-        info.setdefault("lp_solves", 0)
-        return ValidationResult(table, iterations, converged, tuple(binding), msg, taps, info)
-
     base = run_power_flow_detailed(dn, baseline, limits, write=False)
     if not base.result.converged:
-        reasons[:] = "rejected: baseline power flow did not converge"
         log.debug("%s: baseline power flow did not converge, rejecting all bids", dn.code)
-        return result(1, False, [], "baseline power flow did not converge", None)
+        why = "baseline power flow did not converge"
+        reasons = np.array([f"rejected: {why}"] * len(bids), dtype=object)
+        return _result(bids, reasons, _Search(None, {}, 1), method, fairness, t0, failure=why)
     taps0 = np.asarray(baseline.trafo_tap_pos, dtype=float)
-    if n == 0:
-        return result(1, True, [], "", taps0)
-
-    known = np.zeros(n, dtype=bool)
-    elements = bids["element"].to_numpy(dtype=object)
-    for table in ELEMENT_TABLES:
-        sel = elements == table
-        if sel.any():
-            known[sel] = dn.net[table].index.get_indexer(bids["element_index"][sel]) >= 0
-    reasons[~known] = "rejected: unknown element"
-    active = known & np.isfinite(mw) & (mw > MIN_MW)
-
+    if len(bids) == 0:
+        empty = np.zeros(0, dtype=object)
+        return _result(bids, empty, _Search(taps0, {}, 1), method, fairness, t0)
+    known = _known(dn, bids)
+    mw = bids["mw"].to_numpy(dtype=float)
     caps = effective_limits(dn, base, limits)
-    candidates = tap_candidates(dn, taps0, reach) if oltc else [taps0]
-    best, best_volume, iterations, tried = None, -1.0, 1, []
-    for taps in candidates:
-        inj, d = baseline, base
-        if taps is not taps0:
-            inj = _with_taps(baseline, taps)
-            d = run_power_flow_detailed(dn, inj, limits, write=False, warm_start=base)
-            iterations += 1
-            if not within(dn, d, caps):  # the new taps alone must keep the network safe
-                tried.append({"taps": taps.tolist(), "validated_mw": None})
-                continue
-        outcomes = _validate_at(dn, inj, d, bids, active, caps, limits, solver, fairness, options)
-        iterations += sum(o.ac_iterations for _, o in outcomes.values())
-        info["lp_solves"] = info.get("lp_solves", 0) + sum(
-            o.lp_solves for _, o in outcomes.values()
-        )
-        volume = sum(float(o.x.sum()) for _, o in outcomes.values())
-        tried.append({"taps": taps.tolist(), "validated_mw": volume})
-        if volume > best_volume + 1e-9:
-            best, best_volume = (taps, outcomes), volume
-    if oltc:
-        info["tap_candidates"] = tried
-
-    taps, outcomes = best
-    converged, binding, messages = True, [], []
-    per_dir: dict[str, Any] = {}
-    for direction, (sel, res) in outcomes.items():
-        validated[sel] = res.x
-        reasons[sel] = res.reasons
-        binding += [b for b in res.binding if b not in binding]
-        per_dir[direction] = {
-            "converged": res.converged,
-            "ac_iterations": res.ac_iterations,
-            "lp_solves": res.lp_solves,
-            "binding": list(res.binding),
-        }
+    problem = _Problem(
+        dn, bids, known & np.isfinite(mw) & (mw > MIN_MW), caps, limits, solver, fairness, options
+    )
+    candidates = tap_candidates(dn, taps0, reach) if oltc else None
+    search = _search_taps(problem, baseline, base, taps0, candidates)
+    for direction, (_, res) in search.outcomes.items():
         if not res.converged:
-            converged = False
-            messages.append(f"{direction} bids rejected: {res.message}")
-            log.debug("%s: %s (%s)", dn.code, messages[-1], method)
-    info["directions"] = per_dir
-    return result(iterations, converged, binding, "; ".join(messages), taps)
+            log.debug("%s: %s bids rejected: %s (%s)", dn.code, direction, res.message, method)
+    return _result(bids, _reasons(known, search.outcomes), search, method, fairness, t0)
 
 
 def validate_iterative(
@@ -398,3 +140,171 @@ def validate_iterative(
 ) -> ValidationResult:
     """Rule-based iterative power-flow validation (``validate(method="iterative_pf")``)."""
     return validate(dn, baseline, bids, limits, method="iterative_pf", max_iter=max_iter)
+
+
+def _method(name: str) -> DirectionValidator:
+    """The registered method of ``name``; ValueError naming what is allowed otherwise."""
+    return VALIDATION_METHODS.load(name)
+
+
+def _known(dn: DistributionNetwork, bids: pd.DataFrame) -> np.ndarray:
+    """Mask of the bids whose element exists in the network."""
+    known = np.zeros(len(bids), dtype=bool)
+    elements = bids["element"].to_numpy(dtype=object)
+    for table in ELEMENT_TABLES:
+        sel = elements == table
+        if sel.any():
+            known[sel] = dn.net[table].index.get_indexer(bids["element_index"][sel]) >= 0
+    return known
+
+
+# --------------------------------------------------------------------------------------------
+# Tap settings
+
+
+def _search_taps(
+    problem: _Problem,
+    baseline: Injections,
+    base: PowerFlowDetail,
+    taps0: np.ndarray,
+    candidates: list[np.ndarray] | None,
+) -> _Search:
+    """Validate at the baseline taps, or with OLTC at every candidate, and keep the best.
+
+    With OLTC every candidate, the unchanged taps included, gets its own power flow (which
+    counts in the iterations) and must keep the network safe by itself before its bids are
+    validated; the first candidate with the largest total validated volume wins.
+    """
+    if candidates is None:
+        outcomes = _validate_at(problem, baseline, base)
+        return _Search(taps0, outcomes, 1 + _ac_iterations(outcomes), _lp_solves(outcomes))
+    best, best_volume, iterations, lp_solves, tried = None, -1.0, 1, 0, []
+    for taps in candidates:
+        inj = _with_taps(baseline, taps)
+        d = run_power_flow_detailed(problem.dn, inj, problem.limits, write=False, warm_start=base)
+        iterations += 1
+        if not within(problem.dn, d, problem.caps):
+            tried.append(TapCandidate(tuple(taps.tolist()), None))
+            continue
+        outcomes = _validate_at(problem, inj, d)
+        iterations += _ac_iterations(outcomes)
+        lp_solves += _lp_solves(outcomes)
+        volume = sum(float(o.x.sum()) for _, o in outcomes.values())
+        tried.append(TapCandidate(tuple(taps.tolist()), volume))
+        if volume > best_volume + 1e-9:
+            best, best_volume = (taps, outcomes), volume
+    taps, outcomes = best
+    return _Search(taps, outcomes, iterations, lp_solves, tuple(tried))
+
+
+def _with_taps(baseline: Injections, taps: np.ndarray) -> Injections:
+    out = baseline.copy()
+    out.trafo_tap_pos = np.asarray(taps, dtype=float).copy()
+    return out
+
+
+def _validate_at(problem: _Problem, baseline: Injections, base: PowerFlowDetail) -> Outcomes:
+    """Run the method on each direction's active bids around one baseline power flow."""
+    p = problem
+    out = {}
+    directions = p.bids["direction"].to_numpy()
+    for direction in DIRECTIONS:
+        sel = p.active & (directions == direction)
+        if sel.any():
+            res = p.solver(
+                p.dn, baseline, base, p.bids[sel], p.caps, p.limits, p.fairness, **p.options
+            )
+            out[direction] = (sel, res)
+    return out
+
+
+def _ac_iterations(outcomes: Outcomes) -> int:
+    return sum(o.ac_iterations for _, o in outcomes.values())
+
+
+def _lp_solves(outcomes: Outcomes) -> int:
+    return sum(o.lp_solves for _, o in outcomes.values())
+
+
+# --------------------------------------------------------------------------------------------
+# The result
+
+
+def _result(
+    bids: pd.DataFrame,
+    reasons: np.ndarray,
+    search: _Search,
+    method: str,
+    fairness: str,
+    t0: float,
+    failure: str = "",
+) -> ValidationResult:
+    """The :class:`ValidationResult` of the chosen outcomes (``failure``: nothing validated)."""
+    validated = np.zeros(len(bids))
+    for sel, res in search.outcomes.values():
+        validated[sel] = res.x
+    binding: list[str] = []
+    for _, res in search.outcomes.values():
+        binding += [b for b in res.binding if b not in binding]
+    messages = [
+        f"{direction} bids rejected: {res.message}"
+        for direction, (_, res) in search.outcomes.items()
+        if not res.converged
+    ]
+    converged = not failure and not messages
+    table = pd.DataFrame(
+        {
+            "bid_id": _column(bids, "bid_id", np.int64),
+            "validated_mw": validated,
+            "reason": reasons.astype(str),
+        }
+    )
+    return ValidationResult(
+        table,
+        search.iterations,
+        converged,
+        tuple(binding),
+        failure or "; ".join(messages),
+        search.taps,
+        directions=_direction_stats(bids, validated, search.outcomes, converged),
+        lp_solves=search.lp_solves,
+        time_s=time.perf_counter() - t0,
+        method=method,
+        fairness=fairness,
+        tap_candidates=search.tried,
+    )
+
+
+def _reasons(known: np.ndarray, outcomes: Outcomes) -> np.ndarray:
+    """Per bid: the method's reason, "ok" for bids it did not see, or the unknown element."""
+    reasons = np.where(known, "ok", "rejected: unknown element").astype(object)
+    for sel, res in outcomes.values():
+        reasons[sel] = res.reasons
+    return reasons
+
+
+def _direction_stats(
+    bids: pd.DataFrame, validated: np.ndarray, outcomes: Outcomes, converged: bool
+) -> dict[str, DirectionStats]:
+    """Volumes and fairness per direction; a direction without bids takes ``converged``."""
+    mw = _column(bids, "mw", float)
+    directions = _column(bids, "direction", object)
+    stats = {}
+    for direction in DIRECTIONS:
+        sel = directions == direction
+        res = outcomes[direction][1] if direction in outcomes else None
+        stats[direction] = DirectionStats(
+            offered_mw=float(np.nansum(mw[sel])),
+            validated_mw=float(validated[sel].sum()),
+            jain=jain_index(validated[sel], mw[sel]),
+            min_share=min_share(validated[sel], mw[sel]),
+            converged=bool(res.converged) if res else converged,
+            lp_solves=int(res.lp_solves) if res else 0,
+            binding=tuple(res.binding) if res else (),
+        )
+    return stats
+
+
+def _column(bids: pd.DataFrame, name: str, dtype: Any) -> np.ndarray:
+    """A column of the bid book; an empty book may come without columns."""
+    return bids[name].to_numpy(dtype=dtype) if len(bids) else np.zeros(0, dtype=dtype)

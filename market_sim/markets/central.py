@@ -24,11 +24,8 @@ from market_sim.grid.constraints import (
     violations,
 )
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import (
-    PowerFlowDetail,
-    injection_sensitivities,
-    run_power_flow_detailed,
-)
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.grid.sensitivities import injection_sensitivities
 from market_sim.types import DOWN, UP, Injections, Limits, empty_bids
 
 #: A constraint is carried if activation could bring it this close to its limit (pu or %).

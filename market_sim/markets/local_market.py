@@ -16,13 +16,10 @@ import numpy as np
 import pandas as pd
 
 from market_sim.grid.constraints import BidLayout, Caps, violations
+from market_sim.grid.flow_summary import monitored_buses
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import (
-    PowerFlowDetail,
-    injection_sensitivities,
-    monitored_buses,
-    run_power_flow_detailed,
-)
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.grid.sensitivities import injection_sensitivities
 from market_sim.markets.priority import Needs, least_cost_use
 from market_sim.types import Injections, Limits
 

@@ -1,0 +1,90 @@
+"""What one converged power flow says about the limits: monitored elements and violations.
+
+Both solver paths (:mod:`.lightsim_model` and :mod:`.pandapower_reference`) produce the same
+per-element :class:`Flows`; :func:`summarise` turns them into a
+:class:`~market_sim.types.PowerFlowResult` in one place, so the two paths cannot count
+violations differently.
+
+Monitored elements (the choice is documented here once): voltage limits apply to in-service
+buses below 60 kV, i.e. the MV/LV buses operated by the DSO. The HV side of the HV/MV
+transformers belongs to the transmission system and its voltage is the ext_grid set-point.
+Loading limits apply to every in-service line and two-winding transformer (HV/MV ones
+included: the DSO is responsible for them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from market_sim.types import Limits, PowerFlowResult
+
+#: Buses at or above this nominal voltage belong to the transmission side (not monitored).
+HV_THRESHOLD_KV = 60.0
+#: Slack used when counting limit violations (pu for voltages, percent for loading).
+VIOLATION_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Flows:
+    """Per-element results of one converged power flow, before any limit is applied.
+
+    Arrays are aligned with ``net.bus`` / ``net.line`` / ``net.trafo`` positional order and are
+    NaN for elements that were not computed (out of service, isolated). ``ext_p_mw`` and
+    ``ext_q_mvar`` are the ext_grid's injection (pandapower's sign).
+    """
+
+    vm_pu: np.ndarray
+    line_loading_percent: np.ndarray
+    trafo_loading_percent: np.ndarray
+    ext_p_mw: float
+    ext_q_mvar: float
+
+
+def monitored_buses(net: Any) -> np.ndarray:
+    """Mask over net.bus of buses with voltage limits (in service, below 60 kV)."""
+    return (net.bus["in_service"].to_numpy(dtype=bool)) & (
+        net.bus["vn_kv"].to_numpy(dtype=float) < HV_THRESHOLD_KV
+    )
+
+
+def _max(a: np.ndarray) -> float:
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else float("nan")
+
+
+def summarise(net: Any, flows: Flows, limits: Limits) -> PowerFlowResult:
+    """Count the limit violations of one converged power flow."""
+    vm = np.where(monitored_buses(net), flows.vm_pu, np.nan)
+    line = np.where(net.line["in_service"].to_numpy(dtype=bool), flows.line_loading_percent, np.nan)
+    trafo = np.where(
+        net.trafo["in_service"].to_numpy(dtype=bool), flows.trafo_loading_percent, np.nan
+    )
+    with np.errstate(invalid="ignore"):
+        n_v = int(
+            np.sum(vm > limits.vm_max_pu + VIOLATION_TOL)
+            + np.sum(vm < limits.vm_min_pu - VIOLATION_TOL)
+        )
+        n_l = int(np.sum(line > limits.max_loading_percent + VIOLATION_TOL))
+        n_t = int(np.sum(trafo > limits.max_loading_percent + VIOLATION_TOL))
+    fin = vm[np.isfinite(vm)]
+    return PowerFlowResult(
+        converged=True,
+        vm_min_pu=float(fin.min()) if fin.size else float("nan"),
+        vm_max_pu=float(fin.max()) if fin.size else float("nan"),
+        max_line_loading_percent=_max(line),
+        max_trafo_loading_percent=_max(trafo),
+        n_voltage_violations=n_v,
+        n_line_violations=n_l,
+        n_trafo_violations=n_t,
+        interface_p_mw=-float(flows.ext_p_mw),
+        interface_q_mvar=-float(flows.ext_q_mvar),
+    )
+
+
+def not_converged() -> PowerFlowResult:
+    """The summary of a power flow that did not converge: nothing known, no violation counted."""
+    nan = float("nan")
+    return PowerFlowResult(False, nan, nan, nan, nan, 0, 0, 0, nan, nan)

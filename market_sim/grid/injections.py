@@ -1,0 +1,124 @@
+"""Set-points of a period as arrays, as a bid book, as a net's tables and as a saved table.
+
+A power flow reads :class:`~market_sim.types.Injections`; bids change them
+(:func:`apply_bids`), :func:`write_injections` mirrors them into ``dn.net`` so that the net
+reflects the last run, and :func:`injections_table` / :func:`apply_table` are the saved form a
+researcher replays with pandapower alone (:func:`~.pandapower_reference.replay_power_flow`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from market_sim.grid.network import DistributionNetwork
+from market_sim.types import ELEMENT_TABLES, Injections, signed_mw
+
+#: Sign of an *up* bid on the pandapower value of each table (injection up = consumption down).
+UP_SIGN = {"load": -1.0, "sgen": 1.0, "storage": -1.0}
+
+
+def _positions(net: Any, table: str, index: np.ndarray) -> np.ndarray:
+    pos = net[table].index.get_indexer(np.asarray(index))
+    if (pos < 0).any():
+        bad = np.asarray(index)[pos < 0][:5].tolist()
+        raise ValueError(f"bids refer to unknown {table} indices {bad}")
+    return pos
+
+
+def apply_bids(
+    dn: DistributionNetwork, injections: Injections, bids: pd.DataFrame, mw_column: str = "mw"
+) -> Injections:
+    """New injections with every bid row activated by its ``mw_column`` quantity.
+
+    Up means more injection: load and storage p go down, sgen p goes up; down is the opposite.
+    """
+    out = injections.copy()
+    if bids is None or len(bids) == 0:
+        return out
+    signed = signed_mw(bids["direction"].to_numpy(), bids[mw_column].to_numpy(dtype=float))
+    signed = np.nan_to_num(signed)
+    elements = bids["element"].to_numpy(dtype=object)
+    for table in ELEMENT_TABLES:
+        sel = elements == table
+        if sel.any():
+            pos = _positions(dn.net, table, bids["element_index"].to_numpy()[sel])
+            np.add.at(out.p_mw[table], pos, UP_SIGN[table] * signed[sel])
+    unknown = set(np.unique(elements)) - set(ELEMENT_TABLES)
+    if unknown:
+        raise ValueError(f"bids on unsupported element tables {sorted(unknown)}")
+    return out
+
+
+def tap_positions(dn: DistributionNetwork, injections: Injections) -> np.ndarray:
+    """Tap of every transformer: the injections' own, the network default where missing."""
+    taps = np.asarray(injections.trafo_tap_pos, dtype=float)
+    if taps.shape != (len(dn.net.trafo),):
+        return dn.default_taps()
+    return np.where(np.isnan(taps), dn.default_taps(), taps)
+
+
+def write_injections(dn: DistributionNetwork, injections: Injections) -> None:
+    """Write set-points into the pandapower tables (so ``dn.net`` reflects the last run)."""
+    net = dn.net
+    for table in ELEMENT_TABLES:
+        if len(net[table]):
+            net[table]["p_mw"] = injections.p_mw[table]
+            net[table]["q_mvar"] = injections.q_mvar[table]
+    if len(net.trafo):
+        net.trafo["tap_pos"] = tap_positions(dn, injections)
+
+
+def injections_table(dn: DistributionNetwork, injections: Injections) -> pd.DataFrame:
+    """Every load, sgen and storage set-point plus every transformer tap of one period.
+
+    Together with the SimBench code this is all that is needed to rebuild the network and
+    re-run the power flow (:func:`~.pandapower_reference.replay_power_flow`).
+    """
+    net = dn.net
+    parts = [_element_rows(net, table, injections) for table in ELEMENT_TABLES]
+    nt = len(net.trafo)
+    parts.append(
+        pd.DataFrame(
+            {
+                "element": "trafo",
+                "element_index": net.trafo.index.to_numpy(dtype=np.int64),
+                "p_mw": np.full(nt, np.nan),
+                "q_mvar": np.full(nt, np.nan),
+                "tap_pos": tap_positions(dn, injections),
+            }
+        )
+    )
+    out = pd.concat(parts, ignore_index=True)
+    out["element"] = out["element"].astype("string")
+    return out
+
+
+def _element_rows(net: Any, table: str, injections: Injections) -> pd.DataFrame:
+    """The :func:`injections_table` rows of one element table (no tap)."""
+    return pd.DataFrame(
+        {
+            "element": table,
+            "element_index": net[table].index.to_numpy(dtype=np.int64),
+            "p_mw": np.asarray(injections.p_mw[table], dtype=float),
+            "q_mvar": np.asarray(injections.q_mvar[table], dtype=float),
+            "tap_pos": np.full(len(net[table]), np.nan),
+        }
+    )
+
+
+def apply_table(net: Any, table: pd.DataFrame) -> None:
+    """Write an :func:`injections_table` into the tables of a pandapower net."""
+    element = table["element"].astype(str).to_numpy()
+    for name in ELEMENT_TABLES:
+        rows = table[element == name]
+        if len(rows):
+            idx = rows["element_index"].to_numpy(dtype=np.int64)
+            net[name].loc[idx, "p_mw"] = rows["p_mw"].to_numpy(dtype=float)
+            net[name].loc[idx, "q_mvar"] = rows["q_mvar"].to_numpy(dtype=float)
+    rows = table[element == "trafo"]
+    if len(rows):
+        idx = rows["element_index"].to_numpy(dtype=np.int64)
+        net.trafo.loc[idx, "tap_pos"] = rows["tap_pos"].to_numpy(dtype=float)

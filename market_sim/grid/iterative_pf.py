@@ -1,0 +1,203 @@
+"""Rule-based iterative power-flow validation of the bids of one direction.
+
+1. activate all bids at their currently validated quantity and run an AC power flow;
+2. if every monitored quantity is within its limit, stop: that quantity is validated;
+3. otherwise, for every violated constraint compute the sensitivity of the constrained
+   quantity to each bid (adjoint of the Newton-Raphson Jacobian, one solve per constraint),
+   and cut the harmful bids: the needed reduction (overshoot plus a margin that grows with the
+   iteration count) is distributed in proportion to sensitivity x quantity (``max_volume``: the
+   most effective bids are cut most) or as one common share of every harmful bid
+   (``equitable``); bids that do not harm the constraint are not cut. Every harmful bid that
+   matters is cut by at least ``MIN_CUT_FRACTION`` so that the loop terminates; then go to 1.
+
+A non-converging power flow during the loop is treated by bisection towards the last
+converged activation; a direction that reaches no feasible point within its budget of power
+flows is rejected as a whole. One of the methods :mod:`.validation` dispatches to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from market_sim.grid.constraints import (
+    MIN_MW,
+    BidLayout,
+    Caps,
+    DirectionOutcome,
+    Violation,
+    check,
+    violations,
+)
+from market_sim.grid.network import DistributionNetwork
+from market_sim.grid.powerflow import PowerFlowDetail
+from market_sim.grid.sensitivities import injection_sensitivities
+from market_sim.types import Injections, Limits
+
+#: Every cut of a relevant harmful bid removes at least this share of its quantity.
+MIN_CUT_FRACTION = 0.05
+#: Extra reduction beyond the linear estimate (grows by the same amount every iteration).
+CUT_MARGIN = 0.02
+#: Absolute aim inside the limit: pu for voltage, percent for loading.
+ABS_MARGIN = {"vmax": 2e-4, "vmin": 2e-4, "line": 0.1, "trafo": 0.1}
+#: No single round removes more than this share of a bid: far from the limit the linear
+#: model overstates the cut needed (the loop re-linearises closer to the limit instead).
+MAX_CUT_FRACTION = 0.9
+
+# --------------------------------------------------------------------------------------------
+# Rule-based iterative power flow
+
+
+def _distribute(sens: np.ndarray, x: np.ndarray, need: float, equal_share: bool) -> np.ndarray:
+    """Cuts c (0 <= c <= x) with sum(sens*c) = need.
+
+    ``equal_share=False``: proportional to sens*x (water filling); ``True``: the same share of
+    every harmful bid (c = beta * x).
+    """
+    cut = np.zeros_like(x)
+    free = (sens > 0) & (x > 0)
+    if equal_share:
+        total = float(np.sum(sens[free] * x[free]))
+        if total > 0:
+            cut[free] = min(1.0, need / total) * x[free]
+        return cut
+    remaining = need
+    for _ in range(len(x) + 1):
+        if remaining <= 0 or not free.any():
+            break
+        beta = remaining / np.sum(sens[free] ** 2 * x[free])
+        trial = beta * sens * x
+        capped = free & (trial >= x)
+        if not capped.any():
+            cut[free] = trial[free]
+            break
+        cut[capped] = x[capped]
+        remaining -= float(np.sum(sens[capped] * x[capped]))
+        free &= ~capped
+    return cut
+
+
+def _bid_sensitivities(d: PowerFlowDetail, viol: list[Violation], layout: BidLayout) -> np.ndarray:
+    """[n_violations, n_bids] increase of each violated quantity per MW of each bid.
+
+    Positive means the bid makes the violation worse. Without sensitivities (pandapower
+    fallback path) every bid is treated as equally harmful.
+    """
+    constraints = [("vm" if v.kind in ("vmax", "vmin") else v.kind, v.pos) for v in viol]
+    sens_bus = injection_sensitivities(d, constraints)
+    if sens_bus is None:
+        return np.ones((len(viol), len(layout.offered)))
+    case_bus = layout.case_bus(d)
+    s = np.where(case_bus >= 0, sens_bus[:, np.maximum(case_bus, 0)], 0.0) * layout.inj_sign
+    flip = np.array([-1.0 if v.kind == "vmin" else 1.0 for v in viol])
+    return s * flip[:, None]
+
+
+def _cuts(
+    viol: list[Violation],
+    sens: np.ndarray,
+    x: np.ndarray,
+    rounds: int,
+    explained_only: bool,
+    equal_share: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bid cut (MW) and the index of the violation that demanded the largest cut.
+
+    A violation counts as *explained* when the harmful bids account, to first order, for at
+    least half of its overshoot; unexplained ones come from far-off nonlinear operating points
+    and their sensitivities would cut innocent bids.
+    """
+    cut = np.zeros_like(x)
+    cut_by = np.full(len(x), -1, dtype=np.int64)
+    for k, v in enumerate(viol):
+        s = sens[k]
+        harm = np.where(s > 0, s * x, 0.0)
+        total = harm.sum()
+        if total <= 0 or (explained_only and total < 0.5 * v.overshoot):
+            continue
+        need = v.overshoot * (1.0 + CUT_MARGIN * rounds) + ABS_MARGIN[v.kind] * (1 + rounds)
+        c = _distribute(s, x, need, equal_share)
+        relevant = (harm > 0) if equal_share else (harm >= 0.01 * harm.max())
+        if equal_share:
+            share = max(float(np.max(c[relevant] / x[relevant])), MIN_CUT_FRACTION)
+            c = np.where(relevant, share * x, 0.0)
+        c = np.where(relevant, np.maximum(c, MIN_CUT_FRACTION * x), c)
+        c = np.minimum(c, np.where(x > 10 * MIN_MW, MAX_CUT_FRACTION * x, x))
+        better = c > cut
+        cut_by[better] = k
+        cut = np.maximum(cut, c)
+    return cut, cut_by
+
+
+def _cut_round(
+    viol: list[Violation], sens: np.ndarray, x: np.ndarray, rounds: int, equal_share: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cuts of one round: of the explained violations, else of all, else a back-off.
+
+    When the linear model explains none of the violations (far from the operating point,
+    e.g. absurd bids), every harmful bid is cut, and if none is harmful, every bid is halved.
+    """
+    cut, cut_by = _cuts(viol, sens, x, rounds, True, equal_share)
+    if not cut.any():
+        cut, cut_by = _cuts(viol, sens, x, rounds, False, equal_share)
+    if not cut.any():
+        cut, cut_by = 0.5 * x, np.zeros(len(x), dtype=np.int64)
+    return cut, cut_by
+
+
+def validate_direction(
+    dn: DistributionNetwork,
+    baseline: Injections,
+    base: PowerFlowDetail,
+    bids: pd.DataFrame,
+    caps: Caps,
+    limits: Limits,
+    fairness: str = "max_volume",
+    max_iter: int = 30,
+) -> DirectionOutcome:
+    """Iterative power-flow validation of the bids of one direction (see the module)."""
+    layout = BidLayout.of(dn, bids)
+    offered = layout.offered
+    equal_share = fairness == "equitable"
+    x = offered.copy()
+    x_conv = np.zeros_like(x)  # last activation whose power flow converged
+    reasons = ["ok"] * len(x)
+    binding: list[str] = []
+    rounds = 0  # sensitivity-based cut rounds so far (the margin grows with them)
+    last = base  # warm start of the next Newton-Raphson
+    for it in range(1, max_iter + 1):
+        d = check(dn, layout, baseline, x, limits, warm=last)
+        if not d.result.converged:
+            # Bisection towards the last activation that converged (the baseline at worst).
+            x = x_conv + 0.5 * (x - x_conv)
+            for i in np.flatnonzero(x < offered - MIN_MW):
+                reasons[i] = "cut: power flow did not converge"
+            continue
+        x_conv = x.copy()
+        last = d
+        viol = violations(dn, d, caps)
+        if not viol:
+            return DirectionOutcome(x, reasons, True, it, binding)
+        cut, cut_by = _cut_round(viol, _bid_sensitivities(d, viol, layout), x, rounds, equal_share)
+        rounds += 1
+        _note_cuts(viol, cut, cut_by, reasons, binding)
+        x = np.maximum(x - cut, 0.0)
+        x[x < MIN_MW] = 0.0
+    return DirectionOutcome.rejected(
+        len(x), f"no feasible activation in {max_iter} power flows", max_iter, binding
+    )
+
+
+def _note_cuts(
+    viol: list[Violation],
+    cut: np.ndarray,
+    cut_by: np.ndarray,
+    reasons: list[str],
+    binding: list[str],
+) -> None:
+    """Name, in place, the constraint behind every cut bid and add it to the binding ones."""
+    for k in np.unique(cut_by[cut > 0]):
+        if viol[k].name not in binding:
+            binding.append(viol[k].name)
+    for i in np.flatnonzero(cut > 0):
+        reasons[i] = f"cut: {viol[max(cut_by[i], 0)].name}"

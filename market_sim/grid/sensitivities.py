@@ -1,0 +1,95 @@
+"""Sensitivities of monitored quantities to the active injections, from one power flow.
+
+Validation and the markets linearise the network around a converged power flow: how much does
+a bus voltage or a branch loading move per MW injected at each bus? One adjoint solve per
+constraint (:mod:`.adjoint`) with the Jacobian of :mod:`.jacobian` answers it for the whole
+network at once. Only the lightsim2grid path keeps a solver state; on the pandapower fallback
+path there are no sensitivities (None).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from market_sim.grid.adjoint import adjoint_solve, factorise
+from market_sim.grid.jacobian import branch_loading_gradient, jacobian
+
+if TYPE_CHECKING:
+    from market_sim.grid.lightsim_model import Model
+    from market_sim.grid.powerflow import PowerFlowDetail
+
+
+def element_case_bus(detail: PowerFlowDetail, table: str, positions: np.ndarray) -> np.ndarray:
+    """Solver bus of elements (by table position); -1 if disconnected or no fast model."""
+    if detail.state is None:
+        return np.full(len(positions), -1, dtype=np.int64)
+    return detail.state.model.elem_idx[table][np.asarray(positions, dtype=np.int64)]
+
+
+def injection_sensitivities(
+    detail: PowerFlowDetail,
+    constraints: list[tuple[str, int]],
+    buses: np.ndarray | None = None,
+    reuse: dict | None = None,
+    reuse_tol: float = 0.0,
+) -> np.ndarray | None:
+    """d(constraint value) / d(active injection in MW) at every solver bus.
+
+    ``constraints`` are ``("vm", bus position)``, ``("line", line position)`` or
+    ``("trafo", trafo position)``; values are |V| in pu and loading in percent (at the branch
+    end that carries the larger loading). One adjoint solve J^T lambda = dg/dx per constraint,
+    all with a single LU factorisation, gives the row of the whole network at once. Returns
+    an array ``[n_constraints, n_solver_buses]``, or None on the pandapower fallback path.
+
+    ``buses`` (solver buses, -1 for none) selects the columns returned, in that order (0 for
+    -1): validation needs only the buses with bids, and on the 10k-bus grid writing the full
+    ``[k, 10k]`` array costs more than the columns it needs.
+
+    ``reuse`` (a dict owned by the caller, empty at first) keeps the last factorisation: while
+    no solver-bus voltage moved more than ``reuse_tol`` (pu, complex) from the point where it
+    was factorised, the solves use it (with the gradients at the new point) instead of a new
+    factorisation, which costs more than the solves. The sensitivities are then those of a
+    nearby point: good for a linearisation that an AC power flow checks anyway.
+    """
+    state = detail.state
+    if state is None or not constraints:
+        return None
+    model, v = state.model, state.v
+    grad = _constraint_gradients(model, v, constraints)
+    factors = _factors(model, v, {} if reuse is None else reuse, reuse_tol)
+    if buses is None:
+        has_p = model.a_pos >= 0
+        lam = adjoint_solve(factors, grad, model.a_pos[has_p])
+        out = np.zeros((len(constraints), len(v)))
+        out[:, has_p] = lam.T / model.base_mva
+        return out
+    buses = np.asarray(buses, dtype=np.int64)
+    a = np.where(buses >= 0, model.a_pos[np.maximum(buses, 0)], -1)
+    out = adjoint_solve(factors, grad, np.maximum(a, 0)).T / model.base_mva
+    out[:, a < 0] = 0.0
+    return out
+
+
+def _constraint_gradients(
+    model: Model, v: np.ndarray, constraints: list[tuple[str, int]]
+) -> np.ndarray:
+    """[n_state, n_constraints] d(constraint value)/d(power-flow state), one column each."""
+    grad = np.zeros((len(model.pvpq) + len(model.pq), len(constraints)))
+    vnorm = v / np.abs(v)
+    for j, (kind, pos) in enumerate(constraints):
+        if kind == "vm":
+            m = model.m_pos[model.bus_idx[pos]] if model.bus_idx[pos] >= 0 else -1
+            if m >= 0:
+                grad[m, j] = 1.0
+            continue
+        branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, j])
+    return grad
+
+
+def _factors(model: Model, v: np.ndarray, reuse: dict, reuse_tol: float) -> tuple:
+    """The Jacobian factors at ``v``, or those kept in ``reuse`` if ``v`` is close enough."""
+    if reuse.get("model") is not model or np.max(np.abs(v - reuse["v"]), initial=0.0) > reuse_tol:
+        reuse.update(model=model, v=v.copy(), lu=factorise(jacobian(model, v)))
+    return reuse["lu"]

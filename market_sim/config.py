@@ -313,6 +313,8 @@ def _describe(error: ValidationError) -> str:
             lines.append(f"{where}: got {e.get('input')!r}; {msg.lower()}")
         elif "input" in e and not isinstance(e["input"], dict | list) and where in msg:
             lines.append(msg)
+        elif "input" in e and repr(e["input"]) in msg:  # the message names the value itself
+            lines.append(f"{where}: {msg}")
         elif "input" in e and not isinstance(e["input"], dict | list):
             lines.append(f"{where}: got {e['input']!r}; {msg}")
         else:

@@ -32,7 +32,7 @@ class Family:
         """``name`` if it is a member; else a ValueError naming it and what is allowed."""
         if name not in self.members:
             allowed = ", ".join(f"'{n}'" for n in self.members)
-            raise ValueError(f"got {name!r}: not a {self.what}; allowed: {allowed}")
+            raise ValueError(f"{name!r} is not a {self.what}; allowed: {allowed}")
         return name
 
     def load(self, name: str) -> Any:

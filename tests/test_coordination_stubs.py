@@ -21,7 +21,7 @@ from market_sim.markets.aggregation import aggregate_offer, disaggregate
 from market_sim.markets.central import IntegratedResult
 from market_sim.registry import COORDINATION_MODELS
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
-from market_sim.types import BID_COLUMNS, Injections, ValidationResult
+from market_sim.types import BID_COLUMNS, DirectionStats, Injections, ValidationResult
 
 PERIOD = 5
 # bid_id, aggregator, dso, direction, mw, price
@@ -103,8 +103,8 @@ class StubDSO:
         table = pd.DataFrame(
             {"bid_id": bids.bid_id.to_numpy(np.int64), "validated_mw": bids.mw / 2, "reason": "ok"}
         )
-        info = {"method": "stub", "directions": {"up": {"offered_mw": 1.0}}}
-        return ValidationResult(table, 1, True, info=info)
+        stats = DirectionStats(float(bids.mw.sum()), float(table.validated_mw.sum()))
+        return ValidationResult(table, 1, True, method="stub", directions={"all": stats})
 
     def operating_point(self, forecast: Injections, result: ValidationResult) -> Injections:
         return forecast

@@ -70,7 +70,7 @@ def volume(res, direction: str) -> float:
 
 def test_unknown_names_raise(dn: DistributionNetwork) -> None:
     inj = dn.baseline(STEPS[0])
-    with pytest.raises(ValueError, match="iterative_pf, linear_opf, ac_opf"):
+    with pytest.raises(ValueError, match="allowed: 'iterative_pf', 'linear_opf', 'ac_opf'"):
         validate(dn, inj, random_bids(dn, inj, 0), LIMITS, method="magic")
     with pytest.raises(ValueError, match="max_volume, equitable"):
         validate(dn, inj, random_bids(dn, inj, 0), LIMITS, fairness="random")

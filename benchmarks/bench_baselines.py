@@ -15,7 +15,7 @@ import pandapower as pp
 from market_sim.config import load_config
 from market_sim.grid.powerflow import run_power_flow, write_injections
 from market_sim.logs import quiet_third_party
-from market_sim.markets.clearing import BalancingMarket
+from market_sim.markets.balancing import BalancingMarket
 from market_sim.markets.transmission import load_case
 from market_sim.model import MarketModel, load_networks
 from market_sim.types import Limits
@@ -35,10 +35,13 @@ def main() -> None:
     transmission = load_case(config.transmission.case)
     sim = MarketModel(config.for_model("hybrid"), networks, transmission)
     inputs, states = [], {name: [] for name in networks}
+    cleared, clear = [], sim.tso.clear
+    sim.tso.clear = lambda *args: cleared.append(clear(*args)) or cleared[-1]
     for _ in range(config.n_periods):
         sim.step()
         tso = sim.tso
-        inputs.append((tso.offers.copy(), tso.need_mw.copy(), tso.schedule.flow_mw.copy()))
+        offers = cleared[-1].offers
+        inputs.append((offers.copy(), tso.need_mw.copy(), tso.schedule.flow_mw.copy()))
         for name, dso in sim.dsos.items():
             states[name].append(dso.delivered)
 

@@ -27,6 +27,7 @@ from market_sim.delivery import deliver
 from market_sim.grid.network import DistributionNetwork, load_network, profile_step
 from market_sim.grid.powerflow import injections_table
 from market_sim.kpis import period_kpis
+from market_sim.markets.offers import empty_offers
 from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.markets.transmission import TransmissionNetwork, load_case
 from market_sim.results import TABLES, Recorder
@@ -128,9 +129,9 @@ class MarketModel(mesa.Model):
             area[dso.interface_bus] = area.get(dso.interface_bus, 0.0) + _net_injection(
                 forecasts[name]
             )
-        schedule = self.timed("tso", "schedule", self.tso.plan, load_factor / self._load_peak, area)
-        if not schedule.ok:
-            self.record_event("schedule_failed", schedule.message)
+        plan = self.timed("tso", "schedule", self.tso.plan, load_factor / self._load_peak, area)
+        if not plan.schedule.ok:
+            self.record_event("schedule_failed", plan.schedule.message)
         # the coordination model's steps: validation, clearing, dispatch
         self.coordination.priority_effects = new_priority_effects()
         process = self.env.process(self.coordination.run(clock, bids))
@@ -154,7 +155,7 @@ class MarketModel(mesa.Model):
             "settlement",
             dispatch_table,
             accepted,
-            self.tso.offers,
+            clearing.offers if clearing is not None else empty_offers(),
             delivery,
             bids,
             interface,
@@ -244,7 +245,7 @@ class MarketModel(mesa.Model):
             grid=grid,
             messages=messages,
             interface_shortfall_mw=outcome.interface_shortfall_mw,
-            reserve_shortfall_mw=self.tso.reserve_shortfall_mw,
+            reserve_shortfall_mw=clearing.reserve_shortfall_mw if clearing is not None else 0.0,
             priority_effects=self.coordination.priority_effects,
         )
         rec.add("kpis", [(period, n, v, u) for n, v, u in kpis])

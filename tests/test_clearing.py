@@ -10,12 +10,10 @@ import pandapower.networks as pn
 import pandas as pd
 import pytest
 
-from market_sim.markets.clearing import (
-    BalancingMarket,
-    EnergySchedule,
-    ScheduleResult,
-    ter_offers,
-)
+from market_sim.markets.balancing import BalancingMarket
+from market_sim.markets.offers import ter_offers
+from market_sim.markets.persistent import LoadedModel
+from market_sim.markets.schedule import EnergySchedule, ScheduleResult
 from market_sim.markets.transmission import from_pandapower, load_case, network_from_arrays
 
 VOLL = 3000.0
@@ -125,13 +123,11 @@ def test_schedule_resolve_after_load_change():
 
 
 def test_schedule_falls_back_to_pips_when_highs_fails(monkeypatch):
-    import market_sim.markets.clearing as clearing
-
     net = pn.case39()
     pp.rundcopp(net)
     network = from_pandapower(net, name="case39")
     schedule = EnergySchedule(network)
-    monkeypatch.setattr(clearing, "_run", lambda lp: "forced error")
+    monkeypatch.setattr(LoadedModel, "run", lambda self: "forced error")
     result = schedule.solve(network.base_load_mw)
 
     assert result.ok and "PIPS" in result.message

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.aggregation import bid_offers
+from market_sim.markets import priority
 from market_sim.markets.local_market import LocalMarketResult
-from market_sim.markets.sharing import economic_takes, tso_goes_first, tso_is_critical
+from market_sim.markets.offers import bid_offers
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock
 from market_sim.types import ValidationResult
 
 if TYPE_CHECKING:
-    from market_sim.markets.clearing import BalancingResult
+    from market_sim.markets.balancing import BalancingResult
     from market_sim.model import MarketModel
 
 VALIDATION_COLUMNS = ["bid_id", "validator", "validated_mw", "reason"]
@@ -170,77 +170,35 @@ class CoordinationModel:
     ) -> tuple[object, pd.DataFrame]:
         """Serve the TSO (through ``clear``) and the DSOs' requests from the same validated bids.
 
-        ``clear(bids) -> (result, tso dispatch)`` is the TSO's side. The priority rule decides
-        who goes first (:mod:`market_sim.markets.sharing`); the TSO's need is critical when its
-        generators cannot cover it. ``tso_need_mw`` is what the TSO wants from these bids in the
-        economic rule (default: its whole need). ``tso_cost(bids)``, where given, is the TSO's
-        balancing cost (EUR/h) with all of ``bids``: what the DSOs' taking first cost the TSO
-        is then recorded, as is what the DSOs asked for and did not get. Returns the TSO's
-        result and the whole dispatch (buyer tso or a DSO's name); the ``priority`` table
-        records who got what.
+        The configured priority rule decides (:func:`market_sim.markets.priority.share`, which
+        documents ``clear``, ``tso_need_mw`` and ``tso_cost``). Records who got what (the
+        ``priority`` table), what the rule cost the side that did not go first, and a failed
+        priority LP as an event. Returns the TSO's result and the whole dispatch (buyer tso or
+        a DSO's name).
         """
-        wanted = {n: r for n, r in requests.items() if not r.bought.empty}
-        if not wanted:
-            return clear(usable)
         sim = self.sim
-        rule = sim.config.dso_market.priority
-        bought = pd.concat([r.bought for r in wanted.values()], ignore_index=True)
-        request = taken(bought, usable.bid_id)
-        ter = sim.tso.ter_offers()
-        need = float(sim.tso.need_mw.sum())
-        if tso_need_mw is None:
-            tso_need_mw = need
-        if tso_goes_first(rule, tso_is_critical(need, ter)):
-            result, tso = clear(usable)
-            take = np.minimum(request, usable.mw.to_numpy(float) - taken(tso, usable.bid_id))
-        else:
-            take = request
-            if rule == "economic":
-                takes = economic_takes(
-                    usable, wanted, tso_need_mw, ter, sim.config.voll_eur_per_mwh
-                )
-                take = np.sum(list(takes.values()), axis=0)
-            alone = tso_cost(usable) if tso_cost is not None else None
-            result, tso = clear(usable.assign(mw=usable.mw.to_numpy(float) - take))
-            if alone is not None and result is not None and result.ok:
-                self.priority_effects["tso_extra_cost_eur_per_h"] += result.cost_eur - alone
-        take = np.where(take > 1e-9, take, 0.0)
-        self.priority_effects["dso_shortfall_mw"] += float(np.sum(request - take).clip(0.0))
-        local = pd.DataFrame(
-            {
-                "bid_id": usable.bid_id.to_numpy(np.int64),
-                "mw": take,
-                "buyer": usable.dso.astype(object).to_numpy(),
-            }
+        sharing = priority.share(
+            sim.config.dso_market.priority,
+            usable,
+            requests,
+            clear,
+            sim.tso.ter_offers(),
+            float(sim.tso.need_mw.sum()),
+            sim.config.voll_eur_per_mwh,
+            tso_need_mw,
+            tso_cost,
         )
-        dispatch = pd.concat([tso, local[local.mw > 0]], ignore_index=True)
-        for name in wanted:
-            mine = (usable.dso == name).to_numpy()
-            self.record_priority(
-                rule,
-                name,
-                usable.bid_id[mine],
-                request[mine],
-                take[mine],
-                taken(tso, usable.bid_id[mine]),
-            )
-        return result, dispatch
+        if not sharing.ok:
+            sim.record_event("priority_failed", sharing.message)
+        self.priority_effects["tso_extra_cost_eur_per_h"] += sharing.tso_extra_cost_eur_per_h
+        self.priority_effects["dso_shortfall_mw"] += sharing.dso_shortfall_mw
+        sim.recorder.add("priority", sharing.priority_rows.assign(period=sim.period))
+        return sharing.result, sharing.dispatch
 
     def record_priority(self, rule, dso, bid_ids, requested, dso_mw, tso_mw) -> None:
         """Rows of the ``priority`` table: who got each contested or used DER of a DSO."""
-        record = pd.DataFrame(
-            {
-                "period": self.sim.period,
-                "dso": dso,
-                "rule": rule,
-                "bid_id": np.asarray(bid_ids, np.int64),
-                "dso_requested_mw": np.asarray(requested, float),
-                "dso_mw": np.asarray(dso_mw, float),
-                "tso_mw": np.asarray(tso_mw, float),
-            }
-        )
-        used = (record.dso_requested_mw > 0) | (record.dso_mw > 0) | (record.tso_mw > 0)
-        self.sim.recorder.add("priority", record[used])
+        rows = priority.priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw)
+        self.sim.recorder.add("priority", rows.assign(period=self.sim.period))
 
     def clear_and_record(self, offers: pd.DataFrame) -> BalancingResult:
         """The TSO's clearing; a failed solve is an event and dispatches nothing."""
@@ -300,12 +258,6 @@ def validation_runs(
 def new_priority_effects() -> dict[str, float]:
     """What a period's priority rule cost the side that did not go first."""
     return {"tso_extra_cost_eur_per_h": 0.0, "dso_shortfall_mw": 0.0}
-
-
-def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
-    """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
-    mw = dispatch.groupby("bid_id")["mw"].sum()
-    return bid_ids.map(mw).fillna(0.0).to_numpy(float)
 
 
 def accepted_der(result: BalancingResult) -> pd.DataFrame:

@@ -26,9 +26,9 @@ from market_sim.coordination.base import (
     Step,
     accepted_der,
     as_dispatch,
-    taken,
 )
-from market_sim.markets.aggregation import empty_offers
+from market_sim.markets.offers import empty_offers
+from market_sim.markets.priority import taken
 from market_sim.messages import Kind
 from market_sim.schedule import PeriodClock
 

@@ -18,8 +18,8 @@ from market_sim.coordination.base import (
     Step,
     as_dispatch,
     concat,
-    taken,
 )
+from market_sim.markets.priority import taken
 from market_sim.messages import Kind
 from market_sim.schedule import PeriodClock
 

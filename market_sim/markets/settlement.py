@@ -10,14 +10,52 @@ aggregator, to the TSO. Every amount is a transfer from a payer to a payee, so t
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import pandas as pd
 
-from market_sim.config import SettlementConfig
-from market_sim.results import TABLES
 from market_sim.types import signed_mw
 
 TSO = "tso"
+
+#: How the TSO pays for balancing services (``settlement.pricing``).
+PRICING_RULES = ("pay_as_clear", "pay_as_bid")
+
+#: Columns and dtypes of the ``dispatch`` table this module builds (the results table without
+#: its period column).
+DISPATCH_DTYPES: dict[str, str] = {
+    "resource": "string",
+    "id": "int64",
+    "name": "string",
+    "dso": "string",
+    "prosumer": "int64",
+    "buyer": "string",
+    "bus": "int64",
+    "direction": "string",
+    "mw": "float64",
+    "delivered_mw": "float64",
+    "bid_price_eur_per_mwh": "float64",
+    "price_eur_per_mwh": "float64",
+    "payment_eur": "float64",
+    "imbalance_eur": "float64",
+}
+
+#: Columns and dtypes of the ``settlement`` table (without its period column).
+SETTLEMENT_DTYPES: dict[str, str] = {
+    "party": "string",
+    "role": "string",
+    "item": "string",
+    "amount_eur": "float64",
+}
+
+
+class SettlementTerms(Protocol):
+    """The settlement's parameters (a scenario's ``settlement`` config satisfies it)."""
+
+    pricing: str  # one of PRICING_RULES
+    aggregator_fee_eur_per_mwh: float
+    imbalance_price_factor: float
 
 
 def dispatch_table(
@@ -28,7 +66,7 @@ def dispatch_table(
     interface_bus: dict[str, int],
     bus_price: pd.Series,
     hours: float,
-    config: SettlementConfig,
+    terms: SettlementTerms,
 ) -> pd.DataFrame:
     """The period's ``dispatch`` table (without the period column): TER and DER rows priced.
 
@@ -36,8 +74,11 @@ def dispatch_table(
     (TER rows carry ``element``); ``delivery``: bid_id, buyer, mw (dispatched), delivered_mw
     of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh.
     """
+    if terms.pricing not in PRICING_RULES:
+        raise ValueError(f"unknown pricing {terms.pricing!r}; allowed: {', '.join(PRICING_RULES)}")
+    ter_columns = ["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]
     ter = accepted.loc[accepted.offer_id < 0, ["offer_id", "mw"]].merge(
-        offers[["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]], on="offer_id"
+        offers.reindex(columns=ter_columns), on="offer_id"
     )
     der = delivery.merge(bids.drop(columns="mw"), on="bid_id")
     table = pd.concat(
@@ -77,7 +118,7 @@ def dispatch_table(
     )
     table = table[table.mw > 1e-9].reset_index(drop=True)
     # the TSO settles by the pricing rule; a DSO's local purchase is paid as bid
-    as_bid = (table.buyer != TSO).to_numpy() | (config.pricing == "pay_as_bid")
+    as_bid = (table.buyer != TSO).to_numpy() | (terms.pricing == "pay_as_bid")
     bid_price = table.bid_price_eur_per_mwh.to_numpy(float)
     price = np.where(as_bid, bid_price, bus_price.reindex(table.bus.to_numpy()).to_numpy(float))
     table["price_eur_per_mwh"] = price
@@ -85,14 +126,11 @@ def dispatch_table(
         np.where(as_bid, bid_price * table.mw, price * signed_mw(table.direction, table.mw)) * hours
     )
     undelivered = (table.mw - table.delivered_mw).clip(lower=0.0)
-    table["imbalance_eur"] = undelivered * np.abs(price) * config.imbalance_price_factor * hours
-    columns = [c for c in TABLES["dispatch"] if c != "period"]
-    return table[columns].astype({c: TABLES["dispatch"][c][0] for c in columns})
+    table["imbalance_eur"] = undelivered * np.abs(price) * terms.imbalance_price_factor * hours
+    return table[list(DISPATCH_DTYPES)].astype(DISPATCH_DTYPES)
 
 
-def settlement_table(
-    dispatch: pd.DataFrame, hours: float, config: SettlementConfig
-) -> pd.DataFrame:
+def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerms) -> pd.DataFrame:
     """Net amount per party and item for the period (positive: the party receives).
 
     Rows without the period column: party, role, item, amount_eur.
@@ -100,7 +138,7 @@ def settlement_table(
     ter = dispatch[dispatch.resource == "ter"]
     der = dispatch[dispatch.resource == "der"]
     prosumer = "prosumer " + der.prosumer.astype(str)
-    fee = config.aggregator_fee_eur_per_mwh * der.mw * hours
+    fee = terms.aggregator_fee_eur_per_mwh * der.mw * hours
     transfers = [
         # payer, payee, item, amount (each a Series aligned with its rows)
         (TSO, ter.name, "balancing_energy", ter.payment_eur),
@@ -118,15 +156,12 @@ def settlement_table(
             party = party if isinstance(party, pd.Series) else pd.Series(party, amount.index)
             legs.append(pd.DataFrame({"party": party, "item": item, "amount_eur": sign * amount}))
     if not legs:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in _COLUMNS.items()})
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SETTLEMENT_DTYPES.items()})
     table = pd.concat(legs, ignore_index=True)
     table = table.groupby(["party", "item"], as_index=False, sort=True)["amount_eur"].sum()
     aggregators, dsos = set(der.name), set(der.buyer) - {TSO}
     table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators, dsos)))
     return table
-
-
-_COLUMNS = {c: v for c, v in TABLES["settlement"].items() if c != "period"}
 
 
 def _role(party: str, aggregators: set[str], dsos: set[str]) -> str:

@@ -86,3 +86,20 @@ def test_a_run_settles_to_zero_and_rewards_every_accepted_offer(make_model, quic
     # individual rationality: no accepted offer is paid less than it asked
     asked = t["dispatch"].bid_price_eur_per_mwh * t["dispatch"].mw * sim.period_h
     assert (t["dispatch"].payment_eur >= asked - 1e-6).all()
+
+
+def test_the_tables_settlement_builds_are_the_results_tables():
+    """Settlement owns its columns (markets import no results schema); they must stay the
+    results tables' columns, and its rule names the config's choices."""
+    from typing import get_args
+
+    from market_sim.config import DsoMarketConfig
+    from market_sim.markets.priority import PRIORITY_RULES
+    from market_sim.markets.settlement import DISPATCH_DTYPES, PRICING_RULES, SETTLEMENT_DTYPES
+    from market_sim.results import TABLES
+
+    for name, dtypes in (("dispatch", DISPATCH_DTYPES), ("settlement", SETTLEMENT_DTYPES)):
+        expected = [(c, t) for c, (t, _) in TABLES[name].items()]
+        assert [("period", "int64"), *dtypes.items()] == expected  # same columns, same order
+    assert get_args(SettlementConfig.model_fields["pricing"].annotation) == PRICING_RULES
+    assert get_args(DsoMarketConfig.model_fields["priority"].annotation) == PRIORITY_RULES

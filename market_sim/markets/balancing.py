@@ -286,43 +286,46 @@ class BalancingMarket:
         slot = self._slots_for(offers)  # may rebuild, so before touching the model
 
         t0 = time.perf_counter()
-        offer_mw = offers["mw"].to_numpy(dtype=float)
-        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
-        mw = np.zeros(len(self._slot_bus))
-        mw[slot] = offer_mw
-        lp = self._lp
-        lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
-        # Costs of unused slots are left as they are: their columns are fixed at 0.
-        lp.set_col_costs(self._q_cols[slot], offer_price + TIE_BREAK_EUR_PER_MWH)
-        lp.set_row_bounds(self._balance_rows, need, need)
-        relaxed = self._set_flow_limits(base_flow)
+        relaxed = self._write_period(offers, slot, need, base_flow)
         matrix, upper = offer_rows if offer_rows is not None else (np.zeros((0, 0)), np.zeros(0))
-        with lp.extra_rows(matrix, self._q_cols[slot], upper):
-            msg = lp.run()
+        with self._lp.extra_rows(matrix, self._q_cols[slot], upper):
+            msg = self._lp.run()
         note = f"; limits relaxed on {', '.join(relaxed)}" if relaxed else ""
         if msg is not None:
-            elapsed = time.perf_counter() - t0
             logger.warning("balancing market failed: %s", msg)
-            return BalancingResult(
-                ok=False,
-                message=msg + note,
-                accepted=_empty_accepted(),
-                price_eur_per_mwh=np.full(self.network.n_buses, np.nan),
-                unserved_up_mw=float("nan"),
-                unserved_down_mw=float("nan"),
-                cost_eur=float("nan"),
-                solve_time_s=elapsed,
-                n_variables=self.n_variables,
-                n_constraints=self.n_constraints,
-                offers=offers,
-                relaxed_branches=relaxed,
-            )
-        x = lp.values()
+            return self._failed(offers, msg + note, time.perf_counter() - t0, relaxed)
+        return self._solved(offers, slot, "optimal" + note, relaxed, t0, len(upper))
+
+    def _write_period(
+        self, offers: pd.DataFrame, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray
+    ) -> tuple[str, ...]:
+        """Write the period's offers into their slots, the needs and the flow limits (only
+        what changed); returns the branches whose limits were relaxed."""
+        mw = np.zeros(len(self._slot_bus))
+        mw[slot] = offers["mw"].to_numpy(dtype=float)
+        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
+        self._lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
+        # Costs of unused slots are left as they are: their columns are fixed at 0.
+        self._lp.set_col_costs(self._q_cols[slot], offer_price + TIE_BREAK_EUR_PER_MWH)
+        self._lp.set_row_bounds(self._balance_rows, need, need)
+        return self._set_flow_limits(base_flow)
+
+    def _solved(
+        self,
+        offers: pd.DataFrame,
+        slot: np.ndarray,
+        message: str,
+        relaxed: tuple[str, ...],
+        t0: float,
+        extra_rows: int,
+    ) -> BalancingResult:
+        """The result of an optimal solve started at ``t0`` with ``extra_rows`` period rows."""
+        x = self._lp.values()
         q = x[self._q_cols[slot]]
         taken = q > MW_TOL
         unserved_up = float(x[self._unserved_up_cols].sum())
         unserved_down = float(x[self._unserved_down_cols].sum())
-        price = lp.duals()[self._balance_rows]
+        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
         accepted = pd.DataFrame(
             {
                 "offer_id": offers["offer_id"].to_numpy(dtype=np.int64)[taken],
@@ -334,15 +337,33 @@ class BalancingMarket:
         )
         return BalancingResult(
             ok=True,
-            message="optimal" + note,
+            message=message,
             accepted=accepted,
-            price_eur_per_mwh=price,
+            price_eur_per_mwh=self._lp.duals()[self._balance_rows],
             unserved_up_mw=unserved_up,
             unserved_down_mw=unserved_down,
             cost_eur=float(offer_price @ q + self.voll_eur_per_mwh * (unserved_up + unserved_down)),
             solve_time_s=time.perf_counter() - t0,
             n_variables=self.n_variables,
-            n_constraints=self.n_constraints + len(upper),
+            n_constraints=self.n_constraints + extra_rows,
+            offers=offers,
+            relaxed_branches=relaxed,
+        )
+
+    def _failed(
+        self, offers: pd.DataFrame, message: str, elapsed: float, relaxed: tuple[str, ...]
+    ) -> BalancingResult:
+        return BalancingResult(
+            ok=False,
+            message=message,
+            accepted=_empty_accepted(),
+            price_eur_per_mwh=np.full(self.network.n_buses, np.nan),
+            unserved_up_mw=float("nan"),
+            unserved_down_mw=float("nan"),
+            cost_eur=float("nan"),
+            solve_time_s=elapsed,
+            n_variables=self.n_variables,
+            n_constraints=self.n_constraints,
             offers=offers,
             relaxed_branches=relaxed,
         )

@@ -22,7 +22,7 @@ QP_REGULARIZATION = 1e-12
 HIGHS_OPTIONS: dict[str, object] = {"qp_regularization_value": QP_REGULARIZATION}
 
 
-def incidence(network: TransmissionNetwork) -> tuple[list[list[int]], list[list[int]]]:
+def _incidence(network: TransmissionNetwork) -> tuple[list[list[int]], list[list[int]]]:
     """Branches leaving and entering each bus position."""
     out_br: list[list[int]] = [[] for _ in range(network.n_buses)]
     in_br: list[list[int]] = [[] for _ in range(network.n_buses)]
@@ -42,7 +42,7 @@ def define_dc_network(
     per-unit susceptances (1..1e3) rather than MW-per-rad values up to 1e5: HiGHS's QP solver
     otherwise ends some solves with small primal infeasibilities and reports a solve error.
     ``with_shift`` adds the phase shifters' constant flow offset; a model over deviations
-    leaves it out because the offset is already in the base flow. Returns :func:`incidence`.
+    leaves it out because the offset is already in the base flow. Returns :func:`_incidence`.
     """
     br = network.branches
     m.B = pyo.RangeSet(0, network.n_buses - 1)
@@ -60,7 +60,7 @@ def define_dc_network(
         return m.flow[k] == float(coef[k]) * angle_diff + float(shift[k])
 
     m.flow_def = pyo.Constraint(m.L, rule=flow_rule)
-    return incidence(network)
+    return _incidence(network)
 
 
 def define_flow_limits(m: pyo.ConcreteModel, rating: np.ndarray) -> None:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 PRIORITY_RULES = ("tso_first", "dso_first", "criticality", "economic")
 
 #: Below this (MW) a DSO's take is solver noise and reported as nothing.
-MW_TOL = 1e-9
+TAKE_TOL_MW = 1e-9
 
 #: ``clear(bids) -> (result, TSO dispatch)``: the TSO's side, given the bids left to it.
 Clear = Callable[[pd.DataFrame], tuple[object, pd.DataFrame]]
@@ -135,7 +135,7 @@ def share(
         result, tso = clear(usable.assign(mw=capacity - take))
         if alone is not None and result is not None and result.ok:
             extra_cost = result.cost_eur - alone
-    take = np.where(take > MW_TOL, take, 0.0)
+    take = np.where(take > TAKE_TOL_MW, take, 0.0)
     local = pd.DataFrame(
         {
             "bid_id": usable.bid_id.to_numpy(np.int64),

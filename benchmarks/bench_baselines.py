@@ -11,12 +11,12 @@ Reports medians and ratios (the machine is noisy).
 from __future__ import annotations
 
 import pandapower as pp
+from market_sim.markets.clearing import BalancingMarket
 
 from market_sim.config import load_config
 from market_sim.grid.injections import write_injections
 from market_sim.grid.powerflow import run_power_flow
 from market_sim.logs import quiet_third_party
-from market_sim.markets.clearing import BalancingMarket
 from market_sim.markets.transmission import load_case
 from market_sim.model import MarketModel
 from market_sim.scenario import load_networks
@@ -37,10 +37,18 @@ def main() -> None:
     transmission = load_case(config.transmission.case)
     sim = MarketModel(config.for_model("hybrid"), networks, transmission)
     inputs, states = [], {name: [] for name in networks}
+    cleared, clear = [], sim.tso.clear
+
+    def capture(plan, *rest):
+        result = clear(plan, *rest)
+        cleared.append((plan, result))
+        return result
+
+    sim.tso.clear = capture
     for _ in range(config.n_periods):
         sim.step()
-        tso = sim.tso
-        inputs.append((tso.offers.copy(), tso.need_mw.copy(), tso.schedule.flow_mw.copy()))
+        plan, result = cleared[-1]
+        inputs.append((result.offers.copy(), plan.need_mw.copy(), plan.schedule.flow_mw.copy()))
         for name in sim.dsos:
             states[name].append(sim.state.delivered[name])
 

@@ -29,12 +29,9 @@ import pandapower.networks as pn
 import pandas as pd
 from scipy import sparse
 
-from market_sim.markets.clearing import (
-    TIE_BREAK_EUR_PER_MWH,
-    BalancingMarket,
-    EnergySchedule,
-    ter_offers,
-)
+from market_sim.markets.balancing import TIE_BREAK_EUR_PER_MWH, BalancingMarket
+from market_sim.markets.offers import ter_offers
+from market_sim.markets.schedule import EnergySchedule
 from market_sim.markets.transmission import from_pandapower, simbench_opf_net
 from market_sim.types import DOWN, UP
 

@@ -33,6 +33,7 @@ from market_sim.coordination.period import (
 from market_sim.delivery import deliver
 from market_sim.grid.network import DistributionNetwork, profile_step
 from market_sim.kpis import period_kpis
+from market_sim.markets.offers import empty_offers
 from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.recording import (
@@ -44,10 +45,11 @@ from market_sim.recording import (
     record_outcome,
 )
 from market_sim.registry import COORDINATION_MODELS
-from market_sim.results import TABLES, Recorder
+from market_sim.results import Recorder
 from market_sim.run_state import RunState
 from market_sim.scenario import check_data, load_networks
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
+from market_sim.tables import TABLES
 from market_sim.types import Injections
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,8 @@ class MarketModel(mesa.Model):
         self.period_h = config.period_minutes / 60
         self.checkpoint_periods = checkpoint_periods or config.periods_per_day
 
-        self.tso = TSO(self, config, self.transmission)
+        interface = {d.name: d.interface_bus for d in config.dsos}
+        self.tso = TSO(self, config, self.transmission, interface)
         self.dsos = {d.name: DSO(self, d, self.networks[d.name]) for d in config.dsos}
         self.aggregators = {a.name: Aggregator(self, a.name, a.dsos) for a in config.aggregators}
         self.population = ProsumerPopulation(config.prosumers, self.period_h)
@@ -173,7 +176,7 @@ class MarketModel(mesa.Model):
             area[dso.interface_bus] = area.get(dso.interface_bus, 0.0) + _net_injection(
                 forecasts[name]
             )
-        schedule, self.state.forecast_error = self.timed(
+        plan, self.state.forecast_error = self.timed(
             "tso",
             "schedule",
             self.tso.plan,
@@ -182,10 +185,10 @@ class MarketModel(mesa.Model):
             self.state.forecast_error,
             self.state.streams["forecast_error"],
         )
-        if not schedule.ok:
-            self.record_event("schedule_failed", schedule.message)
+        if not plan.schedule.ok:
+            self.record_event("schedule_failed", plan.schedule.message)
         measured = {n: self.state.delivered.get(n) or forecasts[n] for n in self.dsos}
-        return PeriodInputs(period, bids, forecasts, measured)
+        return PeriodInputs(period, bids, forecasts, measured, plan)
 
     def _deliver(
         self, inputs: PeriodInputs, outcome: PeriodOutcome
@@ -216,12 +219,12 @@ class MarketModel(mesa.Model):
         clearing = outcome.clearing
         ok = clearing is not None and clearing.ok
         accepted = clearing.accepted if ok else accepted_none()
-        interface = {n: d.interface_bus for n, d in self.dsos.items()}
+        offers = clearing.offers if clearing is not None else empty_offers()
         prices = self._balancing_prices(clearing)
         cfg = self.config.settlement
         dispatch = self.timed(
-            "market", "settlement", dispatch_table, accepted, self.tso.offers, delivery,
-            inputs.bids, interface, prices, self.period_h, cfg,
+            "market", "settlement", dispatch_table, accepted, offers, delivery, inputs.bids,
+            self.tso.interface_buses, prices, self.period_h, cfg,
         )  # fmt: skip
         return dispatch, settlement_table(dispatch, self.period_h, cfg)
 
@@ -247,7 +250,7 @@ class MarketModel(mesa.Model):
         record_frames(rec, period, frames | {"validation": outcome.validation})
         record_frames(rec, period, {"dispatch": dispatch})
         buses = np.asarray(self.transmission.bus_ids)
-        schedule, clearing = self.tso.schedule, outcome.clearing
+        schedule, clearing = inputs.plan.schedule, outcome.clearing
         if schedule.ok:
             rec.add("prices", price_rows(period, "schedule", buses, schedule.price_eur_per_mwh))
         if clearing is not None and clearing.ok:
@@ -256,11 +259,11 @@ class MarketModel(mesa.Model):
         rec.add("kpis", kpi_rows(period, self._kpis(inputs, outcome, delivered, dispatch)))
 
     def _kpis(self, inputs, outcome, delivered, dispatch) -> list[tuple[str, float, str]]:
-        schedule, clearing = self.tso.schedule, outcome.clearing
+        schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
         return period_kpis(
             hours=self.period_h,
-            need_mw=float(self.tso.need_mw.sum()),
+            need_mw=float(inputs.plan.need_mw.sum()),
             schedule_cost_eur_per_h=schedule.cost_eur_per_h if schedule.ok else np.nan,
             bids=inputs.bids,
             validation=outcome.validation,
@@ -274,7 +277,7 @@ class MarketModel(mesa.Model):
             grid={n: d.power_flow for n, d in delivered.items()},
             messages=self.message_table(self._latest_messages(inputs.period)),
             interface_shortfall_mw=outcome.interface_shortfall_mw,
-            reserve_shortfall_mw=self.tso.reserve_shortfall_mw,
+            reserve_shortfall_mw=clearing.reserve_shortfall_mw if clearing is not None else 0.0,
             priority_effects={
                 "tso_extra_cost_eur_per_h": records.tso_extra_cost_eur_per_h,
                 "dso_shortfall_mw": records.dso_shortfall_mw,

@@ -9,13 +9,12 @@ import pandapower as pp
 import pandapower.networks as pn
 import pandas as pd
 import pytest
+from scipy import sparse
 
-from market_sim.markets.clearing import (
-    BalancingMarket,
-    EnergySchedule,
-    ScheduleResult,
-    ter_offers,
-)
+from market_sim.markets.balancing import BalancingMarket
+from market_sim.markets.offers import ter_offers
+from market_sim.markets.persistent import LoadedModel
+from market_sim.markets.schedule import EnergySchedule, ScheduleResult
 from market_sim.markets.transmission import from_pandapower, load_case, network_from_arrays
 
 VOLL = 3000.0
@@ -125,13 +124,11 @@ def test_schedule_resolve_after_load_change():
 
 
 def test_schedule_falls_back_to_pips_when_highs_fails(monkeypatch):
-    import market_sim.markets.clearing as clearing
-
     net = pn.case39()
     pp.rundcopp(net)
     network = from_pandapower(net, name="case39")
     schedule = EnergySchedule(network)
-    monkeypatch.setattr(clearing, "_run", lambda lp: "forced error")
+    monkeypatch.setattr(LoadedModel, "run", lambda self: "forced error")
     result = schedule.solve(network.base_load_mw)
 
     assert result.ok and "PIPS" in result.message
@@ -435,19 +432,22 @@ def test_ehv_balancing_built_once_matches_fresh(ehv_net):
         np.testing.assert_allclose(kept.price_eur_per_mwh, fresh.price_eur_per_mwh, atol=1e-6)
 
 
-def test_offer_rows_constrain_one_period_and_leave_the_model_as_built():
-    """The TSO-managed model adds linearised DSO constraints on offers for one period."""
+@pytest.mark.parametrize("layout", [np.asarray, sparse.csr_array, sparse.csr_matrix])
+def test_offer_rows_constrain_one_period_and_leave_the_model_as_built(layout):
+    """The TSO-managed model adds linearised DSO constraints on offers for one period; the
+    rows may be dense or scipy.sparse (never densified)."""
     market = BalancingMarket(_triangle(), VOLL)
     offers = _offers([(1, 0, "up", 50.0, 10.0), (2, 0, "up", 50.0, 20.0), (3, 2, "up", 50, 30.0)])
     need = np.array([0.0, 80.0, 0.0])
     plain = market.clear(offers, need).accepted.set_index("offer_id").mw
     assert plain[1] == pytest.approx(50.0) and plain[2] == pytest.approx(30.0)
     # a distribution constraint: offers 1 and 2 sit behind one feeder that takes 40 MW at most
-    rows = (np.array([[1.0, 1.0, 0.0]]), np.array([40.0]))
+    rows = (layout(np.array([[1.0, 1.0, 0.0]])), np.array([40.0]))
     limited = market.clear(offers, need, offer_rows=rows)
     mw = limited.accepted.set_index("offer_id").mw
     assert mw.get(1, 0.0) + mw.get(2, 0.0) == pytest.approx(40.0)
     assert mw[3] == pytest.approx(40.0)  # the rest comes from the dearer, unconstrained offer
     assert limited.n_constraints == market.n_constraints + 1
+    pd.testing.assert_frame_equal(limited.offers, offers)  # the book as cleared
     again = market.clear(offers, need).accepted.set_index("offer_id").mw
     pd.testing.assert_series_equal(again, plain)

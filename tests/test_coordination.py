@@ -230,11 +230,13 @@ def test_reserve_is_held_back_from_activation(make_model, quickstart):
     transmission = quickstart.transmission.model_copy(update={"reserve_up_mw": 25.0})
     sim = make_model("hybrid", transmission=transmission)
     sim.period = NOON
+    cleared, clear = [], sim.tso.clear
+    sim.tso.clear = lambda *args: cleared.append(clear(*args)) or cleared[-1]
     checked = 0
     for _ in range(4):
         period = sim.period
         sim.step()
-        offers = sim.tso.offers
+        offers = cleared[-1].offers
         up = offers[offers.direction == "up"]
         t = sim.tables()
         dispatch, kpis = t["dispatch"], t["kpis"]
@@ -246,4 +248,5 @@ def test_reserve_is_held_back_from_activation(make_model, quickstart):
         checked += accepted.mw.sum() > 0
     # the requirement is one row of the period's problem
     rows = sim.tables()["clearing_runs"]
-    assert (rows.n_constraints == sim.tso.market.n_constraints + 1).all() and checked > 0
+    balancing = sim.tso.markets.balancing
+    assert (rows.n_constraints == balancing.n_constraints + 1).all() and checked > 0

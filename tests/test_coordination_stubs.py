@@ -19,6 +19,8 @@ from market_sim.config import CommunicationConfig, DsoMarketConfig, GatesConfig
 from market_sim.coordination.period import Parties, PeriodContext, PeriodInputs
 from market_sim.markets.aggregation import aggregate_offer, disaggregate
 from market_sim.markets.central import IntegratedResult
+from market_sim.markets.offers import bid_offers, empty_offers
+from market_sim.markets.tso_markets import TsoPlan
 from market_sim.registry import COORDINATION_MODELS
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
 from market_sim.types import BID_COLUMNS, DirectionStats, Injections, ValidationResult
@@ -67,17 +69,23 @@ class Clearing:
 @dataclass
 class StubTSO:
     name: str = "tso"
-    need_mw: np.ndarray = field(default_factory=lambda: np.array([5.0]))
+    interface_buses: dict[str, int] = field(default_factory=lambda: {"north": 3, "south": 7})
     cleared: list[pd.DataFrame] = field(default_factory=list)
 
-    def clear(self, offers: pd.DataFrame) -> Clearing:
+    def clear(self, plan, offers: pd.DataFrame) -> Clearing:
         self.cleared.append(offers)
         return Clearing(offers[["offer_id", "mw"]])
 
-    def cost_with_all(self, bids: pd.DataFrame) -> float:
+    def clear_bids(self, plan, bids: pd.DataFrame) -> Clearing:
+        return self.clear(plan, bid_offers(bids, self.interface_buses))
+
+    def cost_with_all(self, plan, bids: pd.DataFrame) -> float:
         return 0.0
 
-    def clear_integrated(self, bids, state, dsos):
+    def ter_offers(self, plan) -> pd.DataFrame:
+        return empty_offers()
+
+    def clear_integrated(self, plan, bids, state, dsos):
         """Accepts every up bid of a reporting DSO (its distribution rows allow no down)."""
         accepted = {}
         for name in dsos:
@@ -142,7 +150,8 @@ def _run(model: str):
     clock = PeriodClock(PERIOD, PERIOD * 900.0, 900.0, GatesConfig())
     context = PeriodContext(clock, post, lambda role, stage, f, *a: f(*a), events.append)
     forecasts = {n: _point() for n in dsos}
-    inputs = PeriodInputs(PERIOD, _bids(), forecasts, forecasts)
+    plan = TsoPlan(schedule=None, need_mw=np.array([5.0]))
+    inputs = PeriodInputs(PERIOD, _bids(), forecasts, forecasts, plan)
     process = env.process(coordination.run(context, inputs))
     env.run()
     log = pd.DataFrame(post.log, columns=list(MESSAGE_COLUMNS))

@@ -81,3 +81,19 @@ def test_tso_target_is_a_step_of_its_own(make_model, quickstart):
     assert len(step3) and (step3.kind == "interface_target").all()
     assert len(t["priority"]) > 0
     assert _total(t, "interface_shortfall_mw") >= 0.0
+
+
+def test_a_failed_priority_lp_is_an_event_and_the_period_goes_on(
+    make_model, quickstart, monkeypatch
+):
+    import market_sim.markets.priority as priority
+
+    def failing(der, requests, *args):
+        return priority.Use({}, ok=False, message="priority allocation LP failed: forced")
+
+    monkeypatch.setattr(priority, "economic_use", failing)
+    t = _run(make_model, quickstart, "hybrid", enabled=True, priority="economic")
+    events = t["events"].query("kind == 'priority_failed'")
+    assert len(events) and events.message.str.contains("forced").all()
+    # the DSOs took nothing by the failed rule; the TSO cleared and the periods settled
+    assert (t["priority"].dso_mw == 0.0).all() and len(t["clearing_runs"]) == 2

@@ -12,7 +12,7 @@ import yaml
 from market_sim import load_results
 from market_sim.cli import main
 from market_sim.grid.pandapower_reference import replay_power_flow
-from market_sim.results import TABLES, tables_markdown
+from market_sim.tables import TABLES, tables_markdown
 from market_sim.types import Limits
 from tests.conftest import QUICKSTART, ROOT
 
@@ -78,5 +78,5 @@ def test_replaying_injections_reproduces_the_grid_row(two_runs):
 
 def test_readme_documents_every_column():
     readme = (ROOT / "README.md").read_text()
-    assert tables_markdown() in readme, "regenerate with: python -m market_sim.results"
+    assert tables_markdown() in readme, "regenerate with: python -m market_sim.tables"
     assert "make run" in readme and "make test" in readme

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from market_sim.config import SettlementConfig
-from market_sim.markets.aggregation import bid_offers
+from market_sim.markets.offers import bid_offers
 from market_sim.markets.settlement import dispatch_table, settlement_table
 
 

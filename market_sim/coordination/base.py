@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
 from market_sim.config import DsoMarketConfig
@@ -24,16 +23,15 @@ from market_sim.coordination.period import (
     accepted_der,
     as_dispatch,
     concat,
-    taken,
 )
-from market_sim.markets.aggregation import bid_offers
+from market_sim.markets import priority
 from market_sim.markets.local_market import LocalMarketResult
-from market_sim.markets.sharing import economic_takes, tso_goes_first, tso_is_critical
+from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
 from market_sim.types import Injections, ValidationResult
 
 if TYPE_CHECKING:
-    from market_sim.markets.clearing import BalancingResult
+    from market_sim.markets.balancing import BalancingResult
 
 
 class CoordinationModel:
@@ -94,12 +92,12 @@ class CoordinationModel:
         return result.table.assign(validator=validator)[VALIDATION_COLUMNS]
 
     def clear_bids(
-        self, ctx: PeriodContext, usable: pd.DataFrame
+        self, ctx: PeriodContext, plan: TsoPlan, usable: pd.DataFrame
     ) -> tuple[BalancingResult, pd.DataFrame]:
         """The TSO clears individual bids at their DSO's interface bus; returns the clearing
         and the DER dispatch (bid_id, mw)."""
-        offers = bid_offers(usable, self.parties.interface_buses())
-        clearing = self.clear_and_record(ctx, offers)
+        clearing = ctx.timed("tso", "clearing", self.parties.tso.clear_bids, plan, usable)
+        self.record_clearing(ctx, clearing)
         accepted = accepted_der(clearing)
         return clearing, as_dispatch(accepted.offer_id, accepted.mw)
 
@@ -125,90 +123,48 @@ class CoordinationModel:
     def share(
         self,
         ctx: PeriodContext,
+        plan: TsoPlan,
         usable: pd.DataFrame,
         requests: dict[str, LocalMarketResult],
-        clear,
+        clear: priority.Clear,
         tso_need_mw: float | None = None,
         tso_cost=None,
     ) -> tuple[object, pd.DataFrame]:
-        """Serve the TSO (through ``clear``) and the DSOs' requests from the same validated bids.
+        """Serve the TSO (through ``clear``) and the DSOs' requests from the same validated bids,
+        by the scenario's priority rule (:func:`market_sim.markets.priority.share`).
 
-        ``clear(bids) -> (result, tso dispatch)`` is the TSO's side. The priority rule decides
-        who goes first (:mod:`market_sim.markets.sharing`); the TSO's need is critical when its
-        generators cannot cover it. ``tso_need_mw`` is what the TSO wants from these bids in the
-        economic rule (default: its whole need). ``tso_cost(bids)``, where given, is the TSO's
-        balancing cost (EUR/h) with all of ``bids``: what the DSOs' taking first cost the TSO
-        is then recorded, as is what the DSOs asked for and did not get. Returns the TSO's
-        result and the whole dispatch (buyer tso or a DSO's name); the ``priority`` table
-        records who got what.
+        Records who got what (``priority`` table), what the rule cost the side that did not go
+        first, and a failed allocation as a ``priority_failed`` event. Returns the TSO's result
+        and the whole dispatch (buyer tso or a DSO's name).
         """
-        wanted = {n: r for n, r in requests.items() if not r.bought.empty}
-        if not wanted:
-            return clear(usable)
-        tso = self.parties.tso
-        rule = self.dso_market.priority
-        bought = pd.concat([r.bought for r in wanted.values()], ignore_index=True)
-        request = taken(bought, usable.bid_id)
-        ter = tso.ter_offers()
-        need = float(tso.need_mw.sum())
-        if tso_need_mw is None:
-            tso_need_mw = need
-        if tso_goes_first(rule, tso_is_critical(need, ter)):
-            result, tso_dispatch = clear(usable)
-            take = np.minimum(
-                request, usable.mw.to_numpy(float) - taken(tso_dispatch, usable.bid_id)
-            )
-        else:
-            take = request
-            if rule == "economic":
-                takes = economic_takes(usable, wanted, tso_need_mw, ter, self.voll_eur_per_mwh)
-                take = np.sum(list(takes.values()), axis=0)
-            alone = tso_cost(usable) if tso_cost is not None else None
-            result, tso_dispatch = clear(usable.assign(mw=usable.mw.to_numpy(float) - take))
-            if alone is not None and result is not None and result.ok:
-                ctx.records.tso_extra_cost_eur_per_h += result.cost_eur - alone
-        take = np.where(take > 1e-9, take, 0.0)
-        ctx.records.dso_shortfall_mw += float(np.sum(request - take).clip(0.0))
-        local = pd.DataFrame(
-            {
-                "bid_id": usable.bid_id.to_numpy(np.int64),
-                "mw": take,
-                "buyer": usable.dso.astype(object).to_numpy(),
-            }
+        sharing = priority.share(
+            self.dso_market.priority,
+            usable,
+            requests,
+            clear,
+            self.parties.tso.ter_offers(plan),
+            float(plan.need_mw.sum()),
+            self.voll_eur_per_mwh,
+            tso_need_mw,
+            tso_cost,
         )
-        dispatch = pd.concat([tso_dispatch, local[local.mw > 0]], ignore_index=True)
-        for name in wanted:
-            mine = (usable.dso == name).to_numpy()
-            self.record_priority(
-                ctx,
-                rule,
-                name,
-                usable.bid_id[mine],
-                request[mine],
-                take[mine],
-                taken(tso_dispatch, usable.bid_id[mine]),
-            )
-        return result, dispatch
+        if not sharing.ok:
+            ctx.event("priority_failed", sharing.message)
+        ctx.records.tso_extra_cost_eur_per_h += sharing.tso_extra_cost_eur_per_h
+        ctx.records.dso_shortfall_mw += sharing.dso_shortfall_mw
+        ctx.records.priority.append(sharing.priority_rows.assign(period=ctx.clock.period))
+        return sharing.result, sharing.dispatch
 
     def record_priority(self, ctx, rule, dso, bid_ids, requested, dso_mw, tso_mw) -> None:
         """Rows of the ``priority`` table: who got each contested or used DER of a DSO."""
-        record = pd.DataFrame(
-            {
-                "period": ctx.clock.period,
-                "dso": dso,
-                "rule": rule,
-                "bid_id": np.asarray(bid_ids, np.int64),
-                "dso_requested_mw": np.asarray(requested, float),
-                "dso_mw": np.asarray(dso_mw, float),
-                "tso_mw": np.asarray(tso_mw, float),
-            }
-        )
-        used = (record.dso_requested_mw > 0) | (record.dso_mw > 0) | (record.tso_mw > 0)
-        ctx.records.priority.append(record[used])
+        rows = priority.priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw)
+        ctx.records.priority.append(rows.assign(period=ctx.clock.period))
 
-    def clear_and_record(self, ctx: PeriodContext, offers: pd.DataFrame) -> BalancingResult:
+    def clear_and_record(
+        self, ctx: PeriodContext, plan: TsoPlan, offers: pd.DataFrame
+    ) -> BalancingResult:
         """The TSO's clearing; a failed solve is an event and dispatches nothing."""
-        result = ctx.timed("tso", "clearing", self.parties.tso.clear, offers)
+        result = ctx.timed("tso", "clearing", self.parties.tso.clear, plan, offers)
         self.record_clearing(ctx, result)
         return result
 

@@ -29,9 +29,10 @@ from market_sim.coordination.period import (
     accepted_der,
     as_dispatch,
     no_validation,
-    taken,
 )
-from market_sim.markets.aggregation import empty_offers
+from market_sim.markets.offers import empty_offers
+from market_sim.markets.priority import taken
+from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
 from market_sim.types import Injections
 
@@ -105,7 +106,7 @@ class DsoManaged(CoordinationModel):
         for area in ctx.inbox("tso", Kind.FLEXIBILITY_AREA).values():
             ctx.records.flexibility_areas.append(area.assign(period=clock.period))
         clearing = self.clear_and_record(
-            ctx, pd.concat([empty_offers(), *curves.values()], ignore_index=True)
+            ctx, inputs.plan, pd.concat([empty_offers(), *curves.values()], ignore_index=True)
         )
         accepted = accepted_der(clearing)
         aggregates = {
@@ -127,6 +128,7 @@ class DsoManaged(CoordinationModel):
                     aggregate,
                     local.get(name),
                     points,
+                    inputs.plan,
                 )
                 shortfall += missing
         delivered = yield from self.dispatch_to_der(ctx, "4", individual, bids)
@@ -141,6 +143,7 @@ class DsoManaged(CoordinationModel):
         aggregate: pd.DataFrame,
         local: pd.DataFrame | None,
         points: dict[str, Injections],
+        plan: TsoPlan,
     ) -> tuple[pd.DataFrame, float]:
         """A DSO's step 4: individual dispatch for the TSO's aggregate (and its own needs).
 
@@ -154,6 +157,7 @@ class DsoManaged(CoordinationModel):
             requests = self.dso_requests(ctx, {name: validated}, points)
             dispatch = self.share(
                 ctx,
+                plan,
                 validated,
                 requests,
                 lambda b: (None, dso.disaggregate(b, offer, aggregate)),

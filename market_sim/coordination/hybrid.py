@@ -19,8 +19,8 @@ from market_sim.coordination.period import (
     as_dispatch,
     concat,
     no_validation,
-    taken,
 )
+from market_sim.markets.priority import taken
 from market_sim.messages import Kind
 
 
@@ -64,12 +64,14 @@ class Hybrid(CoordinationModel):
 
         usable = concat(ctx.inbox("tso", Kind.VALIDATED_BIDS).values(), bids)
         arrived = {n: r for n, r in requests.items() if n in set(usable.dso)}
+        plan, tso = inputs.plan, self.parties.tso
         clearing, dispatch = self.share(
             ctx,
+            plan,
             usable,
             arrived,
-            lambda b: self.clear_bids(ctx, b),
-            tso_cost=self.parties.tso.cost_with_all,
+            lambda b: self.clear_bids(ctx, plan, b),
+            tso_cost=lambda b: tso.cost_with_all(plan, b),
         )
         delivered = yield from self.dispatch_to_der(ctx, "4", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered, points, ctx.records)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock, Post
 from market_sim.types import Injections
@@ -59,13 +60,14 @@ class PeriodInputs:
 
     ``forecasts``: each DSO's baseline operating point of the period; ``measured``: what each
     DSO can measure when it must report (the last delivered state; the forecast in the first
-    period).
+    period); ``plan``: the TSO's energy schedule and balancing need.
     """
 
     period: int
     bids: pd.DataFrame
     forecasts: Mapping[str, Injections]
     measured: Mapping[str, Injections]
+    plan: TsoPlan
 
 
 @dataclass
@@ -151,12 +153,6 @@ class PeriodOutcome:
 
 def no_validation() -> pd.DataFrame:
     return pd.DataFrame(columns=VALIDATION_COLUMNS)
-
-
-def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
-    """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
-    mw = dispatch.groupby("bid_id")["mw"].sum()
-    return bid_ids.map(mw).fillna(0.0).to_numpy(float)
 
 
 def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:

@@ -94,7 +94,7 @@ class TsoManaged(CoordinationModel):
 
         reported = {n: d for n, d in parties.dsos.items() if n in state}
         clearing, integrated = ctx.timed(
-            "tso", "clearing", parties.tso.clear_integrated, received, state, reported
+            "tso", "clearing", parties.tso.clear_integrated, inputs.plan, received, state, reported
         )
         self.record_clearing(ctx, clearing, integrated.distribution_rows, integrated.rounds)
         validation = concat(

@@ -99,8 +99,9 @@ def validate(
     ``method``: a name in :data:`market_sim.registry.VALIDATION_METHODS`; ``fairness``:
     ``max_volume`` or ``equitable``; ``oltc``: let the DSO pick its HV/MV tap positions
     (:mod:`.oltc`) for the largest total validated volume; the chosen taps are in
-    ``trafo_tap_pos``. ``options`` go to the method (``max_iter`` for iterative_pf, ``max_rounds`` for linear_opf / ac_opf)
-    except ``oltc_reach`` (tap steps tried each side, default 2). Unknown names raise
+    ``trafo_tap_pos``. ``options`` go to the method (``max_iter`` for iterative_pf,
+    ``max_rounds`` for linear_opf / ac_opf) except ``oltc_reach`` (tap steps tried each side,
+    default 2). Unknown names raise
     ValueError; everything else is reported in the result, never raised.
     """
     solver = _method(method)

@@ -1,1 +1,1 @@
-"""Markets: transmission DC-OPF clearing, aggregation, settlement."""
+"""Markets: the TSO's schedule and balancing market, DSO-level markets, priority, settlement."""

@@ -1,7 +1,6 @@
-"""From bids to the offers the TSO clears, and from an aggregated dispatch back to bids.
+"""A DSO's aggregated offer at its interface, and from an aggregated dispatch back to bids.
 
-An offer table has the columns of :class:`market_sim.markets.clearing.BalancingMarket`:
-``offer_id``, ``bus`` (transmission bus), ``direction``, ``mw``, ``price_eur_per_mwh``.
+The offer has the columns of :data:`market_sim.markets.offers.OFFER_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -9,39 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.offers import OFFER_COLUMNS
 from market_sim.types import DIRECTIONS
-
-OFFER_COLUMNS = ["offer_id", "bus", "direction", "mw", "price_eur_per_mwh"]
-
-
-def empty_offers() -> pd.DataFrame:
-    """An offer table with no rows."""
-    return pd.DataFrame(
-        {
-            "offer_id": pd.Series(dtype="int64"),
-            "bus": pd.Series(dtype="int64"),
-            "direction": pd.Series(dtype=object),
-            "mw": pd.Series(dtype=float),
-            "price_eur_per_mwh": pd.Series(dtype=float),
-        }
-    )
-
-
-def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFrame:
-    """Each (validated) bid as an offer at the interface bus of its DSO; offer_id = bid_id.
-
-    ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated).
-    """
-    offers = pd.DataFrame(
-        {
-            "offer_id": bids.bid_id.to_numpy(np.int64),
-            "bus": bids.dso.map(interface_bus).to_numpy(np.int64),
-            "direction": bids.direction.astype(str).to_numpy(),
-            "mw": bids.mw.to_numpy(float),
-            "price_eur_per_mwh": bids.price_eur_per_mwh.to_numpy(float),
-        }
-    )
-    return offers[offers.mw > 1e-9].reset_index(drop=True)
 
 
 def aggregate_offer(validated: pd.DataFrame, interface_bus: int, first_id: int) -> pd.DataFrame:
@@ -59,7 +27,7 @@ def aggregate_offer(validated: pd.DataFrame, interface_bus: int, first_id: int) 
     curve.insert(0, "offer_id", np.arange(first_id, first_id + len(curve), dtype=np.int64))
     curve.insert(1, "bus", np.int64(interface_bus))
     curve["direction"] = curve.direction.astype(str)
-    return curve[OFFER_COLUMNS]
+    return curve[list(OFFER_COLUMNS)]
 
 
 def disaggregate(validated: pd.DataFrame, target_mw: dict[str, float]) -> pd.DataFrame:

@@ -27,8 +27,12 @@ import highspy
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.solvers.highs import Highs
+from scipy import sparse
 
 logger = logging.getLogger(__name__)
+
+#: A constraint matrix: dense, or scipy.sparse (array or matrix).
+Matrix = np.ndarray | sparse.sparray | sparse.spmatrix
 
 
 class LoadedModel:
@@ -115,27 +119,30 @@ class LoadedModel:
         return len(idx)
 
     @contextmanager
-    def extra_rows(self, matrix: np.ndarray, cols: np.ndarray, upper: np.ndarray):
+    def extra_rows(self, matrix: Matrix, cols: np.ndarray, upper: np.ndarray):
         """Rows ``matrix @ x[cols] <= upper`` present for the solves inside the block only.
 
-        They are appended after the model's own rows (whose indices stay valid) and deleted on
-        exit, so the built model is left as it was.
+        ``matrix`` is dense or scipy.sparse; a sparse one is never densified (distribution
+        rows over thousands of bids are mostly zeros). They are appended after the model's own
+        rows (whose indices stay valid) and deleted on exit, so the built model is left as it
+        was.
         """
-        matrix = np.asarray(matrix, dtype=float)
+        rows = sparse.csr_array(matrix, dtype=float, copy=True)
+        rows.eliminate_zeros()
+        rows.sort_indices()
         n_rows = len(upper)
         first = self.highs.getNumRow()
         if n_rows:
-            nz = matrix != 0.0
-            starts = np.r_[0, np.cumsum(nz.sum(axis=1))[:-1]].astype(np.int32)
-            index = np.broadcast_to(cols, matrix.shape)[nz].astype(np.int32)
+            if rows.shape != (n_rows, len(cols)):
+                raise ValueError(f"extra rows are {rows.shape}, expected ({n_rows}, {len(cols)})")
             self.highs.addRows(
                 n_rows,
                 np.full(n_rows, -highspy.kHighsInf),
                 np.asarray(upper, dtype=float),
-                int(nz.sum()),
-                starts,
-                index,
-                matrix[nz],
+                rows.nnz,
+                rows.indptr[:-1].astype(np.int32),
+                np.asarray(cols)[rows.indices].astype(np.int32),
+                rows.data,
             )
         try:
             yield

@@ -1,32 +1,74 @@
-"""Priority rules for the simultaneous use of DER services by the TSO and a DSO.
+"""Priority rules for the simultaneous use of DER services by the TSO and the DSOs.
 
-When both want the same DER in the same period (hybrid model with the DSO buying on the central
-market; DSO-managed scheme ii), a rule decides who gets what (the paper, Sections II-B, II-C):
+When both want the same DER in the same period (hybrid model with the DSOs buying on the
+central market; DSO-managed scheme ii), a rule decides who gets what (the paper, Sections II-B,
+II-C):
 
-* ``tso_first``: the TSO clears first, the DSO buys from what is left;
-* ``dso_first``: the reverse;
-* ``criticality``: the need that prevents a technical violation goes first (ties: the need whose
-  shortfall costs more per MWh);
-* ``economic``: joint clearing, one linear program: each DER goes to the use with the higher
-  value.
+* ``tso_first``: the TSO clears first, the DSOs take what they asked for from what is left;
+* ``dso_first``: the DSOs take what they asked for, the TSO clears the rest;
+* ``criticality``: a DSO's need prevents a limit violation, so the DSOs go first, unless the
+  TSO's own need is critical too (its generators cannot cover it: unserved energy), in which
+  case system security comes first;
+* ``economic``: one joint linear program over the TSO's need and every DSO's needs decides what
+  each DSO takes (each DER to the use with the higher value); the TSO clears the rest.
 
-Each side states its needs as rows ``need_mw``: a DER ``b`` serving need row ``k`` contributes
-``effect[k, b]`` per MW (1 for the TSO's balancing need in the DER's direction; a sensitivity for
-a DSO's voltage or loading problem, in pu or % per MW). Unmet need costs ``penalty_eur_per_h``
-per unit and hour (the value of lost load for the TSO's MW, a violation penalty for the DSO).
-The allocation is a pure function of these tables, so each rule has a hand-checkable answer.
+Each rule is a function below, registered in :data:`market_sim.registry.PRIORITY_RULES`, that
+says who is served first (the TSO, the DSOs, or both jointly) given whether the TSO's need is
+critical; :func:`share` does the rest the same way for every rule.
+
+A side states its needs as rows ``need_mw``: a DER ``b`` serving need row ``k`` contributes
+``effect[k, b]`` per MW (1 for the TSO's balancing need in the DER's direction; a sensitivity
+for a DSO's voltage or loading problem, in pu or % per MW). Unmet need costs
+``penalty_eur_per_h`` per unit and hour (the value of lost load for the TSO's MW, a violation
+penalty for a DSO). :func:`share` is a pure function of the period's tables and the TSO's
+clearing, so each rule has a hand-checkable answer; a failed linear program is a status in the
+result, never an exception.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.optimize import linprog
 
-RULES = ("tso_first", "dso_first", "criticality", "economic")
-SIDES = ("tso", "dso")
+from market_sim.registry import PRIORITY_RULES
+from market_sim.types import DOWN, UP
+
+if TYPE_CHECKING:
+    from market_sim.markets.local_market import LocalMarketResult
+
+#: Who is served first under a rule: the TSO, the DSOs, or both at once (one joint LP).
+TSO, DSO, JOINT = "tso", "dso", "joint"
+
+
+def tso_first(tso_critical: bool) -> str:
+    return TSO
+
+
+def dso_first(tso_critical: bool) -> str:
+    return DSO
+
+
+def criticality(tso_critical: bool) -> str:
+    """A DSO's need prevents a limit violation, so it goes first, unless the TSO's generators
+    cannot cover the TSO's need: then system security comes first."""
+    return TSO if tso_critical else DSO
+
+
+def economic(tso_critical: bool) -> str:
+    return JOINT
+
+
+#: Below this (MW) a DSO's take is solver noise and reported as nothing.
+TAKE_TOL_MW = 1e-9
+
+#: ``clear(bids) -> (result, TSO dispatch)``: the TSO's side, given the bids left to it.
+Clear = Callable[[pd.DataFrame], tuple[object, pd.DataFrame]]
 
 
 @dataclass(frozen=True)
@@ -41,48 +83,156 @@ class Needs:
 
 
 @dataclass(frozen=True)
-class Allocation:
-    """Who got which DER, and what each side was left without.
+class Use:
+    """MW of each DER used by each side (``use[side]``); nothing used when the LP failed."""
 
-    ``table``: bid_id, side, mw (one row per DER and side that uses it); ``unmet_mw`` and
-    ``cost_eur_per_h`` per side (cost of the DER it bought plus the penalty of its unmet need).
+    mw: dict[str, np.ndarray]
+    ok: bool = True
+    message: str = "optimal"
+
+    def __getitem__(self, side: str) -> np.ndarray:
+        return self.mw[side]
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """What :func:`share` decided for a period.
+
+    ``result``: the TSO's clearing (what ``clear`` returned); ``dispatch``: bid_id, mw, buyer
+    (tso or a DSO's name) of every DER used; ``priority_rows``: one row per contested or used
+    DER of a DSO (dso, rule, bid_id, dso_requested_mw, dso_mw, tso_mw; no period);
+    ``tso_extra_cost_eur_per_h``: what the DSOs taking first cost the TSO (0 when not known);
+    ``dso_shortfall_mw``: what the DSOs asked for and did not get. ``ok`` is False, with
+    ``message``, when the economic rule's LP failed: the DSOs then took nothing by it.
     """
 
-    rule: str
-    table: pd.DataFrame
-    unmet_mw: dict[str, float]
-    cost_eur_per_h: dict[str, float]
+    result: object
+    dispatch: pd.DataFrame
+    priority_rows: pd.DataFrame
+    tso_extra_cost_eur_per_h: float = 0.0
+    dso_shortfall_mw: float = 0.0
+    ok: bool = True
+    message: str = ""
 
 
-def allocate(rule: str, der: pd.DataFrame, tso: Needs, dso: Needs) -> Allocation:
-    """Share the DER offers ``der`` (bid_id, mw, price_eur_per_mwh) between TSO and DSO."""
-    if rule not in RULES:
-        raise ValueError(f"unknown priority rule {rule!r}; allowed: {', '.join(RULES)}")
-    if rule == "economic":
-        use = least_cost_use(der, [tso, dso])
+def share(
+    rule: str,
+    usable: pd.DataFrame,
+    requests: dict[str, LocalMarketResult],
+    clear: Clear,
+    ter_offers: pd.DataFrame,
+    need_mw: float,
+    voll_eur_per_mwh: float,
+    tso_need_mw: float | None = None,
+    tso_cost: Callable[[pd.DataFrame], float] | None = None,
+) -> Sharing:
+    """Serve the TSO (through ``clear``) and the DSOs' requests from the same validated bids.
+
+    ``usable``: bid_id, dso, direction, mw, price_eur_per_mwh (validated capacity);
+    ``requests``: each DSO's local-market purchase; ``ter_offers``: the TSO's generator offers;
+    ``need_mw``: the TSO's total balancing need (signed), which decides whether it is critical;
+    ``tso_need_mw``: what the TSO wants from these bids in the economic rule (default: its whole
+    need); ``tso_cost(bids)``, where given, is the TSO's balancing cost (EUR/h) with all of
+    ``bids``, the reference for what the DSOs taking first cost it.
+    """
+    order = PRIORITY_RULES.load(rule)
+    wanted = {n: r for n, r in requests.items() if not r.bought.empty}
+    if not wanted:
+        result, dispatch = clear(usable)
+        return Sharing(result, dispatch, priority_rows(rule, "", [], [], [], []))
+    bought = pd.concat([r.bought for r in wanted.values()], ignore_index=True)
+    request = taken(bought, usable.bid_id)
+    if tso_need_mw is None:
+        tso_need_mw = need_mw
+    capacity = usable.mw.to_numpy(float)
+    extra_cost, use = 0.0, Use({})
+    first = order(tso_is_critical(need_mw, ter_offers))
+    if first == TSO:
+        result, tso = clear(usable)
+        take = np.minimum(request, capacity - taken(tso, usable.bid_id))
     else:
-        first = _first(rule, tso, dso)
-        second = dso if first is tso else tso
-        use_first = least_cost_use(der, [first])
-        left = der.assign(mw=der.mw.to_numpy() - use_first[first.side])
-        use = {
-            first.side: use_first[first.side],
-            second.side: least_cost_use(left, [second])[second.side],
+        take = request
+        if first == JOINT:
+            use = economic_use(usable, wanted, tso_need_mw, ter_offers, voll_eur_per_mwh)
+            take = _economic_take(use, wanted, len(usable))
+        alone = tso_cost(usable) if tso_cost is not None else None
+        result, tso = clear(usable.assign(mw=capacity - take))
+        if alone is not None and result is not None and result.ok:
+            extra_cost = result.cost_eur - alone
+    take = np.where(take > TAKE_TOL_MW, take, 0.0)
+    local = pd.DataFrame(
+        {
+            "bid_id": usable.bid_id.to_numpy(np.int64),
+            "mw": take,
+            "buyer": usable.dso.astype(object).to_numpy(),
         }
-    return _allocation(rule, der, use, (tso, dso))
+    )
+    rows = []
+    for name in wanted:
+        mine = (usable.dso == name).to_numpy()
+        tso_mw = taken(tso, usable.bid_id[mine])
+        rows.append(
+            priority_rows(rule, name, usable.bid_id[mine], request[mine], take[mine], tso_mw)
+        )
+    return Sharing(
+        result,
+        pd.concat([tso, local[local.mw > 0]], ignore_index=True),
+        pd.concat(rows, ignore_index=True),
+        tso_extra_cost_eur_per_h=extra_cost,
+        dso_shortfall_mw=float(np.sum(request - take).clip(0.0)),
+        ok=use.ok,
+        message=use.message if not use.ok else "",
+    )
 
 
-def _first(rule: str, tso: Needs, dso: Needs) -> Needs:
-    if rule == "tso_first":
-        return tso
-    if rule == "dso_first":
-        return dso
-    # criticality: a need that prevents a violation first; then the costlier shortfall
-    return max((tso, dso), key=lambda n: (n.critical, n.penalty_eur_per_h, n.side == "tso"))
+def tso_is_critical(need_mw: float, ter: pd.DataFrame) -> bool:
+    """The TSO's need is critical when its generators' offers cannot cover it."""
+    direction = UP if need_mw > 0 else DOWN
+    return abs(need_mw) > float(ter.loc[ter.direction == direction, "mw"].sum()) + 1e-9
 
 
-def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> dict[str, np.ndarray]:
-    """Least-cost use of the DER by ``sides`` (one LP); returns MW per DER for each side.
+def economic_use(
+    der: pd.DataFrame,
+    requests: dict[str, LocalMarketResult],
+    need_mw: float,
+    ter: pd.DataFrame,
+    voll_eur_per_mwh: float,
+) -> Use:
+    """Joint clearing of the TSO's need and every DSO's needs: each DER to its higher-value use.
+
+    ``der``: bid_id, direction, mw, price_eur_per_mwh (validated capacity); ``ter``: the TSO's
+    generator offers (usable by the TSO only, after the DER in the pool). A copper-plate view
+    of the transmission network: it decides what each DSO takes; the TSO then clears the rest
+    on its DC-OPF.
+    """
+    direction = UP if need_mw > 0 else DOWN
+    columns = ["bid_id", "direction", "mw", "price_eur_per_mwh"]
+    pool = pd.concat([der[columns], ter.assign(bid_id=-1)[columns]], ignore_index=True)
+    tso_effect = (pool.direction == direction).to_numpy(float)[None, :]
+    sides = [Needs("tso", np.array([abs(need_mw)]), tso_effect, voll_eur_per_mwh, True)]
+    position = pd.Series(np.arange(len(der)), index=der.bid_id.to_numpy())
+    for name, request in requests.items():
+        if request.needs is None:
+            continue
+        effect = np.zeros((len(request.needs.need_mw), len(pool)))
+        cols = position.reindex(request.bid_ids).to_numpy()
+        ok = ~np.isnan(cols)
+        effect[:, cols[ok].astype(int)] = request.needs.effect[:, ok]
+        sides.append(
+            Needs(name, request.needs.need_mw, effect, request.needs.penalty_eur_per_h, True)
+        )
+    return least_cost_use(pool, sides)
+
+
+def _economic_take(use: Use, wanted: dict[str, LocalMarketResult], n_der: int) -> np.ndarray:
+    """What the DSOs take of the first ``n_der`` rows of the pool; nothing if the LP failed."""
+    if not use.ok:
+        return np.zeros(n_der)
+    return np.sum([use[name][:n_der] for name in wanted if name in use.mw], axis=0)
+
+
+def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> Use:
+    """Least-cost use of the DER by ``sides`` (one LP); MW per DER for each side.
 
     With one side this is a local flexibility market: the DSO buys relief for its predicted
     violations at least cost.
@@ -90,57 +240,66 @@ def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> dict[str, np.ndarra
     Variables: q[s, b] >= 0 for each side and DER, unmet[s, k] >= 0 for each need row.
     min sum price_b q[s, b] + sum penalty_s unmet[s, k]
     s.t. sum_s q[s, b] <= mw_b;  sum_b effect[k, b] q[s, b] + unmet[s, k] >= need[s, k].
+    The constraint matrix is sparse: a few thousand bids would need gigabytes dense.
     """
-    n = len(der)
+    n, n_sides = len(der), len(sides)
     price = der.price_eur_per_mwh.to_numpy(float)
     cap = np.clip(der.mw.to_numpy(float), 0.0, None)
     rows = sum(len(s.need_mw) for s in sides)
-    n_var = len(sides) * n + rows
     cost = np.concatenate(
         [
-            np.tile(price, len(sides)),
+            np.tile(price, n_sides),
             np.concatenate([np.full(len(s.need_mw), s.penalty_eur_per_h) for s in sides]),
         ]
     )
-    a_cap = np.zeros((n, n_var))
-    for i in range(len(sides)):
-        a_cap[:, i * n : (i + 1) * n] = np.eye(n)
-    a_need = np.zeros((rows, n_var))
-    need = np.zeros(rows)
-    row = 0
+    n_var = n_sides * n + rows
+    a_cap = sparse.coo_array(
+        (np.ones(n_sides * n), (np.tile(np.arange(n), n_sides), np.arange(n_sides * n))),
+        shape=(n, n_var),
+    )
+    r, c, v, row = [], [], [], 0
     for i, s in enumerate(sides):
         k = len(s.need_mw)
-        a_need[row : row + k, i * n : (i + 1) * n] = -s.effect
-        a_need[row : row + k, len(sides) * n + row : len(sides) * n + row + k] = -np.eye(k)
-        need[row : row + k] = -s.need_mw
+        effect = sparse.coo_array(np.asarray(s.effect, dtype=float))
+        r += [row + effect.row, row + np.arange(k)]
+        c += [i * n + effect.col, n_sides * n + row + np.arange(k)]
+        v += [-effect.data, -np.ones(k)]
         row += k
+    a_need = sparse.coo_array(
+        (np.concatenate(v), (np.concatenate(r), np.concatenate(c))), shape=(rows, n_var)
+    )
     result = linprog(
         cost,
-        A_ub=np.vstack([a_cap, a_need]),
-        b_ub=np.concatenate([cap, need]),
+        A_ub=sparse.vstack([a_cap, a_need], format="csr"),
+        b_ub=np.concatenate([cap, -np.concatenate([s.need_mw for s in sides])]),
         bounds=(0, None),
         method="highs",
     )
     if result.status != 0:
-        raise RuntimeError(f"priority allocation LP failed: {result.message}")
+        zero = {s.side: np.zeros(n) for s in sides}
+        return Use(zero, ok=False, message=f"priority allocation LP failed: {result.message}")
     x = result.x
-    return {s.side: x[i * n : (i + 1) * n] for i, s in enumerate(sides)}
+    return Use({s.side: x[i * n : (i + 1) * n] for i, s in enumerate(sides)})
 
 
-def _allocation(
-    rule: str, der: pd.DataFrame, use: dict[str, np.ndarray], sides: tuple[Needs, Needs]
-) -> Allocation:
-    price = der.price_eur_per_mwh.to_numpy(float)
-    parts, unmet, cost = [], {}, {}
-    for s in sides:
-        mw = np.where(use[s.side] > 1e-9, use[s.side], 0.0)
-        parts.append(
-            pd.DataFrame({"bid_id": der.bid_id.to_numpy(np.int64), "side": s.side, "mw": mw})[
-                mw > 0
-            ]
-        )
-        short = np.clip(s.need_mw - s.effect @ mw, 0.0, None)
-        unmet[s.side] = float(short.sum())
-        cost[s.side] = float(price @ mw + s.penalty_eur_per_h * short.sum())
-    table = pd.concat(parts, ignore_index=True)
-    return Allocation(rule, table, unmet, cost)
+def priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw) -> pd.DataFrame:
+    """Rows of the ``priority`` table (without the period): who got each contested or used DER
+    of a DSO. DER nobody asked for or used are left out."""
+    record = pd.DataFrame(
+        {
+            "dso": dso,
+            "rule": rule,
+            "bid_id": np.asarray(bid_ids, np.int64),
+            "dso_requested_mw": np.asarray(requested, float),
+            "dso_mw": np.asarray(dso_mw, float),
+            "tso_mw": np.asarray(tso_mw, float),
+        }
+    )
+    used = (record.dso_requested_mw > 0) | (record.dso_mw > 0) | (record.tso_mw > 0)
+    return record[used]
+
+
+def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
+    """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
+    mw = dispatch.groupby("bid_id")["mw"].sum()
+    return bid_ids.map(mw).fillna(0.0).to_numpy(float)

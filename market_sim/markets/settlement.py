@@ -10,14 +10,39 @@ aggregator, to the TSO. Every amount is a transfer from a payer to a payee, so t
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import pandas as pd
 
-from market_sim.config import SettlementConfig
-from market_sim.results import TABLES
+from market_sim.registry import PRICING_RULES
+from market_sim.tables import column_dtypes
 from market_sim.types import signed_mw
 
 TSO = "tso"
+
+#: Columns and dtypes of the period's ``dispatch`` and ``settlement`` tables.
+DISPATCH_DTYPES = column_dtypes("dispatch")
+SETTLEMENT_DTYPES = column_dtypes("settlement")
+
+
+def pay_as_clear(direction, mw, bid_price, bus_price) -> tuple[np.ndarray, np.ndarray]:
+    """The balancing price at the resource's bus, per MWh of injection change: an up
+    activation is paid it, a down activation pays it back. Returns (price, EUR/h)."""
+    return bus_price, bus_price * signed_mw(direction, mw)
+
+
+def pay_as_bid(direction, mw, bid_price, bus_price) -> tuple[np.ndarray, np.ndarray]:
+    """Each offer's own price per MWh of service. Returns (price, EUR/h)."""
+    return bid_price, bid_price * mw
+
+
+class SettlementTerms(Protocol):
+    """The settlement's parameters (a scenario's ``settlement`` config satisfies it)."""
+
+    pricing: str  # a name in market_sim.registry.PRICING_RULES
+    aggregator_fee_eur_per_mwh: float
+    imbalance_price_factor: float
 
 
 def dispatch_table(
@@ -28,7 +53,7 @@ def dispatch_table(
     interface_bus: dict[str, int],
     bus_price: pd.Series,
     hours: float,
-    config: SettlementConfig,
+    terms: SettlementTerms,
 ) -> pd.DataFrame:
     """The period's ``dispatch`` table (without the period column): TER and DER rows priced.
 
@@ -36,8 +61,10 @@ def dispatch_table(
     (TER rows carry ``element``); ``delivery``: bid_id, buyer, mw (dispatched), delivered_mw
     of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh.
     """
+    rule = PRICING_RULES.load(terms.pricing)
+    ter_columns = ["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]
     ter = accepted.loc[accepted.offer_id < 0, ["offer_id", "mw"]].merge(
-        offers[["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]], on="offer_id"
+        offers.reindex(columns=ter_columns), on="offer_id"
     )
     der = delivery.merge(bids.drop(columns="mw"), on="bid_id")
     table = pd.concat(
@@ -77,22 +104,24 @@ def dispatch_table(
     )
     table = table[table.mw > 1e-9].reset_index(drop=True)
     # the TSO settles by the pricing rule; a DSO's local purchase is paid as bid
-    as_bid = (table.buyer != TSO).to_numpy() | (config.pricing == "pay_as_bid")
-    bid_price = table.bid_price_eur_per_mwh.to_numpy(float)
-    price = np.where(as_bid, bid_price, bus_price.reindex(table.bus.to_numpy()).to_numpy(float))
-    table["price_eur_per_mwh"] = price
-    table["payment_eur"] = (
-        np.where(as_bid, bid_price * table.mw, price * signed_mw(table.direction, table.mw)) * hours
+    by_dso = (table.buyer != TSO).to_numpy()
+    terms_of_service = (
+        table.direction,
+        table.mw.to_numpy(float),
+        table.bid_price_eur_per_mwh.to_numpy(float),
+        bus_price.reindex(table.bus.to_numpy()).to_numpy(float),
     )
+    tso_price, tso_rate = rule(*terms_of_service)
+    dso_price, dso_rate = pay_as_bid(*terms_of_service)
+    price = np.where(by_dso, dso_price, tso_price)
+    table["price_eur_per_mwh"] = price
+    table["payment_eur"] = np.where(by_dso, dso_rate, tso_rate) * hours
     undelivered = (table.mw - table.delivered_mw).clip(lower=0.0)
-    table["imbalance_eur"] = undelivered * np.abs(price) * config.imbalance_price_factor * hours
-    columns = [c for c in TABLES["dispatch"] if c != "period"]
-    return table[columns].astype({c: TABLES["dispatch"][c][0] for c in columns})
+    table["imbalance_eur"] = undelivered * np.abs(price) * terms.imbalance_price_factor * hours
+    return table[list(DISPATCH_DTYPES)].astype(DISPATCH_DTYPES)
 
 
-def settlement_table(
-    dispatch: pd.DataFrame, hours: float, config: SettlementConfig
-) -> pd.DataFrame:
+def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerms) -> pd.DataFrame:
     """Net amount per party and item for the period (positive: the party receives).
 
     Rows without the period column: party, role, item, amount_eur.
@@ -100,7 +129,7 @@ def settlement_table(
     ter = dispatch[dispatch.resource == "ter"]
     der = dispatch[dispatch.resource == "der"]
     prosumer = "prosumer " + der.prosumer.astype(str)
-    fee = config.aggregator_fee_eur_per_mwh * der.mw * hours
+    fee = terms.aggregator_fee_eur_per_mwh * der.mw * hours
     transfers = [
         # payer, payee, item, amount (each a Series aligned with its rows)
         (TSO, ter.name, "balancing_energy", ter.payment_eur),
@@ -118,15 +147,12 @@ def settlement_table(
             party = party if isinstance(party, pd.Series) else pd.Series(party, amount.index)
             legs.append(pd.DataFrame({"party": party, "item": item, "amount_eur": sign * amount}))
     if not legs:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in _COLUMNS.items()})
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SETTLEMENT_DTYPES.items()})
     table = pd.concat(legs, ignore_index=True)
     table = table.groupby(["party", "item"], as_index=False, sort=True)["amount_eur"].sum()
     aggregators, dsos = set(der.name), set(der.buyer) - {TSO}
     table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators, dsos)))
     return table
-
-
-_COLUMNS = {c: v for c, v in TABLES["settlement"].items() if c != "period"}
 
 
 def _role(party: str, aggregators: set[str], dsos: set[str]) -> str:

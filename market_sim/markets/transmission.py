@@ -1,7 +1,7 @@
 """The transmission network as the market layer sees it: a DC model with generator costs.
 
 The data are taken from pandapower's own OPF conversion (``_pd2ppc`` in OPF mode), not rebuilt
-from the element tables, so that :class:`~market_sim.markets.clearing.EnergySchedule` clears the
+from the element tables, so that :class:`~market_sim.markets.schedule.EnergySchedule` clears the
 same problem as ``pandapower.rundcopp``: same susceptances (incl. tap ratios), same phase-shift
 injections, same ratings (``max_i_ka``/``max_loading_percent`` for lines, ``sn_mva``/
 ``max_loading_percent`` for transformers), same generator limits and polynomial costs.

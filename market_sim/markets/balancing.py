@@ -1,0 +1,379 @@
+"""The balancing market: TER and DER offers cleared against the TSO's need on a DC network.
+
+A DC optimal power flow over deviations around the energy schedule, declared once per run as a
+pyomo model and loaded once into HiGHS (:class:`~market_sim.markets.persistent.LoadedModel`). A
+period writes only the numbers that changed (column bounds and costs for offers, row bounds for
+needs and flow limits) straight into the HiGHS instance as arrays and re-solves from the
+previous basis; pyomo's own persistent parameter updates re-evaluated every mutable expression
+one by one and cost more than the solve itself.
+
+Units and signs (see :mod:`market_sim.types`): MW with injection positive, EUR/MWh paid by the
+buyer, objectives in EUR/h (the caller multiplies by the period length in hours). Nodal prices
+are duals of the nodal balance: the change of the objective in EUR/h per MW of extra need for
+injection, positive when more need costs more.
+
+A failed or infeasible solve never raises: the result has ``ok=False`` and a message, so the
+engine can record an event and go on. Invalid inputs (wrong shape, unknown bus, bad direction,
+non-finite numbers) raise ValueError, because they are programming errors, not market outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from market_sim.markets.dc_model import (
+    HIGHS_OPTIONS,
+    count,
+    define_dc_network,
+    define_flow_limits,
+    net_outflow,
+)
+from market_sim.markets.offers import MW_TOL, OFFER_COLUMNS
+from market_sim.markets.persistent import LoadedModel, Matrix
+from market_sim.markets.transmission import TransmissionNetwork
+from market_sim.types import DOWN, UP
+
+logger = logging.getLogger(__name__)
+
+#: Cost added to every accepted MW of a balancing offer (EUR/MWh). TER offers come in up/down
+#: pairs at +mc/-mc, so without it accepting both halves of a pair ("wash trade") costs exactly
+#: nothing and the solver may report activations that cancel out. It shifts nodal prices by at
+#: most this much and is not part of the reported cost.
+TIE_BREAK_EUR_PER_MWH = 1e-6
+
+
+@dataclass(frozen=True)
+class BalancingResult:
+    """Outcome of the balancing market for one period.
+
+    ``accepted``: one row per offer with accepted MW > 0: offer_id, bus, direction, mw
+    (accepted, >= 0), price_eur_per_mwh (the offer's own price). ``price_eur_per_mwh``: nodal
+    price of injection per bus (dual of the nodal balance: EUR/h per MW of extra need for
+    injection). Pay-as-cleared settlement at that price means an up offer earns ``+price`` and a
+    down offer earns ``-price`` per MWh, so the marginal offer of either direction clears at its
+    own price. ``unserved_*_mw``: need that no offer covered, priced at VOLL. ``cost_eur``:
+    objective in EUR per hour of the period, sum(price * MW) + VOLL * unserved; multiply by the
+    period length in hours. ``offers``: the offer book as cleared (TER and DER offers; TER rows
+    carry their ``element``), which settlement prices. ``relaxed_branches``: branches whose base
+    flow already exceeded their rating, so their limit was relaxed to the base-flow magnitude.
+    ``reserve_shortfall_mw``: the reserve the offers could not hold back (set by
+    :class:`~market_sim.markets.tso_markets.TsoMarkets`, which adds the reserve rows).
+    """
+
+    ok: bool
+    message: str
+    accepted: pd.DataFrame
+    price_eur_per_mwh: np.ndarray
+    unserved_up_mw: float
+    unserved_down_mw: float
+    cost_eur: float
+    solve_time_s: float
+    n_variables: int
+    n_constraints: int
+    offers: pd.DataFrame
+    relaxed_branches: tuple[str, ...] = field(default=())
+    reserve_shortfall_mw: float = 0.0
+
+
+def _empty_accepted() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "offer_id": pd.Series(dtype="int64"),
+            "bus": pd.Series(dtype="int64"),
+            "direction": pd.Series(dtype="string"),
+            "mw": pd.Series(dtype="float64"),
+            "price_eur_per_mwh": pd.Series(dtype="float64"),
+        }
+    )
+
+
+def _empty_accepted() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "offer_id": pd.Series(dtype="int64"),
+            "bus": pd.Series(dtype="int64"),
+            "direction": pd.Series(dtype="string"),
+            "mw": pd.Series(dtype="float64"),
+            "price_eur_per_mwh": pd.Series(dtype="float64"),
+        }
+    )
+
+
+class BalancingMarket:
+    """Clears a period's balancing offers: a DC OPF over deviations around the schedule.
+
+    Offers sit in fixed *slots*: every bus has ``capacity[bus, direction]`` slots, each a
+    variable ``q_s`` in ``[0, mw_s]`` with objective coefficient ``price_s``. The model is
+    declared in pyomo and loaded into HiGHS once; a period writes the slots' column bounds and
+    costs (unused slots get 0 MW), the needs (balance row bounds) and the flow limits (flow-limit
+    row bounds), only where they changed, and HiGHS re-solves from the previous basis. Every
+    bus starts with ``max(slots_per_bus, generators at the bus)`` slots per direction, so TER
+    offers always fit; if a bus gets more offers in a direction than it has slots, that capacity
+    is doubled until it fits and the model is rebuilt (logged at DEBUG).
+
+    Per bus n: ``sum(up q) - sum(down q) + unserved_up_n - unserved_down_n - (net outflow of
+    deviation flows) = need_n``; per rated branch: ``-R <= base_flow + deviation_flow <= R``
+    with ``R = max(rating, |base_flow|)``. Objective (EUR/h): ``sum(price * q) + voll *
+    sum(unserved_up + unserved_down)``.
+    """
+
+    def __init__(
+        self,
+        network: TransmissionNetwork,
+        voll_eur_per_mwh: float,
+        slots_per_bus: int = 2,
+    ):
+        if not voll_eur_per_mwh > 0:
+            raise ValueError("voll_eur_per_mwh must be positive")
+        self.network = network
+        self.voll_eur_per_mwh = float(voll_eur_per_mwh)
+        gens_at_bus = np.bincount(
+            network.generators["bus_pos"].to_numpy(dtype=np.int64), minlength=network.n_buses
+        )
+        per_bus = np.maximum(max(int(slots_per_bus), 1), gens_at_bus)
+        self.capacity = np.repeat(per_bus[:, None], 2, axis=1).astype(np.int64)
+        self._initial_capacity = self.capacity.copy()
+        self._rating = network.branches["rating_mw"].to_numpy()
+        self._rated = np.flatnonzero(np.isfinite(self._rating))
+        self._build()
+
+    def forget_warm_start(self) -> None:
+        """Clear the next period as a freshly built market would: from scratch, with the
+        initial slot capacity (grown capacity is solver state too: it shapes the LP)."""
+        if np.array_equal(self.capacity, self._initial_capacity):
+            self._lp.forget_basis()
+            return
+        self.capacity = self._initial_capacity.copy()
+        self._build()
+
+    # ---- model -------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        """(Re)build the model and its solver for the current slot capacity."""
+        cap = self.capacity.ravel()  # key = 2 * bus_pos + (0 up | 1 down)
+        self._slot_start = np.concatenate([[0], np.cumsum(cap)[:-1]])
+        key = np.repeat(np.arange(len(cap)), cap)
+        self._slot_bus = key // 2
+        self._slot_sign = np.where(key % 2 == 0, 1.0, -1.0)
+
+        m = pyo.ConcreteModel(name=f"balancing {self.network.name}")
+        out_br, in_br = define_dc_network(m, self.network, with_shift=False)
+        self._define_slots(m)
+        self._define_unserved(m)
+        define_flow_limits(m, self._rating)  # for a zero base flow; clear() writes the period's
+        self._define_balance(m, out_br, in_br)
+        self._define_objective(m)
+        self.model = m
+        self.n_variables, self.n_constraints = count(m)
+        self._lp = LoadedModel(m, HIGHS_OPTIONS)
+        self._q_cols = self._lp.cols(m.q[s] for s in m.S)
+        self._unserved_up_cols = self._lp.cols(m.unserved_up[n] for n in m.B)
+        self._unserved_down_cols = self._lp.cols(m.unserved_down[n] for n in m.B)
+        self._balance_rows = self._lp.rows(m.balance[n] for n in m.B)
+        self._flow_rows = self._lp.rows(m.flow_limit[int(k)] for k in self._rated)
+
+    def _define_slots(self, m: pyo.ConcreteModel) -> None:
+        """Offer slots, declared empty ([0, 0] MW); clear() writes a period's bounds and costs."""
+        m.S = pyo.RangeSet(0, len(self._slot_bus) - 1)
+        m.q = pyo.Var(m.S, bounds=(0.0, 0.0))
+
+    def _define_unserved(self, m: pyo.ConcreteModel) -> None:
+        m.unserved_up = pyo.Var(m.B, bounds=(0.0, None))
+        m.unserved_down = pyo.Var(m.B, bounds=(0.0, None))
+
+    def _define_balance(self, m: pyo.ConcreteModel, out_br, in_br) -> None:
+        slots_at: list[list[int]] = [[] for _ in range(self.network.n_buses)]
+        for s, n in enumerate(self._slot_bus):
+            slots_at[int(n)].append(s)
+        sign = self._slot_sign
+
+        def balance_rule(m, n):
+            offered = sum(float(sign[s]) * m.q[s] for s in slots_at[n])
+            slack = m.unserved_up[n] - m.unserved_down[n]
+            return offered + slack - net_outflow(m, out_br[n], in_br[n]) == 0.0  # need: later
+
+        m.balance = pyo.Constraint(m.B, rule=balance_rule)
+
+    def _define_objective(self, m: pyo.ConcreteModel) -> None:
+        voll = self.voll_eur_per_mwh
+        m.cost = pyo.Objective(
+            expr=sum(TIE_BREAK_EUR_PER_MWH * m.q[s] for s in m.S)  # + price: per period
+            + voll * sum(m.unserved_up[n] + m.unserved_down[n] for n in m.B),
+            sense=pyo.minimize,
+        )
+
+    # ---- per period --------------------------------------------------------------------------
+
+    def _slots_for(self, offers: pd.DataFrame) -> np.ndarray:
+        """Slot index of every offer; grows the capacity and rebuilds if a bus overflows."""
+        pos = self.network.bus_position(offers["bus"].to_numpy()) if len(offers) else np.zeros(0)
+        key = 2 * pos.astype(np.int64) + (offers["direction"].to_numpy() == DOWN).astype(np.int64)
+        counts = np.bincount(key, minlength=self.capacity.size).reshape(self.capacity.shape)
+        if np.any(counts > self.capacity):
+            new = self.capacity.copy()
+            while np.any(counts > new):
+                new = np.where(counts > new, 2 * new, new)
+            logger.debug(
+                "balancing model %s: %d bus-direction(s) overflow their slots, rebuilding with "
+                "%d slots (was %d)",
+                self.network.name,
+                int(np.sum(counts > self.capacity)),
+                int(new.sum()),
+                int(self.capacity.sum()),
+            )
+            self.capacity = new
+            self._build()
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        first = np.searchsorted(sorted_key, sorted_key, side="left")
+        rank = np.empty(len(key), dtype=np.int64)
+        rank[order] = np.arange(len(key)) - first
+        return self._slot_start[key] + rank
+
+    def _check_inputs(self, offers, need, base_flow) -> None:
+        missing = [c for c in OFFER_COLUMNS if c not in offers.columns]
+        if missing:
+            raise ValueError(f"offers lack columns {missing}")
+        if need.shape != (self.network.n_buses,) or not np.all(np.isfinite(need)):
+            raise ValueError(f"need_mw must be {self.network.n_buses} finite values")
+        if base_flow.shape != (self.network.n_branches,) or not np.all(np.isfinite(base_flow)):
+            raise ValueError(f"base_flow_mw must be {self.network.n_branches} finite values")
+        if len(offers) == 0:
+            return
+        if not offers["direction"].isin([UP, DOWN]).all():
+            raise ValueError("offer direction must be 'up' or 'down'")
+        mw = offers["mw"].to_numpy(dtype=float)
+        price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
+        if not (np.all(np.isfinite(mw)) and np.all(mw >= 0) and np.all(np.isfinite(price))):
+            raise ValueError("offer mw must be finite and >= 0 and prices finite")
+        unknown = set(offers["bus"].astype(int)) - set(self.network.bus_lookup)
+        if unknown:
+            raise ValueError(f"offers at buses {sorted(unknown)} not in {self.network.name!r}")
+        if offers["offer_id"].duplicated().any():
+            raise ValueError("offer_id must be unique")
+
+    def _set_flow_limits(self, base_flow: np.ndarray) -> tuple[str, ...]:
+        rating = self._rating[self._rated]
+        base = base_flow[self._rated]
+        limit = np.maximum(rating, np.abs(base))
+        self._lp.set_row_bounds(self._flow_rows, -limit - base, limit - base)
+        over = self._rated[np.abs(base) > rating]
+        names = tuple(self.network.branches["element"].iloc[over].astype(str))
+        if names:
+            logger.info("balancing: base flow exceeds rating on %s; limits relaxed", names)
+        return names
+
+    def clear(
+        self,
+        offers: pd.DataFrame,
+        need_mw: np.ndarray,
+        base_flow_mw: np.ndarray | None = None,
+        offer_rows: tuple[Matrix, np.ndarray] | None = None,
+    ) -> BalancingResult:
+        """Clear ``offers`` against the per-bus ``need_mw`` (positive: more injection needed).
+
+        ``base_flow_mw`` is the schedule's flow per branch (default: zero). Offers need columns
+        offer_id, bus (transmission bus id), direction, mw, price_eur_per_mwh; TER offers
+        (:func:`~market_sim.markets.offers.ter_offers`) can simply be concatenated with DER
+        offers. ``offer_rows = (A, b)`` adds constraints ``A q <= b`` on the accepted MW of the
+        offers (columns of ``A`` in the order of ``offers``; dense or scipy.sparse) for this
+        period only: the reserve and the TSO-managed model's linearised distribution-network
+        constraints.
+        """
+        need = np.asarray(need_mw, dtype=float)
+        base_flow = (
+            np.zeros(self.network.n_branches)
+            if base_flow_mw is None
+            else np.asarray(base_flow_mw, dtype=float)
+        )
+        self._check_inputs(offers, need, base_flow)
+        slot = self._slots_for(offers)  # may rebuild, so before touching the model
+
+        t0 = time.perf_counter()
+        relaxed = self._write_period(offers, slot, need, base_flow)
+        matrix, upper = offer_rows if offer_rows is not None else (np.zeros((0, 0)), np.zeros(0))
+        with self._lp.extra_rows(matrix, self._q_cols[slot], upper):
+            msg = self._lp.run()
+        note = f"; limits relaxed on {', '.join(relaxed)}" if relaxed else ""
+        if msg is not None:
+            logger.warning("balancing market failed: %s", msg)
+            return self._failed(offers, msg + note, time.perf_counter() - t0, relaxed)
+        return self._solved(offers, slot, "optimal" + note, relaxed, t0, len(upper))
+
+    def _write_period(
+        self, offers: pd.DataFrame, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray
+    ) -> tuple[str, ...]:
+        """Write the period's offers into their slots, the needs and the flow limits (only
+        what changed); returns the branches whose limits were relaxed."""
+        mw = np.zeros(len(self._slot_bus))
+        mw[slot] = offers["mw"].to_numpy(dtype=float)
+        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
+        self._lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
+        # Costs of unused slots are left as they are: their columns are fixed at 0.
+        self._lp.set_col_costs(self._q_cols[slot], offer_price + TIE_BREAK_EUR_PER_MWH)
+        self._lp.set_row_bounds(self._balance_rows, need, need)
+        return self._set_flow_limits(base_flow)
+
+    def _solved(
+        self,
+        offers: pd.DataFrame,
+        slot: np.ndarray,
+        message: str,
+        relaxed: tuple[str, ...],
+        t0: float,
+        extra_rows: int,
+    ) -> BalancingResult:
+        """The result of an optimal solve started at ``t0`` with ``extra_rows`` period rows."""
+        x = self._lp.values()
+        q = x[self._q_cols[slot]]
+        taken = q > MW_TOL
+        unserved_up = float(x[self._unserved_up_cols].sum())
+        unserved_down = float(x[self._unserved_down_cols].sum())
+        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
+        accepted = pd.DataFrame(
+            {
+                "offer_id": offers["offer_id"].to_numpy(dtype=np.int64)[taken],
+                "bus": offers["bus"].to_numpy(dtype=np.int64)[taken],
+                "direction": pd.Series(offers["direction"].to_numpy()[taken], dtype="string"),
+                "mw": q[taken],
+                "price_eur_per_mwh": offer_price[taken],
+            }
+        )
+        return BalancingResult(
+            ok=True,
+            message=message,
+            accepted=accepted,
+            price_eur_per_mwh=self._lp.duals()[self._balance_rows],
+            unserved_up_mw=unserved_up,
+            unserved_down_mw=unserved_down,
+            cost_eur=float(offer_price @ q + self.voll_eur_per_mwh * (unserved_up + unserved_down)),
+            solve_time_s=time.perf_counter() - t0,
+            n_variables=self.n_variables,
+            n_constraints=self.n_constraints + extra_rows,
+            offers=offers,
+            relaxed_branches=relaxed,
+        )
+
+    def _failed(
+        self, offers: pd.DataFrame, message: str, elapsed: float, relaxed: tuple[str, ...]
+    ) -> BalancingResult:
+        return BalancingResult(
+            ok=False,
+            message=message,
+            accepted=_empty_accepted(),
+            price_eur_per_mwh=np.full(self.network.n_buses, np.nan),
+            unserved_up_mw=float("nan"),
+            unserved_down_mw=float("nan"),
+            cost_eur=float("nan"),
+            solve_time_s=elapsed,
+            n_variables=self.n_variables,
+            n_constraints=self.n_constraints,
+            offers=offers,
+            relaxed_branches=relaxed,
+        )

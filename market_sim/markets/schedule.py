@@ -1,0 +1,187 @@
+"""The energy schedule: a DC optimal power flow of the transmission energy resources.
+
+Declared once per run as a pyomo model and loaded once into HiGHS
+(:class:`~market_sim.markets.persistent.LoadedModel`); a period writes only the bus loads into
+the nodal balance rows and re-solves from the previous basis, because pyomo's own persistent
+updates cost more than the solve itself. HiGHS's QP solver occasionally ends with a "solve
+error" on a feasible schedule; the schedule then falls back to PIPS
+(:mod:`market_sim.markets.pips_fallback`).
+
+Units and signs (see :mod:`market_sim.types`): MW with injection positive, costs in EUR/h.
+Nodal prices are duals of the nodal balance, the change of the objective in EUR/h per MW of
+extra demand: positive when more demand costs more. A failed or infeasible solve never raises:
+the result has ``ok=False`` and a message, so the engine can record an event and go on. Invalid
+inputs raise ValueError, because they are programming errors, not market outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from market_sim.markets.dc_model import (
+    HIGHS_OPTIONS,
+    count,
+    define_dc_network,
+    define_flow_limits,
+    net_outflow,
+)
+from market_sim.markets.persistent import LoadedModel
+from market_sim.markets.pips_fallback import PipsSchedule
+from market_sim.markets.transmission import TransmissionNetwork
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    """Outcome of the energy schedule (a DC OPF) for one period.
+
+    ``gen_mw``: injection per generator (index: element name, e.g. "gen 3"); ``flow_mw``: flow
+    per branch from its from-bus to its to-bus, aligned with ``network.branches``;
+    ``cost_eur_per_h``: total generation cost incl. constant terms (as pandapower's res_cost);
+    ``price_eur_per_mwh``: nodal price (LMP) per bus aligned with ``network.bus_ids``. When
+    ``ok`` is False the numeric fields are NaN.
+    """
+
+    ok: bool
+    message: str
+    gen_mw: pd.Series
+    flow_mw: np.ndarray
+    cost_eur_per_h: float
+    price_eur_per_mwh: np.ndarray
+    solve_time_s: float
+
+
+class EnergySchedule:
+    """Day-ahead style energy schedule: DC OPF with quadratic generator costs and line limits.
+
+    Built and loaded into HiGHS once per run; ``solve`` only writes the bus loads into the
+    right-hand sides of the nodal balance rows. The nodal balance is ``gen - net outflow = load
+    + shunt`` per bus, so its dual is the LMP (EUR/MWh), positive when more load costs more.
+    ``self.model`` declares the problem with the network's base loads; HiGHS holds the last
+    period's loads.
+    """
+
+    def __init__(self, network: TransmissionNetwork):
+        self.network = network
+        self.model = self._build()
+        self.n_variables, self.n_constraints = count(self.model)
+        m = self.model
+        self._lp = LoadedModel(m, HIGHS_OPTIONS)
+        self._p_cols = self._lp.cols(m.p[g] for g in m.G)
+        self._flow_cols = self._lp.cols(m.flow[k] for k in m.L)
+        self._balance_rows = self._lp.rows(m.balance[n] for n in m.B)
+        self._pips = PipsSchedule(network)
+
+    def forget_warm_start(self) -> None:
+        """Solve the next period from scratch, as a freshly built schedule would."""
+        self._lp.forget_basis()
+
+    def _build(self) -> pyo.ConcreteModel:
+        m = pyo.ConcreteModel(name=f"schedule {self.network.name}")
+        out_br, in_br = define_dc_network(m, self.network, with_shift=True)
+        self._define_generators(m)
+        define_flow_limits(m, self.network.branches["rating_mw"].to_numpy())
+        self._define_balance(m, out_br, in_br)
+        self._define_objective(m)
+        return m
+
+    def _define_generators(self, m: pyo.ConcreteModel) -> None:
+        gen = self.network.generators
+        m.G = pyo.RangeSet(0, len(gen) - 1)
+        lo, hi = gen["p_min_mw"].to_numpy(), gen["p_max_mw"].to_numpy()
+        m.p = pyo.Var(m.G, bounds=lambda m, g: (float(lo[g]), float(hi[g])))
+
+    def _define_balance(self, m: pyo.ConcreteModel, out_br, in_br) -> None:
+        net = self.network
+        gens_at: list[list[int]] = [[] for _ in range(net.n_buses)]
+        for g, pos in enumerate(net.generators["bus_pos"]):
+            gens_at[int(pos)].append(g)
+        demand = net.base_load_mw + net.shunt_mw  # placeholder; solve() writes the period's
+
+        def balance_rule(m, n):
+            injection = sum(m.p[g] for g in gens_at[n]) - net_outflow(m, out_br[n], in_br[n])
+            return injection == float(demand[n])
+
+        m.balance = pyo.Constraint(m.B, rule=balance_rule)
+
+    def _define_objective(self, m: pyo.ConcreteModel) -> None:
+        gen = self.network.generators
+        c0, c1, c2 = (
+            gen[c].to_numpy() for c in ("c0_eur_per_h", "c1_eur_per_mwh", "c2_eur_per_mw2h")
+        )
+        m.cost = pyo.Objective(
+            expr=sum(float(c2[g]) * m.p[g] ** 2 for g in m.G if c2[g] != 0.0)
+            + sum(float(c1[g]) * m.p[g] for g in m.G)
+            + float(c0.sum()),
+            sense=pyo.minimize,
+        )
+
+    def solve(self, load_mw: np.ndarray) -> ScheduleResult:
+        """Schedule for bus loads ``load_mw`` (MW consumed, aligned with ``network.bus_ids``)."""
+        load = np.asarray(load_mw, dtype=float)
+        if load.shape != (self.network.n_buses,) or not np.all(np.isfinite(load)):
+            raise ValueError(f"load_mw must be {self.network.n_buses} finite values")
+        t0 = time.perf_counter()
+        rhs = load + self.network.shunt_mw
+        self._lp.set_row_bounds(self._balance_rows, rhs, rhs)
+        msg = self._lp.run()
+        if msg is not None and "Infeasible" in msg:
+            return self._failed(msg, time.perf_counter() - t0)
+        if msg is not None:
+            logger.info("energy schedule: HiGHS failed (%s), trying PIPS", msg)
+            return self._solve_pips(load, t0, msg)
+        x = self._lp.values()
+        return self._result(
+            "optimal",
+            x[self._p_cols],
+            x[self._flow_cols],
+            self._lp.objective(),
+            self._lp.duals()[self._balance_rows],
+            time.perf_counter() - t0,
+        )
+
+    def _solve_pips(self, load: np.ndarray, t0: float, highs_msg: str) -> ScheduleResult:
+        solution, note = self._pips.solve(load)
+        elapsed = time.perf_counter() - t0
+        if solution is None:
+            return self._failed(f"{highs_msg}; {note}", elapsed)
+        return self._result(
+            f"optimal (PIPS fallback; HiGHS: {highs_msg})",
+            solution.gen_mw,
+            solution.flow_mw,
+            solution.cost_eur_per_h,
+            solution.price_eur_per_mwh,
+            elapsed,
+        )
+
+    def _result(self, msg, p, flow, cost, price, elapsed) -> ScheduleResult:
+        gen = self.network.generators
+        return ScheduleResult(
+            ok=True,
+            message=msg,
+            gen_mw=pd.Series(p, index=pd.Index(gen["element"]), name="p_mw"),
+            flow_mw=flow,
+            cost_eur_per_h=cost,
+            price_eur_per_mwh=price,
+            solve_time_s=elapsed,
+        )
+
+    def _failed(self, msg: str, elapsed: float) -> ScheduleResult:
+        logger.warning("energy schedule failed: %s", msg)
+        gen = self.network.generators
+        return ScheduleResult(
+            ok=False,
+            message=msg,
+            gen_mw=pd.Series(np.nan, index=pd.Index(gen["element"]), name="p_mw"),
+            flow_mw=np.full(self.network.n_branches, np.nan),
+            cost_eur_per_h=float("nan"),
+            price_eur_per_mwh=np.full(self.network.n_buses, np.nan),
+            solve_time_s=elapsed,
+        )

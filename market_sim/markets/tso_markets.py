@@ -1,0 +1,132 @@
+"""The TSO's markets of one run: the energy schedule, the balancing market and its offer book.
+
+The TSO agent decides (what load to schedule, what balancing need to expect) and calls these;
+how the markets are put together lives here: which offers form the book (the generators' TER
+offers around the schedule, then the DER offers), the reserve requirement as rows on that book,
+and the stacking of the TSO-managed model's distribution rows below them. Constraint matrices
+are scipy.sparse: distribution rows over a few thousand bids are mostly zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from market_sim.markets.balancing import BalancingMarket, BalancingResult
+from market_sim.markets.offers import empty_offers, ter_offers
+from market_sim.markets.persistent import Matrix
+from market_sim.markets.schedule import EnergySchedule, ScheduleResult
+from market_sim.markets.transmission import TransmissionNetwork
+
+#: Rows ``A q <= b`` on the accepted MW of an offer book.
+Rows = tuple[Matrix, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TsoPlan:
+    """The TSO's plan for a period: the energy schedule and the balancing need per bus (MW,
+    aligned with ``network.bus_ids``; positive: more injection needed)."""
+
+    schedule: ScheduleResult
+    need_mw: np.ndarray
+
+
+class TsoMarkets:
+    """Both transmission markets, built once per run and updated every period.
+
+    ``ramp_mw``: each generator's balancing range per direction (aligned with
+    ``network.generators``); ``reserve_mw``: direction -> MW the balancing market must leave
+    unactivated.
+    """
+
+    def __init__(
+        self,
+        network: TransmissionNetwork,
+        ramp_mw: np.ndarray,
+        reserve_mw: dict[str, float],
+        voll_eur_per_mwh: float,
+    ) -> None:
+        self.network = network
+        self.ramp_mw = ramp_mw
+        self.reserve_mw = reserve_mw
+        self.energy = EnergySchedule(network)
+        self.balancing = BalancingMarket(network, voll_eur_per_mwh)
+
+    def forget_warm_starts(self) -> None:
+        """Solve the next period from scratch, as freshly built markets would (a checkpoint)."""
+        self.energy.forget_warm_start()
+        self.balancing.forget_warm_start()
+
+    def schedule(self, load_mw: np.ndarray) -> ScheduleResult:
+        """Least-cost TER schedule for the bus loads ``load_mw``."""
+        return self.energy.solve(load_mw)
+
+    def ter_offers(self, schedule: ScheduleResult) -> pd.DataFrame:
+        """The generators' balancing offers around ``schedule`` (none if it failed)."""
+        if not schedule.ok:
+            return empty_offers()
+        return ter_offers(self.network, schedule, self.ramp_mw)
+
+    def clear(
+        self, plan: TsoPlan, der_offers: pd.DataFrame, der_rows: Rows | None = None
+    ) -> BalancingResult:
+        """Clear TER and DER offers against the plan's need, with transmission line limits.
+
+        ``der_rows = (A, b)``: extra constraints ``A q <= b`` on the DER offers (columns in the
+        order of ``der_offers``; dense or scipy.sparse), the TSO-managed model's distribution
+        constraints. The result carries the book as cleared and the reserve shortfall.
+        """
+        ter = self.ter_offers(plan.schedule)
+        offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
+        reserve, shortfall = reserve_rows(offers, self.reserve_mw)
+        rows = stack_rows(reserve, len(ter), der_rows)
+        result = self.balancing.clear(offers, plan.need_mw, self._base_flow(plan.schedule), rows)
+        return replace(result, reserve_shortfall_mw=shortfall)
+
+    def cost_with_all(self, plan: TsoPlan, der_offers: pd.DataFrame) -> float:
+        """Balancing cost (EUR/h) with every one of ``der_offers``: the reference for what a
+        DSO taking DER first costs the TSO. NaN if that clearing fails."""
+        result = self.clear(plan, der_offers)
+        return result.cost_eur if result.ok else float("nan")
+
+    def _base_flow(self, schedule: ScheduleResult) -> np.ndarray:
+        """Branch flows of the schedule (zero if it failed: then only the balancing is cleared)."""
+        if schedule.ok:
+            return schedule.flow_mw
+        return np.zeros(self.network.n_branches)
+
+
+def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Rows, float]:
+    """Reserve: the offers of a direction may be activated only up to what leaves the reserve
+    unused (``sum q <= sum mw - reserve``), one row per direction with a reserve. Also returns
+    what the offers cannot hold back: the reserve shortfall (MW)."""
+    cols, bounds, shortfall = [], [], 0.0
+    mw = offers.mw.to_numpy(float)
+    for direction, reserve in reserve_mw.items():
+        if reserve <= 0:
+            continue
+        mine = (offers.direction == direction).to_numpy(float)
+        room = float(mw @ mine)
+        shortfall += max(0.0, reserve - room)
+        cols.append(np.flatnonzero(mine))
+        bounds.append(max(0.0, room - reserve))
+    indptr = np.r_[0, np.cumsum([len(c) for c in cols], dtype=np.int64)]
+    indices = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    matrix = sparse.csr_array(
+        (np.ones(len(indices)), indices, indptr), shape=(len(cols), len(offers))
+    )
+    return (matrix, np.array(bounds, dtype=float)), shortfall
+
+
+def stack_rows(reserve: Rows, n_ter: int, der_rows: Rows | None) -> Rows:
+    """The reserve rows over the whole book, then the DER rows shifted past the ``n_ter`` TER
+    offers that come first in the book."""
+    if der_rows is None or not len(der_rows[1]):
+        return reserve
+    der_a, der_b = der_rows
+    shifted = sparse.hstack([sparse.csr_array((len(der_b), n_ter)), sparse.csr_array(der_a)])
+    matrix = sparse.vstack([reserve[0], shifted], format="csr")
+    return matrix, np.concatenate([reserve[1], np.asarray(der_b, dtype=float)])

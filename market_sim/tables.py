@@ -1,0 +1,199 @@
+"""The results tables' schema: every table's columns, dtypes, meanings and units.
+
+One definition that the stages producing a table (settlement, the recorder) and the README's
+results section (``python -m market_sim.tables`` prints it) all take their columns from.
+"""
+
+from __future__ import annotations
+
+#: table -> column -> (dtype, meaning and unit). The README's results section mirrors this.
+TABLES: dict[str, dict[str, tuple[str, str]]] = {
+    "messages": {
+        "period": ("int64", "market period, 0-based"),
+        "time_s": ("float64", "simulated send time, s since the run's start"),
+        "arrival_s": ("float64", "simulated arrival time, s"),
+        "sender": ("string", "agent name (tso, a DSO or an aggregator name)"),
+        "receiver": ("string", "agent name; equal to sender for a step inside one agent"),
+        "sender_role": ("string", "tso, dso or aggregator"),
+        "receiver_role": ("string", "tso, dso or aggregator"),
+        "kind": ("string", "message kind (bids, operational_data, dispatch, ...)"),
+        "step": ("string", "the paper's step label (Figs. 1-3)"),
+        "items": ("int64", "rows of the table carried"),
+        "bytes": ("int64", "payload size serialised as an Arrow IPC stream, bytes"),
+        "late": ("bool", "arrived after its gate closed, so rejected"),
+    },
+    "bids": {
+        "period": ("int64", "market period"),
+        "bid_id": ("int64", "stable id of a device and direction"),
+        "prosumer": ("int64", "prosumer agent id"),
+        "aggregator": ("string", "aggregator name"),
+        "dso": ("string", "DSO name"),
+        "element": ("string", "pandapower table of the device: load, sgen, storage"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "bus": ("int64", "bus of the device in the DSO network"),
+        "direction": ("string", "up = more injection, down = less injection"),
+        "mw": ("float64", "offered quantity, MW (>= 0)"),
+        "price_eur_per_mwh": ("float64", "asked price, EUR/MWh paid by the buyer"),
+    },
+    "validation": {
+        "period": ("int64", "market period"),
+        "bid_id": ("int64", "bid"),
+        "validator": ("string", "who validated: tso (tso_managed) or the DSO's name"),
+        "validated_mw": ("float64", "quantity the validator lets through, MW"),
+        "reason": ("string", "ok, cut: <constraint>, or rejected: <why>"),
+    },
+    "validation_runs": {
+        "period": ("int64", "market period"),
+        "validator": ("string", "tso (tso_managed) or the DSO's name"),
+        "network": ("string", "DSO whose network was checked"),
+        "method": ("string", "iterative_pf, linear_opf or ac_opf"),
+        "fairness": ("string", "max_volume or equitable"),
+        "direction": ("string", "up or down (validated separately)"),
+        "offered_mw": ("float64", "volume offered, MW"),
+        "validated_mw": ("float64", "volume validated, MW"),
+        "jain_index": ("float64", "Jain's fairness index of accepted shares (1 = all equal)"),
+        "min_share": ("float64", "smallest accepted share of an offered bid"),
+        "converged": ("bool", "a safe validated set was found (else nothing was validated)"),
+        "ac_power_flows": ("int64", "AC power flows run by the whole validation (both directions)"),
+        "lp_solves": ("int64", "linear programs solved by this direction"),
+        "binding": ("string", "binding constraints, '; '-separated (bus or branch, limit)"),
+    },
+    "clearing_runs": {
+        "period": ("int64", "market period"),
+        "ok": ("bool", "the TSO's balancing market solved to optimality"),
+        "n_variables": ("int64", "variables of the TSO's problem"),
+        "n_constraints": ("int64", "constraints of the TSO's problem, distribution rows included"),
+        "distribution_constraints": (
+            "int64",
+            "linearised DSO-network constraints it carried (tso_managed only)",
+        ),
+        "rounds": ("int64", "clearings the period took (AC checks of the dispatch in between)"),
+    },
+    "dispatch": {
+        "period": ("int64", "market period"),
+        "resource": ("string", "der or ter"),
+        "id": ("int64", "bid_id for DER, offer id (negative) for TER"),
+        "name": ("string", "aggregator for DER, pandapower element for TER (e.g. gen 3)"),
+        "dso": ("string", "DSO of a DER, empty for TER"),
+        "prosumer": ("int64", "prosumer agent id of a DER, -1 for TER"),
+        "buyer": ("string", "who bought the service: tso, or a DSO's name (its own needs)"),
+        "bus": ("int64", "transmission bus where it is settled"),
+        "direction": ("string", "up or down"),
+        "mw": ("float64", "dispatched quantity, MW"),
+        "delivered_mw": ("float64", "what the resource really delivered, MW"),
+        "bid_price_eur_per_mwh": ("float64", "asked price, EUR/MWh"),
+        "price_eur_per_mwh": ("float64", "balancing price at its bus, EUR/MWh"),
+        "payment_eur": (
+            "float64",
+            "paid by the TSO for the service (pricing rule), EUR; <0: the provider pays",
+        ),
+        "imbalance_eur": ("float64", "charge for undelivered energy, paid by the provider, EUR"),
+    },
+    "flexibility_areas": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO whose interface it is"),
+        "vertex": ("int64", "vertex number, counter-clockwise"),
+        "p_mw": ("float64", "active power into the transmission network at the vertex, MW"),
+        "q_mvar": ("float64", "reactive power into the transmission network, Mvar"),
+        "verified": ("bool", "every vertex passed its AC power flow within the DSO's limits"),
+    },
+    "priority": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO whose needs competed with the TSO's"),
+        "rule": ("string", "tso_first, dso_first, criticality, economic or local_first"),
+        "bid_id": ("int64", "a DER the DSO asked for or either side used"),
+        "dso_requested_mw": ("float64", "what the DSO's local market wanted of it, MW"),
+        "dso_mw": ("float64", "what the DSO got, MW"),
+        "tso_mw": ("float64", "what the TSO got, MW"),
+    },
+    "settlement": {
+        "period": ("int64", "market period"),
+        "party": ("string", "tso, a DSO, an aggregator, a TER (gen 3) or a prosumer (prosumer 17)"),
+        "role": ("string", "tso, dso, aggregator, ter or prosumer"),
+        "item": ("string", "balancing_energy, aggregator_fee or imbalance"),
+        "amount_eur": ("float64", "net amount for the period, EUR (>0: the party receives)"),
+    },
+    "devices": {
+        "period": ("int64", "market period (state at its end)"),
+        "dso": ("string", "DSO name"),
+        "element": ("string", "storage (a battery) or load (a flexible load)"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "energy_mwh": (
+            "float64",
+            "battery state of charge, or a load's shifted energy "
+            "(consumption deferred > 0, advanced < 0), MWh",
+        ),
+        "min_mwh": ("float64", "lower bound of energy_mwh, MWh"),
+        "max_mwh": ("float64", "upper bound of energy_mwh, MWh"),
+    },
+    "injections": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO name"),
+        "element": ("string", "load, sgen, storage or trafo"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "p_mw": ("float64", "delivered active power, MW, pandapower's sign for the table"),
+        "q_mvar": ("float64", "delivered reactive power, Mvar"),
+        "tap_pos": ("float64", "transformer tap position (trafo rows), else NaN"),
+    },
+    "grid": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO name"),
+        "converged": ("bool", "the delivery AC power flow converged"),
+        "vm_min_pu": ("float64", "lowest MV/LV bus voltage, pu"),
+        "vm_max_pu": ("float64", "highest MV/LV bus voltage, pu"),
+        "max_line_loading_percent": ("float64", "highest line loading, %"),
+        "max_trafo_loading_percent": ("float64", "highest transformer loading, %"),
+        "n_voltage_violations": ("int64", "buses outside the DSO's voltage band"),
+        "n_line_violations": ("int64", "lines above the DSO's loading limit"),
+        "n_trafo_violations": ("int64", "transformers above the DSO's loading limit"),
+        "interface_p_mw": ("float64", "net injection into the transmission network, MW"),
+        "interface_q_mvar": ("float64", "net reactive injection into transmission, Mvar"),
+    },
+    "prices": {
+        "period": ("int64", "market period"),
+        "market": ("string", "schedule (energy DC-OPF) or balancing"),
+        "bus": ("int64", "transmission bus"),
+        "price_eur_per_mwh": ("float64", "locational marginal price, EUR/MWh"),
+    },
+    "kpis": {
+        "period": ("int64", "market period"),
+        "name": ("string", "KPI name (see README)"),
+        "value": ("float64", "value"),
+        "unit": ("string", "unit of value"),
+    },
+    "events": {
+        "period": ("int64", "market period"),
+        "time_s": ("float64", "simulated time, s"),
+        "kind": ("string", "late_message, validation_failed, clearing_failed, ..."),
+        "message": ("string", "what happened"),
+    },
+    "timings": {
+        "period": ("int64", "market period"),
+        "role": ("string", "who computed: tso, a DSO, prosumers, grid, market"),
+        "stage": ("string", "forecast, bids, validation, schedule, clearing, delivery, ..."),
+        "seconds": ("float64", "wall time, s (the only table that differs between reruns)"),
+    },
+}
+
+
+def tables_markdown() -> str:
+    """The README's "Results tables" section, generated from :data:`TABLES`.
+
+    ``python -m market_sim.results`` prints it; a test keeps the README in step with it.
+    """
+    lines = ["## Results tables", ""]
+    for table, columns in TABLES.items():
+        lines += [f"### `{table}`", "", "| column | type | meaning and unit |", "|---|---|---|"]
+        lines += [f"| `{c}` | {dtype} | {meaning} |" for c, (dtype, meaning) in columns.items()]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def column_dtypes(table: str, without: tuple[str, ...] = ("period",)) -> dict[str, str]:
+    """Column -> dtype of ``table``, less ``without`` (a stage builds a period's rows and the
+    recorder adds the period)."""
+    return {c: t for c, (t, _) in TABLES[table].items() if c not in without}
+
+
+if __name__ == "__main__":
+    print(tables_markdown(), end="")

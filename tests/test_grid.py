@@ -12,17 +12,10 @@ import pytest
 
 from market_sim.grid.flow_summary import monitored_buses
 from market_sim.grid.injections import apply_bids, injections_table
-from market_sim.grid.network import (
-    PROFILE_CACHE_VERSION,
-    DistributionNetwork,
-    ProfileArray,
-    _profile_stats,
-    load_network,
-    profile_step,
-    step_of,
-)
+from market_sim.grid.network import DistributionNetwork, load_network, profile_step, step_of
 from market_sim.grid.pandapower_reference import replay_power_flow
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow, run_power_flow_detailed
+from market_sim.grid.profiles import PROFILE_CACHE_VERSION, ProfileArray, profile_stats
 from market_sim.grid.sensitivities import element_case_bus, injection_sensitivities
 from market_sim.grid.validation import validate_iterative
 from market_sim.types import DOWN, UP, Limits
@@ -102,7 +95,7 @@ def test_lazy_profiles_equal_eager_scaling(tmp_path, monkeypatch) -> None:
     rng = np.random.default_rng(0)
     eager = np.asfortranarray(rng.normal(size=(1100, 37)))
     col = rng.uniform(0.5, 2.0, 37)
-    lazy = ProfileArray(np.ascontiguousarray(eager), (), _profile_stats(eager))
+    lazy = ProfileArray(np.ascontiguousarray(eager), (), profile_stats(eager))
     for scaled, ref in (
         (lazy, eager),
         (lazy.scaled(0.7), eager * 0.7),

@@ -80,6 +80,61 @@ def _owners(dev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return owner, owners[["dso", "bus"]].reset_index(drop=True)
 
 
+def _device_table(networks: dict) -> pd.DataFrame:
+    """Every load, PV unit and battery of every network, one row each, sorted by bus."""
+    parts = []
+    for dso, dn in networks.items():
+        net = dn.net
+        rows = [
+            pd.DataFrame(
+                {
+                    "kind": LOAD,
+                    "element_index": net.load.index,
+                    "bus": net.load.bus,
+                    "position": np.arange(len(net.load)),
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "kind": PV,
+                    "element_index": net.sgen.index[dn.pv_mask],
+                    "bus": net.sgen.bus[dn.pv_mask],
+                    "position": np.flatnonzero(dn.pv_mask),
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "kind": STORAGE,
+                    "element_index": net.storage.index,
+                    "bus": net.storage.bus,
+                    "e_max_mwh": dn.storage_e_max_mwh,
+                    "p_max_mw": dn.storage_p_max_mw,
+                    "position": np.arange(len(net.storage)),
+                }
+            ),
+        ]
+        table = pd.concat(rows, ignore_index=True).assign(dso=dso)
+        parts.append(table.sort_values(["bus", "kind", "element_index"], kind="stable"))
+    return pd.concat(parts, ignore_index=True).fillna({"e_max_mwh": 0.0, "p_max_mw": 0.0})
+
+
+def _choose_aggregators(
+    rng: np.random.Generator,
+    owners: pd.DataFrame,
+    aggregators_of: dict[str, list[str]],
+    flexible_share: float,
+) -> np.ndarray:
+    """Each prosumer's aggregator: one of those covering its DSO, "" if it is not flexible."""
+    flexible = rng.random(len(owners)) < flexible_share
+    return np.array(
+        [
+            rng.choice(aggregators_of[d]) if f else ""
+            for d, f in zip(owners.dso, flexible, strict=True)
+        ],
+        dtype=object,
+    )
+
+
 class ProsumerPopulation:
     """All prosumers of a scenario, with vectorised bidding and delivery."""
 
@@ -98,75 +153,20 @@ class ProsumerPopulation:
         """Create the prosumers and draw their flexibility and prices once (seeded).
 
         Every load is a prosumer (in SimBench's LV grids, a household); PV and batteries belong
-        to the first load at their bus, or form a prosumer of their own where no load is.
+        to the first load at their bus, or form a prosumer of their own where no load is. The
+        draws happen in a fixed order (flexible or not, aggregator, prices), so a seed gives
+        the same population every time.
         """
         rng = model.rng
-        parts = []
-        for dso, dn in networks.items():
-            net = dn.net
-            rows = [
-                pd.DataFrame(
-                    {
-                        "kind": LOAD,
-                        "element_index": net.load.index,
-                        "bus": net.load.bus,
-                        "position": np.arange(len(net.load)),
-                    }
-                ),
-                pd.DataFrame(
-                    {
-                        "kind": PV,
-                        "element_index": net.sgen.index[dn.pv_mask],
-                        "bus": net.sgen.bus[dn.pv_mask],
-                        "position": np.flatnonzero(dn.pv_mask),
-                    }
-                ),
-                pd.DataFrame(
-                    {
-                        "kind": STORAGE,
-                        "element_index": net.storage.index,
-                        "bus": net.storage.bus,
-                        "e_max_mwh": dn.storage_e_max_mwh,
-                        "p_max_mw": dn.storage_p_max_mw,
-                        "position": np.arange(len(net.storage)),
-                    }
-                ),
-            ]
-            table = pd.concat(rows, ignore_index=True).assign(dso=dso)
-            parts.append(table.sort_values(["bus", "kind", "element_index"], kind="stable"))
-        dev = pd.concat(parts, ignore_index=True).fillna({"e_max_mwh": 0.0, "p_max_mw": 0.0})
-
+        dev = _device_table(networks)
         owner_row, owners = _owners(dev)
-        flexible = rng.random(len(owners)) < self.config.flexible_share
-        agg = np.array(
-            [
-                rng.choice(aggregators_of[d]) if f else ""
-                for d, f in zip(owners.dso, flexible, strict=True)
-            ],
-            dtype=object,
-        )
+        agg = _choose_aggregators(rng, owners, aggregators_of, self.config.flexible_share)
         self.agents = [
             Prosumer(model, d, int(b), a)
             for d, b, a in zip(owners.dso, owners.bus, agg, strict=True)
         ]
-        prices = self.config.prices
-        n = len(dev)
         kind = dev.kind.to_numpy()
-
-        def draw(spec, mask):
-            values = np.full(n, np.nan)
-            values[mask] = rng.normal(spec.mean, spec.sd, int(mask.sum()))
-            return values
-
-        price_up = np.where(kind == LOAD, draw(prices.load_up, kind == LOAD), np.nan)
-        price_up = np.where(kind == STORAGE, draw(prices.storage_up, kind == STORAGE), price_up)
-        price_down = np.where(kind == LOAD, draw(prices.load_down, kind == LOAD), np.nan)
-        price_down = np.where(
-            kind == STORAGE, draw(prices.storage_down, kind == STORAGE), price_down
-        )
-        if self.config.pv_curtailable:
-            price_down = np.where(kind == PV, draw(prices.pv_down, kind == PV), price_down)
-        e_max = dev.e_max_mwh.to_numpy(float)
+        price_up, price_down = self._draw_prices(rng, kind)
         self.devices = DeviceArrays(
             dso=dev.dso.to_numpy(object),
             kind=kind,
@@ -177,7 +177,7 @@ class ProsumerPopulation:
             aggregator=agg[owner_row],
             price_up=np.round(price_up, 2),
             price_down=np.round(price_down, 2),
-            e_max_mwh=e_max,
+            e_max_mwh=dev.e_max_mwh.to_numpy(float),
             p_max_mw=dev.p_max_mw.to_numpy(float),
             shift_limit_mwh=self._shift_limits(networks, dev),
         )
@@ -185,6 +185,26 @@ class ProsumerPopulation:
         bounds = np.searchsorted(owner_row[order], np.arange(len(self.agents) + 1))
         for r, agent in enumerate(self.agents):
             agent.devices = order[bounds[r] : bounds[r + 1]]
+
+    def _draw_prices(
+        self, rng: np.random.Generator, kind: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each device's asked price up and down (NaN where it cannot move that way)."""
+        prices = self.config.prices
+
+        def draw(spec, mask):
+            values = np.full(len(kind), np.nan)
+            values[mask] = rng.normal(spec.mean, spec.sd, int(mask.sum()))
+            return values
+
+        load, storage, pv = kind == LOAD, kind == STORAGE, kind == PV
+        price_up = np.where(load, draw(prices.load_up, load), np.nan)
+        price_up = np.where(storage, draw(prices.storage_up, storage), price_up)
+        price_down = np.where(load, draw(prices.load_down, load), np.nan)
+        price_down = np.where(storage, draw(prices.storage_down, storage), price_down)
+        if self.config.pv_curtailable:
+            price_down = np.where(pv, draw(prices.pv_down, pv), price_down)
+        return price_up, price_down
 
     def _shift_limits(self, networks: dict, dev: pd.DataFrame) -> np.ndarray:
         """Energy a load may shift: its flexible share at peak for ``load_shift_hours``."""

@@ -72,22 +72,7 @@ class DsoManaged(CoordinationModel):
         ctx.send(self.step("1"), books, clock.bids_gate)
         yield ctx.wait_until(clock.bids_gate)
 
-        rows, validated, offers, local, points = [], {}, {}, {}, {}
-        for k, (name, dso) in enumerate(dsos.items()):
-            received = pd.concat(
-                [bids.iloc[0:0], *ctx.inbox(name, Kind.BIDS).values()], ignore_index=True
-            )
-            forecast = inputs.forecasts[name]
-            result = ctx.timed(name, "validation", dso.validate, received, forecast)
-            points[name] = dso.operating_point(forecast, result)
-            rows.append(self.validation_rows(ctx, name, result, name))
-            offered = validated_bids(received, result)
-            if self.scheme == "local_first":  # the local market clears first
-                bought = self.dso_requests(ctx, {name: offered}, points)[name].bought
-                local[name] = bought.assign(buyer=name)
-                offered = offered.assign(mw=offered.mw - taken(bought, offered.bid_id))
-            offers[(name, "tso")] = dso.aggregated_offer(offered, k * OFFER_ID_BLOCK)
-            validated[name] = offered
+        rows, validated, offers, local, points = self._validate_and_aggregate(ctx, inputs)
         validation = pd.concat([no_validation(), *rows], ignore_index=True)
         ctx.send(self.step("2a"), {(n, n): r for n, r in zip(dsos, rows, strict=True)})
         ctx.send(self.step("2b", Kind.AGGREGATED_OFFER), offers, clock.validation_gate)
@@ -102,16 +87,7 @@ class DsoManaged(CoordinationModel):
             ctx.send(self.step("2b", Kind.FLEXIBILITY_AREA), areas, clock.validation_gate)
         yield ctx.wait_until(clock.validation_gate)
 
-        curves = ctx.inbox("tso", Kind.AGGREGATED_OFFER)
-        for area in ctx.inbox("tso", Kind.FLEXIBILITY_AREA).values():
-            ctx.records.flexibility_areas.append(area.assign(period=clock.period))
-        clearing = self.clear_and_record(
-            ctx, inputs.plan, pd.concat([empty_offers(), *curves.values()], ignore_index=True)
-        )
-        accepted = accepted_der(clearing)
-        aggregates = {
-            ("tso", n): accepted[accepted.offer_id.isin(c.offer_id)] for n, c in curves.items()
-        }
+        clearing, aggregates = self._clear_curves(ctx, inputs)
         yield ctx.send(self.step("3"), aggregates, clock.dispatch_gate)
         individual = {n: as_dispatch([], []) for n in dsos}
         shortfall = 0.0
@@ -133,6 +109,41 @@ class DsoManaged(CoordinationModel):
                 shortfall += missing
         delivered = yield from self.dispatch_to_der(ctx, "4", individual, bids)
         return PeriodOutcome(validation, clearing, delivered, points, ctx.records, shortfall)
+
+    def _validate_and_aggregate(self, ctx: PeriodContext, inputs: PeriodInputs) -> tuple:
+        """Step 2a: each DSO validates the bids it received and (scheme i: after buying for
+        its own needs) aggregates what is left into its offer curve."""
+        rows, validated, offers, local, points = [], {}, {}, {}, {}
+        for k, (name, dso) in enumerate(self.parties.dsos.items()):
+            received = pd.concat(
+                [inputs.bids.iloc[0:0], *ctx.inbox(name, Kind.BIDS).values()], ignore_index=True
+            )
+            forecast = inputs.forecasts[name]
+            result = ctx.timed(name, "validation", dso.validate, received, forecast)
+            points[name] = dso.operating_point(forecast, result)
+            rows.append(self.validation_rows(ctx, name, result, name))
+            offered = validated_bids(received, result)
+            if self.scheme == "local_first":  # the local market clears first
+                bought = self.dso_requests(ctx, {name: offered}, points)[name].bought
+                local[name] = bought.assign(buyer=name)
+                offered = offered.assign(mw=offered.mw - taken(bought, offered.bid_id))
+            offers[(name, "tso")] = dso.aggregated_offer(offered, k * OFFER_ID_BLOCK)
+            validated[name] = offered
+        return rows, validated, offers, local, points
+
+    def _clear_curves(self, ctx: PeriodContext, inputs: PeriodInputs) -> tuple:
+        """Step 3: the TSO clears the curves that arrived; each DSO's share of the result."""
+        curves = ctx.inbox("tso", Kind.AGGREGATED_OFFER)
+        for area in ctx.inbox("tso", Kind.FLEXIBILITY_AREA).values():
+            ctx.records.flexibility_areas.append(area.assign(period=ctx.clock.period))
+        clearing = self.clear_and_record(
+            ctx, inputs.plan, pd.concat([empty_offers(), *curves.values()], ignore_index=True)
+        )
+        accepted = accepted_der(clearing)
+        aggregates = {
+            ("tso", n): accepted[accepted.offer_id.isin(c.offer_id)] for n, c in curves.items()
+        }
+        return clearing, aggregates
 
     def _dispatch_der(
         self,

@@ -62,44 +62,8 @@ def dispatch_table(
     of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh.
     """
     rule = PRICING_RULES.load(terms.pricing)
-    ter_columns = ["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]
-    ter = accepted.loc[accepted.offer_id < 0, ["offer_id", "mw"]].merge(
-        offers.reindex(columns=ter_columns), on="offer_id"
-    )
-    der = delivery.merge(bids.drop(columns="mw"), on="bid_id")
     table = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "resource": "ter",
-                    "id": ter.offer_id,
-                    "name": ter.element,
-                    "dso": "",
-                    "prosumer": -1,
-                    "buyer": TSO,
-                    "bus": ter.bus,
-                    "direction": ter.direction,
-                    "mw": ter.mw,
-                    "delivered_mw": ter.mw,
-                    "bid_price_eur_per_mwh": ter.price_eur_per_mwh,
-                }
-            ),
-            pd.DataFrame(
-                {
-                    "resource": "der",
-                    "id": der.bid_id,
-                    "name": der.aggregator,
-                    "dso": der.dso,
-                    "prosumer": der.prosumer,
-                    "buyer": der.buyer,
-                    "bus": der.dso.map(interface_bus),
-                    "direction": der.direction,
-                    "mw": der.mw,
-                    "delivered_mw": der.delivered_mw,
-                    "bid_price_eur_per_mwh": der.price_eur_per_mwh,
-                }
-            ),
-        ],
+        [_ter_rows(accepted, offers), _der_rows(delivery, bids, interface_bus)],
         ignore_index=True,
     )
     table = table[table.mw > 1e-9].reset_index(drop=True)
@@ -119,6 +83,51 @@ def dispatch_table(
     undelivered = (table.mw - table.delivered_mw).clip(lower=0.0)
     table["imbalance_eur"] = undelivered * np.abs(price) * terms.imbalance_price_factor * hours
     return table[list(DISPATCH_DTYPES)].astype(DISPATCH_DTYPES)
+
+
+def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> pd.DataFrame:
+    """Accepted generator offers (negative offer ids) as dispatch rows."""
+    ter_columns = ["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]
+    ter = accepted.loc[accepted.offer_id < 0, ["offer_id", "mw"]].merge(
+        offers.reindex(columns=ter_columns), on="offer_id"
+    )
+    return pd.DataFrame(
+        {
+            "resource": "ter",
+            "id": ter.offer_id,
+            "name": ter.element,
+            "dso": "",
+            "prosumer": -1,
+            "buyer": TSO,
+            "bus": ter.bus,
+            "direction": ter.direction,
+            "mw": ter.mw,
+            "delivered_mw": ter.mw,
+            "bid_price_eur_per_mwh": ter.price_eur_per_mwh,
+        }
+    )
+
+
+def _der_rows(
+    delivery: pd.DataFrame, bids: pd.DataFrame, interface_bus: dict[str, int]
+) -> pd.DataFrame:
+    """Dispatched DER (with what they delivered) as dispatch rows at their interface bus."""
+    der = delivery.merge(bids.drop(columns="mw"), on="bid_id")
+    return pd.DataFrame(
+        {
+            "resource": "der",
+            "id": der.bid_id,
+            "name": der.aggregator,
+            "dso": der.dso,
+            "prosumer": der.prosumer,
+            "buyer": der.buyer,
+            "bus": der.dso.map(interface_bus),
+            "direction": der.direction,
+            "mw": der.mw,
+            "delivered_mw": der.delivered_mw,
+            "bid_price_eur_per_mwh": der.price_eur_per_mwh,
+        }
+    )
 
 
 def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerms) -> pd.DataFrame:

@@ -63,17 +63,16 @@ from market_sim.grid.constraints import (
     BidLayout,
     Caps,
     DirectionOutcome,
-    check,
+    Violation,
     constraint_name,
-    violations,
 )
 from market_sim.grid.linearised import (
     VALIDATION,
     Checked,
     Key,
+    ac_check,
     bounds,
     constraint_generation,
-    margins,
     rows,
     screen,
     violated_keys,
@@ -250,8 +249,7 @@ class _Validation:
         """Rows of ``keys`` linearised at ``d`` (activation ``x_at``)."""
         if not keys:
             return []
-        margin = margins(keys, VALIDATION, scale)
-        a, b = rows(d, keys, self.layout, self.caps, margin, x_at, self.reuse, VALIDATION.reuse_tol)
+        a, b = rows(d, keys, self.layout, self.caps, VALIDATION, scale, x_at, self.reuse)
         return [_Cut(a[r], float(b[r]), key) for r, key in enumerate(keys)]
 
     def solve(self, margin_scale: float) -> np.ndarray | None:
@@ -265,8 +263,7 @@ class _Validation:
         v_keys = [k for k in self.keys if k[0] in ("vmax", "vmin")]
         if v_keys:
             grads = np.array([self.grads[k] for k in v_keys])
-            margin = margins(v_keys, VALIDATION, margin_scale)
-            b = bounds(self.point, v_keys, grads, self.x_point, self.caps, margin)
+            b = bounds(self.point, v_keys, grads, self.x_point, self.caps, VALIDATION, margin_scale)
             anchored = [_Cut(grads[r], float(b[r]), k) for r, k in enumerate(v_keys)]
         else:
             anchored = []
@@ -295,18 +292,20 @@ class _Validation:
 
     def check(self, x: np.ndarray, spare_flows: int) -> Checked:
         """AC check; a power flow that fails steps back towards the last converged point."""
-        dn, layout, baseline, limits = self.dn, self.layout, self.baseline, self.limits
-        d = check(dn, layout, baseline, x, limits, warm=self.point)
+        d, viol = self._ac(x)
         flows = 1
-        while not d.result.converged and flows <= spare_flows:
+        while viol is None and flows <= spare_flows:
             x = self.x_point + 0.5 * (x - self.x_point)
-            d = check(dn, layout, baseline, x, limits, warm=self.point)
+            d, viol = self._ac(x)
             flows += 1
-        if not d.result.converged:
+        if viol is None:
             return Checked(x, False, False, flows=flows)
-        viol = violations(dn, d, self.caps)
         record = (d, viol, self.binding, self.culprits)
         return Checked(x, True, not viol, float(x.sum()), flows, record)
+
+    def _ac(self, x: np.ndarray) -> tuple[PowerFlowDetail, list[Violation] | None]:
+        inj = self.layout.injections(self.baseline, x)
+        return ac_check(self.dn, inj, self.limits, self.caps, warm=self.point)
 
     def learn(self, at: Checked) -> bool:
         """Re-linearise at the new point what the LP got wrong (violated) or what decides its
@@ -337,8 +336,8 @@ def validate_direction(
     n = len(offered)
     if base.state is None:
         return DirectionOutcome.rejected(n, "linear_opf needs the fast power-flow model", 0)
-    full = check(dn, layout, baseline, offered, limits, warm=base)
-    if full.result.converged and not violations(dn, full, caps):
+    full, viol = ac_check(dn, layout.injections(baseline, offered), limits, caps, warm=base)
+    if viol is not None and not viol:
         return DirectionOutcome(offered.copy(), ["ok"] * n, True, 1)
     problem = _Validation(dn, layout, baseline, base, full, caps, limits, fairness)
     settings = replace(VALIDATION, max_rounds=max_rounds)

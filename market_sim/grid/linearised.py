@@ -37,9 +37,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from market_sim.grid.constraints import BidLayout, Caps, Violation, cap_of, values
+from market_sim.grid.constraints import BidLayout, Caps, Violation, cap_of, values, violations
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import PowerFlowDetail, injection_sensitivities
+from market_sim.grid.powerflow import (
+    PowerFlowDetail,
+    injection_sensitivities,
+    run_power_flow_detailed,
+)
+from market_sim.types import Injections, Limits
 
 Key = tuple[str, int]
 #: Constraint kinds, in the order every use screens, adds and reports them.
@@ -73,6 +78,9 @@ class Settings:
     max_polish: int = 0
     polish_gain: float = 0.0
     reuse_tol: float = 0.0
+    #: ``b = cap - value - margin`` instead of ``cap - margin - value``: the same number up to
+    #: the last bit, kept per use because the shipped scenarios' results depend on that bit.
+    headroom_first: bool = False
 
     def margin_scale(self, failures: int) -> float:
         """The factor on :attr:`margin` after ``failures`` failed AC checks."""
@@ -103,6 +111,7 @@ TSO_MANAGED = Settings(
     margin_growth=4.0,
     geometric=True,
     screen_margin={"vmax": 0.01, "vmin": 0.01, "line": 10.0, "trafo": 10.0},
+    headroom_first=True,
 )
 #: The DSO's local market (:mod:`market_sim.markets.local_market`): only the violated
 #: constraints, re-linearised at every purchase, a fixed margin (the purchase is topped up).
@@ -254,23 +263,21 @@ def bounds(
     a: np.ndarray,
     x_at: np.ndarray,
     caps: Caps,
-    margin: np.ndarray,
+    settings: Settings,
+    scale: float | np.ndarray = 1.0,
 ) -> np.ndarray:
     """Right-hand sides of ``a x <= b``: each row through the exact value of its key at ``d``.
 
     ``d`` is the power flow at ``x = x_at``; ``a`` may come from an earlier point (a voltage
-    row keeps its gradient while the exact value removes the drift).
+    row keeps its gradient while the exact value removes the drift). The margin is
+    ``settings.margin`` times ``scale`` (common, or one per key).
     """
+    margin = np.array([settings.margin[k] for k, _ in keys]) * scale
     b = np.empty(len(keys))
     for r, (kind, pos) in enumerate(keys):
-        cap = float(cap_of(caps, kind)[pos])
-        b[r] = cap - float(margin[r]) - float(values(d, kind)[pos]) + float(a[r] @ x_at)
+        cap, g, m = float(cap_of(caps, kind)[pos]), float(values(d, kind)[pos]), float(margin[r])
+        b[r] = (cap - g - m if settings.headroom_first else cap - m - g) + float(a[r] @ x_at)
     return b
-
-
-def margins(keys: list[Key], settings: Settings, scale: float | np.ndarray = 1.0) -> np.ndarray:
-    """The margin of every key (times ``scale``, one per key or common)."""
-    return np.array([settings.margin[k] for k, _ in keys]) * scale
 
 
 def rows(
@@ -278,18 +285,21 @@ def rows(
     keys: list[Key],
     layout: BidLayout,
     caps: Caps,
-    margin: np.ndarray,
+    settings: Settings,
+    scale: float = 1.0,
     x_at: np.ndarray | None = None,
     reuse: dict | None = None,
-    reuse_tol: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``A x <= b`` over the bids of ``layout`` (MW), linearised at ``d`` (bids at ``x_at``)."""
-    a = gradients(d, keys, layout.case_bus(d), reuse, reuse_tol)
+    """``A x <= b`` over the bids of ``layout`` (MW), linearised at ``d`` (bids at ``x_at``).
+
+    ``reuse`` keeps the caller's last factorisation (within ``settings.reuse_tol``).
+    """
+    a = gradients(d, keys, layout.case_bus(d), reuse, settings.reuse_tol)
     if a is None:
         raise RuntimeError("no sensitivities: network not supported by the fast power flow")
     a = a * layout.inj_sign
     x_at = np.zeros(len(layout.offered)) if x_at is None else x_at
-    return a, bounds(d, keys, a, x_at, caps, margin)
+    return a, bounds(d, keys, a, x_at, caps, settings, scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,3 +398,15 @@ def constraint_generation(
             ended = "stuck"
             break
     return Search(best, last_failed, ended, checks, failures)
+
+
+def ac_check(
+    dn: DistributionNetwork,
+    inj: Injections,
+    limits: Limits,
+    caps: Caps,
+    warm: PowerFlowDetail | None = None,
+) -> tuple[PowerFlowDetail, list[Violation] | None]:
+    """AC power flow of ``inj`` and what it violates beyond ``caps`` (None: not converged)."""
+    d = run_power_flow_detailed(dn, inj, limits, write=False, warm_start=warm)
+    return d, (violations(dn, d, caps) if d.result.converged else None)

@@ -63,7 +63,8 @@ class Settings:
     to its limit; ``max_screen`` / ``max_add`` cap the constraints per kind screened at first /
     added by one AC check (None: all). ``max_rounds`` caps the AC checks, ``max_failures`` the
     failed ones; ``max_polish`` re-linearisations at a verified point follow while the value
-    grows by at least ``polish_gain`` (times the user's unit). ``reuse_tol`` (pu): the
+    grows by at least ``polish_gain`` (times the user's unit). ``max_shrink``: bisection
+    steps back towards a verified point when none was found. ``reuse_tol`` (pu): the
     Jacobian factorisation is reused while no voltage moved more than this.
     """
 
@@ -77,6 +78,7 @@ class Settings:
     max_failures: int | None = None
     max_polish: int = 0
     polish_gain: float = 0.0
+    max_shrink: int = 0
     reuse_tol: float = 0.0
     #: ``b = cap - value - margin`` instead of ``cap - margin - value``: the same number up to
     #: the last bit, kept per use because the shipped scenarios' results depend on that bit.
@@ -120,18 +122,20 @@ LOCAL_MARKET = Settings(
     max_rounds=4,
     margin_growth=0.0,
 )
-#: P-Q flexibility areas (:mod:`.flexibility_area`): a wide screen (corner activations reach
-#: far), a constraint's margin grows with its own failures; after 4 failures in a direction
-#: the set-points are bisected back (one polishing step, two verified points, at most).
+#: P-Q flexibility areas (:mod:`.flexibility_area`), per support direction: a wide screen
+#: (corner activations reach far), a constraint's margin grows with its own failures; after 4
+#: failures the set-points are bisected back (7 steps) towards the best verified point. At
+#: most 3 failures, a verified point and one polishing step: 5 AC checks.
 FLEXIBILITY_AREA = Settings(
     margin={"vmax": 2e-4, "vmin": 2e-4, "line": 0.2, "trafo": 0.2},
-    max_rounds=6,
+    max_rounds=5,
     screen_margin={"vmax": 0.02, "vmin": 0.02, "line": 20.0, "trafo": 20.0},
     max_screen=300,
     max_add=8,
     max_failures=4,
     max_polish=1,
     polish_gain=1e-3,
+    max_shrink=7,
 )
 
 

@@ -28,10 +28,11 @@ Method (support-function / polygon inner approximation):
    direction is needed by its neighbours.
 4. **AC check and tightening.** Each LP optimum is re-run as an AC power flow. If it violates a
    limit, the violated constraints are added (re-linearised there, with a margin that grows with
-   every failure) and the LP is solved again; after :data:`MAX_ROUNDS` failures the set-points are
-   moved back towards the best verified point so far in that direction (the baseline at
-   worst) by bisection until the AC power flow passes. The
-   baseline itself always passes: the limits are the *effective* ones of the validation
+   every failure) and the LP is solved again (the shared loop of :mod:`.linearised`, settings
+   :data:`~.linearised.FLEXIBILITY_AREA`); after its failure limit the set-points are moved
+   back towards the best verified point so far in that direction (the baseline at worst) by
+   bisection until the AC power flow passes. The baseline itself always passes: the limits
+   are the *effective* ones of the validation
    (:func:`~market_sim.grid.constraints.effective_limits`: relaxed to the baseline level where
    the baseline already violates a limit, so flexibility may not make a violation worse).
 5. **Hull.** The area is the convex hull of the AC-verified support points and the baseline.

@@ -307,7 +307,17 @@ def rows(
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# The AC check and the loop
+def ac_check(
+    dn: DistributionNetwork,
+    inj: Injections,
+    limits: Limits,
+    caps: Caps,
+    warm: PowerFlowDetail | None = None,
+) -> tuple[PowerFlowDetail, list[Violation] | None]:
+    """AC power flow of ``inj`` and what it violates beyond ``caps`` (None: not converged)."""
+    d = run_power_flow_detailed(dn, inj, limits, write=False, warm_start=warm)
+    return d, (violations(dn, d, caps) if d.result.converged else None)
 
 
 @dataclass
@@ -379,6 +389,7 @@ def constraint_generation(
         if x is None:
             ended = "infeasible"
             break
+        # A check may step back with more power flows, as long as one round is left after it.
         at = problem.check(x, settings.max_rounds - checks - 2)
         checks += at.flows
         if at.ok:
@@ -402,15 +413,3 @@ def constraint_generation(
             ended = "stuck"
             break
     return Search(best, last_failed, ended, checks, failures)
-
-
-def ac_check(
-    dn: DistributionNetwork,
-    inj: Injections,
-    limits: Limits,
-    caps: Caps,
-    warm: PowerFlowDetail | None = None,
-) -> tuple[PowerFlowDetail, list[Violation] | None]:
-    """AC power flow of ``inj`` and what it violates beyond ``caps`` (None: not converged)."""
-    d = run_power_flow_detailed(dn, inj, limits, write=False, warm_start=warm)
-    return d, (violations(dn, d, caps) if d.result.converged else None)

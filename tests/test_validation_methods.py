@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_sim.grid import linear_opf, linearised
+from market_sim.grid import linear_opf
 from market_sim.grid.constraints import effective_limits, violations
 from market_sim.grid.fairness import jain_index
 from market_sim.grid.network import DistributionNetwork, load_network
@@ -206,17 +206,6 @@ def test_ac_opf_is_safe_and_close_to_linear_opf(dn: DistributionNetwork, fairnes
                 offered = ref.info["directions"][direction]["offered_mw"]
                 gap = volume(ref, direction) - volume(lin, direction)
                 assert gap <= 0.05 * offered, (step, direction, gap)
-
-
-def test_screening_spreads_over_zones() -> None:
-    """The worst constraint of every zone comes before the second worst of any zone."""
-    pos = np.array([10, 11, 12, 20, 21, 30])
-    badness = np.array([5.0, 4.0, 3.0, 1.0, 0.5, 0.1])
-    zone = np.zeros(40, dtype=np.int64)
-    zone[20:30], zone[30:] = 1, 2
-    assert list(linearised.spread(pos, badness, zone, 3)) == [10, 20, 30]
-    assert list(linearised.spread(pos, badness, zone, 5)) == [10, 11, 20, 21, 30]
-    assert len(linearised.spread(pos[:0], badness[:0], zone, 3)) == 0
 
 
 def test_linear_opf_is_deterministic(dn: DistributionNetwork) -> None:

@@ -231,7 +231,11 @@ class _Direction:
 
 
 def _corners(
-    dn: DistributionNetwork, der: Columns, baseline: Injections, limits: Limits, base
+    dn: DistributionNetwork,
+    der: Columns,
+    baseline: Injections,
+    limits: Limits,
+    base: PowerFlowDetail,
 ) -> list[PowerFlowDetail]:
     """AC power flows of the corner activations: all up / all down, all reactive capability
     either way, and their combinations (the screening points besides the baseline)."""
@@ -290,17 +294,22 @@ def _shared(
     )  # fmt: skip
 
 
-def _shrink(shared: _Shared, direction: _Direction, z: np.ndarray, found: list[SupportPoint]):
+_Point = tuple[np.ndarray, Injections, PowerFlowDetail, float]  # z, injections, flow, shrink
+
+
+def _shrink(
+    shared: _Shared, direction: _Direction, z: np.ndarray, found: list[SupportPoint]
+) -> _Point | None:
     """Bisect between the failed LP point ``z`` and the best verified point so far in this
     direction (the baseline at worst, which always passes): the step back keeps what the LP
-    gained over the area found so far. Returns (z, injections, power flow, share) or None."""
+    gained over the area found so far. None if no step passes."""
     base = shared.base.result
     score = [direction.support(f.p_mw, f.q_mvar) for f in found]
     if found and max(score) > direction.support(base.interface_p_mw, base.interface_q_mvar):
         anchor = found[int(np.argmax(score))].z
     else:
         anchor = np.zeros(shared.der.n)
-    lo, hi, point = 0.0, 1.0, None
+    lo, hi, point = 0.0, 1.0, None  # the last passing step is the largest
     for _ in range(FLEXIBILITY_AREA.max_shrink):
         t = 0.5 * (lo + hi)
         zt = anchor + t * (z - anchor)
@@ -316,13 +325,12 @@ def _support(shared: _Shared, theta: float, found: list[SupportPoint]) -> Suppor
     """The verified support point in direction ``theta`` (None if none verified)."""
     direction = _Direction(shared, theta)
     search = constraint_generation(direction, FLEXIBILITY_AREA, floor=-np.inf)
+    point: _Point | None = None
     if search.best is not None:
         inj, d, _ = search.best.record
         point = (search.best.x, inj, d, 1.0)
     elif search.last_failed is not None:
         point = _shrink(shared, direction, search.last_failed.x, found)
-    else:
-        point = None
     if point is None:
         log.debug("%s: no verified support point at theta=%.3f", shared.dn.code, theta)
         return None
@@ -331,7 +339,7 @@ def _support(shared: _Shared, theta: float, found: list[SupportPoint]) -> Suppor
     return SupportPoint(theta, p, q, z, inj, direction.lp_rounds, shrink)
 
 
-def _area(shared: _Shared, found: list[SupportPoint], reactive: bool, t0: float):
+def _area(shared: _Shared, found: list[SupportPoint], reactive: bool, t0: float) -> FlexibilityArea:
     """The hull of the baseline and the support points, with their set-points."""
     base = shared.base.result
     points = np.array(

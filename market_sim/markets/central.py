@@ -91,12 +91,27 @@ class DistributionModel:
 
 
 def block_rows(models: list[DistributionModel]) -> tuple[sp.csr_matrix, np.ndarray]:
-    """The DSOs' rows side by side: one block per DSO over its own bids' columns."""
-    if not models:
-        return sp.csr_matrix((0, 0)), np.zeros(0)
+    """The DSOs' rows side by side: one block per DSO over its own bids' columns.
+
+    Each block is a DSO's dense sensitivity rows, written into the CSR arrays as they are
+    (every entry kept): scipy's ``block_diag`` took about 2 s per clearing on the 10k-bus grid.
+    """
     blocks = [m.rows() for m in models]
-    matrix = sp.block_diag([sp.csr_matrix(a) for a, _ in blocks], format="csr")
-    return matrix, np.concatenate([b for _, b in blocks])
+    widths = [len(m.bids) for m in models]
+    starts = np.r_[0, np.cumsum(widths)].astype(np.int64)
+    data, indices, indptr = [np.zeros(0)], [np.zeros(0, np.int64)], [np.zeros(1, np.int64)]
+    nnz = 0
+    for (a, _), col, width in zip(blocks, starts[:-1], widths, strict=True):
+        k = a.shape[0]
+        data.append(a.ravel())
+        indices.append(np.tile(np.arange(col, col + width, dtype=np.int64), k))
+        indptr.append(nnz + width * np.arange(1, k + 1, dtype=np.int64))
+        nnz += k * width
+    shape = (sum(len(b) for _, b in blocks), int(starts[-1]))
+    matrix = sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), np.concatenate(indptr)), shape=shape
+    )
+    return matrix, np.concatenate([np.zeros(0)] + [b for _, b in blocks])
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def dso_needs(
     layout = BidLayout.of(dn, bids)
     grad = gradients(point, keys, layout.case_bus(point))
     a = np.zeros((len(keys), len(bids))) if grad is None else grad * layout.inj_sign
-    b = bounds(point, keys, a, np.zeros(len(bids)), caps, LOCAL_MARKET)
+    b = bounds(point, keys, a, None, caps, LOCAL_MARKET)
     # The rows A x <= b of the violated constraints have b < 0 (the overshoot plus the
     # margin): what a bid relieves per MW is -A, the need -b.
     return Needs("dso", -b, np.clip(-a, 0.0, None), penalty_eur_per_h, critical=True)

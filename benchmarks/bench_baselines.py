@@ -11,12 +11,12 @@ Reports medians and ratios (the machine is noisy).
 from __future__ import annotations
 
 import pandapower as pp
-from market_sim.markets.clearing import BalancingMarket
 
 from market_sim.config import load_config
 from market_sim.grid.injections import write_injections
 from market_sim.grid.powerflow import run_power_flow
 from market_sim.logs import quiet_third_party
+from market_sim.markets.balancing import BalancingMarket
 from market_sim.markets.transmission import load_case
 from market_sim.model import MarketModel
 from market_sim.scenario import load_networks

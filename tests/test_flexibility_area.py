@@ -17,11 +17,8 @@ import pandas as pd
 import pytest
 
 from market_sim.grid.constraints import BidLayout, effective_limits, violations
-from market_sim.grid.flexibility_area import (
-    FlexibilityArea,
-    flexibility_area,
-    interface_and_constraint_sensitivities,
-)
+from market_sim.grid.flexibility_area import FlexibilityArea, flexibility_area
+from market_sim.grid.flexibility_lp import interface_and_constraint_sensitivities
 from market_sim.grid.injections import apply_bids
 from market_sim.grid.linear_opf import validate_direction
 from market_sim.grid.network import DistributionNetwork, load_network, profile_step

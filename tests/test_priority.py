@@ -62,7 +62,7 @@ def _merit_order(need_mw: float):
 
 
 def _request(bought: dict[int, float], bid_ids, effect, need=5.0, penalty=500.0):
-    needs = Needs("d", np.array([need]), np.atleast_2d(effect), penalty, critical=True)
+    needs = Needs("d", np.array([need]), np.atleast_2d(effect), penalty)
     table = pd.DataFrame({"bid_id": list(bought), "mw": list(bought.values())})
     return {"d": LocalMarketResult(table, needs, np.asarray(bid_ids), ("v",), (), 0.0, 1)}
 

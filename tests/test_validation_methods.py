@@ -207,17 +207,6 @@ def test_ac_opf_is_safe_and_close_to_linear_opf(dn: DistributionNetwork, fairnes
                 assert gap <= 0.05 * offered, (step, direction, gap)
 
 
-def test_screening_spreads_over_zones() -> None:
-    """The worst constraint of every zone comes before the second worst of any zone."""
-    pos = np.array([10, 11, 12, 20, 21, 30])
-    badness = np.array([5.0, 4.0, 3.0, 1.0, 0.5, 0.1])
-    zone = np.zeros(40, dtype=np.int64)
-    zone[20:30], zone[30:] = 1, 2
-    assert list(linear_opf._spread(pos, badness, zone, 3)) == [10, 20, 30]
-    assert list(linear_opf._spread(pos, badness, zone, 5)) == [10, 11, 20, 21, 30]
-    assert len(linear_opf._spread(pos[:0], badness[:0], zone, 3)) == 0
-
-
 def test_linear_opf_is_deterministic(dn: DistributionNetwork) -> None:
     """Same inputs, bitwise the same result, whatever ran in between (no warm starts)."""
     inj = dn.baseline(STEPS[0])

@@ -113,12 +113,16 @@ class CoordinationModel:
             return {}
         penalty = self.dso_market.violation_penalty_eur_per_h
         dsos = self.parties.dsos
-        return {
+        requests = {
             name: ctx.timed(
                 name, "local_market", dsos[name].local_market, table, points[name], penalty
             )
             for name, table in validated.items()
         }
+        for name, request in requests.items():
+            if request.message:
+                ctx.event("local_market_failed", f"{name}: {request.message}")
+        return requests
 
     def share(
         self,

@@ -5,7 +5,9 @@ linearise voltages and branch loadings around the operating point with sensitivi
 Newton-Raphson Jacobian, solve a linear program for the largest validated volume (or the fairest
 split, :mod:`.fairness`), check the result with an AC power flow, and repeat with the
 constraints the check found violated, re-linearised at the new point (successive linear
-programming with constraint generation).
+programming with constraint generation). The loop, the screening and the rows are the shared
+mechanism of :mod:`.linearised` (settings :data:`~.linearised.VALIDATION`); what is this
+module's own is the LP (max volume or fairness) and how its rows are kept between points.
 
 Why each piece:
 
@@ -29,16 +31,17 @@ Why each piece:
 * **Factorisations reused.** After the faster triangular solves (:mod:`.powerflow`), the LU
   factorisation of the Jacobian (about 10 ms on the 10k-bus grid) was the largest cost of a
   linearisation. The Jacobian changes little while voltages move by hundredths of a pu, so a
-  direction keeps its last factorisation while no voltage moved more than :data:`REUSE_TOL`
-  from it; the constraint gradients are still taken at the new point. The rows stay
-  first-order models checked by the AC power flow, so this can cost a round, never safety
-  (on the 10k grid: 3 factorisations instead of 4-5 per direction, one AC power flow fewer,
-  validated volume within 0.02 %).
+  direction keeps its last factorisation while no voltage moved more than ``reuse_tol``
+  (:data:`~.linearised.VALIDATION`) from it; the constraint gradients are still taken at the
+  new point. The rows stay first-order models checked by the AC power flow, so this can cost
+  a round, never safety (on the 10k grid: 3 factorisations instead of 4-5 per direction, one
+  AC power flow fewer, validated volume within 0.02 %).
 * **Screening spread over feeders.** Voltage (and loading) violations come in clusters along
   one feeder, whose constraints have nearly the same sensitivities: the worst 40 of one
   cluster buy one LP row's worth of information and leave the next feeder to the next round.
   Screening and the AC check's additions therefore take the worst constraint of every feeder
-  (zone: buses joined by lines, transformers separate zones) before a second one of any.
+  (zone: buses joined by lines, transformers separate zones) before a second one of any
+  (:func:`~.linearised.spread`).
 * **Margins that grow** each round keep the next LP point a little inside the limits so that
   second-order errors do not push it out again.
 * **Safety.** Only an AC-verified point is validated. If the LP is infeasible, a power flow fails
@@ -49,55 +52,41 @@ Why each piece:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import highspy
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from market_sim.grid.constraints import (
     MIN_MW,
     BidLayout,
     Caps,
     DirectionOutcome,
-    cap_of,
-    check,
+    Violation,
     constraint_name,
-    values,
-    violations,
+)
+from market_sim.grid.linearised import (
+    VALIDATION,
+    Checked,
+    Key,
+    ac_check,
+    bounds,
+    constraint_generation,
+    rows,
+    screen,
+    violated_keys,
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail
-from market_sim.grid.sensitivities import injection_sensitivities
 from market_sim.types import Injections, Limits
 
 log = logging.getLogger(__name__)
 
-#: AC power flows (checks) per direction before giving up.
-MAX_ROUNDS = 10
-#: A constraint is screened in when it comes this close to its limit (pu / percent points).
-SCREEN_MARGIN = {"vmax": 0.01, "vmin": 0.01, "line": 10.0, "trafo": 10.0}
-#: At most this many screened constraints per kind (the worst ones; the AC check adds others).
-MAX_SCREEN = 40
-#: At most this many violated constraints per kind added by one AC check.
-MAX_ADD = 20
-#: Aim this far inside each limit, times the round number (pu / percent points).
-MARGIN = {"vmax": 1e-4, "vmin": 1e-4, "line": 0.05, "trafo": 0.05}
-#: Re-linearisations at an AC-verified point (each one more AC check) while they add more
-#: than POLISH_GAIN x offered volume.
-MAX_POLISH = 2
-POLISH_GAIN = 1e-3
 #: Freezing stages of the equitable (max-min) LP before the final volume stage.
 MAX_FAIR_STAGES = 5
 #: A row counts as binding when its slack is below this (in the row's unit).
 BINDING_TOL = 1e-6
-#: Sensitivities at a point whose voltages are within this (pu) of the last factorised one
-#: reuse that factorisation (see "Factorisations reused" above).
-REUSE_TOL = 0.05
-
-Key = tuple[str, int]
 
 
 @dataclass
@@ -214,114 +203,121 @@ def solve_lp(
     return np.clip(x, 0.0, offered), solves
 
 
-def _zones(dn: DistributionNetwork) -> dict[str, np.ndarray]:
-    """Zone of every constraint: buses joined by in-service lines and closed switches.
+class _Validation:
+    """One direction's successive LP (the :class:`~.linearised.Problem` of linear_opf).
 
-    Transformers separate zones, so on a MV-LV grid every LV feeder network is its own zone;
-    a line belongs to the zone of its buses, every transformer is a zone of its own. Cached
-    per net (zones depend only on the topology).
+    Rows: every voltage key's latest gradient re-anchored at the current point, and every
+    loading cut from every linearisation point (see "Cuts kept for loadings" above). Only the
+    keys in ``refresh`` are linearised afresh at a new point.
     """
-    cache = dn.solver_cache
-    if "linear_opf_zones" not in cache:
-        net = dn.net
-        n = len(net.bus)
-        idx = net.bus.index
-        line = net.line[net.line["in_service"].to_numpy(dtype=bool)]
-        sw = net.switch
-        bb = sw[(sw["et"] == "b") & sw["closed"].astype(bool)]
-        a = np.r_[idx.get_indexer(line["from_bus"]), idx.get_indexer(bb["bus"])]
-        b = np.r_[idx.get_indexer(line["to_bus"]), idx.get_indexer(bb["element"])]
-        ok = (a >= 0) & (b >= 0)
-        graph = sp.coo_matrix((np.ones(int(ok.sum())), (a[ok], b[ok])), shape=(n, n))
-        n_zones, bus_zone = connected_components(graph, directed=False)
-        line_zone = bus_zone[np.maximum(idx.get_indexer(net.line["from_bus"]), 0)]
-        cache["linear_opf_zones"] = {
-            "vmax": bus_zone,
-            "vmin": bus_zone,
-            "line": line_zone,
-            "trafo": n_zones + np.arange(len(net.trafo)),
-        }
-    return cache["linear_opf_zones"]
 
+    def __init__(
+        self,
+        dn: DistributionNetwork,
+        layout: BidLayout,
+        baseline: Injections,
+        base: PowerFlowDetail,
+        full: PowerFlowDetail,
+        caps: Caps,
+        limits: Limits,
+        fairness: str,
+    ) -> None:
+        self.dn, self.layout, self.baseline = dn, layout, baseline
+        self.caps, self.limits, self.fairness = caps, limits, fairness
+        self.h = _highs()
+        self.keys = screen(dn, caps, [base, full], VALIDATION)
+        self.reuse: dict = {}  # this direction's last Jacobian factorisation, never shared
+        self.loading_cuts: list[_Cut] = []  # kept from every linearisation point
+        if full.result.converged:
+            # Kelley cuts at the full activation too: a loading linearised only at the baseline
+            # misses a flow the bids reverse (|I| first falls, then rises), and the first LP
+            # then accepts everything, which costs a whole round to find out.
+            loading = [k for k in self.keys if k[0] in ("line", "trafo")]
+            self.loading_cuts += self._linearise(full, loading, layout.offered, 1.0)
+        self.grads: dict[Key, np.ndarray] = {}  # latest voltage gradient (per bid) of each key
+        self.refresh: set[Key] = set(self.keys)  # keys to linearise afresh at the next point
+        self.point, self.x_point = base, np.zeros(len(layout.offered))
+        self.lp_solves = 0
+        # The last LP's binding constraints (names, their keys) and each bid's culprit.
+        self.binding: list[str] = []
+        self.binding_keys: list[Key] = []
+        self.culprits: list[str] = []
 
-def _spread(pos: np.ndarray, badness: np.ndarray, zone: np.ndarray, limit: int) -> np.ndarray:
-    """Up to ``limit`` of ``pos``: the worst of every zone first, then the second worst, ...
+    def _linearise(
+        self, d: PowerFlowDetail, keys: list[Key], x_at: np.ndarray, scale: float
+    ) -> list[_Cut]:
+        """Rows of ``keys`` linearised at ``d`` (activation ``x_at``)."""
+        if not keys:
+            return []
+        a, b = rows(d, keys, self.layout, self.caps, VALIDATION, scale, x_at, self.reuse)
+        return [_Cut(a[r], float(b[r]), key) for r, key in enumerate(keys)]
 
-    Ties are broken by position, so the choice is deterministic.
-    """
-    if len(pos) == 0:
-        return pos
-    order = np.lexsort((pos, -badness))  # worst first
-    pos, z = pos[order], zone[pos[order]]
-    zone_order = np.lexsort((np.arange(len(z)), z))  # stable group by zone, worst first within
-    rank = np.empty(len(z), dtype=np.int64)
-    starts = np.r_[True, z[zone_order][1:] != z[zone_order][:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(z)), 0))
-    rank[zone_order] = np.arange(len(z)) - group_start
-    pick = np.lexsort((np.arange(len(z)), rank))[:limit]  # by rank, then by badness
-    return pos[np.sort(pick)]
+    def solve(self, margin_scale: float) -> np.ndarray | None:
+        n = len(self.layout.offered)
+        fresh = [k for k in self.keys if k in self.refresh]
+        cuts = self._linearise(self.point, fresh, self.x_point, margin_scale)
+        self.loading_cuts += [c for c in cuts if c.key[0] in ("line", "trafo")]
+        self.grads.update((c.key, c.a) for c in cuts if c.key[0] in ("vmax", "vmin"))
+        # Voltages: the latest gradient of every key, anchored at the current point (its
+        # value there is exact; the gradient is refreshed when the key is violated or binds).
+        v_keys = [k for k in self.keys if k[0] in ("vmax", "vmin")]
+        if v_keys:
+            grads = np.array([self.grads[k] for k in v_keys])
+            b = bounds(self.point, v_keys, grads, self.x_point, self.caps, VALIDATION, margin_scale)
+            anchored = [_Cut(grads[r], float(b[r]), k) for r, k in enumerate(v_keys)]
+        else:
+            anchored = []
+        cut_rows = anchored + self.loading_cuts
+        a = np.array([c.a for c in cut_rows]).reshape(len(cut_rows), n)
+        # x = 0 (the baseline) is AC-feasible by construction of the caps; a cut that excludes
+        # it is a linearisation artefact, so relax it to pass through the baseline.
+        rhs = np.maximum(np.array([c.rhs for c in cut_rows]), 0.0)
+        x, solves = solve_lp(self.h, a, rhs, self.layout.offered, self.fairness)
+        self.lp_solves += solves
+        if x is None:
+            return None
+        x[x < MIN_MW] = 0.0
+        slack = rhs - a @ x if len(cut_rows) else np.zeros(0)
+        tight = np.flatnonzero(slack <= BINDING_TOL * np.maximum(1.0, np.abs(rhs)))
+        self.binding, self.binding_keys, row_names = [], [], []
+        for r in tight:
+            key = cut_rows[r].key
+            name = constraint_name(self.dn.net, key[0], key[1], _raw_cap(self.caps, key))
+            row_names.append(name)
+            if name not in self.binding:
+                self.binding.append(name)
+                self.binding_keys.append(key)
+        self.culprits = _culprits(a, tight, row_names, n)
+        return x
 
+    def check(self, x: np.ndarray, spare_flows: int) -> Checked:
+        """AC check; a power flow that fails steps back towards the last converged point."""
+        d, viol = self._ac(x)
+        flows = 1
+        while viol is None and flows <= spare_flows:
+            x = self.x_point + 0.5 * (x - self.x_point)
+            d, viol = self._ac(x)
+            flows += 1
+        if viol is None:
+            return Checked(x, False, False, flows=flows)
+        record = (d, viol, self.binding, self.culprits)
+        return Checked(x, True, not viol, float(x.sum()), flows, record)
 
-def _screen(dn: DistributionNetwork, caps: Caps, points: list[PowerFlowDetail]) -> list[Key]:
-    """Constraints near or past their limit at any of ``points`` (spread over zones, capped)."""
-    zones = _zones(dn)
-    keys: list[Key] = []
-    for kind in ("vmax", "vmin", "line", "trafo"):
-        cap = cap_of(caps, kind)
-        worst = np.full(len(cap), -np.inf)
-        for d in points:
-            if d.result.converged:
-                worst = np.fmax(worst, values(d, kind) - cap)
-        worst = np.nan_to_num(worst, nan=-np.inf)
-        near = np.flatnonzero(worst > -SCREEN_MARGIN[kind])
-        near = _spread(near, worst[near], zones[kind], MAX_SCREEN)
-        keys += [(kind, int(p)) for p in near]
-    return keys
+    def _ac(self, x: np.ndarray) -> tuple[PowerFlowDetail, list[Violation] | None]:
+        inj = self.layout.injections(self.baseline, x)
+        return ac_check(self.dn, inj, self.limits, self.caps, warm=self.point)
 
-
-def _linearise(
-    d: PowerFlowDetail,
-    keys: list[Key],
-    layout: BidLayout,
-    x_at: np.ndarray,
-    caps: Caps,
-    margin_scale: float,
-    reuse: dict | None = None,
-) -> list[_Cut]:
-    """Rows a x <= rhs of ``keys`` linearised at the power flow ``d`` (activation ``x_at``).
-
-    ``reuse`` holds the direction's last Jacobian factorisation (see :data:`REUSE_TOL`).
-    """
-    if not keys:
-        return []
-    bus = layout.case_bus(d)
-    constraints = [("vm" if k in ("vmax", "vmin") else k, p) for k, p in keys]
-    sens = injection_sensitivities(d, constraints, bus, reuse, REUSE_TOL)
-    if sens is None:
-        raise RuntimeError("no sensitivities: network not supported by the fast power flow")
-    per_bid = sens * layout.inj_sign
-    cuts = []
-    for r, (kind, pos) in enumerate(keys):
-        a = per_bid[r] * (-1.0 if kind == "vmin" else 1.0)
-        g = float(values(d, kind)[pos])
-        cap = float(cap_of(caps, kind)[pos])
-        rhs = cap - MARGIN[kind] * margin_scale - g + float(a @ x_at)
-        cuts.append(_Cut(a, rhs, (kind, pos)))
-    return cuts
-
-
-def _anchor(
-    d: PowerFlowDetail, key: Key, a: np.ndarray, x_at: np.ndarray, caps: Caps, margin_scale: float
-) -> _Cut:
-    """Row ``a x <= rhs`` through the value of ``key`` at ``d`` (activation ``x_at``).
-
-    ``a`` may come from an earlier point: voltages are nearly linear in active injections, so
-    the first-order model stays good while the exact value at ``d`` removes the drift.
-    """
-    kind, pos = key
-    g = float(values(d, kind)[pos])
-    cap = float(cap_of(caps, kind)[pos])
-    return _Cut(a, cap - MARGIN[kind] * margin_scale - g + float(a @ x_at), key)
+    def learn(self, at: Checked) -> bool:
+        """Re-linearise at the new point what the LP got wrong (violated) or what decides its
+        optimum (binding); every other row keeps its gradient, a solve per key saved."""
+        d, viol, _, _ = at.record
+        self.refresh = set(self.binding_keys)
+        if viol:
+            again, new = violated_keys(self.dn, viol, set(self.keys), VALIDATION)
+            self.keys += new
+            self.refresh |= set(again) | set(new)
+        self.point, self.x_point = d, at.x
+        return True
 
 
 def validate_direction(
@@ -332,7 +328,7 @@ def validate_direction(
     caps: Caps,
     limits: Limits,
     fairness: str = "max_volume",
-    max_rounds: int = MAX_ROUNDS,
+    max_rounds: int = VALIDATION.max_rounds,
 ) -> DirectionOutcome:
     """Validate the bids of one direction (all rows of ``bids`` share it)."""
     layout = BidLayout.of(dn, bids)
@@ -340,109 +336,27 @@ def validate_direction(
     n = len(offered)
     if base.state is None:
         return DirectionOutcome.rejected(n, "linear_opf needs the fast power-flow model", 0)
-    full = check(dn, layout, baseline, offered, limits, warm=base)
-    ac_it = 1
-    if full.result.converged and not violations(dn, full, caps):
-        return DirectionOutcome(offered.copy(), ["ok"] * n, True, ac_it)
-
-    h = _highs()
-    keys = _screen(dn, caps, [base, full])
-    zones = _zones(dn)
-    loading_cuts: list[_Cut] = []  # kept from every linearisation point (outer approximation)
-    reuse: dict = {}  # this direction's last Jacobian factorisation, never shared with others
-    if full.result.converged:
-        # Kelley cuts at the full activation too: a loading linearised only at the baseline
-        # misses a flow the bids reverse (|I| first falls, then rises), and the first LP then
-        # accepts everything, which costs a whole round to find out.
-        loading = [k for k in keys if k[0] in ("line", "trafo")]
-        loading_cuts += _linearise(full, loading, layout, offered, caps, 1.0, reuse)
-    grads: dict[Key, np.ndarray] = {}  # latest voltage gradient (per bid) of each voltage key
-    refresh: set[Key] = set(keys)  # keys to linearise afresh at the next point
-    point, x_point = base, np.zeros(n)
-    lp_solves, failures, polish = 0, 0, 0
-    # Largest AC-verified activation so far, its binding constraints and each bid's culprit.
-    best: tuple[np.ndarray, list[str], list[str]] | None = None
-    binding: list[str] = []
-    while ac_it < max_rounds + 1:
-        scale = failures + 1
-        fresh = [k for k in keys if k in refresh]
-        cuts = _linearise(point, fresh, layout, x_point, caps, scale, reuse)
-        loading_cuts += [c for c in cuts if c.key[0] in ("line", "trafo")]
-        grads.update((c.key, c.a) for c in cuts if c.key[0] in ("vmax", "vmin"))
-        # Voltages: the latest gradient of every key, anchored at the current point (its
-        # value there is exact; the gradient is refreshed when the key is violated or binds).
-        v_keys = [k for k in keys if k[0] in ("vmax", "vmin")]
-        rows = [_anchor(point, k, grads[k], x_point, caps, scale) for k in v_keys] + loading_cuts
-        a = np.array([c.a for c in rows]).reshape(len(rows), n)
-        # x = 0 (the baseline) is AC-feasible by construction of the caps; a cut that excludes
-        # it is a linearisation artefact, so relax it to pass through the baseline.
-        rhs = np.maximum(np.array([c.rhs for c in rows]), 0.0)
-        x, solves = solve_lp(h, a, rhs, offered, fairness)
-        lp_solves += solves
-        if x is None:
-            if best is not None:
-                break
-            out = DirectionOutcome.rejected(n, "linear program infeasible", ac_it)
-            out.lp_solves = lp_solves
-            return out
-        x[x < MIN_MW] = 0.0
-        slack = rhs - a @ x if len(rows) else np.zeros(0)
-        tight = np.flatnonzero(slack <= BINDING_TOL * np.maximum(1.0, np.abs(rhs)))
-        binding, binding_keys, row_names = [], [], []
-        for r in tight:
-            key = rows[r].key
-            name = constraint_name(dn.net, key[0], key[1], _raw_cap(caps, key))
-            row_names.append(name)
-            if name not in binding:
-                binding.append(name)
-                binding_keys.append(key)
-        d = check(dn, layout, baseline, x, limits, warm=point)
-        ac_it += 1
-        while not d.result.converged and ac_it < max_rounds:
-            x = x_point + 0.5 * (x - x_point)  # step back towards the last converged point
-            d = check(dn, layout, baseline, x, limits, warm=point)
-            ac_it += 1
-        if not d.result.converged:
-            break
-        viol = violations(dn, d, caps)
-        # Re-linearise at the new point what the LP got wrong (violated) or what decides its
-        # optimum (binding); every other row keeps its gradient, a solve per key saved.
-        refresh = set(binding_keys)
-        if not viol:
-            gain = x.sum() - (best[0].sum() if best is not None else 0.0)
-            if gain > 0:
-                best = (x, binding, _culprits(a, tight, row_names, n))
-            # Polish: re-linearise at the verified point, where the model is accurate, while
-            # that still adds volume (at most MAX_POLISH times).
-            polish += 1
-            if polish > MAX_POLISH or gain < POLISH_GAIN * offered.sum():
-                break
-        else:
-            if best is not None:
-                break  # a polishing step overshot: keep the verified point
-            failures += 1
-            known = set(keys)
-            refresh |= {(v.kind, v.pos) for v in viol if (v.kind, v.pos) in known}
-            for kind in ("vmax", "vmin", "line", "trafo"):
-                new = [v for v in viol if v.kind == kind and (v.kind, v.pos) not in known]
-                pos = np.array([v.pos for v in new], dtype=np.int64)
-                over = np.array([v.overshoot for v in new], dtype=float)
-                added = [(kind, int(p)) for p in _spread(pos, over, zones[kind], MAX_ADD)]
-                keys += added
-                refresh |= set(added)
-        point, x_point = d, x
-    if best is not None:
-        x, binding, culprit = best
+    full, viol = ac_check(dn, layout.injections(baseline, offered), limits, caps, warm=base)
+    if viol is not None and not viol:
+        return DirectionOutcome(offered.copy(), ["ok"] * n, True, 1)
+    problem = _Validation(dn, layout, baseline, base, full, caps, limits, fairness)
+    settings = replace(VALIDATION, max_rounds=max_rounds)
+    search = constraint_generation(problem, settings, gain_unit=float(offered.sum()))
+    ac_it = 1 + search.checks
+    if search.best is not None:
+        x, (_, _, binding, culprit) = search.best.x, search.best.record
         reasons = [
             "ok" if xi >= oi - MIN_MW else f"cut: {c}"
             for xi, oi, c in zip(x, offered, culprit, strict=True)
         ]
-        return DirectionOutcome(x, reasons, True, ac_it, binding, "", lp_solves)
-    log.warning("%s: linear_opf found no AC-feasible point in %d power flows", dn.code, ac_it)
-    out = DirectionOutcome.rejected(
-        n, f"no AC-feasible point in {ac_it} power flows", ac_it, binding
-    )
-    out.lp_solves = lp_solves
+        return DirectionOutcome(x, reasons, True, ac_it, binding, "", problem.lp_solves)
+    if search.ended == "infeasible":
+        out = DirectionOutcome.rejected(n, "linear program infeasible", ac_it)
+    else:
+        log.warning("%s: linear_opf found no AC-feasible point in %d power flows", dn.code, ac_it)
+        why = f"no AC-feasible point in {ac_it} power flows"
+        out = DirectionOutcome.rejected(n, why, ac_it, problem.binding)
+    out.lp_solves = problem.lp_solves
     return out
 
 

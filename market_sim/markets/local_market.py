@@ -5,7 +5,9 @@ or transformers. It buys flexibility to remove them at least cost, under the lin
 model of the validation: the relief a bid gives a violated constraint is its sensitivity at the
 forecast point (adjoint solves with the power-flow Jacobian). A linearised purchase is checked
 with an AC power flow and topped up, re-linearised at the new point, until the violations are
-gone or the rounds run out; what is left is reported as unmet relief.
+gone or the rounds run out; what is left is reported as unmet relief. Rows, AC check and loop
+are the shared mechanism of :mod:`market_sim.grid.linearised` (settings
+:data:`~market_sim.grid.linearised.LOCAL_MARKET`); the least-cost purchase is this module's.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ import pandas as pd
 
 from market_sim.grid.constraints import BidLayout, Caps, violations
 from market_sim.grid.flow_summary import monitored_buses
+from market_sim.grid.linearised import (
+    LOCAL_MARKET,
+    Checked,
+    ac_check,
+    bounds,
+    constraint_generation,
+    gradients,
+)
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
-from market_sim.grid.sensitivities import injection_sensitivities
 from market_sim.markets.priority import Needs, least_cost_use
 from market_sim.types import Injections, Limits
-
-#: Aim this far inside a limit (pu for voltages, % for loading): the linear model overshoots.
-MARGIN = {"vmax": 1e-3, "vmin": 1e-3, "line": 0.5, "trafo": 0.5}
-MAX_ROUNDS = 4
-_SENSITIVITY_KIND = {"vmax": "vm", "vmin": "vm", "line": "line", "trafo": "trafo"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class LocalMarketResult:
     violations_after: tuple[str, ...]
     cost_eur_per_h: float
     rounds: int
+    message: str = ""  # why the DSO stopped buying, if its LP failed
 
 
 def statutory_caps(dn: DistributionNetwork, limits: Limits) -> Caps:
@@ -76,16 +81,68 @@ def dso_needs(
     found = violations(dn, point, caps)
     if not found or not len(bids):
         return None
-    sens = injection_sensitivities(point, [(_SENSITIVITY_KIND[v.kind], v.pos) for v in found])
+    keys = [(v.kind, v.pos) for v in found]
     layout = BidLayout.of(dn, bids)
-    buses = layout.case_bus(point)
-    effect = np.zeros((len(found), len(bids)))
-    if sens is not None:
-        ok = buses >= 0
-        orient = np.array([-1.0 if v.kind == "vmin" else 1.0 for v in found])[:, None]
-        effect[:, ok] = -orient * sens[:, buses[ok]] * layout.inj_sign[ok]
-    need = np.array([v.overshoot + MARGIN[v.kind] for v in found])
-    return Needs("dso", need, np.clip(effect, 0.0, None), penalty_eur_per_h, critical=True)
+    grad = gradients(point, keys, layout.case_bus(point))
+    a = np.zeros((len(keys), len(bids))) if grad is None else grad * layout.inj_sign
+    b = bounds(point, keys, a, None, caps, LOCAL_MARKET)
+    # The rows A x <= b of the violated constraints have b < 0 (the overshoot plus the
+    # margin): what a bid relieves per MW is -A, the need -b.
+    return Needs("dso", -b, np.clip(-a, 0.0, None), penalty_eur_per_h)
+
+
+class _Relief:
+    """Least-cost relief, topped up at every AC check (the :class:`~.linearised.Problem`).
+
+    Each purchase is linearised at the point the last one reached, so nothing is kept
+    between rounds and the loop's margin scale is not used.
+    """
+
+    def __init__(
+        self,
+        dn: DistributionNetwork,
+        baseline: Injections,
+        bids: pd.DataFrame,
+        limits: Limits,
+        penalty_eur_per_h: float,
+        point: PowerFlowDetail,
+    ) -> None:
+        self.dn, self.baseline, self.bids, self.limits = dn, baseline, bids, limits
+        self.penalty = penalty_eur_per_h
+        self.layout = BidLayout.of(dn, bids)
+        self.caps = statutory_caps(dn, limits)
+        self.point = point
+        self.bought = np.zeros(len(bids))
+        self.first_needs: Needs | None = None
+        self.purchases = 0
+        self.failure = ""
+
+    def solve(self, margin_scale: float) -> np.ndarray | None:
+        """Buy the least-cost relief of the violations at the current point (None: none)."""
+        needs = dso_needs(self.dn, self.point, self.bids, self.limits, self.penalty)
+        if needs is None:
+            return None
+        self.first_needs = self.first_needs or needs
+        helps = needs.effect.max(axis=0) > 0  # a bid that relieves nothing is not bought
+        left = self.bids.assign(mw=np.where(helps, self.bids.mw.to_numpy(float) - self.bought, 0.0))
+        use = least_cost_use(left, [needs])
+        if not use.ok:
+            self.failure = use.message
+            return None
+        extra = use["dso"]
+        if extra.sum() <= 1e-9:
+            return None
+        self.bought = self.bought + extra
+        self.purchases += 1
+        return self.bought
+
+    def check(self, x: np.ndarray, spare_flows: int) -> Checked:
+        inj = self.layout.injections(self.baseline, x)
+        self.point, viol = ac_check(self.dn, inj, self.limits, self.caps)
+        return Checked(x, viol is not None, viol is not None and not viol)
+
+    def learn(self, at: Checked) -> bool:
+        return True  # the next purchase is linearised at the point just reached
 
 
 def clear_local_market(
@@ -100,30 +157,26 @@ def clear_local_market(
     Each round linearises at the current point, buys the least-cost relief (a bid's capacity is
     what it has left), and checks the purchase with an AC power flow.
     """
-    layout = BidLayout.of(dn, bids)
-    bought = np.zeros(len(bids))
     point = run_power_flow_detailed(dn, baseline, limits, write=False)
     caps = statutory_caps(dn, limits)
-    before = tuple(v.name for v in violations(dn, point, caps)) if point.result.converged else ()
-    first_needs, rounds = None, 0
-    while point.result.converged and rounds < MAX_ROUNDS:
-        needs = dso_needs(dn, point, bids, limits, penalty_eur_per_h)
-        if needs is None:
-            break
-        first_needs = first_needs or needs
-        helps = needs.effect.max(axis=0) > 0  # a bid that relieves nothing is not bought
-        left = bids.assign(mw=np.where(helps, bids.mw.to_numpy(float) - bought, 0.0))
-        extra = least_cost_use(left, [needs])["dso"]
-        if extra.sum() <= 1e-9:
-            break
-        bought += extra
-        rounds += 1
-        point = run_power_flow_detailed(
-            dn, layout.injections(baseline, bought), limits, write=False
-        )
-    after = tuple(v.name for v in violations(dn, point, caps)) if point.result.converged else ()
-    bought = np.where(bought > 1e-6, bought, 0.0)
+    relief = _Relief(dn, baseline, bids, limits, penalty_eur_per_h, point)
+    if point.result.converged:
+        constraint_generation(relief, LOCAL_MARKET)
+    before, after = (
+        tuple(v.name for v in violations(dn, d, caps)) if d.result.converged else ()
+        for d in (point, relief.point)
+    )
+    bought = np.where(relief.bought > 1e-6, relief.bought, 0.0)
     table = pd.DataFrame({"bid_id": bids.bid_id.to_numpy(np.int64), "mw": bought})
     cost = float(bids.price_eur_per_mwh.to_numpy(float) @ bought)
     ids = bids.bid_id.to_numpy(np.int64)
-    return LocalMarketResult(table[table.mw > 0], first_needs, ids, before, after, cost, rounds)
+    return LocalMarketResult(
+        table[table.mw > 0],
+        relief.first_needs,
+        ids,
+        before,
+        after,
+        cost,
+        relief.purchases,
+        relief.failure,
+    )

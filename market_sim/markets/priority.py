@@ -79,7 +79,6 @@ class Needs:
     need_mw: np.ndarray  # (k,) service needed, >= 0
     effect: np.ndarray  # (k, n_der) service per MW of each DER
     penalty_eur_per_h: float  # cost of one unit of unmet need (MW, or pu or %) for one hour
-    critical: bool  # unmet need means a technical violation
 
 
 @dataclass(frozen=True)
@@ -209,7 +208,7 @@ def economic_use(
     columns = ["bid_id", "direction", "mw", "price_eur_per_mwh"]
     pool = pd.concat([der[columns], ter.assign(bid_id=-1)[columns]], ignore_index=True)
     tso_effect = (pool.direction == direction).to_numpy(float)[None, :]
-    sides = [Needs("tso", np.array([abs(need_mw)]), tso_effect, voll_eur_per_mwh, True)]
+    sides = [Needs("tso", np.array([abs(need_mw)]), tso_effect, voll_eur_per_mwh)]
     position = pd.Series(np.arange(len(der)), index=der.bid_id.to_numpy())
     for name, request in requests.items():
         if request.needs is None:
@@ -218,9 +217,7 @@ def economic_use(
         cols = position.reindex(request.bid_ids).to_numpy()
         ok = ~np.isnan(cols)
         effect[:, cols[ok].astype(int)] = request.needs.effect[:, ok]
-        sides.append(
-            Needs(name, request.needs.need_mw, effect, request.needs.penalty_eur_per_h, True)
-        )
+        sides.append(Needs(name, request.needs.need_mw, effect, request.needs.penalty_eur_per_h))
     return least_cost_use(pool, sides)
 
 

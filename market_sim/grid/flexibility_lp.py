@@ -32,7 +32,7 @@ def interface_and_constraint_sensitivities(
 
     Rows: interface P (MW), interface Q (Mvar), then ``keys`` in the orientation of
     :func:`~market_sim.grid.constraints.values` (vmin negated; loading in percent). Why not
-    :func:`~market_sim.grid.powerflow.injection_sensitivities`: it returns only the active-power
+    :func:`~market_sim.grid.sensitivities.injection_sensitivities`: it returns only the active-power
     columns (the angle rows of the adjoint); the area needs the reactive ones (magnitude rows)
     and the slack bus's power as well. Same adjoint and the same factorisation and triangular
     solves (one factorisation for all rows). None on the pandapower fallback path (no solver

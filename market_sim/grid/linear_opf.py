@@ -28,7 +28,7 @@ Why each piece:
   refreshes only the constraints the AC check found violated or the LP found binding (they
   decide the next optimum); the rest keep their rows. Together with the zone spread this cut
   linear_opf from about 5 s to about 1 s per period on the 10k-bus grid.
-* **Factorisations reused.** After the faster triangular solves (:mod:`.powerflow`), the LU
+* **Factorisations reused.** After the faster triangular solves (:mod:`.adjoint`), the LU
   factorisation of the Jacobian (about 10 ms on the 10k-bus grid) was the largest cost of a
   linearisation. The Jacobian changes little while voltages move by hundredths of a pu, so a
   direction keeps its last factorisation while no voltage moved more than ``reuse_tol``

@@ -46,7 +46,7 @@ from market_sim.types import Injections, Limits
 Key = tuple[str, int]
 #: Constraint kinds, in the order every use screens, adds and reports them.
 KINDS = ("vmax", "vmin", "line", "trafo")
-#: The sensitivity (of :func:`~market_sim.grid.powerflow.injection_sensitivities`) of a kind.
+#: The sensitivity (of :func:`~market_sim.grid.sensitivities.injection_sensitivities`) of a kind.
 SENSITIVITY_KIND = {"vmax": "vm", "vmin": "vm", "line": "line", "trafo": "trafo"}
 
 
@@ -242,7 +242,7 @@ def gradients(
 ) -> np.ndarray | None:
     """d(constraint)/d(active injection, MW) at ``buses``, oriented as :func:`values`.
 
-    One adjoint solve per key (see :func:`~market_sim.grid.powerflow.injection_sensitivities`;
+    One adjoint solve per key (see :func:`~market_sim.grid.sensitivities.injection_sensitivities`;
     ``reuse`` keeps the caller's last factorisation). None without the fast power-flow model.
     """
     if not keys:

@@ -82,18 +82,7 @@ class BalancingResult:
 
 
 def _empty_accepted() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "offer_id": pd.Series(dtype="int64"),
-            "bus": pd.Series(dtype="int64"),
-            "direction": pd.Series(dtype="string"),
-            "mw": pd.Series(dtype="float64"),
-            "price_eur_per_mwh": pd.Series(dtype="float64"),
-        }
-    )
-
-
-def _empty_accepted() -> pd.DataFrame:
+    """The accepted table of a failed clearing (the columns of an accepted one)."""
     return pd.DataFrame(
         {
             "offer_id": pd.Series(dtype="int64"),

@@ -77,3 +77,18 @@ def test_nothing_is_bought_without_a_violation(rural):
     bids = _bids(dn, [("load", 0, "up", 0.1, 1.0), ("load", 1, "down", 0.1, -5.0)])
     result = clear_local_market(dn, night, bids, loose, penalty_eur_per_h=1000.0)
     assert result.bought.empty and result.needs is None and result.cost_eur_per_h == 0.0
+
+
+def test_a_failed_purchase_lp_is_reported_not_raised(rural, monkeypatch):
+    """The DSO stops buying and says why; the coordination model records it as an event."""
+    from market_sim.markets import local_market
+    from market_sim.markets.priority import Use
+
+    dn, base = rural
+    pv = dn.net.sgen[dn.pv_mask]
+    bids = _bids(dn, [("sgen", int(i), "down", 0.1, 5.0) for i in pv.index[:3]])
+    failed = Use({"dso": np.zeros(len(bids))}, ok=False, message="LP failed: scripted")
+    monkeypatch.setattr(local_market, "least_cost_use", lambda der, sides: failed)
+    result = clear_local_market(dn, base, bids, LIMITS, penalty_eur_per_h=1000.0)
+    assert result.bought.empty and result.message == "LP failed: scripted"
+    assert result.violations_before and result.violations_after == result.violations_before

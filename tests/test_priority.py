@@ -170,7 +170,7 @@ def test_a_failing_lp_is_a_status_and_the_dso_takes_nothing():
     sharing = _share("economic", penalty=-1.0)
     assert not sharing.ok and "LP failed" in sharing.message
     _assert_tso_took_it(sharing)  # the TSO clears every bid; its cost is the reference
-    use = least_cost_use(_bids(), [Needs("d", np.array([5.0]), np.ones((1, 1)), -1.0, True)])
+    use = least_cost_use(_bids(), [Needs("d", np.array([5.0]), np.ones((1, 1)), -1.0)])
     assert not use.ok and np.array_equal(use["d"], [0.0])
 
 

@@ -116,15 +116,34 @@ def solve_lp(
     Returns (x or None if infeasible, number of LP solves). Dense ``a`` is passed as a
     column-wise sparse matrix with exact zeros dropped.
     """
-    n, m = len(offered), len(rhs)
+    n = len(offered)
     equitable = fairness == "equitable" and n > 0
+    _pass_lp(h, a, rhs, offered, equitable)
+    h.run()
+    solves = 1
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None, solves
+    if equitable:
+        more, ok = _progressive_filling(h, len(rhs), offered)
+        solves += more
+        if not ok:
+            return None, solves
+    x = np.asarray(h.getSolution().col_value[:n], dtype=float)
+    return np.clip(x, 0.0, offered), solves
+
+
+def _pass_lp(
+    h: highspy.Highs, a: np.ndarray, rhs: np.ndarray, offered: np.ndarray, equitable: bool
+) -> None:
+    """Load the LP into ``h``: rows ``a x <= rhs`` and, when equitable, a common share ``t``
+    (the last column) with ``x_i - offered_i t >= 0`` for every bid with an offer."""
+    n, m = len(offered), len(rhs)
     ncol = n + (1 if equitable else 0)
     rows_a = a if a.size else np.zeros((0, n))
     lower_rows = [np.full(m, -highspy.kHighsInf)]
     upper_rows = [rhs]
     mats = [np.hstack([rows_a, np.zeros((m, 1))]) if equitable else rows_a]
     if equitable:
-        # x_i - offered_i * t >= 0 for every bid with an offer.
         pos = offered > 0
         fair = np.zeros((int(pos.sum()), ncol))
         fair[np.arange(fair.shape[0]), np.flatnonzero(pos)] = 1.0
@@ -159,48 +178,50 @@ def solve_lp(
         mat[nz],
         np.zeros(ncol, dtype=np.int32),  # all continuous; the binding reads ncol entries
     )
-    h.run()
-    solves = 1
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None, solves
-    if equitable:
-        # Progressive filling: freeze the bids whose fairness row has a dual (the bottleneck
-        # at the current common share t), then raise the share of the others; finally
-        # maximise volume with every share as a lower bound.
-        fair_rows = m + np.arange(int(pos.sum()))
-        fair_bids = np.flatnonzero(pos)
-        free = np.ones(len(fair_bids), dtype=bool)
-        for _ in range(MAX_FAIR_STAGES):
-            sol = h.getSolution()
-            t = float(sol.col_value[n])
-            duals = np.abs(np.asarray(sol.row_dual, dtype=float)[fair_rows])
-            stuck = free & (duals > 1e-9)
-            if not stuck.any() or t >= 1.0 - 1e-9:
-                break
-            for k in np.flatnonzero(stuck):
-                i = int(fair_bids[k])
-                h.changeColBounds(i, max(0.0, t * offered[i] - 1e-7), offered[i])
-                h.changeRowBounds(int(fair_rows[k]), -highspy.kHighsInf, highspy.kHighsInf)
-            free &= ~stuck
-            if not free.any():
-                break
-            h.changeColBounds(n, t, 1.0)
-            h.run()
-            solves += 1
-            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                return None, solves
-        t = float(h.getSolution().col_value[n])
-        for k in np.flatnonzero(free):
+
+
+def _progressive_filling(h: highspy.Highs, m: int, offered: np.ndarray) -> tuple[int, bool]:
+    """Max-min shares by progressive filling, on the LP :func:`_pass_lp` loaded and solved.
+
+    Freeze the bids whose fairness row has a dual (the bottleneck at the current common share
+    t), then raise the share of the others; finally maximise volume with every share as a
+    lower bound. Returns (LP solves, whether every solve was optimal).
+    """
+    n = len(offered)
+    ncol = n + 1
+    pos = offered > 0
+    fair_rows = m + np.arange(int(pos.sum()))
+    fair_bids = np.flatnonzero(pos)
+    free = np.ones(len(fair_bids), dtype=bool)
+    solves = 0
+    for _ in range(MAX_FAIR_STAGES):
+        sol = h.getSolution()
+        t = float(sol.col_value[n])
+        duals = np.abs(np.asarray(sol.row_dual, dtype=float)[fair_rows])
+        stuck = free & (duals > 1e-9)
+        if not stuck.any() or t >= 1.0 - 1e-9:
+            break
+        for k in np.flatnonzero(stuck):
             i = int(fair_bids[k])
             h.changeColBounds(i, max(0.0, t * offered[i] - 1e-7), offered[i])
-        h.changeColBounds(n, 0.0, 1.0)
-        h.changeColsCost(ncol, np.arange(ncol, dtype=np.int32), np.r_[-np.ones(n), 0.0])
+            h.changeRowBounds(int(fair_rows[k]), -highspy.kHighsInf, highspy.kHighsInf)
+        free &= ~stuck
+        if not free.any():
+            break
+        h.changeColBounds(n, t, 1.0)
         h.run()
         solves += 1
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return None, solves
-    x = np.asarray(h.getSolution().col_value[:n], dtype=float)
-    return np.clip(x, 0.0, offered), solves
+            return solves, False
+    t = float(h.getSolution().col_value[n])
+    for k in np.flatnonzero(free):
+        i = int(fair_bids[k])
+        h.changeColBounds(i, max(0.0, t * offered[i] - 1e-7), offered[i])
+    h.changeColBounds(n, 0.0, 1.0)
+    h.changeColsCost(ncol, np.arange(ncol, dtype=np.int32), np.r_[-np.ones(n), 0.0])
+    h.run()
+    solves += 1
+    return solves, h.getModelStatus() == highspy.HighsModelStatus.kOptimal
 
 
 class _Validation:

@@ -98,6 +98,9 @@ def summary(tables: dict[str, pd.DataFrame], hours: float) -> dict[str, float]:
         "DER delivered (MWh)": total["der_delivered_mw"] * hours,
         "violations after delivery": violations,
         "periods with violations": float((per_period > 0).sum()),
+        # a delivery power flow that did not converge says nothing about violations: shown
+        # beside them, so that a count of 0 is never read as a clean period
+        "non-converged power flows": total["nonconverged_power_flows"],
         "messages": total["messages"],
         "bytes": total["message_bytes"],
         "late messages": total["late_messages"],

@@ -14,9 +14,10 @@ import scipy.sparse as sp
 
 from market_sim.grid.adjoint import adjoint_solve, factorise
 from market_sim.grid.constraints import Caps, values
-from market_sim.grid.jacobian import branch_loading_gradient, jacobian
+from market_sim.grid.jacobian import jacobian
 from market_sim.grid.linearised import FLEXIBILITY_AREA, KINDS, Key, bounds
 from market_sim.grid.powerflow import PowerFlowDetail
+from market_sim.grid.sensitivities import constraint_gradients
 
 #: An LP row counts as binding when its activity is this close to its bound.
 BINDING_TOL = 1e-7
@@ -32,10 +33,11 @@ def interface_and_constraint_sensitivities(
 
     Rows: interface P (MW), interface Q (Mvar), then ``keys`` in the orientation of
     :func:`~market_sim.grid.constraints.values` (vmin negated; loading in percent). Why not
-    :func:`~market_sim.grid.sensitivities.injection_sensitivities`: it returns only the active-power
-    columns (the angle rows of the adjoint); the area needs the reactive ones (magnitude rows)
-    and the slack bus's power as well. Same adjoint and the same factorisation and triangular
-    solves (one factorisation for all rows). None on the pandapower fallback path (no solver
+    :func:`~market_sim.grid.sensitivities.injection_sensitivities`: it returns only the
+    active-power columns (the angle rows of the adjoint); the area needs the reactive ones
+    (magnitude rows) and the slack bus's power as well. Same constraint gradients
+    (:func:`~market_sim.grid.sensitivities.constraint_gradients`), same factorisation and
+    triangular solves (one factorisation for all rows). None on the pandapower fallback path (no solver
     state).
     """
     state = detail.state
@@ -63,15 +65,10 @@ def interface_and_constraint_sensitivities(
         np.add.at(grad[:, col], a[a >= 0], -model.base_mva * part(ds_dva[a >= 0]))
         np.add.at(grad[:, col], m[m >= 0], -model.base_mva * part(ds_dvm[m >= 0]))
 
-    for k, (kind, pos) in enumerate(keys):
-        col = 2 + k
-        if kind in ("vmax", "vmin"):
-            bus = model.bus_idx[pos]
-            mm = m_pos[bus] if bus >= 0 else -1
-            if mm >= 0:
-                grad[mm, col] = -1.0 if kind == "vmin" else 1.0
-            continue
-        branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, col])  # type: ignore[arg-type]
+    if keys:
+        shared = [("vm" if kind in ("vmax", "vmin") else kind, pos) for kind, pos in keys]
+        grad[:, 2:] = constraint_gradients(model, v, shared)
+        grad[:, 2 + np.flatnonzero([kind == "vmin" for kind, _ in keys])] *= -1.0
 
     has_a, has_m = a_pos >= 0, m_pos >= 0
     rows = np.r_[a_pos[has_a], m_pos[has_m]]

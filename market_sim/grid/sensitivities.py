@@ -57,7 +57,7 @@ def injection_sensitivities(
     if state is None or not constraints:
         return None
     model, v = state.model, state.v
-    grad = _constraint_gradients(model, v, constraints)
+    grad = constraint_gradients(model, v, constraints)
     factors = _factors(model, v, {} if reuse is None else reuse, reuse_tol)
     if buses is None:
         has_p = model.a_pos >= 0
@@ -72,7 +72,7 @@ def injection_sensitivities(
     return out
 
 
-def _constraint_gradients(
+def constraint_gradients(
     model: Model, v: np.ndarray, constraints: list[tuple[str, int]]
 ) -> np.ndarray:
     """[n_state, n_constraints] d(constraint value)/d(power-flow state), one column each."""

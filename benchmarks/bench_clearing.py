@@ -31,6 +31,7 @@ from scipy import sparse
 
 from market_sim.markets.balancing import TIE_BREAK_EUR_PER_MWH, BalancingMarket
 from market_sim.markets.offers import ter_offers
+from market_sim.markets.pips_fallback import pips_problem
 from market_sim.markets.schedule import EnergySchedule
 from market_sim.markets.transmission import from_pandapower, simbench_opf_net
 from market_sim.types import DOWN, UP
@@ -71,7 +72,7 @@ def _direct_highs(cost, hess_diag, a: sparse.csr_matrix, xlo, xhi, rlo, rhi) -> 
 def direct_schedule(schedule: EnergySchedule):
     """Direct highspy model of the schedule (the PIPS matrices); returns solve(load)."""
     net = schedule.network
-    prob = schedule._pips_problem()
+    prob = pips_problem(net)
     n_l = net.n_branches
     shift = net.branches["shift_mw"].to_numpy()
     h = _direct_highs(

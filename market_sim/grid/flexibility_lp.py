@@ -37,8 +37,8 @@ def interface_and_constraint_sensitivities(
     active-power columns (the angle rows of the adjoint); the area needs the reactive ones
     (magnitude rows) and the slack bus's power as well. Same constraint gradients
     (:func:`~market_sim.grid.sensitivities.constraint_gradients`), same factorisation and
-    triangular solves (one factorisation for all rows). None on the pandapower fallback path (no solver
-    state).
+    triangular solves (one factorisation for all rows). None on the pandapower fallback path
+    (no solver state).
     """
     state = detail.state
     if state is None:

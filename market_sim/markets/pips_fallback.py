@@ -40,7 +40,7 @@ class PipsSchedule:
 
         net = self.network
         if self._problem is None:
-            self._problem = _problem(net)
+            self._problem = pips_problem(net)
         prob = self._problem
         rhs = np.r_[net.branches["shift_mw"].to_numpy(), load + net.shunt_mw]
         n_g, n_b, n_l = net.n_generators, net.n_buses, net.n_branches
@@ -70,7 +70,7 @@ class PipsSchedule:
         ), "optimal"
 
 
-def _problem(net: TransmissionNetwork) -> dict:
+def pips_problem(net: TransmissionNetwork) -> dict:
     """H, c, A (equalities: flow definition, then nodal balance) and the variable bounds."""
     gen, br = net.generators, net.branches
     n_g, n_b, n_l = net.n_generators, net.n_buses, net.n_branches

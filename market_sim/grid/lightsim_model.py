@@ -146,7 +146,7 @@ def _build_model(dn: DistributionNetwork, taps: np.ndarray) -> Model:
     except RuntimeError as exc:  # the converter refuses the net, or its solver fails
         raise Unsupported(f"lightsim2grid conversion failed: {exc}") from exc
 
-    to_grid = np.asarray(grid.id_ac_solver_to_me(), dtype=np.int64)
+    to_grid = np.array(grid.id_ac_solver_to_me(), dtype=np.int64)  # a copy (see _assemble)
     solver_of = np.full(len(v0), -1, dtype=np.int64)
     solver_of[to_grid] = np.arange(len(to_grid))
     bus_idx = np.where(net.bus["in_service"].to_numpy(dtype=bool), solver_of[fused], -1)
@@ -200,7 +200,7 @@ def _no_load_grid(snet: Any, open_ends: list[OpenEnd], vm_ext: float) -> tuple[A
     # A DC power flow first puts the angles of the phase-shifting (150 degree) trafos in.
     v_dc = grid.dc_pf(v_flat.copy(), NR_MAX_IT, NR_TOL)
     start = v_dc if len(v_dc) == len(v_flat) and np.all(np.isfinite(v_dc)) else v_flat
-    v0 = grid.ac_pf(start.copy(), NR_MAX_IT, NR_TOL)
+    v0 = np.array(grid.ac_pf(start.copy(), NR_MAX_IT, NR_TOL))  # a copy (see _assemble)
     if len(v0) == 0:
         raise Unsupported("lightsim2grid finds no no-load solution")
     return grid, v0
@@ -210,8 +210,10 @@ def _assemble(
     net: Any, grid: Any, v0: np.ndarray, to_grid: np.ndarray, bus_idx: np.ndarray
 ) -> Model:
     """The :class:`Model` of a checked grid: state positions, element maps, ratings."""
-    pv = np.asarray(grid.get_pv_solver(), dtype=np.int64)
-    pq = np.asarray(grid.get_pq_solver(), dtype=np.int64)
+    # Copies, not views: these arrays live in lightsim2grid's solver, which a new solver
+    # (after a diverged power flow, see _solve) frees.
+    pv = np.array(grid.get_pv_solver(), dtype=np.int64)
+    pq = np.array(grid.get_pq_solver(), dtype=np.int64)
     pvpq = np.r_[pv, pq]
     a_pos = np.full(len(to_grid), -1, dtype=np.int64)
     a_pos[pvpq] = np.arange(len(pvpq))
@@ -224,8 +226,8 @@ def _assemble(
         base_mva=float(net.sn_mva),
         v0=v0,
         to_grid=to_grid,
-        ybus=sp.csc_matrix(grid.get_Ybus_solver()),
-        ref=np.asarray(grid.get_slack_ids_solver(), dtype=np.int64),
+        ybus=sp.csc_matrix(grid.get_Ybus_solver(), copy=True),
+        ref=np.array(grid.get_slack_ids_solver(), dtype=np.int64),
         pvpq=pvpq,
         pq=pq,
         bus_idx=bus_idx,
@@ -314,11 +316,16 @@ def _send_injections(model: Model, injections: Injections) -> None:
 def _solve(model: Model, v_start: np.ndarray) -> np.ndarray | None:
     """lightsim2grid Newton-Raphson from ``v_start``; the grid-model voltages or None."""
     try:
-        v = model.grid.ac_pf(v_start.copy(), NR_MAX_IT, NR_TOL)
+        v = np.array(model.grid.ac_pf(v_start.copy(), NR_MAX_IT, NR_TOL))
     except RuntimeError as exc:  # lightsim2grid's own failure (a C++ exception)
         log.debug("lightsim2grid power flow failed: %s", exc)
-        return None
+        v = np.zeros(0, dtype=complex)
     if len(v) == 0 or not np.all(np.isfinite(v[model.to_grid])):
+        # A diverged Newton-Raphson leaves lightsim2grid's solver in a state that fails the
+        # next power flow too, whatever its inputs (a validation's failed trial points made
+        # the delivery power flow of the same injections fail). A new solver of the same
+        # type makes every power flow depend on its own inputs only.
+        model.grid.change_solver(model.grid.get_solver_type())
         return None
     return v
 

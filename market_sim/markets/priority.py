@@ -166,6 +166,19 @@ def share(
             "buyer": usable.dso.astype(object).to_numpy(),
         }
     )
+    return Sharing(
+        result,
+        pd.concat([tso, local[local.mw > 0]], ignore_index=True),
+        _rows_by_dso(rule, wanted, usable, request, take, tso),
+        tso_extra_cost_eur_per_h=extra_cost,
+        dso_shortfall_mw=float(np.sum(request - take).clip(0.0)),
+        ok=use.ok,
+        message=use.message if not use.ok else "",
+    )
+
+
+def _rows_by_dso(rule, wanted, usable, request, take, tso) -> pd.DataFrame:
+    """The ``priority`` rows of every DSO that asked for something."""
     rows = []
     for name in wanted:
         mine = (usable.dso == name).to_numpy()
@@ -173,15 +186,7 @@ def share(
         rows.append(
             priority_rows(rule, name, usable.bid_id[mine], request[mine], take[mine], tso_mw)
         )
-    return Sharing(
-        result,
-        pd.concat([tso, local[local.mw > 0]], ignore_index=True),
-        pd.concat(rows, ignore_index=True),
-        tso_extra_cost_eur_per_h=extra_cost,
-        dso_shortfall_mw=float(np.sum(request - take).clip(0.0)),
-        ok=use.ok,
-        message=use.message if not use.ok else "",
-    )
+    return pd.concat(rows, ignore_index=True)
 
 
 def tso_is_critical(need_mw: float, ter: pd.DataFrame) -> bool:

@@ -11,14 +11,15 @@ from collections.abc import Mapping
 import pandas as pd
 
 from market_sim.grid.injections import apply_bids
-from market_sim.grid.powerflow import run_power_flow
+from market_sim.grid.powerflow import run_power_flow_detailed
 from market_sim.types import Injections, PowerFlowResult
 
 
 def deliver(
     dsos: Mapping, points: Mapping[str, Injections], dispatch: pd.DataFrame, bids: pd.DataFrame
-) -> dict[str, tuple[Injections, PowerFlowResult]]:
-    """Each DSO's delivered injections and the AC power flow that checks them.
+) -> dict[str, tuple[Injections, PowerFlowResult, str]]:
+    """Each DSO's delivered injections, the AC power flow that checks them, and why
+    pandapower's ``runpp`` solved it instead of lightsim2grid ("" if lightsim2grid did).
 
     ``points``: each DSO's operating point (its forecast, with the taps it chose);
     ``dispatch`` holds ``bid_id`` and ``mw`` as delivered by the DER; the location of each bid
@@ -30,5 +31,6 @@ def deliver(
     delivered = {}
     for name, dso in dsos.items():
         injections = apply_bids(dso.network, points[name], located[located.dso == name])
-        delivered[name] = (injections, run_power_flow(dso.network, injections, dso.limits))
+        flow = run_power_flow_detailed(dso.network, injections, dso.limits)
+        delivered[name] = (injections, flow.result, flow.runpp_reason)
     return delivered

@@ -205,10 +205,12 @@ class MarketModel(mesa.Model):
             inputs.bids,
         )  # fmt: skip
         self.state.energy = self.population.deliver(self.state.energy, delivered_mw)
-        delivered = {name: Delivered(inj, pf) for name, (inj, pf) in flows.items()}
+        delivered = {name: Delivered(inj, pf) for name, (inj, pf, _) in flows.items()}
         self.state.delivered = {name: d.injections for name, d in delivered.items()}
-        for name, d in delivered.items():
-            if not d.power_flow.converged:
+        for name, (_, pf, fallback) in flows.items():
+            if fallback:
+                self.record_event("power_flow_fallback", f"{name}: pandapower runpp: {fallback}")
+            if not pf.converged:
                 self.record_event("power_flow_not_converged", f"{name}: delivery power flow")
         return delivery, delivered
 

@@ -164,7 +164,12 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
     "events": {
         "period": ("int64", "market period"),
         "time_s": ("float64", "simulated time, s"),
-        "kind": ("string", "late_message, validation_failed, clearing_failed, ..."),
+        "kind": (
+            "string",
+            "late_message, schedule_failed, validation_failed, clearing_failed, "
+            "priority_failed, local_market_failed, interface_shortfall, "
+            "power_flow_not_converged, power_flow_fallback",
+        ),
         "message": ("string", "what happened"),
     },
     "timings": {

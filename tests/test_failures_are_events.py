@@ -32,3 +32,19 @@ def test_an_infeasible_schedule_is_an_event_and_the_run_goes_on(flooded, case39,
     assert t["kpis"].period.nunique() == 2
     assert t["dispatch"].query("resource == 'ter'").empty  # no schedule, no TER offers
     assert t["prices"].query("market == 'schedule'").empty
+
+
+def test_a_fallback_to_pandapower_in_delivery_is_an_event(make_model, monkeypatch):
+    """When lightsim2grid cannot solve a network, pandapower's runpp does: slower and
+    without sensitivities, so the run says so (issue 8, item 9)."""
+    from market_sim.grid import lightsim_model
+
+    monkeypatch.setattr(lightsim_model, "model_for", lambda dn, taps: None)
+    monkeypatch.setattr(lightsim_model, "runpp_reason", lambda dn: "scripted")
+    sim = make_model("hybrid")
+    sim.period = 48
+    sim.step()
+    t = sim.tables()
+    fallbacks = t["events"].query("kind == 'power_flow_fallback'")
+    assert sorted(fallbacks.message) == [f"{n}: pandapower runpp: scripted" for n in sim.dsos]
+    assert t["grid"].converged.all()

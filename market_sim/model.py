@@ -93,9 +93,7 @@ class MarketModel(mesa.Model):
             config.dso_market,
             config.voll_eur_per_mwh,
         )
-        self.state = state or RunState.initial(
-            config.seed, self.population.initial_energy(), config.forecast_error.sd_fraction
-        )
+        self.state = state or RunState.initial(config.seed, self.population.initial_energy())
         self.env = simpy.Environment(initial_time=self.state.time_s)
         self.post = Post(self.env, config.communication, on_late=self._late)
         self.recorder = Recorder()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,15 +61,29 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
         if args.days is not None:
             config.for_model(config.models[0], args.days)  # validates the date range
+        _check_writable(args.out)
         t0 = time.perf_counter()
         scenario = load_scenario(config, str(args.config))
         log.info("networks loaded in %.1f s", time.perf_counter() - t0)
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
-    reports = run_scenario(scenario, args.out, args.model, args.days, not args.no_progress)
+    try:
+        reports = run_scenario(scenario, args.out, args.model, args.days, not args.no_progress)
+    except KeyboardInterrupt:
+        log.error("interrupted: the run folders of the models not finished are incomplete")
+        return 130
     print(side_by_side(reports))
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """--out must be a folder this process can write, checked before anything is simulated."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--out: got '{out}'; {existing} is a file; allowed: a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out: got '{out}'; {existing} is not writable; allowed: a folder")
 
 
 if __name__ == "__main__":

@@ -82,3 +82,24 @@ def test_quickstart_is_valid_and_runs_three_models(quickstart):
     one = quickstart.for_model("hybrid", days=2)
     assert one.models == ["hybrid"] and one.n_periods == 192
     assert copy.deepcopy(quickstart) == quickstart
+
+
+def test_an_unwritable_out_is_a_clear_error_before_any_simulation(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    status = main(["run", str(QUICKSTART), "--out", str(blocker / "results"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "--out" in err and "is a file" in err and "allowed: a folder" in err
+
+
+def test_ctrl_c_ends_the_run_with_one_line_and_status_130(tmp_path, capsys, monkeypatch):
+    import market_sim.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(market_sim.runner, "run_scenario", interrupted)
+    status = main(["run", str(QUICKSTART), "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 130 and "Traceback" not in err

@@ -30,14 +30,13 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     accepted_none,
 )
-from market_sim.delivery import deliver
+from market_sim.delivery import Delivered, deliver
 from market_sim.grid.network import DistributionNetwork, profile_step
 from market_sim.kpis import period_kpis
 from market_sim.markets.offers import empty_offers
 from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.recording import (
-    Delivered,
     kpi_rows,
     price_rows,
     record_delivery,
@@ -81,8 +80,7 @@ class MarketModel(mesa.Model):
         self.period_h = config.period_minutes / 60
         self.checkpoint_periods = checkpoint_periods or config.periods_per_day
 
-        interface = {d.name: d.interface_bus for d in config.dsos}
-        self.tso = TSO(self, config, self.transmission, interface)
+        self.tso = TSO(self, config, self.transmission)
         self.dsos = {d.name: DSO(self, d, self.networks[d.name]) for d in config.dsos}
         self.aggregators = {a.name: Aggregator(self, a.name, a.dsos) for a in config.aggregators}
         self.population = ProsumerPopulation(config.prosumers, self.period_h)
@@ -200,17 +198,18 @@ class MarketModel(mesa.Model):
             self.state.streams["delivery"],
         )
         delivered_mw = delivery[["bid_id"]].assign(mw=delivery.delivered_mw)
-        flows = self.timed(
+        delivered = self.timed(
             "grid", "delivery", deliver, self.dsos, outcome.operating_points, delivered_mw,
             inputs.bids,
         )  # fmt: skip
         self.state.energy = self.population.deliver(self.state.energy, delivered_mw)
-        delivered = {name: Delivered(inj, pf) for name, (inj, pf, _) in flows.items()}
         self.state.delivered = {name: d.injections for name, d in delivered.items()}
-        for name, (_, pf, fallback) in flows.items():
-            if fallback:
-                self.record_event("power_flow_fallback", f"{name}: pandapower runpp: {fallback}")
-            if not pf.converged:
+        for name, d in delivered.items():
+            if d.runpp_reason:
+                self.record_event(
+                    "power_flow_fallback", f"{name}: pandapower runpp: {d.runpp_reason}"
+                )
+            if not d.power_flow.converged:
                 self.record_event("power_flow_not_converged", f"{name}: delivery power flow")
         return delivery, delivered
 

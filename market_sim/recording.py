@@ -1,6 +1,6 @@
 """The record stage: a period's values written as named rows of the results tables.
 
-Every row is a mapping from the documented column names (:data:`market_sim.results.TABLES`) to
+Every row is a mapping from the documented column names (:data:`market_sim.tables.TABLES`) to
 values, or a DataFrame with those columns; the :class:`~market_sim.results.Recorder` turns them
 into typed tables.
 """
@@ -8,23 +8,15 @@ into typed tables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from market_sim.coordination.period import PeriodOutcome
+from market_sim.delivery import Delivered
 from market_sim.grid.injections import injections_table
 from market_sim.results import Recorder
-from market_sim.types import Injections, PowerFlowResult
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """What one DSO network really delivered in a period, and its AC power flow."""
-
-    injections: Injections
-    power_flow: PowerFlowResult
+from market_sim.types import PowerFlowResult
 
 
 def record_outcome(recorder: Recorder, outcome: PeriodOutcome) -> None:

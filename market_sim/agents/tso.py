@@ -27,15 +27,12 @@ class TSO(mesa.Agent):
     name = "tso"
 
     def __init__(
-        self,
-        model: mesa.Model,
-        config: ScenarioConfig,
-        network: TransmissionNetwork,
-        interface_buses: dict[str, int],
+        self, model: mesa.Model, config: ScenarioConfig, network: TransmissionNetwork
     ) -> None:
         super().__init__(model)
         self.network = network
-        self.interface_buses = interface_buses  # DSO name -> transmission bus
+        #: DSO name -> the transmission bus its offers and payments are located at
+        self.interface_buses = {d.name: d.interface_bus for d in config.dsos}
         self.markets = TsoMarkets(
             network,
             ramp_mw=config.transmission.ramp_fraction * network.generators.p_max_mw.to_numpy(),

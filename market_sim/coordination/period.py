@@ -50,9 +50,6 @@ class Parties:
     dsos: Mapping[str, DSO]
     aggregators: Mapping[str, Aggregator]
 
-    def interface_buses(self) -> dict[str, int]:
-        return {n: d.interface_bus for n, d in self.dsos.items()}
-
 
 @dataclass(frozen=True)
 class PeriodInputs:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from market_sim.grid.adjoint import adjoint_solve, factorise
 from market_sim.grid.constraints import Caps, values
 from market_sim.grid.jacobian import jacobian
-from market_sim.grid.linearised import FLEXIBILITY_AREA, KINDS, Key, bounds
+from market_sim.grid.linearised import FLEXIBILITY_AREA, KINDS, SENSITIVITY_KIND, Key, bounds
 from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.grid.sensitivities import constraint_gradients
 
@@ -66,7 +66,7 @@ def interface_and_constraint_sensitivities(
         np.add.at(grad[:, col], m[m >= 0], -model.base_mva * part(ds_dvm[m >= 0]))
 
     if keys:
-        shared = [("vm" if kind in ("vmax", "vmin") else kind, pos) for kind, pos in keys]
+        shared = [(SENSITIVITY_KIND[kind], pos) for kind, pos in keys]
         grad[:, 2:] = constraint_gradients(model, v, shared)
         grad[:, 2 + np.flatnonzero([kind == "vmin" for kind, _ in keys])] *= -1.0
 

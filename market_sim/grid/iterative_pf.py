@@ -29,6 +29,7 @@ from market_sim.grid.constraints import (
     check,
     violations,
 )
+from market_sim.grid.linearised import SENSITIVITY_KIND
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.grid.sensitivities import injection_sensitivities
@@ -83,7 +84,7 @@ def _bid_sensitivities(d: PowerFlowDetail, viol: list[Violation], layout: BidLay
     Positive means the bid makes the violation worse. Without sensitivities (pandapower
     fallback path) every bid is treated as equally harmful.
     """
-    constraints = [("vm" if v.kind in ("vmax", "vmin") else v.kind, v.pos) for v in viol]
+    constraints = [(SENSITIVITY_KIND[v.kind], v.pos) for v in viol]
     sens_bus = injection_sensitivities(d, constraints)
     if sens_bus is None:
         return np.ones((len(viol), len(layout.offered)))

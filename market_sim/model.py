@@ -91,7 +91,9 @@ class MarketModel(mesa.Model):
             config.dso_market,
             config.voll_eur_per_mwh,
         )
-        self.state = state or RunState.initial(config.seed, self.population.initial_energy())
+        self.state = state or RunState.initial(
+            config.seed, self.population.initial_energy(), config.forecast_error.sd_fraction
+        )
         self.env = simpy.Environment(initial_time=self.state.time_s)
         self.post = Post(self.env, config.communication, on_late=self._late)
         self.recorder = Recorder()

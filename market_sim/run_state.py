@@ -45,8 +45,13 @@ class RunState:
     delivered: dict[str, Injections] = field(default_factory=dict)  # by DSO, last period
 
     @classmethod
-    def initial(cls, seed: int, energy: DeviceEnergy) -> RunState:
-        return cls(0, 0.0, energy, 0.0, new_streams(seed))
+    def initial(cls, seed: int, energy: DeviceEnergy, error_sd: float) -> RunState:
+        """The state before the first period: the forecast error drawn from its stationary
+        distribution N(0, error_sd), so that the first periods' needs are as large as any
+        (from 0, an AR(1) with coefficient 0.9 takes hours to reach its spread)."""
+        streams = new_streams(seed)
+        error = error_sd * float(streams["forecast_error"].normal())
+        return cls(0, 0.0, energy, error, streams)
 
     def to_bytes(self) -> bytes:
         """The state as bytes (a checkpoint)."""

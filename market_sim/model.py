@@ -170,6 +170,7 @@ class MarketModel(mesa.Model):
         step = profile_step(cfg.start, period, cfg.period_minutes)
         forecasts = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
         bids = self.timed("prosumers", "bids", self.population.bids, forecasts, self.state.energy)
+        forecasts = self.population.with_recovery(forecasts, self.state.energy)
         load_factor = sum(n.profiles["load_p"][step].sum() for n in self.networks.values())
         area: dict[int, float] = {}
         for name, dso in self.dsos.items():
@@ -204,7 +205,9 @@ class MarketModel(mesa.Model):
             "grid", "delivery", deliver, self.dsos, outcome.operating_points, delivered_mw,
             inputs.bids,
         )  # fmt: skip
-        self.state.energy = self.population.deliver(self.state.energy, delivered_mw)
+        self.state.energy = self.population.deliver(
+            self.state.energy, delivered_mw, self.forecasts(inputs.period)
+        )
         self.state.delivered = {name: d.injections for name, d in delivered.items()}
         for name, d in delivered.items():
             if d.runpp_reason:

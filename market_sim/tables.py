@@ -120,11 +120,21 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "element_index": ("int64", "index in that pandapower table"),
         "energy_mwh": (
             "float64",
-            "battery state of charge, or a load's shifted energy "
-            "(consumption deferred > 0, advanced < 0), MWh",
+            "battery state of charge, or a load's shifted energy still to be paid back by its "
+            "baseline within load_shift_hours (consumption deferred > 0, advanced < 0), MWh",
         ),
         "min_mwh": ("float64", "lower bound of energy_mwh, MWh"),
         "max_mwh": ("float64", "upper bound of energy_mwh, MWh"),
+        "target_mwh": (
+            "float64",
+            "state of charge a battery's baseline returns to within storage_recovery_hours "
+            "(0 for a load: what it owes returns to 0), MWh",
+        ),
+        "overdue_mwh": (
+            "float64",
+            "energy owed past its deadline because a power limit (or a load's zero "
+            "consumption) held the repayment back; repaid first, MWh",
+        ),
     },
     "injections": {
         "period": ("int64", "market period"),

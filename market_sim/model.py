@@ -31,6 +31,7 @@ from market_sim.coordination.period import (
     accepted_none,
 )
 from market_sim.delivery import Delivered, deliver
+from market_sim.grid.lightsim_model import forget_models
 from market_sim.grid.network import DistributionNetwork, profile_step
 from market_sim.kpis import period_kpis
 from market_sim.markets.offers import empty_offers
@@ -141,6 +142,8 @@ class MarketModel(mesa.Model):
         """Run the next market period to its end."""
         if self.period % self.checkpoint_periods == 0:
             self.tso.forget_warm_starts()
+            for network in self.networks.values():
+                forget_models(network)
         clock = self.clock(self.period)
         self.env.process(self._period(clock))
         self.env.run(until=clock.start_s + clock.length_s + 1e-6)

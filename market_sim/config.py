@@ -163,8 +163,8 @@ class ProsumerConfig(_Strict):
         for kind, spec in self.prices:
             if spec.mean < 0:
                 raise ValueError(
-                    f"prosumers.prices.{kind}.mean: got {spec.mean}; allowed: >= 0 unless "
-                    "prosumers.allow_negative_prices is true"
+                    f"prices.{kind}.mean: got {spec.mean}; allowed: >= 0 unless "
+                    "allow_negative_prices is true"
                 )
         return self
 

@@ -1,0 +1,160 @@
+"""The TSO's balancing LP of a period rebuilt from a run's parquet tables alone.
+
+What a period's clearing was built from (the whole offer book, the need and load per bus, the
+schedule's flows and the flow limits, the reserve rows and tso_managed's linearised
+distribution rows) is in the run folder; a researcher solves the same LP with scipy's HiGHS
+and gets the run's objective. Nothing of the simulation's own solver code is used here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+from scipy.optimize import linprog
+
+from market_sim import load_results
+from market_sim.results import write_run
+
+PERIODS = 4
+MODELS = ("tso_managed", "hybrid", "dso_managed")
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def run_tables(request, make_model, tmp_path_factory) -> tuple[str, dict[str, pd.DataFrame]]:
+    """The parquet tables of the first periods of the quickstart under one model."""
+    sim = make_model(request.param)
+    sim.run(PERIODS)
+    folder = tmp_path_factory.mktemp(request.param)
+    write_run(folder, "", {"model": request.param}, sim.tables())
+    return request.param, load_results(folder)
+
+
+def of_period(table: pd.DataFrame, period: int) -> pd.DataFrame:
+    return table[table.period == period].reset_index(drop=True)
+
+
+def rebuilt_cost(tables: dict[str, pd.DataFrame], period: int) -> float:
+    """Solve the balancing LP of ``period`` from the tables; its cost in EUR/h (tie-break out).
+
+    Variables: accepted MW per offer in [0, mw], unserved up and down per bus (VOLL), a DC
+    deviation flow and an angle per branch and bus. Rows: nodal balance = need, branch flow
+    = b (angle difference), base flow + deviation within the limit, and ``A q <= b``.
+    """
+    lp = of_period(tables["balancing_lp"], period).iloc[0]
+    offers = of_period(tables["balancing_offers"], period)
+    buses = of_period(tables["balancing_buses"], period)
+    branches = of_period(tables["balancing_branches"], period)
+    rows = of_period(tables["balancing_rows"], period)
+    coefficients = of_period(tables["balancing_coefficients"], period)
+    n_q, n_b, n_l = len(offers), len(buses), len(branches)
+    bus_pos = pd.Series(np.arange(n_b), index=buses.bus.to_numpy())
+    # columns: q | unserved_up | unserved_down | theta | flow
+    n = n_q + 3 * n_b + n_l
+    th, fl = n_q + 2 * n_b, n_q + 3 * n_b
+    sign = np.where(offers.direction == "up", 1.0, -1.0)
+    at = bus_pos[offers.bus].to_numpy()
+    f, t = bus_pos[branches.from_bus].to_numpy(), bus_pos[branches.to_bus].to_numpy()
+    lines = np.arange(n_l)
+    balance = sparse.coo_array(
+        (
+            np.r_[sign, np.ones(n_b), -np.ones(n_b), -np.ones(n_l), np.ones(n_l)],
+            (
+                np.r_[at, np.arange(n_b), np.arange(n_b), f, t],
+                np.r_[np.arange(n_q), n_q + np.arange(n_b), n_q + n_b + np.arange(n_b)].tolist()
+                + (fl + lines).tolist()
+                + (fl + lines).tolist(),
+            ),
+        ),
+        shape=(n_b, n),
+    )
+    b_pu = branches.b_pu.to_numpy()
+    flow_def = sparse.coo_array(
+        (
+            np.r_[np.ones(n_l), -b_pu, b_pu],
+            (np.r_[lines, lines, lines], np.r_[fl + lines, th + f, th + t]),
+        ),
+        shape=(n_l, n),
+    )
+    a_eq = sparse.vstack([balance, flow_def])
+    b_eq = np.r_[buses.need_mw.to_numpy(), np.zeros(n_l)]
+    offer_pos = pd.Series(np.arange(n_q), index=offers.offer_id.to_numpy())
+    a_ub = sparse.coo_array(
+        (
+            coefficients.coefficient.to_numpy(),
+            (coefficients.row.to_numpy(), offer_pos[coefficients.offer_id].to_numpy()),
+        ),
+        shape=(len(rows), n),
+    )
+    b_ub = rows.sort_values("row").rhs.to_numpy()
+    base, limit = branches.base_flow_mw.to_numpy(), branches.limit_mw.to_numpy()
+    bounds = (
+        [(0.0, mw) for mw in offers.mw]
+        + [(0.0, None)] * (2 * n_b)
+        + [(0.0, 0.0)]
+        + [(None, None)] * (n_b - 1)
+        + [
+            (None, None) if not np.isfinite(lim) else (-lim - b0, lim - b0)
+            for b0, lim in zip(base, limit, strict=True)
+        ]
+    )
+    price = offers.price_eur_per_mwh.to_numpy()
+    cost = np.r_[
+        price + lp.tie_break_eur_per_mwh, np.full(2 * n_b, lp.voll_eur_per_mwh), np.zeros(n_b + n_l)
+    ]
+    solved = linprog(
+        cost,
+        A_ub=a_ub.tocsr() if len(rows) else None,
+        b_ub=b_ub if len(rows) else None,
+        A_eq=a_eq.tocsr(),
+        b_eq=b_eq,
+        bounds=bounds,
+        method="highs",
+    )
+    assert solved.status == 0, solved.message
+    x = solved.x
+    return float(price @ x[:n_q] + lp.voll_eur_per_mwh * x[n_q : n_q + 2 * n_b].sum())
+
+
+def test_the_balancing_lp_of_every_period_is_rebuilt_from_the_tables(run_tables):
+    model, tables = run_tables
+    lp = tables["balancing_lp"]
+    assert lp.period.tolist() == list(range(PERIODS)) and lp.ok.all()
+    for period in range(PERIODS):
+        run_cost = float(lp.cost_eur_per_h[period])
+        assert rebuilt_cost(tables, period) == pytest.approx(run_cost, rel=1e-6, abs=1e-6)
+
+
+def test_the_book_holds_every_offer_not_only_the_accepted_ones(run_tables):
+    model, tables = run_tables
+    offers = tables["balancing_offers"]
+    ter = offers[offers.resource == "ter"]
+    accepted = tables["dispatch"]
+    assert len(ter) > (accepted.resource == "ter").sum()
+    assert set(accepted.id[accepted.resource == "ter"]) <= set(ter.offer_id)
+    assert (ter.element.str.startswith("gen")).all() and (ter.offer_id < 0).all()
+
+
+def test_tso_managed_carries_its_linearised_rows(run_tables):
+    model, tables = run_tables
+    rows = tables["balancing_rows"]
+    distribution = rows[rows.kind.isin(["vmax", "vmin", "line", "trafo"])]
+    runs = tables["clearing_runs"].groupby("period").distribution_constraints.last()
+    per_period = distribution.groupby("period").size().reindex(runs.index, fill_value=0)
+    assert per_period.tolist() == runs.tolist()
+    if model == "tso_managed":
+        assert len(distribution) > 0 and set(distribution.dso) <= {"rural", "semiurb"}
+        coefficients = tables["balancing_coefficients"].merge(rows, on=["period", "row"])
+        bids = tables["bids"]
+        der = coefficients[coefficients.kind.isin(["vmax", "vmin", "line", "trafo"])]
+        assert set(der.offer_id) <= set(bids.bid_id)
+
+
+def test_schedule_dispatch_balances_the_bus_loads(run_tables):
+    """The schedule's generator outputs and the bus loads are stored: a lossless DC schedule
+    generates what is consumed."""
+    _, tables = run_tables
+    gen = tables["schedule_dispatch"].groupby("period").p_mw.sum()
+    load = tables["balancing_buses"].groupby("period").load_mw.sum()
+    np.testing.assert_allclose(gen.to_numpy(), load.to_numpy(), rtol=1e-6)

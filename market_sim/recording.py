@@ -32,6 +32,8 @@ def record_outcome(recorder: Recorder, outcome: PeriodOutcome) -> None:
         recorder.add("priority", table)
     for table in records.flexibility_areas:
         recorder.add("flexibility_areas", table)
+    for table in records.operational_data:
+        recorder.add("operational_data", table)
 
 
 def price_rows(period: int, market: str, buses: np.ndarray, prices: np.ndarray) -> list[dict]:

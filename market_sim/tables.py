@@ -279,10 +279,10 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
             "line/trafo: flow into the from/hv end; MW",
         ),
         "q_mvar": ("float64", "the same for reactive power, Mvar"),
-        "tap_pos": ("float64", "transformer tap position (trafo rows), else NaN"),
-        "vm_pu": ("float64", "bus voltage magnitude (bus rows), pu"),
-        "va_degree": ("float64", "bus voltage angle (bus rows), degree"),
-        "loading_percent": ("float64", "line or transformer loading, %"),
+        "tap_pos": ("float32", "transformer tap position (trafo rows), else NaN"),
+        "vm_pu": ("float32", "bus voltage magnitude (bus rows), pu"),
+        "va_degree": ("float32", "bus voltage angle (bus rows), degree"),
+        "loading_percent": ("float32", "line or transformer loading, %"),
     },
 }
 

@@ -188,3 +188,30 @@ def test_baseline_is_the_forecast_each_dso_validated_from(run_tables, make_model
             rows = baseline[(baseline.period == period) & (baseline.dso == name)]
             loads = rows[rows.element == "load"]
             np.testing.assert_array_equal(loads.p_mw.to_numpy(), forecast.p_mw["load"])
+
+
+def test_operational_data_is_the_network_state(run_tables):
+    """Step 1b carries the state, not only set-points: every bus's voltage, every line's flow
+    and loading, the interface injection; its voltages are those of a power flow of its
+    set-points, and the TSO received what the tables hold."""
+    model, tables = run_tables
+    state = tables["operational_data"]
+    if model != "tso_managed":
+        assert state.empty
+        return
+    messages = tables["messages"]
+    sent = messages[messages.kind == "operational_data"]
+    assert (
+        sent.groupby(["period", "sender"]).items.sum() == state.groupby(["period", "dso"]).size()
+    ).all()
+    buses = state[state.element == "bus"]
+    assert buses.vm_pu.between(0.9, 1.1).all() and buses.va_degree.notna().all()
+    lines = state[state.element == "line"]
+    assert (lines.loading_percent > 0).any() and lines.p_mw.notna().all()
+    interface = state[state.element == "ext_grid"].set_index(["period", "dso"]).p_mw
+    assert interface.notna().all() and len(interface) == 2 * len(PERIODS)
+    # what a DSO measures is the last delivered state: its interface flow is the delivery's
+    delivered = tables["grid"].assign(period=lambda g: g.period + 1)
+    delivered = delivered.set_index(["period", "dso"]).interface_p_mw
+    later = interface.loc[list(PERIODS[1:])]
+    np.testing.assert_allclose(-later, delivered.loc[later.index], atol=1e-6)

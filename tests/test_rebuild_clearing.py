@@ -215,3 +215,23 @@ def test_operational_data_is_the_network_state(run_tables):
     delivered = delivered.set_index(["period", "dso"]).interface_p_mw
     later = interface.loc[list(PERIODS[1:])]
     np.testing.assert_allclose(-later, delivered.loc[later.index], atol=1e-6)
+
+
+def test_reserve_rows_are_rebuilt_too(make_model, quickstart, tmp_path):
+    """With a reserve the book carries one row per direction; the LP is still rebuilt."""
+    reserve = quickstart.transmission.model_copy(
+        update={"reserve_up_mw": 20.0, "reserve_down_mw": 10.0}
+    )
+    sim = make_model("hybrid", transmission=reserve)
+    sim.period = PERIODS[0]
+    sim.run(1)
+    write_run(tmp_path, "", {}, sim.tables())
+    tables = load_results(tmp_path)
+    rows = tables["balancing_rows"]
+    assert rows.kind.tolist() == ["reserve_up", "reserve_down"]
+    offers = tables["balancing_offers"]
+    up = tables["balancing_coefficients"].merge(rows[rows.kind == "reserve_up"], on="row")
+    assert set(up.offer_id) == set(offers.offer_id[offers.direction == "up"])
+    assert rows.rhs[0] == pytest.approx(offers.mw[offers.direction == "up"].sum() - 20.0)
+    cost = tables["balancing_lp"].cost_eur_per_h[0]
+    assert rebuilt_cost(tables, PERIODS[0]) == pytest.approx(cost, rel=1e-6, abs=1e-6)

@@ -132,8 +132,8 @@ def row_labels(
     labels = (
         pd.concat([reserve, der_labels], ignore_index=True) if der_labels is not None else reserve
     )
-    if len(labels) != n_rows:
-        raise ValueError(f"{len(labels)} row labels for {n_rows} rows")
+    if len(labels) != n_rows or list(labels.columns) != list(ROW_LABEL_COLUMNS):
+        raise ValueError(f"{len(labels)} row labels {list(labels.columns)} for {n_rows} rows")
     return labels
 
 

@@ -112,8 +112,9 @@ def record_balancing(
     labels = clearing.row_labels.assign(row=np.arange(len(rhs)), rhs=rhs)
     recorder.add("balancing_rows", labels.assign(period=period))
     coo = rows.tocoo()
-    offer_id = clearing.offers.offer_id.to_numpy(np.int64)
-    coefficients = {"row": coo.row, "offer_id": offer_id[coo.col], "coefficient": coo.data}
+    kept = coo.data != 0.0
+    offer_id = clearing.offers.offer_id.to_numpy(np.int64)[coo.col[kept]]
+    coefficients = {"row": coo.row[kept], "offer_id": offer_id, "coefficient": coo.data[kept]}
     recorder.add("balancing_coefficients", pd.DataFrame(coefficients).assign(period=period))
 
 

@@ -68,8 +68,8 @@ class BalancingResult:
 
     What the LP was built from, so that it can be recorded and rebuilt: ``need_mw`` per bus,
     ``base_flow_mw`` and ``flow_limit_mw`` (:meth:`BalancingMarket.flow_limits`) per branch,
-    ``offer_rows = (A, b)`` the period's rows ``A q <= b`` over
-    ``offers`` (scipy.sparse CSR), and ``row_labels`` (kind, dso, element, element_index of
+    ``offer_rows = (A, b)`` the period's rows ``A q <= b`` over ``offers`` (scipy.sparse
+    CSR, possibly with stored zeros), and ``row_labels`` (kind, dso, element, element_index of
     each row, set by :class:`~market_sim.markets.tso_markets.TsoMarkets`, which stacks them),
     ``voll_eur_per_mwh`` the price of unserved need.
     """
@@ -96,12 +96,11 @@ class BalancingResult:
 
 
 def _as_sparse(matrix: Matrix, shape: tuple[int, int]) -> sparse.csr_array:
-    """Period rows as the solver got them: CSR without stored zeros."""
+    """Period rows as sparse CSR, not copied where they already are (the solver got them
+    without their stored zeros; a reader drops those too)."""
     if not shape[0]:
         return sparse.csr_array(shape)
-    rows = sparse.csr_array(matrix, dtype=float, copy=True)
-    rows.eliminate_zeros()
-    return rows
+    return sparse.csr_array(matrix)
 
 
 def _empty_accepted() -> pd.DataFrame:

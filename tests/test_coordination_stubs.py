@@ -150,7 +150,7 @@ def _run(model: str):
     clock = PeriodClock(PERIOD, PERIOD * 900.0, 900.0, GatesConfig())
     context = PeriodContext(clock, post, lambda role, stage, f, *a: f(*a), events.append)
     forecasts = {n: _point() for n in dsos}
-    plan = TsoPlan(schedule=None, need_mw=np.array([5.0]))
+    plan = TsoPlan(schedule=None, need_mw=np.array([5.0]), load_mw=np.array([0.0]))
     inputs = PeriodInputs(PERIOD, _bids(), forecasts, forecasts, plan)
     process = env.process(coordination.run(context, inputs))
     env.run()

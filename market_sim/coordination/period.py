@@ -75,6 +75,8 @@ class PeriodRecords:
     clearing_runs: list[dict[str, Any]] = field(default_factory=list)
     priority: list[pd.DataFrame] = field(default_factory=list)
     flexibility_areas: list[pd.DataFrame] = field(default_factory=list)
+    #: the network state each DSO reported (step 1b of tso_managed), as the TSO received it
+    operational_data: list[pd.DataFrame] = field(default_factory=list)
     #: what the priority rule cost the side that did not go first
     tso_extra_cost_eur_per_h: float = 0.0
     dso_shortfall_mw: float = 0.0

@@ -73,9 +73,13 @@ class DistributionModel:
         model.keys = screen(dn, caps, points, TSO_MANAGED)
         return model
 
+    def row_keys(self) -> list[Key]:
+        """The constraints :meth:`rows` linearises, one row each (none without a state)."""
+        return self.keys if self.point.state is not None else []
+
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """``A x <= b`` over this DSO's bids (MW), linearised at the reported state."""
-        if not self.keys or self.point.state is None:
+        if not self.row_keys():
             return np.zeros((0, len(self.bids))), np.zeros(0)
         layout = BidLayout.of(self.network, self.bids)
         scale = TSO_MANAGED.margin_scale(self.stuck)
@@ -111,6 +115,27 @@ def block_rows(models: list[DistributionModel]) -> tuple[sp.csr_matrix, np.ndarr
     shape = (sum(len(b) for _, b in blocks), int(starts[-1]))
     arrays = (_joined(data, float), _joined(indices, index), np.concatenate(indptr))
     return sp.csr_matrix(arrays, shape=shape), _joined([b for _, b in blocks], float)
+
+
+#: The pandapower table a constraint kind limits.
+KIND_ELEMENT = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
+
+
+def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
+    """What each row of :func:`block_rows` limits: kind, DSO and pandapower element."""
+    keys = [(m, kind, pos) for m in models for kind, pos in m.row_keys()]
+    element = [KIND_ELEMENT[kind] for _, kind, _ in keys]
+    return pd.DataFrame(
+        {
+            "kind": [kind for _, kind, _ in keys],
+            "dso": [m.name for m, _, _ in keys],
+            "element": element,
+            "element_index": np.array(
+                [m.network.net[e].index[pos] for (m, _, pos), e in zip(keys, element, strict=True)],
+                dtype=np.int64,
+            ),
+        }
+    )
 
 
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -150,7 +175,7 @@ class _Integrated:
         self.active = [m for m in self.models if m.name not in self.excluded and len(m.bids)]
         bids = pd.concat([empty_bids()] + [m.bids for m in self.active], ignore_index=True)
         a, b = block_rows(self.active)
-        self.result = self.clear(bids, (a, b))
+        self.result = self.clear(bids, (a, b), row_labels(self.active))
         self.clearings += 1
         self.n_rows = len(b)
         if not self.result.ok:
@@ -189,8 +214,9 @@ class _Integrated:
 def integrated_clearing(models: list[DistributionModel], clear) -> tuple[object, IntegratedResult]:
     """Clear with every DSO's linearised constraints, AC-check, add violated ones, repeat.
 
-    ``clear(bids, rows) -> BalancingResult`` is the TSO's DC-OPF given the DSOs' bids (one
-    frame, in block order) and ``rows = (A, b)`` over them. A DSO whose dispatch still fails
+    ``clear(bids, rows, labels) -> BalancingResult`` is the TSO's DC-OPF given the DSOs' bids
+    (one frame, in block order), ``rows = (A, b)`` over them and what each row limits
+    (:func:`row_labels`). A DSO whose dispatch still fails
     the AC check after :data:`~.linearised.TSO_MANAGED`'s rounds has its bids dropped, and the
     TSO clears once more (dropping at once any DSO that fails then).
     """

@@ -185,3 +185,16 @@ class EnergySchedule:
             price_eur_per_mwh=np.full(self.network.n_buses, np.nan),
             solve_time_s=elapsed,
         )
+
+
+def dispatch_table(network: TransmissionNetwork, result: ScheduleResult) -> pd.DataFrame:
+    """The schedule's injection per generator (element, bus, p_mw): what the TER balancing
+    offers are built around (NaN if the schedule failed)."""
+    gen = network.generators
+    return pd.DataFrame(
+        {
+            "element": gen["element"].astype("string").to_numpy(),
+            "bus": gen["bus"].to_numpy(dtype=np.int64),
+            "p_mw": result.gen_mw.reindex(pd.Index(gen["element"])).to_numpy(dtype=float),
+        }
+    )

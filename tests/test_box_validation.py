@@ -14,13 +14,16 @@ part that does not (the full set's other bids pulled the limit's quantity back).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from market_sim.grid import iterative_pf
 from market_sim.grid.constraints import BidLayout, effective_limits, violations
+from market_sim.grid.linear_opf import quiet_highs, solve_lp
 from market_sim.grid.network import DistributionNetwork, load_network
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
 from market_sim.grid.validation import validate
+from market_sim.markets.central import DistributionModel, integrated_clearing
 from market_sim.types import DOWN, UP, Injections, Limits
 from tests.bids import random_bids
 
@@ -116,3 +119,48 @@ def test_a_safe_full_set_can_have_unsafe_parts(monkeypatch: pytest.MonkeyPatch) 
     assert full_only_worst > 1e-4
     assert safe_worst == 0.0
     assert safe_volume > 0.5 * full_only_volume  # safe, not by validating nothing
+
+
+class _GreedyTso:
+    """Stands in for the TSO's DC-OPF: takes the most DER volume the distribution rows allow
+    (the dispatch most likely to reach a limit), through the same LP as the DSOs'."""
+
+    ok = True
+
+    def __call__(self, bids, rows):
+        a, b = rows
+        mw, _ = solve_lp(quiet_highs(), a.toarray(), b, bids.mw.to_numpy(float), "max_volume")
+        self.accepted = pd.DataFrame({"offer_id": bids.bid_id.to_numpy(), "mw": mw})
+        return self
+
+
+def test_every_part_of_a_tso_managed_dispatch_passes_ac(case) -> None:
+    """tso_managed: rows at the forecast point, worst case over the box of the dispatch; the
+    dispatch's parts pass AC, and what is reported validated contains the dispatch.
+
+    The greedy TSO takes tens of MW of these large bids: where the integrated problem finds
+    no AC-safe dispatch in its rounds, the DSO's bids are dropped (safe, nothing dispatched);
+    most periods must clear.
+    """
+    dn, limits = case
+    rng = np.random.default_rng(3)
+    cleared = 0
+    for period in PERIODS:
+        inj = dn.baseline(DAY + period)
+        bids = random_bids(dn, inj, np.random.default_rng(period), 3.0)
+        model = DistributionModel.at("dso", dn, inj, bids, limits)
+        a, _ = model.rows()
+        assert (a >= 0).all()  # worst case over the box: no bid offsets another
+        _, result = integrated_clearing([model], _GreedyTso())
+        if result.excluded:
+            assert result.accepted_mw == {} and result.validated_mw == {}
+            continue
+        mw, validated = result.accepted_mw["dso"], result.validated_mw["dso"]
+        assert (validated >= mw - 1e-9).all() and (validated <= model.bids.mw + 1e-9).all()
+        cleared += mw.sum() > 1.0
+        for direction in (UP, DOWN):
+            sel = (model.bids["direction"] == direction).to_numpy()
+            layout = BidLayout.of(dn, model.bids[sel])
+            worst, _ = worst_part(dn, inj, layout, mw[sel], limits, rng)
+            assert worst == 0.0, (period, direction, worst)
+    assert cleared >= 2

@@ -179,7 +179,7 @@ def test_non_converging_baseline_rejects_everything(dn: DistributionNetwork, met
 
 
 def test_infeasible_lp_rejects_the_direction(dn: DistributionNetwork, monkeypatch) -> None:
-    x, _ = linear_opf.solve_lp(linear_opf._highs(), np.ones((1, 2)), np.array([-1.0]),
+    x, _ = linear_opf.solve_lp(linear_opf.quiet_highs(), np.ones((1, 2)), np.array([-1.0]),
                                np.ones(2), "max_volume")  # fmt: skip
     assert x is None  # x >= 0 and x1 + x2 <= -1: infeasible
     inj = dn.baseline(STEPS[0])

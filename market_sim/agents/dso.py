@@ -35,13 +35,15 @@ class DSO(mesa.Agent):
         """The period's baseline operating point from the profiles (the DSO's forecast)."""
         return self.network.baseline(profile_step)
 
-    def operational_data(self, measured: Injections) -> pd.DataFrame:
-        """Real-time state of the network: the set-point of every element it measured.
+    def operational_data(self, forecast: Injections) -> pd.DataFrame:
+        """Operational data of the network: the set-point of every element at the period's
+        forecast operating point.
 
-        What the DSO can measure when it must report is the last delivered state (before the
-        period is delivered); in the first period, when nothing was delivered yet, its forecast.
+        Why the forecast and not the last delivered state: the TSO linearises the network at
+        this point (tso_managed), and the DSOs of the other models validate at their forecast;
+        a state one period old would make "validated" mean another thing in each model.
         """
-        return injections_table(self.network, measured)
+        return injections_table(self.network, forecast)
 
     def validate(self, bids: pd.DataFrame, forecast: Injections) -> ValidationResult:
         """Validate bids against the period's forecast within this DSO's limits."""

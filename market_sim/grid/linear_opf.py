@@ -103,7 +103,7 @@ class _Cut:
     key: Key
 
 
-def _highs() -> highspy.Highs:
+def quiet_highs() -> highspy.Highs:
     """A quiet HiGHS instance without presolve.
 
     The LPs are small in rows (hundreds) but dense in thousands of bid columns; presolve
@@ -252,7 +252,7 @@ class _Validation:
         """``points``: the baseline, the full activation, and any vertex already seen failing."""
         self.dn, self.layout, self.baseline = dn, layout, baseline
         self.caps, self.limits, self.fairness = caps, limits, fairness
-        self.h = _highs()
+        self.h = quiet_highs()
         base, full = points[0], points[1]
         self.keys = screen(dn, caps, points, VALIDATION)
         self.reuse: dict = {}  # this direction's last Jacobian factorisation, never shared

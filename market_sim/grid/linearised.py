@@ -338,18 +338,28 @@ def worst_case(a: np.ndarray) -> np.ndarray:
 
 
 def critical_vertices(
-    a: np.ndarray, q: np.ndarray, excess: np.ndarray, near: np.ndarray
+    a: np.ndarray,
+    q: np.ndarray,
+    excess: np.ndarray,
+    near: np.ndarray,
+    first: tuple[np.ndarray, ...] = (),
 ) -> list[np.ndarray]:
-    """The full set ``q`` and the distinct critical vertices of the rows of ``a`` whose
-    estimated worst-case ``excess`` over their limit is above ``-near``, worst first.
+    """The full set ``q``, the vertices ``first``, and the distinct critical vertices of the
+    rows of ``a`` whose estimated worst-case ``excess`` over their limit is above ``-near``,
+    worst first.
 
-    At most :data:`MAX_VERTICES` besides ``q``; a vertex equal to ``q`` or to an earlier one
+    At most :data:`MAX_VERTICES` of the rows' besides ``q``; a vertex equal to an earlier one
     is not repeated (the full set is the critical vertex of every row without a negative
     coefficient among the activated bids).
     """
     out, seen = [q], {q.tobytes()}
+    for v in first:
+        if v.tobytes() not in seen:
+            seen.add(v.tobytes())
+            out.append(v)
+    rows_from = len(out)
     for r in np.argsort(-excess, kind="stable"):
-        if excess[r] <= -near[r] or len(out) > MAX_VERTICES:
+        if excess[r] <= -near[r] or len(out) - rows_from >= MAX_VERTICES:
             break
         v = np.where(a[r] > 0, q, 0.0)
         if v.tobytes() not in seen:
@@ -380,13 +390,15 @@ def box_vertices(
     ``base`` a vertex's value is estimated as ``g0 + max(a, 0) q``; at ``d`` as the row's
     value there plus what the bids the vertex drops pulled it down by.
     """
+    # Each direction's full set: bids of opposite directions offset each other in the full set.
+    fulls = tuple(v for s in (1.0, -1.0) if (v := np.where(layout.inj_sign == s, q, 0.0)).any())
     if d.state is None or not d.result.converged:
-        return [q]
+        return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
     keys = screen(dn, caps, [base, d], replace(VALIDATION, max_screen=MAX_BOX_KEYS))
     ends = [(p, x) for p, x in ((base, np.zeros_like(q)), (d, q)) if p.state is not None]
     grads = [gradients(p, keys, layout.case_bus(p)) for p, _ in ends]
     if not keys or any(g is None for g in grads):
-        return [q]
+        return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
     a = np.vstack([g * layout.inj_sign for g in grads])
     excess = np.concatenate(
         [
@@ -396,7 +408,7 @@ def box_vertices(
             for (p, x), g in zip(ends, grads, strict=True)
         ]
     )
-    return critical_vertices(a, q, excess, np.tile(near_rows(keys), len(ends)))
+    return critical_vertices(a, q, excess, np.tile(near_rows(keys), len(ends)), fulls)
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,6 @@ from market_sim.grid.linearised import (
     box_check,
     box_vertices,
     constraint_generation,
-    critical_vertices,
-    near_rows,
     rows,
     screen,
     violated_keys,
@@ -253,7 +251,7 @@ class _Validation:
         self.dn, self.layout, self.baseline = dn, layout, baseline
         self.caps, self.limits, self.fairness = caps, limits, fairness
         self.h = quiet_highs()
-        base, full = points[0], points[1]
+        self.base, full = points[0], points[1]
         self.keys = screen(dn, caps, points, VALIDATION)
         self.reuse: dict = {}  # this direction's last Jacobian factorisation, never shared
         self.loading_cuts: list[_Cut] = []  # kept from every linearisation point
@@ -265,15 +263,12 @@ class _Validation:
             self.loading_cuts += self._linearise(full, loading, layout.offered, 1.0)
         self.grads: dict[Key, np.ndarray] = {}  # latest voltage gradient (per bid) of each key
         self.refresh: set[Key] = set(self.keys)  # keys to linearise afresh at the next point
-        self.point, self.x_point = base, np.zeros(len(layout.offered))
+        self.point, self.x_point = self.base, np.zeros(len(layout.offered))
         self.lp_solves = self.vertex_flows = 0
         # The last LP's binding constraints (names, their keys) and each bid's culprit.
         self.binding: list[str] = []
         self.binding_keys: list[Key] = []
         self.culprits: list[str] = []
-        # The last LP's rows (worst case over the box) and slacks: where its vertices are.
-        self.row_keys: list[Key] = []
-        self.row_a, self.slack = np.zeros((0, len(layout.offered))), np.zeros(0)
 
     def _linearise(
         self, d: PowerFlowDetail, keys: list[Key], x_at: np.ndarray, scale: float
@@ -312,7 +307,6 @@ class _Validation:
             return None
         x[x < MIN_MW] = 0.0
         slack = rhs - a @ x if len(cut_rows) else np.zeros(0)
-        self.row_keys, self.row_a, self.slack = [c.key for c in cut_rows], a, slack
         tight = np.flatnonzero(slack <= BINDING_TOL * np.maximum(1.0, np.abs(rhs)))
         self.binding, self.binding_keys, row_names = [], [], []
         for r in tight:
@@ -341,10 +335,9 @@ class _Validation:
             return Checked(x, False, False, flows=flows)
         point = Vertex(x, d, viol)
         if not viol:
-            excess = -(self.slack if len(self.row_keys) else np.zeros(0))
-            vertices = critical_vertices(self.row_a, x, excess, near_rows(self.row_keys))
+            vertices = box_vertices(self.dn, self.base, d, self.layout, x, self.caps)[1:]
             checked = box_check(
-                self.dn, self.layout, self.baseline, self.limits, self.caps, vertices[1:], d
+                self.dn, self.layout, self.baseline, self.limits, self.caps, vertices, d
             )
             self.vertex_flows += len(checked)  # not against the rounds: they check one point
             point = worst_vertex([point, *checked])

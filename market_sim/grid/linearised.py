@@ -328,8 +328,11 @@ def rows(
 BOX_NEAR = {"vmax": 2.5e-3, "vmin": 2.5e-3, "line": 2.5, "trafo": 2.5}
 #: Vertices AC-checked per point besides the full set (the most critical rows' first).
 MAX_VERTICES = 8
-#: Constraints linearised per kind to find the vertices of a point without LP rows.
-MAX_BOX_KEYS = 40
+#: Constraints linearised per kind to find a box's vertices: every one within the screening
+#: margin at either end of the box on a MV grid. Not the 40 of the LP's screen: on a MV grid
+#: all buses are one zone, and the 40 nearest the limit at the full set can all sit on one
+#: feeder while another feeder's worst vertex is the one over the limit.
+MAX_BOX_KEYS = 400
 
 
 def worst_case(a: np.ndarray) -> np.ndarray:

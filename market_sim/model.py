@@ -200,8 +200,7 @@ class MarketModel(mesa.Model):
         )
         if not plan.schedule.ok:
             self.record_event("schedule_failed", plan.schedule.message)
-        measured = {n: self.state.delivered.get(n) or forecasts[n] for n in self.dsos}
-        return PeriodInputs(period, bids, forecasts, measured, plan)
+        return PeriodInputs(period, bids, forecasts, plan)
 
     def _deliver(
         self, inputs: PeriodInputs, outcome: PeriodOutcome

@@ -15,7 +15,10 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from market_sim import load_results
+from market_sim.grid.powerflow import run_power_flow_detailed
+from market_sim.grid.state import injections_from_table
 from market_sim.results import write_run
+from market_sim.types import Limits
 
 #: Four midday periods: PV pushes voltages up, so tso_managed's distribution rows bind.
 PERIODS = range(46, 50)
@@ -179,18 +182,22 @@ def test_schedule_dispatch_balances_the_bus_loads(run_tables):
 
 
 def test_baseline_is_the_forecast_each_dso_validated_from(run_tables, make_model):
-    """The baseline table holds every DSO's forecast set-points of every period."""
-    _, tables = run_tables
-    sim = make_model("hybrid")
+    """The baseline table holds every DSO's forecast set-points of every period: the profiles'
+    forecast plus what the prosumers repay of their energy debts at the period's start."""
+    model, tables = run_tables
+    sim = make_model(model)
+    sim.period = PERIODS[0]
     baseline = tables["baseline"]
     for period in PERIODS:
-        for name, forecast in sim.forecasts(period).items():
+        expected = sim.population.with_recovery(sim.forecasts(period), sim.state.energy)
+        for name, forecast in expected.items():
             rows = baseline[(baseline.period == period) & (baseline.dso == name)]
             loads = rows[rows.element == "load"]
             np.testing.assert_array_equal(loads.p_mw.to_numpy(), forecast.p_mw["load"])
+        sim.step()
 
 
-def test_operational_data_is_the_network_state(run_tables):
+def test_operational_data_is_the_network_state(run_tables, networks):
     """Step 1b carries the state, not only set-points: every bus's voltage, every line's flow
     and loading, the interface injection; its voltages are those of a power flow of its
     set-points, and the TSO received what the tables hold."""
@@ -210,11 +217,11 @@ def test_operational_data_is_the_network_state(run_tables):
     assert (lines.loading_percent > 0).any() and lines.p_mw.notna().all()
     interface = state[state.element == "ext_grid"].set_index(["period", "dso"]).p_mw
     assert interface.notna().all() and len(interface) == 2 * len(PERIODS)
-    # what a DSO measures is the last delivered state: its interface flow is the delivery's
-    delivered = tables["grid"].assign(period=lambda g: g.period + 1)
-    delivered = delivered.set_index(["period", "dso"]).interface_p_mw
-    later = interface.loc[list(PERIODS[1:])]
-    np.testing.assert_allclose(-later, delivered.loc[later.index], atol=1e-6)
+    # the state is that of a power flow of the reported (forecast) set-points
+    for (period, dso), reported in state.groupby(["period", "dso"], observed=True):
+        point = injections_from_table(networks[dso], reported)
+        flow = run_power_flow_detailed(networks[dso], point, Limits(), write=False)
+        np.testing.assert_allclose(interface[(period, dso)], flow.flows.ext_p_mw, atol=1e-6)
 
 
 def test_reserve_rows_are_rebuilt_too(make_model, quickstart, tmp_path):

@@ -36,16 +36,17 @@ class DSO(mesa.Agent):
         """The period's baseline operating point from the profiles (the DSO's forecast)."""
         return self.network.baseline(profile_step)
 
-    def operational_data(self, measured: Injections) -> pd.DataFrame:
-        """Real-time state of the network: every element's set-point, bus voltages, branch
-        flows and loadings (:func:`~market_sim.grid.state.network_state_table`).
+    def operational_data(self, forecast: Injections) -> pd.DataFrame:
+        """Operational data of the network at the period's forecast operating point: every
+        element's set-point, bus voltages, branch flows and loadings
+        (:func:`~market_sim.grid.state.network_state_table`), from a power flow of that point.
 
-        What the DSO can measure when it must report is the last delivered state (before the
-        period is delivered); in the first period, when nothing was delivered yet, its forecast.
-        Its SCADA's view of the state is simulated by a power flow of those set-points.
+        Why the forecast and not the last delivered state: the TSO linearises the network at
+        this point (tso_managed), and the DSOs of the other models validate at their forecast;
+        a state one period old would make "validated" mean another thing in each model.
         """
-        measured_flow = run_power_flow_detailed(self.network, measured, self.limits, write=False)
-        return network_state_table(self.network, measured, measured_flow)
+        flow = run_power_flow_detailed(self.network, forecast, self.limits, write=False)
+        return network_state_table(self.network, forecast, flow)
 
     def validate(self, bids: pd.DataFrame, forecast: Injections) -> ValidationResult:
         """Validate bids against the period's forecast within this DSO's limits."""

@@ -55,15 +55,14 @@ class Parties:
 class PeriodInputs:
     """What gate opening produced: the coordination steps' inputs.
 
-    ``forecasts``: each DSO's baseline operating point of the period; ``measured``: what each
-    DSO can measure when it must report (the last delivered state; the forecast in the first
-    period); ``plan``: the TSO's energy schedule and balancing need.
+    ``forecasts``: each DSO's baseline operating point of the period (where it validates, and
+    what it reports to the TSO in tso_managed); ``plan``: the TSO's energy schedule and
+    balancing need.
     """
 
     period: int
     bids: pd.DataFrame
     forecasts: Mapping[str, Injections]
-    measured: Mapping[str, Injections]
     plan: TsoPlan
 
 

@@ -127,7 +127,7 @@ class _GreedyTso:
 
     ok = True
 
-    def __call__(self, bids, rows):
+    def __call__(self, bids, rows, labels=None):
         a, b = rows
         mw, _ = solve_lp(quiet_highs(), a.toarray(), b, bids.mw.to_numpy(float), "max_volume")
         self.accepted = pd.DataFrame({"offer_id": bids.bid_id.to_numpy(), "mw": mw})

@@ -19,6 +19,7 @@ import pytest
 from market_sim.grid.flow_summary import VIOLATION_TOL, monitored_buses
 from market_sim.grid.injections import apply_bids
 from market_sim.grid.powerflow import run_power_flow_detailed
+from market_sim.markets.fuel_costs import FUELS, case_fuels
 from market_sim.types import DOWN, UP
 
 #: The issue's thresholds.
@@ -92,6 +93,22 @@ def test_tso_need_exceeds_ter_ramp_room_in_many_periods(day):
         need = float(plan.need_mw.sum())
         uncovered.append(abs(need) > room.get(UP if need > 0 else DOWN, 0.0))
     assert np.mean(uncovered) >= SHARE_NEED_UNCOVERED
+
+
+def test_generators_are_priced_by_fuel_above_the_der_asks(day):
+    """Every case39 unit costs its fuel's marginal cost (+-10 % by size), so that in every
+    period the cheapest TER up offer costs more than the median DER up ask: DER are worth
+    dispatching, not only when the generators run out of ramp room."""
+    sim, plans = day
+    gen = sim.transmission.generators.set_index("element")
+    fuel = pd.Series(case_fuels("case39"))
+    nominal = fuel.map(lambda f: FUELS[f].c1_eur_per_mwh).reindex(gen.index)
+    assert np.allclose(gen.c1_eur_per_mwh / nominal, 1.0, atol=0.1 + 1e-9)
+    asks = sim.recorder.table("bids").query("direction == @UP").price_eur_per_mwh
+    cheapest = [
+        sim.tso.ter_offers(p).query("direction == @UP").price_eur_per_mwh.min() for p in plans
+    ]
+    assert min(cheapest) > asks.median()
 
 
 def test_der_provide_a_tenth_of_the_balancing_energy(day):

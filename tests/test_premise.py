@@ -7,7 +7,8 @@ come from one hybrid day; every check on them is a power flow or a comparison of
 the DER share of balancing energy, which is an outcome: the hybrid model's, because there the
 DSOs validate with their own limits and the TSO clears every validated bid at its ask, so the
 share measures whether DER are competitive after validation, not one model's strategy. Thresholds
-are those of the issue; each measured figure has a margin above them (README, "The quickstart").
+are those of the issue; the measured figures and their margins are in the README ("The quickstart:
+what differs between the models, and why").
 """
 
 from __future__ import annotations

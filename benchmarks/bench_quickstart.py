@@ -60,7 +60,7 @@ def main() -> None:
     config = load_config(args.config)
     t0 = time.perf_counter()
     networks = load_networks(config)
-    transmission = load_case(config.transmission.case)
+    transmission = load_case(config.transmission.case, config.transmission.costs)
     print(f"networks loaded once in {time.perf_counter() - t0:.1f} s")
     walls, tables = [], []
     for _ in range(args.repeat):

@@ -191,6 +191,12 @@ class TransmissionConfig(_Strict):
         description="a pandapower.networks case with poly_cost (case39, case118, ...) or "
         "simbench:<code> for a SimBench EHV grid priced by the fuel-cost table",
     )
+    costs: Literal["case", "fuel_table"] = Field(
+        "case",
+        description="generator costs: the case's own poly_cost, or marginal costs by fuel "
+        "(market_sim/markets/fuel_costs.py, a documented fuel per unit; case39). SimBench "
+        "grids have no cost data and are always priced by the fuel table",
+    )
     ramp_fraction: Fraction = Field(
         0.01, description="share of a generator's max power it can move within one period"
     )

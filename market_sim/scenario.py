@@ -35,7 +35,7 @@ def check_data(config: ScenarioConfig, source: str = "config") -> TransmissionNe
         except ValueError as error:
             raise ConfigError(f"{source}: dsos.{i}.simbench_code: {error}") from None
     try:
-        transmission = load_case(config.transmission.case)
+        transmission = load_case(config.transmission.case, config.transmission.costs)
     except ValueError as error:
         raise ConfigError(f"{source}: transmission.case: {error}") from None
     buses = transmission.bus_lookup

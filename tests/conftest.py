@@ -34,7 +34,13 @@ def case39():
 
 
 @pytest.fixture(scope="session")
-def make_model(quickstart, networks, case39):
+def transmission(quickstart):
+    """The quickstart's transmission network, priced as its config says."""
+    return load_case(quickstart.transmission.case, quickstart.transmission.costs)
+
+
+@pytest.fixture(scope="session")
+def make_model(quickstart, networks, transmission):
     """Build a MarketModel of the quickstart under one coordination model, checking the
     invariants after every period (a violation is an ``invariant_violated`` event)."""
 
@@ -42,6 +48,6 @@ def make_model(quickstart, networks, case39):
         config = quickstart.for_model(model)
         if changes:
             config = config.model_copy(update=changes)
-        return MarketModel(config, networks, case39, check=True)
+        return MarketModel(config, networks, transmission, check=True)
 
     return make

@@ -56,6 +56,16 @@ CASES = [
         ["dsos.0.interface_bus", "99", "case39", "allowed"],
     ),
     ("unknown case", _set(["transmission", "case"], "case_nowhere"), ["case_nowhere", "allowed"]),
+    (
+        "unknown cost source",
+        _set(["transmission", "costs"], "guess"),
+        ["transmission.costs", "guess", "case", "fuel_table"],
+    ),
+    (
+        "no fuels for the case",
+        _set(["transmission", "case"], "case118"),
+        ["transmission", "case118", "fuel_table", "case39"],
+    ),
 ]
 
 

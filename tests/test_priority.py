@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from market_sim.markets.local_market import LocalMarketResult
-from market_sim.markets.priority import Needs, least_cost_use, share
+from market_sim.markets.priority import Needs, least_cost_use, reversed_by, share
 
 VOLL = 3000.0
 TER_PRICE = 50.0
@@ -194,3 +194,11 @@ def test_three_thousand_bids_share_fast_and_merit_ordered():
     assert used.sum() == pytest.approx(105.0)
     assert set(used.index) == set(range(105))
     assert sharing.dso_shortfall_mw == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_device_used_one_way_is_not_offered_the_other_way():
+    """A battery charged for its DSO cannot discharge for the TSO in the same period: its
+    other bid (id ^ 1, the other direction) is withheld; unrelated ids are not."""
+    bids = pd.DataFrame({"bid_id": [10, 11, 12, 20], "direction": ["up", "down", "up", "up"]})
+    used = pd.DataFrame({"bid_id": [11, 21], "mw": [0.5, 1.0]})
+    assert reversed_by(bids, used).tolist() == [True, False, False, False]

@@ -281,7 +281,8 @@ class BalancingMarket:
         base = base_flow[self._rated]
         limit = self.flow_limits(base_flow)[self._rated]
         self._lp.set_row_bounds(self._flow_rows, -limit - base, limit - base)
-        over = self._rated[np.abs(base) > rating]
+        # A schedule at a line's rating meets it to solver precision (1e-12 MW): not an overload.
+        over = self._rated[np.abs(base) > rating + MW_TOL]
         names = tuple(self.network.branches["element"].iloc[over].astype(str))
         if names:
             logger.info("balancing: base flow exceeds rating on %s; limits relaxed", names)

@@ -102,3 +102,38 @@ def unit_costs(types: pd.Series, p_max_mw: pd.Series, spread: float = 0.2) -> pd
         cost.loc[idx] = FUELS[fuel].c1_eur_per_mwh * (1.0 + spread * (0.5 - rank))
     logger.debug("unit costs by fuel: %s", cost.groupby(fuels).agg(["min", "max"]).to_dict())
     return cost
+
+
+#: Fuel of each unit of the pandapower cases priced by the fuel table (``transmission.costs:
+#: fuel_table``), by element name. An assumption (the IEEE cases give no fuels): case39 is the
+#: New England system, whose bus-39 unit (``gen 8``, 1,100 MW) stands for the rest of the US
+#: and Canadian interconnection, so it is an import. The other units form a German 2016 merit
+#: order sized for the quickstart's summer day, whose transmission load (the case's load times
+#: the DSOs' load profile over its annual peak) runs from about 860 to 3,000 MW: lignite
+#: 687 MW (~13 EUR/MWh) lies below the lowest load, hard coal (1,941 MW, ~23-28) and gas
+#: (2,599 MW, ~29-36) set the price, import (35) and oil (92) are peak reserve. So the
+#: balancing price is tens of EUR/MWh in every period, as it was in Germany in 2016.
+CASE_FUELS: dict[str, dict[str, str]] = {
+    "case39": {
+        "gen 0": "oil",  # bus 30 (IEEE numbering), 1,040 MW behind a 900 MVA transformer
+        "ext_grid 0": "gas",  # bus 31, 646 MW, the slack
+        "gen 1": "hard coal",  # bus 32, 725 MW
+        "gen 2": "hard coal",  # bus 33, 652 MW
+        "gen 3": "gas",  # bus 34, 508 MW
+        "gen 4": "lignite",  # bus 35, 687 MW
+        "gen 5": "gas",  # bus 36, 580 MW
+        "gen 6": "hard coal",  # bus 37, 564 MW
+        "gen 7": "gas",  # bus 38, 865 MW
+        "gen 8": "import",  # bus 39, 1,100 MW: the neighbouring system
+    }
+}
+
+
+def case_fuels(case: str) -> dict[str, str]:
+    """Element name -> fuel of a pandapower case's units; ValueError names the priced cases."""
+    if case not in CASE_FUELS:
+        raise ValueError(
+            f"no fuel assignment for case {case!r}; costs: fuel_table is known for "
+            f"{', '.join(sorted(CASE_FUELS))}"
+        )
+    return CASE_FUELS[case]

@@ -149,13 +149,16 @@ def share(
     if first == TSO:
         result, tso = clear(usable)
         take = np.minimum(request, capacity - taken(tso, usable.bid_id))
+        take = np.where(reversed_by(usable, tso), 0.0, take)
     else:
         take = request
         if first == JOINT:
             use = economic_use(usable, wanted, tso_need_mw, ter_offers, voll_eur_per_mwh)
             take = _economic_take(use, wanted, len(usable))
         alone = tso_cost(usable) if tso_cost is not None else None
-        result, tso = clear(usable.assign(mw=capacity - take))
+        local = pd.DataFrame({"bid_id": usable.bid_id, "mw": take})
+        rest = np.where(reversed_by(usable, local), 0.0, capacity - take)
+        result, tso = clear(usable.assign(mw=rest))
         if alone is not None and result is not None and result.ok:
             extra_cost = result.cost_eur - alone
     take = np.where(take > TAKE_TOL_MW, take, 0.0)
@@ -305,3 +308,17 @@ def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
     """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
     mw = dispatch.groupby("bid_id")["mw"].sum()
     return bid_ids.map(mw).fillna(0.0).to_numpy(float)
+
+
+def reversed_by(bids: pd.DataFrame, used: pd.DataFrame) -> np.ndarray:
+    """Mask of ``bids`` (bid_id, direction) whose device is already used in the other
+    direction in ``used`` (bid_id, mw). A device bought down by its DSO and up by the TSO in
+    one period moves nothing while both pay: a wash trade across buyers, so its other bid is
+    withheld. A device's two bids have ids 2 x device + (0 up, 1 down)
+    (``ProsumerPopulation.bids``): ``id ^ 1`` is the other one, if it has the other direction.
+    """
+    ids = bids.bid_id.to_numpy(np.int64)
+    direction = bids.direction.astype(str).to_numpy()
+    active = used.bid_id[used.mw.to_numpy(float) > TAKE_TOL_MW].to_numpy(np.int64)
+    other = pd.Series(direction, index=ids).reindex(ids ^ 1).to_numpy()
+    return np.isin(ids ^ 1, active) & pd.notna(other) & (other != direction)

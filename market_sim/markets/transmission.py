@@ -133,13 +133,16 @@ class TransmissionNetwork:
             raise KeyError(f"bus {err.args[0]} is not a bus of network {self.name!r}") from None
 
 
-def load_case(name: str) -> TransmissionNetwork:
+def load_case(name: str, costs: str = "case") -> TransmissionNetwork:
     """Network of the pandapower.networks case ``name`` (e.g. "case39", "case118"), or of a
     SimBench transmission grid ``"simbench:<code>"`` (e.g. "simbench:1-EHV-mixed--0-sw", see
     :func:`load_simbench_transmission`).
 
-    Raises ValueError naming the case and the allowed ones if it is unknown or has no costs,
-    because a market cannot be cleared without generator costs.
+    ``costs``: "case" keeps the case's own polynomial costs; "fuel_table" prices every unit by
+    its fuel (:data:`~market_sim.markets.fuel_costs.CASE_FUELS`), because the IEEE cases' toy
+    costs (case39: 0.3 EUR/MWh apart) make no merit order. SimBench grids carry no costs and
+    are always priced by the fuel table. Raises ValueError naming the case and the allowed
+    ones if it is unknown or has no costs, because a market cannot be cleared without them.
     """
     import pandapower.networks as pn
 
@@ -150,9 +153,36 @@ def load_case(name: str) -> TransmissionNetwork:
     if factory is None or not callable(factory):
         raise ValueError(f"unknown transmission case {name!r}; allowed: {allowed}")
     net = factory()
+    if costs == "fuel_table":
+        price_by_fuel(net, name)
     if len(net.poly_cost) == 0:
         raise ValueError(f"case {name!r} has no generator cost data; allowed: {allowed}")
     return from_pandapower(net, name=name)
+
+
+def price_by_fuel(net, case: str, cost_spread: float = 0.2) -> None:
+    """Replace the poly_cost of ``net`` (pandapower case ``case``) by linear fuel costs.
+
+    Every gen and ext_grid must have a fuel in the case's assignment (ValueError names the
+    missing ones); within a fuel, :func:`~market_sim.markets.fuel_costs.unit_costs` spreads
+    the units by size so that none tie.
+    """
+    import pandapower as pp
+
+    from market_sim.markets.fuel_costs import case_fuels, unit_costs
+
+    fuels = case_fuels(case)
+    units = [(t, i) for t in ("ext_grid", "gen") for i in net[t].index]
+    missing = [f"{t} {i}" for t, i in units if f"{t} {i}" not in fuels]
+    if missing:
+        raise ValueError(f"case {case!r}: no fuel for {missing}")
+    names = pd.Index([f"{t} {i}" for t, i in units])
+    types = pd.Series([fuels[n] for n in names], index=names)
+    p_max = pd.Series([float(net[t].at[i, "max_p_mw"]) for t, i in units], index=names)
+    cost = unit_costs(types, p_max, cost_spread)
+    net.poly_cost = net.poly_cost.iloc[0:0]
+    for (table, index), c1 in zip(units, cost.to_numpy(), strict=True):
+        pp.create_poly_cost(net, index, table, cp1_eur_per_mw=float(c1))
 
 
 def load_simbench_transmission(

@@ -166,7 +166,8 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "time_s": ("float64", "simulated time, s"),
         "kind": (
             "string",
-            "late_message, schedule_failed, validation_failed, clearing_failed, "
+            "late_message, schedule_failed, schedule_below_minimum, validation_failed, "
+            "clearing_failed, "
             "priority_failed, local_market_failed, interface_shortfall, "
             "power_flow_not_converged, power_flow_fallback",
         ),

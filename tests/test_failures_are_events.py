@@ -34,17 +34,31 @@ def test_an_infeasible_schedule_is_an_event_and_the_run_goes_on(flooded, case39,
     assert t["prices"].query("market == 'schedule'").empty
 
 
-def test_a_fallback_to_pandapower_in_delivery_is_an_event(make_model, monkeypatch):
+@pytest.mark.parametrize("model", ["hybrid", "dso_managed"])
+def test_a_fallback_to_pandapower_in_validation_and_delivery_is_an_event(
+    make_model, monkeypatch, model
+):
     """When lightsim2grid cannot solve a network, pandapower's runpp does: slower and
-    without sensitivities, so the run says so (issue 8, item 9)."""
+    without sensitivities, so the run says so, for the DSO's validation and for delivery
+    (issue 8, item 9)."""
     from market_sim.grid import lightsim_model
 
     monkeypatch.setattr(lightsim_model, "model_for", lambda dn, taps: None)
     monkeypatch.setattr(lightsim_model, "runpp_reason", lambda dn: "scripted")
-    sim = make_model("hybrid")
+    sim = make_model(model)
     sim.period = 48
     sim.step()
     t = sim.tables()
     fallbacks = t["events"].query("kind == 'power_flow_fallback'")
-    assert sorted(fallbacks.message) == [f"{n}: pandapower runpp: scripted" for n in sim.dsos]
+    assert sorted(fallbacks.message) == sorted(
+        [f"{n}: validation on pandapower runpp: scripted" for n in sim.dsos]
+        + [f"{n}: pandapower runpp: scripted" for n in sim.dsos]
+    )
     assert t["grid"].converged.all()
+
+
+def test_no_fallback_no_fallback_event(make_model):
+    sim = make_model("hybrid")
+    sim.period = 48
+    sim.step()
+    assert not sim.tables()["events"].kind.eq("power_flow_fallback").any()

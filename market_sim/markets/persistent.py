@@ -19,7 +19,6 @@ time rather than clearing the wrong problem.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -28,8 +27,6 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.solvers.highs import Highs
 from scipy import sparse
-
-logger = logging.getLogger(__name__)
 
 #: A constraint matrix: dense, or scipy.sparse (array or matrix).
 Matrix = np.ndarray | sparse.sparray | sparse.spmatrix
@@ -40,7 +37,7 @@ class LoadedModel:
 
     ``cols``/``rows`` turn pyomo variables/constraints into HiGHS column/row indices (do it
     once, at build time). ``set_*`` write only the entries that changed. ``run`` solves and
-    returns ``None`` if optimal, else a message; it never raises.
+    returns ``None`` if optimal, else a message.
     """
 
     def __init__(self, model: pyo.ConcreteModel, options: dict[str, object] | None = None):
@@ -158,14 +155,14 @@ class LoadedModel:
         self._solution = None
 
     def run(self) -> str | None:
-        """Solve from the current basis. ``None`` if optimal, else why not. Never raises."""
+        """Solve from the current basis. ``None`` if optimal, else why not.
+
+        HiGHS reports its failures (a solve error included) by its status, not by raising;
+        an exception here is a bug and propagates.
+        """
         self._solution = None
-        try:
-            self.highs.run()
-            status = self.highs.getModelStatus()
-        except Exception as err:  # noqa: BLE001 - any solver failure is reported, not raised
-            logger.debug("HiGHS raised", exc_info=True)
-            return f"solver error: {type(err).__name__}: {err}"
+        self.highs.run()
+        status = self.highs.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
             return f"not solved to optimality: {self.highs.modelStatusToString(status)}"
         self._solution = self.highs.getSolution()

@@ -62,3 +62,23 @@ def test_no_fallback_no_fallback_event(make_model):
     sim.period = 48
     sim.step()
     assert not sim.tables()["events"].kind.eq("power_flow_fallback").any()
+
+
+@pytest.mark.parametrize("model", ["tso_managed", "hybrid", "dso_managed"])
+def test_a_period_without_any_offer_runs(flooded, case39, model):
+    """No flexible prosumer and no schedule: every bid and offer table of the period is empty,
+    and every stage takes it (issue 8, item 8: an empty offer table is a valid input)."""
+    config, networks = flooded
+    prosumers = config.prosumers.model_copy(update={"flexible_share": 0.0})
+    sim = MarketModel(
+        config.model_copy(update={"prosumers": prosumers}).for_model(model), networks, case39
+    )
+    sim.period = 48
+    sim.run(periods=1)
+    t = sim.tables()
+    assert t["bids"].empty and t["dispatch"].empty
+    kinds = set(t["events"].kind)  # 300 times the PV: some power flows do not converge
+    assert "schedule_failed" in kinds and "clearing_failed" not in kinds
+    assert len(t["grid"]) == len(sim.dsos)
+    kpis = t["kpis"].set_index("name").value
+    assert kpis["der_offered_mw"] == 0.0 and kpis["ter_dispatched_mw"] == 0.0

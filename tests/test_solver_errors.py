@@ -121,3 +121,28 @@ def test_pips_linear_algebra_failing_is_a_failed_schedule(schedule, monkeypatch)
     monkeypatch.setattr(qps_pips, "qps_pips", buggy)
     with pytest.raises(IndexError):
         schedule.solve(schedule.network.base_load_mw)
+
+
+def test_a_solve_ending_unknown_is_solved_again_without_presolve(schedule, monkeypatch):
+    """HiGHS's "Unknown" (postsolve of a reduced LP that was not solved) gets a definite
+    status from the unreduced LP; presolve is on again afterwards."""
+    import highspy
+
+    lp = schedule._lp
+    real = lp.highs
+    seen = []
+
+    class FirstUnknown(Failing):
+        def run(self):
+            seen.append(real.getOptionValue("presolve")[1])
+            return real.run()
+
+        def getModelStatus(self):  # noqa: N802 - highspy's name
+            status = real.getModelStatus()
+            return highspy.HighsModelStatus.kUnknown if len(seen) == 1 else status
+
+    monkeypatch.setattr(lp, "highs", FirstUnknown(real, "", RuntimeError()))
+    result = schedule.solve(schedule.network.base_load_mw)
+    assert result.ok and result.message == "optimal"
+    assert seen == ["choose", "off"]
+    assert real.getOptionValue("presolve")[1] == "choose"

@@ -163,10 +163,31 @@ class LoadedModel:
         self._solution = None
         self.highs.run()
         status = self.highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kUnknown:
+            status = self._run_without_presolve()
         if status != highspy.HighsModelStatus.kOptimal:
             return f"not solved to optimality: {self.highs.modelStatusToString(status)}"
         self._solution = self.highs.getSolution()
         return None
+
+    def _run_without_presolve(self) -> highspy.HighsModelStatus:
+        """Solve again from scratch without presolve: the status of a solve that ended "Unknown".
+
+        HiGHS ends a solve "Unknown" when the LP its presolve reduced is not solved to
+        optimality (infeasible, or numerically troubled: SimBench EHV's susceptances span 1e2
+        to 1e7 p.u.) and postsolve cannot tell; the unreduced LP gets a definite status (on
+        SimBench EHV an infeasible schedule is then "Infeasible", and balancing clearings that
+        ended "Unknown" are solved). The basis is dropped, so that what follows does not depend
+        on how this solve ended.
+        """
+        _, presolve = self.highs.getOptionValue("presolve")
+        self.highs.clearSolver()
+        self.highs.setOptionValue("presolve", "off")
+        try:
+            self.highs.run()
+        finally:
+            self.highs.setOptionValue("presolve", presolve)
+        return self.highs.getModelStatus()
 
     def values(self) -> np.ndarray:
         """Primal value of every column (after a successful ``run``)."""

@@ -80,8 +80,9 @@ class EnergySchedule:
     """Day-ahead style energy schedule: DC OPF with quadratic generator costs and line limits.
 
     Built and loaded into HiGHS once per run; ``solve`` only writes the bus loads into the
-    right-hand sides of the nodal balance rows. The nodal balance is ``gen - net outflow = load
-    + shunt`` per bus, so its dual is the LMP (EUR/MWh), positive when more load costs more.
+    right-hand sides of the nodal balance rows. The nodal balance is ``gen - below - net outflow
+    = load + shunt`` per bus (``below``: MW under a unit's minimum output, see the module's
+    docstring), so its dual is the LMP (EUR/MWh), positive when more load costs more.
     ``self.model`` declares the problem with the network's base loads; HiGHS holds the last
     period's loads.
     """

@@ -42,7 +42,7 @@ def test_config_runs_two_days_under_every_model(path, tmp_path):
     """Two whole days, nights included, under every registered model: each run finishes
     with every table written, and the schedule is solved in every period."""
     scenario = load_scenario(load_config(path), source=path.name)
-    models = list(COORDINATION_MODELS.names())
+    models = list(COORDINATION_MODELS.names)
     reports = run_scenario(scenario, tmp_path, models=models, days=2, progress=False)
     assert [r.model for r in reports] == models
     periods = 2 * scenario.config.periods_per_day

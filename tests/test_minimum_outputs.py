@@ -61,3 +61,27 @@ def test_the_pips_fallback_solves_the_same_relaxation(two_units):
 def test_the_relief_price_must_be_positive(two_units):
     with pytest.raises(ValueError, match="relief_eur_per_mwh"):
         EnergySchedule(two_units, relief_eur_per_mwh=0.0)
+
+
+@pytest.fixture(scope="module")
+def ehv():
+    from market_sim.markets.transmission import load_case
+
+    return load_case("simbench:1-EHV-mixed--0-sw")
+
+
+def test_simbench_ehv_at_night_runs_units_below_their_minimum(ehv):
+    """At 15 % of its load (a June night of configs/ehv.yaml) the plants' minimum outputs
+    exceed the load: with a hard minimum HiGHS finds it infeasible, with relief it is solved."""
+    load = 0.15 * ehv.base_load_mw
+    p_min = ehv.generators.p_min_mw.to_numpy()
+    assert p_min[p_min > 0].sum() > load.sum()
+    assert not EnergySchedule(ehv).solve(load).ok
+    result = EnergySchedule(ehv, relief_eur_per_mwh=VOLL).solve(load)
+    assert result.ok and result.message == "optimal"
+    output = result.gen_mw.to_numpy()
+    assert output.sum() == pytest.approx(load.sum() + ehv.shunt_mw.sum(), abs=1e-3)
+    assert result.below_min_mw == pytest.approx(np.clip(p_min - output, 0, None).sum(), abs=1e-3)
+    assert result.below_min_mw >= p_min[p_min > 0].sum() - load.sum() - 1e-3
+    assert np.isfinite(result.price_eur_per_mwh).all()
+    assert result.price_eur_per_mwh.min() >= -VOLL

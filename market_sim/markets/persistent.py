@@ -157,14 +157,18 @@ class LoadedModel:
     def run(self) -> str | None:
         """Solve from the current basis. ``None`` if optimal, else why not.
 
-        HiGHS reports its failures (a solve error included) by its status, not by raising;
-        an exception here is a bug and propagates.
+        HiGHS reports its failures (a solve error included) by its status; a C++ exception
+        of the solver reaches Python as ``RuntimeError`` (pybind11) and is reported too. Any
+        other exception is a bug and propagates.
         """
         self._solution = None
-        self.highs.run()
-        status = self.highs.getModelStatus()
-        if status == highspy.HighsModelStatus.kUnknown:
-            status = self._run_without_presolve()
+        try:
+            self.highs.run()
+            status = self.highs.getModelStatus()
+            if status == highspy.HighsModelStatus.kUnknown:
+                status = self._run_without_presolve()
+        except RuntimeError as err:  # the solver's own failure
+            return f"solver error: RuntimeError: {err}"
         if status != highspy.HighsModelStatus.kOptimal:
             return f"not solved to optimality: {self.highs.modelStatusToString(status)}"
         self._solution = self.highs.getSolution()

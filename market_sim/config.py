@@ -97,7 +97,9 @@ class DsoConfig(_Strict):
 
 
 class PriceConfig(_Strict):
-    """Asked price of one kind of flexibility, EUR/MWh: drawn once per device, N(mean, sd)."""
+    """Asked price of one kind of flexibility, EUR/MWh: drawn once per device from N(mean, sd),
+    truncated at 0 unless ``prosumers.allow_negative_prices`` is set (a negative ask would pay
+    the buyer for a service, which the clearing exploits: issue 8, item 7)."""
 
     mean: float
     sd: NonNegative = 0.0
@@ -126,14 +128,52 @@ class ProsumerConfig(_Strict):
     load_shift_hours: NonNegative = Field(
         2.0,
         description="a load may defer (or advance) at most this many hours of its flexible "
-        "part at peak: the bound on its shifted energy",
+        "part at peak (the bound on its shifted energy), and its baseline pays every deferred "
+        "(advanced) MWh back within this many hours (rounded down to whole periods, at least "
+        "one), in equal parts per period",
     )
     storage_round_trip_efficiency: float = Field(
         0.9, gt=0, le=1, description="battery round-trip efficiency (charge x discharge)"
     )
     pv_curtailable: bool = Field(True, description="flexible prosumers offer PV curtailment")
     storage_soc_init: Fraction = Field(0.5, description="initial state of charge, share of energy")
+    storage_soc_target: Fraction | None = Field(
+        None,
+        description="state of charge (share of energy) a battery's baseline returns to after "
+        "every dispatch; default: storage_soc_init",
+    )
+    storage_recovery_hours: float = Field(
+        4.0,
+        gt=0,
+        description="a battery's baseline recharges (discharges) what a dispatch moved it "
+        "from its target within this many hours (rounded down to whole periods, at least "
+        "one), in equal parts per period, within its power limit",
+    )
+    allow_negative_prices: bool = Field(
+        False,
+        description="asks may be negative (drawn from the untruncated normal); if false, every "
+        "ask is drawn from the normal truncated at 0 and every mean must be >= 0",
+    )
     prices: ProsumerPrices = ProsumerPrices()
+
+    @model_validator(mode="after")
+    def _non_negative_means(self) -> ProsumerConfig:
+        if self.allow_negative_prices:
+            return self
+        for kind, spec in self.prices:
+            if spec.mean < 0:
+                raise ValueError(
+                    f"prices.{kind}.mean: got {spec.mean}; allowed: >= 0 unless "
+                    "allow_negative_prices is true"
+                )
+        return self
+
+    @property
+    def soc_target(self) -> float:
+        """The battery target state of charge (share of energy)."""
+        if self.storage_soc_target is None:
+            return self.storage_soc_init
+        return self.storage_soc_target
 
 
 class AggregatorConfig(_Strict):

@@ -1,12 +1,12 @@
 """Everything a run carries from one market period to the next, in one explicit object.
 
 A period reads the :class:`RunState` left by the previous one and leaves a new one: the
-simulated clock, the devices' energy (state of charge, shifted load), the TSO's forecast error
-(an AR(1) process), what each DSO network really delivered (the next period's measurements),
-and the random streams. Nothing else survives a period boundary except solvers' warm starts,
-which the model resets at every checkpoint boundary, so that a run saved with
-:meth:`RunState.to_bytes` and restored with :meth:`RunState.from_bytes` continues exactly as
-the uninterrupted run does.
+simulated clock, the devices' energy (state of charge, the energy debts loads and batteries
+repay), the TSO's forecast error (an AR(1) process), what each DSO network really delivered
+(the next period's measurements), and the random streams. Nothing else survives a period
+boundary except solvers' warm starts, which the model resets at every checkpoint boundary, so
+that a run saved with :meth:`RunState.to_bytes` and restored with
+:meth:`RunState.from_bytes` continues exactly as the uninterrupted run does.
 
 The bytes are a NumPy ``.npz`` archive (arrays bit for bit, no pickled code) with the scalars
 and random-generator states as JSON.
@@ -23,7 +23,7 @@ import numpy as np
 from market_sim.agents.prosumer import DeviceEnergy
 from market_sim.types import ELEMENT_TABLES, Injections
 
-FORMAT = "market_sim.run_state/1"
+FORMAT = "market_sim.run_state/2"
 #: Random streams of a run, each its own generator so that one process's draws never shift
 #: another's (the models of a scenario face the same forecast errors whatever they dispatch).
 STREAMS = ("forecast_error", "delivery")
@@ -45,8 +45,13 @@ class RunState:
     delivered: dict[str, Injections] = field(default_factory=dict)  # by DSO, last period
 
     @classmethod
-    def initial(cls, seed: int, energy: DeviceEnergy) -> RunState:
-        return cls(0, 0.0, energy, 0.0, new_streams(seed))
+    def initial(cls, seed: int, energy: DeviceEnergy, error_sd: float) -> RunState:
+        """The state before the first period: the forecast error drawn from its stationary
+        distribution N(0, error_sd), so that the first periods' needs are as large as any
+        (from 0, an AR(1) with coefficient 0.9 takes hours to reach its spread)."""
+        streams = new_streams(seed)
+        error = error_sd * float(streams["forecast_error"].normal())
+        return cls(0, 0.0, energy, error, streams)
 
     def to_bytes(self) -> bytes:
         """The state as bytes (a checkpoint)."""
@@ -58,7 +63,12 @@ class RunState:
             "streams": {k: g.bit_generator.state for k, g in self.streams.items()},
             "delivered": sorted(self.delivered),
         }
-        arrays = {"soc_mwh": self.energy.soc_mwh, "shift_mwh": self.energy.shift_mwh}
+        energy = self.energy
+        arrays = {
+            "soc_mwh": energy.soc_mwh,
+            "debt_mwh": energy.debt_mwh,
+            "overdue_mwh": energy.overdue_mwh,
+        }
         for name, inj in self.delivered.items():
             arrays[f"{name}/trafo_tap_pos"] = inj.trafo_tap_pos
             for table in ELEMENT_TABLES:
@@ -92,7 +102,7 @@ class RunState:
         return cls(
             period=meta["period"],
             time_s=float.fromhex(meta["time_s"]),
-            energy=DeviceEnergy(arrays["soc_mwh"], arrays["shift_mwh"]),
+            energy=DeviceEnergy(arrays["soc_mwh"], arrays["debt_mwh"], arrays["overdue_mwh"]),
             forecast_error=float.fromhex(meta["forecast_error"]),
             streams=streams,
             delivered=delivered,

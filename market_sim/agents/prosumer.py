@@ -58,10 +58,28 @@ class DeviceEnergy:
     """The energy state of every device at a period boundary: part of the run state.
 
     Aligned with the rows of :class:`DeviceArrays`; each period's delivery makes a new one.
+    Loads and batteries share one mechanism, an *energy debt* their baseline must pay back by
+    a deadline: ``debt_mwh[r, j]`` is what device r owes within the next ``j + 1`` periods,
+    ``overdue_mwh[r]`` what it could not repay by its deadline (its power limit or a load's
+    zero consumption stood in the way), owed at once. A load owes consumption (MWh from the
+    grid: deferred > 0, advanced < 0); a battery owes state of charge (MWh in the cell: below
+    its target > 0, above it < 0), so that its debt is always ``target - soc``.
     """
 
     soc_mwh: np.ndarray  # battery state of charge (0 for other devices)
-    shift_mwh: np.ndarray  # load: consumption deferred so far (>0) or advanced (<0)
+    debt_mwh: np.ndarray  # (devices, periods of the longest window): owed by deadline
+    overdue_mwh: np.ndarray  # owed past its deadline
+
+    @property
+    def owed_mwh(self) -> np.ndarray:
+        """Everything each device still owes (load: shifted consumption outstanding)."""
+        return self.overdue_mwh + self.debt_mwh.sum(axis=1)
+
+    def due_mwh(self) -> np.ndarray:
+        """What each device's baseline repays this period if nothing stops it: every debt in
+        equal parts over the periods left before its deadline (no spike), plus the overdue."""
+        periods_left = np.arange(1, self.debt_mwh.shape[1] + 1)
+        return self.overdue_mwh + (self.debt_mwh / periods_left).sum(axis=1)
 
 
 def _owners(dev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -136,13 +154,15 @@ def _choose_aggregators(
 
 
 class ProsumerPopulation:
-    """All prosumers of a scenario, with vectorised bidding and delivery."""
+    """All prosumers of a scenario, with vectorised bidding, baselines and delivery."""
 
     def __init__(self, config: ProsumerConfig, period_h: float) -> None:
         self.config = config
         self.period_h = period_h
         # one-way charge and discharge efficiency: their product is the round-trip efficiency
         self.efficiency = float(np.sqrt(config.storage_round_trip_efficiency))
+        self.load_window = _periods(config.load_shift_hours, period_h)
+        self.storage_window = _periods(config.storage_recovery_hours, period_h)
         self.agents: list[Prosumer] = []
         self.devices: DeviceArrays | None = None
 
@@ -191,10 +211,11 @@ class ProsumerPopulation:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each device's asked price up and down (NaN where it cannot move that way)."""
         prices = self.config.prices
+        truncate = not self.config.allow_negative_prices
 
         def draw(spec, mask):
             values = np.full(len(kind), np.nan)
-            values[mask] = rng.normal(spec.mean, spec.sd, int(mask.sum()))
+            values[mask] = _normal(rng, spec.mean, spec.sd, int(mask.sum()), truncate)
             return values
 
         load, storage, pv = kind == LOAD, kind == STORAGE, kind == PV
@@ -215,41 +236,133 @@ class ProsumerPopulation:
             limits[rows] = self.config.load_flex_fraction * np.maximum(peak, 0.0)
         return limits * self.config.load_shift_hours
 
+    @property
+    def window(self) -> np.ndarray:
+        """Each device's repayment window, periods: a debt it takes on is repaid within it."""
+        kind = self.devices.kind
+        return np.where(kind == STORAGE, self.storage_window, self.load_window)
+
+    def target_mwh(self) -> np.ndarray:
+        """Each battery's target state of charge, MWh (0 for other devices)."""
+        return self.devices.e_max_mwh * self.config.soc_target
+
     def initial_energy(self) -> DeviceEnergy:
-        """Batteries at their initial state of charge, no load shifted yet."""
+        """Batteries at their initial state of charge, no load shifted yet; a battery that
+        starts away from its target owes the difference within its window."""
         d = self.devices
-        return DeviceEnergy(d.e_max_mwh * self.config.storage_soc_init, np.zeros(len(d.kind)))
+        n = len(d.kind)
+        soc = d.e_max_mwh * self.config.storage_soc_init
+        debt = np.zeros((n, max(self.load_window, self.storage_window)))
+        debt[np.arange(n), self.window - 1] = self.target_mwh() - soc
+        return DeviceEnergy(soc, debt, np.zeros(n))
+
+    # -- baselines --------------------------------------------------------------------------
+    def recovery(self, energy: DeviceEnergy, baselines: dict[str, Injections]) -> np.ndarray:
+        """What each device's baseline repays this period, MWh: a load's consumption added
+        (withheld if negative), a battery's state of charge gained (lost if negative).
+
+        ``baselines``: the DSOs' forecasts without any recovery. The due repayment is bounded by
+        physics only: a load's consumption stays >= 0, a battery within its power limit and
+        capacity; what is left stays owed (``overdue_mwh``) and is repaid first.
+        """
+        d = self.devices
+        h, eta = self.period_h, self.efficiency
+        load, battery = d.kind == LOAD, d.kind == STORAGE
+        consumption = np.maximum(self._baseline_mw(baselines), 0.0)
+        soc = energy.soc_mwh
+        lowest = np.where(load, -consumption * h, 0.0)
+        lowest = np.where(battery, -np.minimum(d.p_max_mw * h / eta, soc), lowest)
+        highest = np.where(load, np.inf, 0.0)
+        highest = np.where(battery, np.minimum(d.p_max_mw * h * eta, d.e_max_mwh - soc), highest)
+        return np.clip(energy.due_mwh(), lowest, highest)
+
+    def with_recovery(
+        self, baselines: dict[str, Injections], energy: DeviceEnergy
+    ) -> dict[str, Injections]:
+        """The DSOs' forecasts with every device's repayment of the period added: a load's
+        deferred consumption comes back, a battery recharges (discharges) towards its target.
+        They are the baselines every validation, clearing and delivery starts from, so the
+        repaid energy really flows through the networks."""
+        d = self.devices
+        recovered = self.recovery(energy, baselines)
+        grid_mw = np.where(
+            d.kind == STORAGE, self._battery_grid_mw(recovered), recovered / self.period_h
+        )
+        out = {}
+        for dso, inj in baselines.items():
+            moved = inj.copy()
+            for kind in (LOAD, STORAGE):
+                rows = (d.dso == dso) & (d.kind == kind)
+                moved.p_mw[_TABLE[kind]][d.position[rows]] += grid_mw[rows]
+            out[dso] = moved
+        return out
+
+    def _baseline_mw(self, baselines: dict[str, Injections]) -> np.ndarray:
+        """Each device's forecast set-point, MW, in its pandapower table's sign."""
+        d = self.devices
+        p = np.zeros(len(d.kind))
+        for dso, inj in baselines.items():
+            here = d.dso == dso
+            for kind, table in _TABLE.items():
+                rows = here & (d.kind == kind)
+                p[rows] = inj.p_mw[table][d.position[rows]]
+        return p
+
+    def _battery_grid_mw(self, soc_gain_mwh: np.ndarray) -> np.ndarray:
+        """Grid power (consumption > 0) that moves a battery's charge by ``soc_gain_mwh``."""
+        eta, h = self.efficiency, self.period_h
+        return np.where(soc_gain_mwh > 0, soc_gain_mwh / (eta * h), soc_gain_mwh * eta / h)
+
+    def _battery_soc_gain(self, grid_mw: np.ndarray) -> np.ndarray:
+        """Charge gained by a battery that draws ``grid_mw`` (consumption > 0) for a period."""
+        eta, h = self.efficiency, self.period_h
+        return np.where(grid_mw > 0, grid_mw * eta * h, grid_mw * h / eta)
 
     # -- bidding --------------------------------------------------------------------------------
     def bids(self, baselines: dict[str, Injections], energy: DeviceEnergy) -> pd.DataFrame:
-        """The bid book of every flexible device for the period, from the DSOs' forecasts.
+        """The bid book of every flexible device for the period, from the DSOs' forecasts
+        (without recovery: the period's repayment is computed here, as for the baselines).
 
-        load: up to ``load_flex_fraction`` of its forecast consumption, up (defer) and down
-        (advance or recover), as far as its shifted energy stays within its limit; PV: its
-        forecast output can be curtailed (down); battery: discharge (up) and charge (down)
-        within its power limit and what its state of charge allows over the period. Quantities
-        are rounded down to 1 W so that a delivered bid never overshoots a limit.
+        load: up to ``load_flex_fraction`` of its consumption with the period's repayment, up
+        (defer) and down (advance), as far as what it still owes after the repayment stays
+        within its shift limit; PV: its forecast output can be curtailed (down); battery:
+        discharge (up) and charge (down) from its recovery set-point within its power limit
+        and what its state of charge allows over the period. Quantities are rounded down to
+        1 W so that a delivered bid never overshoots a limit.
         """
         d = self.devices
-        up = np.zeros(len(d.kind))
-        down = np.zeros(len(d.kind))
-        for dso, inj in baselines.items():
-            here = d.dso == dso
-            load = here & (d.kind == LOAD)
-            flex = self.config.load_flex_fraction * np.maximum(
-                inj.p_mw["load"][d.position[load]], 0.0
-            )
-            room = d.shift_limit_mwh[load] / self.period_h
-            shifted = energy.shift_mwh[load] / self.period_h
-            up[load] = np.minimum(flex, np.maximum(room - shifted, 0))
-            down[load] = np.minimum(flex, np.maximum(room + shifted, 0))
-            pv = here & (d.kind == PV)
-            down[pv] = np.maximum(inj.p_mw["sgen"][d.position[pv]], 0.0)
+        h = self.period_h
+        recovered = self.recovery(energy, baselines)
+        baseline = self._baseline_mw(baselines)
+        up, down = np.zeros(len(d.kind)), np.zeros(len(d.kind))
+        load = d.kind == LOAD
+        flex = self.config.load_flex_fraction * np.maximum(baseline + recovered / h, 0.0)
+        room = d.shift_limit_mwh / h
+        owed = (energy.owed_mwh - recovered) / h
+        up[load] = np.minimum(flex, np.maximum(room - owed, 0))[load]
+        down[load] = np.minimum(flex, np.maximum(room + owed, 0))[load]
+        pv = d.kind == PV
+        down[pv] = np.maximum(baseline[pv], 0.0)
+        up_b, down_b = self._battery_room(energy, recovered)
         battery = d.kind == STORAGE
+        up[battery], down[battery] = up_b[battery], down_b[battery]
+        return self._book(up, down)
+
+    def _battery_room(
+        self, energy: DeviceEnergy, recovered: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """How far each battery can move up (discharge) and down (charge) from its recovery
+        set-point: its net power stays within its limit, its charge within [0, capacity]."""
+        d = self.devices
         eta, h = self.efficiency, self.period_h
-        soc = energy.soc_mwh[battery]
-        up[battery] = np.minimum(d.p_max_mw[battery], soc * eta / h)
-        down[battery] = np.minimum(d.p_max_mw[battery], (d.e_max_mwh[battery] - soc) / (eta * h))
+        setpoint = self._battery_grid_mw(recovered)
+        emptiest = np.maximum(-d.p_max_mw, -energy.soc_mwh * eta / h)
+        fullest = np.minimum(d.p_max_mw, (d.e_max_mwh - energy.soc_mwh) / (eta * h))
+        return np.maximum(setpoint - emptiest, 0.0), np.maximum(fullest - setpoint, 0.0)
+
+    def _book(self, up: np.ndarray, down: np.ndarray) -> pd.DataFrame:
+        """The bid book of the devices' up and down quantities (MW)."""
+        d = self.devices
         flexible = d.aggregator != ""
         up = np.where(flexible & ~np.isnan(d.price_up), up, 0.0)
         down = np.where(flexible & ~np.isnan(d.price_down), down, 0.0)
@@ -288,32 +401,37 @@ class ProsumerPopulation:
             }
         )
 
-    def deliver(self, energy: DeviceEnergy, dispatch: pd.DataFrame) -> DeviceEnergy:
-        """Batteries' state of charge and loads' shifted energy moved by what they delivered.
+    def deliver(
+        self, energy: DeviceEnergy, dispatch: pd.DataFrame, baselines: dict[str, Injections]
+    ) -> DeviceEnergy:
+        """The energy state after the period: the baseline's repayment made, what the DER
+        delivered added as new debt due within each device's window.
 
-        ``dispatch``: bid_id, mw delivered. A battery discharging ``mw`` (up) loses
-        ``mw / eta`` per hour, charging (down) gains ``mw * eta``; a load deferring consumption
-        (up) adds to its shifted energy, advancing it (down) takes from it.
+        ``dispatch``: bid_id, mw delivered; ``baselines``: the forecasts without recovery (as
+        given to :meth:`bids`). A battery's charge moves by its net power (recovery set-point
+        minus up plus down: ``eta`` per MWh charged, ``1 / eta`` per MWh discharged); a load
+        deferring consumption (up) owes it, advancing it (down) is owed it.
         """
         d = self.devices
-        bid = dispatch.bid_id.to_numpy(np.int64)
-        rows, is_up = bid // 2, bid % 2 == 0
+        recovered = self.recovery(energy, baselines)
+        rows = dispatch.bid_id.to_numpy(np.int64) // 2
         mw = dispatch.mw.to_numpy(float)
-        battery = d.kind[rows] == STORAGE
-        eta, h = self.efficiency, self.period_h
-        delta = np.where(is_up, -mw / eta, mw * eta) * h
-        soc, shift = energy.soc_mwh.copy(), energy.shift_mwh.copy()
-        np.add.at(soc, rows[battery], delta[battery])
+        up_mw = np.zeros(len(d.kind))
+        np.add.at(up_mw, rows, np.where(dispatch.bid_id.to_numpy(np.int64) % 2 == 0, mw, -mw))
+        battery = d.kind == STORAGE
+        gain = self._battery_soc_gain(self._battery_grid_mw(recovered) - up_mw)
+        soc = np.where(battery, energy.soc_mwh + gain, energy.soc_mwh)
         np.clip(soc, 0.0, d.e_max_mwh, out=soc)  # float round-off only
-        load = d.kind[rows] == LOAD
-        np.add.at(shift, rows[load], np.where(is_up, mw, -mw)[load] * h)
-        return DeviceEnergy(soc, shift)
+        new_debt = np.where(battery, recovered - gain, 0.0)
+        new_debt = np.where(d.kind == LOAD, up_mw * self.period_h, new_debt)
+        return DeviceEnergy(soc, *_roll(energy, recovered, new_debt, self.window))
 
     def device_state(self, energy: DeviceEnergy) -> pd.DataFrame:
         """Energy state of every flexible battery and load at the end of the period.
 
         ``energy_mwh`` is a battery's state of charge (bounds 0 and its capacity) or a load's
-        shifted energy (bounds -limit and +limit).
+        shifted energy still owed (bounds -limit and +limit); ``target_mwh`` the state a
+        battery returns to (a load's is 0); ``overdue_mwh`` what is owed past its deadline.
         """
         d = self.devices
         keep = (d.aggregator != "") & ((d.kind == STORAGE) | (d.kind == LOAD))
@@ -323,8 +441,40 @@ class ProsumerPopulation:
                 "dso": d.dso[keep],
                 "element": [_TABLE[k] for k in d.kind[keep]],
                 "element_index": d.element_index[keep],
-                "energy_mwh": np.where(battery, energy.soc_mwh[keep], energy.shift_mwh[keep]),
+                "energy_mwh": np.where(battery, energy.soc_mwh[keep], energy.owed_mwh[keep]),
                 "min_mwh": np.where(battery, 0.0, -d.shift_limit_mwh[keep]),
                 "max_mwh": np.where(battery, d.e_max_mwh[keep], d.shift_limit_mwh[keep]),
+                "target_mwh": self.target_mwh()[keep],
+                "overdue_mwh": energy.overdue_mwh[keep],
             }
         )
+
+
+def _periods(hours: float, period_h: float) -> int:
+    """A window in whole periods: ``hours`` rounded down, at least one period."""
+    return max(1, int(np.floor(hours / period_h + 1e-9)))
+
+
+def _normal(rng: np.random.Generator, mean: float, sd: float, n: int, truncate: bool):
+    """``n`` draws of N(mean, sd), truncated at 0 if ``truncate``: negative draws are drawn
+    again (rejection sampling, so no mass piles up at 0); with ``mean >= 0`` (checked by the
+    config) each round keeps at least half of them."""
+    values = rng.normal(mean, sd, n)
+    while truncate and (values < 0).any():
+        negative = values < 0
+        values[negative] = rng.normal(mean, sd, int(negative.sum()))
+    return values
+
+
+def _roll(
+    energy: DeviceEnergy, recovered: np.ndarray, new_debt: np.ndarray, window: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The debts one period later: this period's equal shares repaid, what physics held back
+    left overdue, every deadline one period nearer, and ``new_debt`` due within ``window``."""
+    periods_left = np.arange(1, energy.debt_mwh.shape[1] + 1)
+    remaining = energy.debt_mwh * ((periods_left - 1) / periods_left)  # column 0 is repaid
+    overdue = energy.due_mwh() - recovered
+    debt = np.zeros_like(remaining)
+    debt[:, :-1] = remaining[:, 1:]
+    debt[np.arange(len(window)), window - 1] += new_debt
+    return debt, overdue

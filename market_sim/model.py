@@ -41,6 +41,8 @@ from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.recording import (
     kpi_rows,
     price_rows,
+    record_balancing,
+    record_baseline,
     record_delivery,
     record_frames,
     record_outcome,
@@ -203,8 +205,7 @@ class MarketModel(mesa.Model):
                 "schedule_below_minimum",
                 f"units run {plan.schedule.below_min_mw:.1f} MW below their minimum outputs",
             )
-        measured = {n: self.state.delivered.get(n) or forecasts[n] for n in self.dsos}
-        return PeriodInputs(period, bids, forecasts, measured, plan)
+        return PeriodInputs(period, bids, forecasts, plan)
 
     def _deliver(
         self, inputs: PeriodInputs, outcome: PeriodOutcome
@@ -282,6 +283,8 @@ class MarketModel(mesa.Model):
         if clearing is not None and clearing.ok:
             rec.add("prices", price_rows(period, "balancing", buses, clearing.price_eur_per_mwh))
         record_delivery(rec, period, {n: d.network for n, d in self.dsos.items()}, delivered)
+        record_balancing(rec, period, self.transmission, inputs.plan, clearing)
+        record_baseline(rec, period, {n: d.network for n, d in self.dsos.items()}, inputs.forecasts)
         kpis = self._kpis(inputs, outcome, delivered, base, dispatch, settlement)
         rec.add("kpis", kpi_rows(period, kpis))
 

@@ -193,6 +193,108 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "seconds": ("float64", "wall time, s (the only table that differs between reruns)"),
     },
+    # What the period's balancing LP was built from (the clearing the dispatch came from):
+    # with these tables alone the LP can be solved again (tests/test_rebuild_clearing.py).
+    "balancing_lp": {
+        "period": ("int64", "market period"),
+        "ok": ("bool", "the balancing LP solved to optimality"),
+        "cost_eur_per_h": (
+            "float64",
+            "objective: sum(offer price x accepted MW) + VOLL x unserved MW, EUR/h "
+            "(tie-break left out); NaN if not ok",
+        ),
+        "unserved_up_mw": ("float64", "need for more injection no offer covered, MW"),
+        "unserved_down_mw": ("float64", "need for less injection no offer covered, MW"),
+        "voll_eur_per_mwh": ("float64", "value of lost load on unserved MW, EUR/MWh"),
+        "tie_break_eur_per_mwh": (
+            "float64",
+            "cost added to every accepted MW (against wash trades of up/down pairs), EUR/MWh",
+        ),
+        "n_offers": ("int64", "offers in the book (rows of balancing_offers)"),
+        "n_rows": ("int64", "rows A q <= b on the offers (rows of balancing_rows)"),
+    },
+    "balancing_offers": {
+        "period": ("int64", "market period"),
+        "offer_id": ("int64", "offer id: < 0 a TER step, else a DER bid_id or aggregated offer"),
+        "resource": ("string", "ter (a generator) or der (a bid, or a DSO's aggregated offer)"),
+        "element": ("string", "pandapower element of a TER (e.g. gen 3), empty for DER"),
+        "bus": ("int64", "transmission bus the offer is located at"),
+        "direction": ("string", "up = more injection, down = less injection"),
+        "mw": ("float64", "offered quantity: upper bound of its accepted MW, MW"),
+        "price_eur_per_mwh": ("float64", "asked price (objective coefficient), EUR/MWh"),
+    },
+    "balancing_buses": {
+        "period": ("int64", "market period"),
+        "bus": ("int64", "transmission bus"),
+        "load_mw": (
+            "float64",
+            "load the schedule was solved for, MW consumed (DSO areas' forecast net "
+            "injection taken off at their interface bus)",
+        ),
+        "need_mw": ("float64", "balancing need: right-hand side of the nodal balance, MW"),
+    },
+    "balancing_branches": {
+        "period": ("int64", "market period"),
+        "branch": ("string", "pandapower element (line 3, trafo 1, ...)"),
+        "from_bus": ("int64", "transmission bus the flow leaves"),
+        "to_bus": ("int64", "transmission bus the flow enters"),
+        "b_pu": ("float64", "DC flow per angle difference: flow = b_pu x (theta_f - theta_t) MW"),
+        "base_flow_mw": ("float64", "the schedule's flow from from_bus to to_bus, MW"),
+        "limit_mw": (
+            "float64",
+            "|base + deviation flow| <= limit: max(rating, |base flow|), MW; inf: unrated",
+        ),
+    },
+    "balancing_rows": {
+        "period": ("int64", "market period"),
+        "row": ("int64", "row number of A q <= b in the period, 0-based"),
+        "kind": (
+            "string",
+            "reserve_up, reserve_down, or a linearised distribution limit (tso_managed): "
+            "vmax, vmin, line, trafo",
+        ),
+        "dso": ("string", "DSO whose network the row limits, empty for reserve"),
+        "element": ("string", "pandapower table it limits (bus, line, trafo), empty for reserve"),
+        "element_index": ("int64", "index in that pandapower table, -1 for reserve"),
+        "rhs": ("float64", "b of the row, MW (the offers' coefficients are per MW)"),
+    },
+    "balancing_coefficients": {
+        "period": ("int64", "market period"),
+        "row": ("int64", "row of balancing_rows"),
+        "offer_id": ("int64", "offer of balancing_offers"),
+        "coefficient": ("float64", "A of the row and offer: per accepted MW, dimensionless"),
+    },
+    "schedule_dispatch": {
+        "period": ("int64", "market period"),
+        "element": ("string", "pandapower element of the generator (gen 3, ext_grid 0, ...)"),
+        "bus": ("int64", "transmission bus"),
+        "p_mw": ("float64", "scheduled injection, MW (NaN if the schedule failed)"),
+    },
+    "baseline": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO name"),
+        "element": ("string", "load, sgen, storage or trafo"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "p_mw": ("float64", "forecast (baseline) active power, MW, pandapower's sign"),
+        "q_mvar": ("float64", "forecast reactive power, Mvar"),
+        "tap_pos": ("float64", "transformer tap position (trafo rows), else NaN"),
+    },
+    "operational_data": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO that reported (step 1b of tso_managed)"),
+        "element": ("string", "load, sgen, storage, trafo, bus, line or ext_grid"),
+        "element_index": ("int64", "index in that pandapower table"),
+        "p_mw": (
+            "float64",
+            "load/sgen/storage/ext_grid: set-point or injection, pandapower's sign; "
+            "line/trafo: flow into the from/hv end; MW",
+        ),
+        "q_mvar": ("float64", "the same for reactive power, Mvar"),
+        "tap_pos": ("float32", "transformer tap position (trafo rows), else NaN"),
+        "vm_pu": ("float32", "bus voltage magnitude (bus rows), pu"),
+        "va_degree": ("float32", "bus voltage angle (bus rows), degree"),
+        "loading_percent": ("float32", "line or transformer loading, %"),
+    },
 }
 
 #: KPI name -> (unit, meaning): the rows of the ``kpis`` table, one per period and name, in this

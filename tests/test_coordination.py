@@ -171,12 +171,12 @@ def test_tso_managed_is_one_integrated_problem_whose_dispatch_is_safe(make_model
         sim.period = NOON
         reported = {}
         for _ in range(3):
-            # what the DSOs report at gate opening: the last delivered state, or the forecast
+            # what the DSOs report at gate opening: the period's forecast operating point
             period = sim.period
-            measured = sim.state.delivered or sim.forecasts(period)
+            forecast = sim.forecasts(period)
             sim.step()
             reported[period] = {
-                n: injections_table(d.network, measured[n]) for n, d in sim.dsos.items()
+                n: injections_table(d.network, forecast[n]) for n, d in sim.dsos.items()
             }
         t = sim.tables()
         sizes[model] = t["clearing_runs"].set_index("period")

@@ -94,7 +94,7 @@ class StubTSO:
         offers = bids[bids.dso.isin(list(dsos))]
         mw = np.concatenate([accepted[n] for n in dsos]) if dsos else np.zeros(0)
         table = pd.DataFrame({"offer_id": offers.bid_id.to_numpy(np.int64), "mw": mw})
-        return Clearing(table), IntegratedResult(accepted, (), 1, 4)
+        return Clearing(table), IntegratedResult(accepted, accepted, (), 1, 4)
 
 
 @dataclass
@@ -117,8 +117,8 @@ class StubDSO:
     def operating_point(self, forecast: Injections, result: ValidationResult) -> Injections:
         return forecast
 
-    def operational_data(self, measured: Injections) -> pd.DataFrame:
-        return pd.DataFrame({"element": ["load"], "p_mw": [float(measured.p_mw["load"].sum())]})
+    def operational_data(self, forecast: Injections) -> pd.DataFrame:
+        return pd.DataFrame({"element": ["load"], "p_mw": [float(forecast.p_mw["load"].sum())]})
 
     def aggregated_offer(self, validated: pd.DataFrame, first_id: int) -> pd.DataFrame:
         return aggregate_offer(validated, self.interface_bus, first_id)
@@ -150,8 +150,8 @@ def _run(model: str):
     clock = PeriodClock(PERIOD, PERIOD * 900.0, 900.0, GatesConfig())
     context = PeriodContext(clock, post, lambda role, stage, f, *a: f(*a), events.append)
     forecasts = {n: _point() for n in dsos}
-    plan = TsoPlan(schedule=None, need_mw=np.array([5.0]))
-    inputs = PeriodInputs(PERIOD, _bids(), forecasts, forecasts, plan)
+    plan = TsoPlan(schedule=None, need_mw=np.array([5.0]), load_mw=np.array([0.0]))
+    inputs = PeriodInputs(PERIOD, _bids(), forecasts, plan)
     process = env.process(coordination.run(context, inputs))
     env.run()
     log = pd.DataFrame(post.log, columns=list(MESSAGE_COLUMNS))

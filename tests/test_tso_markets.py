@@ -50,7 +50,7 @@ def test_the_clearing_carries_the_book_and_the_reserve_shortfall(case39):
     ramp = 0.004 * case39.generators.p_max_mw.to_numpy()
     markets = TsoMarkets(case39, ramp, {UP: 1e6, DOWN: 0.0}, voll_eur_per_mwh=3000.0)
     schedule = markets.schedule(case39.base_load_mw)
-    plan = TsoPlan(schedule, np.zeros(case39.n_buses))
+    plan = TsoPlan(schedule, np.zeros(case39.n_buses), case39.base_load_mw)
     bids = pd.DataFrame(
         {"bid_id": [3], "dso": ["d"], "direction": [UP], "mw": [2.0], "price_eur_per_mwh": [1.0]}
     )

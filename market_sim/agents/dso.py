@@ -8,8 +8,9 @@ import pandas as pd
 
 from market_sim.config import DsoConfig
 from market_sim.grid.flexibility_area import flexibility_area
-from market_sim.grid.injections import injections_table
 from market_sim.grid.network import DistributionNetwork
+from market_sim.grid.powerflow import run_power_flow_detailed
+from market_sim.grid.state import network_state_table
 from market_sim.grid.validation import validate
 from market_sim.markets.aggregation import aggregate_offer, disaggregate
 from market_sim.markets.local_market import LocalMarketResult, clear_local_market
@@ -35,13 +36,17 @@ class DSO(mesa.Agent):
         """The period's baseline operating point from the profiles (the DSO's forecast)."""
         return self.network.baseline(profile_step)
 
-    def operational_data(self, measured: Injections) -> pd.DataFrame:
-        """Real-time state of the network: the set-point of every element it measured.
+    def operational_data(self, forecast: Injections) -> pd.DataFrame:
+        """Operational data of the network at the period's forecast operating point: every
+        element's set-point, bus voltages, branch flows and loadings
+        (:func:`~market_sim.grid.state.network_state_table`), from a power flow of that point.
 
-        What the DSO can measure when it must report is the last delivered state (before the
-        period is delivered); in the first period, when nothing was delivered yet, its forecast.
+        Why the forecast and not the last delivered state: the TSO linearises the network at
+        this point (tso_managed), and the DSOs of the other models validate at their forecast;
+        a state one period old would make "validated" mean another thing in each model.
         """
-        return injections_table(self.network, measured)
+        flow = run_power_flow_detailed(self.network, forecast, self.limits, write=False)
+        return network_state_table(self.network, forecast, flow)
 
     def validate(self, bids: pd.DataFrame, forecast: Injections) -> ValidationResult:
         """Validate bids against the period's forecast within this DSO's limits."""

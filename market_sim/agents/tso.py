@@ -65,7 +65,7 @@ class TSO(mesa.Agent):
         rho, sd = self.error_config.autocorrelation, self.error_config.sd_fraction
         error = rho * error + np.sqrt(1 - rho**2) * sd * rng.normal()
         positive = np.clip(load, 0.0, None)
-        return TsoPlan(schedule, error * positive), error  # error * total load * bus share
+        return TsoPlan(schedule, error * positive, load), error  # error * total load * bus share
 
     def forget_warm_starts(self) -> None:
         """Solve the next period from scratch, as a freshly built TSO would (a checkpoint)."""
@@ -76,14 +76,19 @@ class TSO(mesa.Agent):
         return self.markets.ter_offers(plan.schedule)
 
     def clear(
-        self, plan: TsoPlan, der_offers: pd.DataFrame, der_rows: Rows | None = None
+        self,
+        plan: TsoPlan,
+        der_offers: pd.DataFrame,
+        der_rows: Rows | None = None,
+        der_labels: pd.DataFrame | None = None,
     ) -> BalancingResult:
         """Clear TER and DER offers against the period's need, with transmission line limits.
 
         ``der_rows = (A, b)``: extra constraints ``A q <= b`` on the DER offers (columns in
-        the order of ``der_offers``), the TSO-managed model's distribution constraints.
+        the order of ``der_offers``), the TSO-managed model's distribution constraints;
+        ``der_labels``: what each row limits.
         """
-        return self.markets.clear(plan, der_offers, der_rows)
+        return self.markets.clear(plan, der_offers, der_rows, der_labels)
 
     def clear_bids(self, plan: TsoPlan, bids: pd.DataFrame) -> BalancingResult:
         """Clear individual (validated) bids, each offered at its DSO's interface bus."""
@@ -117,5 +122,8 @@ class TSO(mesa.Agent):
             for name, dso in dsos.items()
         ]
         return integrated_clearing(
-            models, lambda b, rows: self.clear(plan, bid_offers(b, self.interface_buses), rows)
+            models,
+            lambda b, rows, labels: self.clear(
+                plan, bid_offers(b, self.interface_buses), rows, labels
+            ),
         )

@@ -55,15 +55,14 @@ class Parties:
 class PeriodInputs:
     """What gate opening produced: the coordination steps' inputs.
 
-    ``forecasts``: each DSO's baseline operating point of the period; ``measured``: what each
-    DSO can measure when it must report (the last delivered state; the forecast in the first
-    period); ``plan``: the TSO's energy schedule and balancing need.
+    ``forecasts``: each DSO's baseline operating point of the period (where it validates, and
+    what it reports to the TSO in tso_managed); ``plan``: the TSO's energy schedule and
+    balancing need.
     """
 
     period: int
     bids: pd.DataFrame
     forecasts: Mapping[str, Injections]
-    measured: Mapping[str, Injections]
     plan: TsoPlan
 
 
@@ -75,6 +74,8 @@ class PeriodRecords:
     clearing_runs: list[dict[str, Any]] = field(default_factory=list)
     priority: list[pd.DataFrame] = field(default_factory=list)
     flexibility_areas: list[pd.DataFrame] = field(default_factory=list)
+    #: the network state each DSO reported (step 1b of tso_managed), as the TSO received it
+    operational_data: list[pd.DataFrame] = field(default_factory=list)
     #: what the priority rule cost the side that did not go first
     tso_extra_cost_eur_per_h: float = 0.0
     dso_shortfall_mw: float = 0.0

@@ -2,7 +2,11 @@
 
 1a. DER -> TSO: bids.  1b. DSO -> TSO: real-time operational data of its network.
 2a. The TSO validates and clears in one integrated problem: its DC-OPF carries every DSO
-    network's constraints, linearised at the reported state, and its dispatch is AC-checked.
+    network's constraints, linearised at the reported operating point of the period (the
+    DSO's forecast, where the DSOs of the other models validate) as worst cases over the box
+    of the dispatch (any part of it may fail to deliver), and its dispatch and the box's
+    critical vertices are AC-checked. What it reports as validated per bid is what the same
+    max-volume LP as the DSOs' allows on those rows, not what it dispatched.
 2b. TSO -> DER: dispatch. The DSO validates nothing.
 """
 
@@ -42,9 +46,10 @@ class TsoManaged(CoordinationModel):
     def _validation(
         name: str, bids: pd.DataFrame, integrated: IntegratedResult
     ) -> ValidationResult:
-        """What the integrated problem let through of one DSO's bids, as a validation."""
+        """What the integrated problem's rows validate of one DSO's bids (the DSOs' max-volume
+        LP on them, the dispatch included), as a validation."""
         mine = bids[bids.dso == name]
-        mw = integrated.accepted_mw.get(name)
+        mw = integrated.validated_mw.get(name)
         positive = mine[mine.mw > 1e-9]
         validated = pd.Series(0.0, index=mine.bid_id.to_numpy())
         if mw is not None:
@@ -85,12 +90,14 @@ class TsoManaged(CoordinationModel):
         books = {(a.name, "tso"): a.bid_book(bids) for a in parties.aggregators.values()}
         ctx.send(self.step("1a"), books, clock.bids_gate)
         reports = {
-            (n, "tso"): d.operational_data(inputs.measured[n]) for n, d in parties.dsos.items()
+            (n, "tso"): d.operational_data(inputs.forecasts[n]) for n, d in parties.dsos.items()
         }
         ctx.send(self.step("1b"), reports, clock.bids_gate)
         yield ctx.wait_until(clock.bids_gate)
         received = concat(ctx.inbox("tso", Kind.BIDS).values(), bids)
         state = ctx.inbox("tso", Kind.OPERATIONAL_DATA)
+        for name, table in state.items():
+            ctx.records.operational_data.append(table.assign(period=clock.period, dso=name))
 
         reported = {n: d for n, d in parties.dsos.items() if n in state}
         clearing, integrated = ctx.timed(

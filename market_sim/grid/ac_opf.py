@@ -38,6 +38,7 @@ from market_sim.grid.constraints import (
     violations,
 )
 from market_sim.grid.injections import write_injections
+from market_sim.grid.linearised import Vertex, box_check, box_vertices, worst_vertex
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.types import Injections, Limits
@@ -129,7 +130,10 @@ def validate_direction(
     full = check(dn, layout, baseline, offered, limits, warm=base)
     ac_it = 1
     if full.result.converged and not violations(dn, full, caps):
-        return DirectionOutcome(offered.copy(), ["ok"] * n, True, ac_it)
+        worst, flows = _box(dn, layout, baseline, base, full, offered, caps, limits)
+        ac_it += flows
+        if worst.ok:  # every part of the whole offer is safe
+            return DirectionOutcome(offered.copy(), ["ok"] * n, True, ac_it)
     share = 0.0
     if fairness == "equitable":
         share, runs = _common_share(dn, layout, baseline, base, caps, limits)
@@ -159,6 +163,12 @@ def validate_direction(
         if not d.result.converged:
             break
         viol = violations(dn, d, caps)
+        if not viol:  # the full set passes: so must every part of it
+            worst, flows = _box(dn, layout, baseline, base, d, x, caps, limits)
+            ac_it += flows
+            if worst.violations is None:
+                break  # a part of the set does not converge: no limit to tighten for it
+            viol = worst.violations
         if not viol:
             binding = _binding(dn, net, caps)
             reasons = [
@@ -173,6 +183,22 @@ def validate_direction(
         x[x < MIN_MW] = 0.0
         return DirectionOutcome(x, ["cut: common share"] * n, True, ac_it, [], "OPF fallback")
     return DirectionOutcome.rejected(n, "AC OPF did not converge to an AC-feasible point", ac_it)
+
+
+def _box(
+    dn: DistributionNetwork,
+    layout: BidLayout,
+    baseline: Injections,
+    base: PowerFlowDetail,
+    d: PowerFlowDetail,
+    x: np.ndarray,
+    caps: Caps,
+    limits: Limits,
+) -> tuple[Vertex, int]:
+    """The worst critical vertex of the box [0, x] (``d`` its full set) and the flows run."""
+    vertices = box_vertices(dn, base, d, layout, x, caps)[1:]
+    checked = box_check(dn, layout, baseline, limits, caps, vertices, d)
+    return worst_vertex([Vertex(x, d, []), *checked]), len(checked)
 
 
 def _binding(dn: DistributionNetwork, net, caps: Caps) -> list[str]:

@@ -33,7 +33,9 @@ class Flows:
 
     Arrays are aligned with ``net.bus`` / ``net.line`` / ``net.trafo`` positional order and are
     NaN for elements that were not computed (out of service, isolated). ``ext_p_mw`` and
-    ``ext_q_mvar`` are the ext_grid's injection (pandapower's sign).
+    ``ext_q_mvar`` are the ext_grid's injection (pandapower's sign). The rest is the network
+    state a DSO reports as operational data: bus voltage angles (degree) and the flows into
+    each line's from end and each transformer's hv end (MW, Mvar); None where not computed.
     """
 
     vm_pu: np.ndarray
@@ -41,6 +43,11 @@ class Flows:
     trafo_loading_percent: np.ndarray
     ext_p_mw: float
     ext_q_mvar: float
+    va_degree: np.ndarray | None = None
+    line_p_mw: np.ndarray | None = None
+    line_q_mvar: np.ndarray | None = None
+    trafo_p_mw: np.ndarray | None = None
+    trafo_q_mvar: np.ndarray | None = None
 
 
 def monitored_buses(net: Any) -> np.ndarray:

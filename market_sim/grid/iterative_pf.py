@@ -1,11 +1,14 @@
 """Rule-based iterative power-flow validation of the bids of one direction.
 
 1. activate all bids at their currently validated quantity and run an AC power flow;
-2. if every monitored quantity is within its limit, stop: that quantity is validated;
-3. otherwise, for every violated constraint compute the sensitivity of the constrained
-   quantity to each bid (adjoint of the Newton-Raphson Jacobian, one solve per constraint),
-   and cut the harmful bids: the needed reduction (overshoot plus a margin that grows with the
-   iteration count) is distributed in proportion to sensitivity x quantity (``max_volume``: the
+2. if every monitored quantity is within its limit, check the critical vertices of the box
+   [0, x] the same way (:func:`~.linearised.box_vertices`: any part of a validated set may be
+   activated); if they pass too, stop: that quantity is validated;
+3. otherwise, for every violated constraint (of the full set, or of the worst vertex) compute
+   the sensitivity of the constrained quantity to each bid (adjoint of the Newton-Raphson
+   Jacobian, one solve per constraint), and cut the harmful bids activated there: the needed
+   reduction (overshoot plus a margin that grows with the iteration count) is distributed in
+   proportion to sensitivity x quantity (``max_volume``: the
    most effective bids are cut most) or as one common share of every harmful bid
    (``equitable``); bids that do not harm the constraint are not cut. Every harmful bid that
    matters is cut by at least ``MIN_CUT_FRACTION`` so that the loop terminates; then go to 1.
@@ -29,7 +32,7 @@ from market_sim.grid.constraints import (
     check,
     violations,
 )
-from market_sim.grid.linearised import SENSITIVITY_KIND
+from market_sim.grid.linearised import SENSITIVITY_KIND, box_check, box_vertices, worst_vertex
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.grid.sensitivities import injection_sensitivities
@@ -164,10 +167,11 @@ def validate_direction(
     x_conv = np.zeros_like(x)  # last activation whose power flow converged
     reasons = ["ok"] * len(x)
     binding: list[str] = []
-    rounds = 0  # sensitivity-based cut rounds so far (the margin grows with them)
+    rounds = flows = 0  # cut rounds so far (the margin grows with them), power flows run
     last = base  # warm start of the next Newton-Raphson
-    for it in range(1, max_iter + 1):
+    for _ in range(max_iter):
         d = check(dn, layout, baseline, x, limits, warm=last)
+        flows += 1
         if not d.result.converged:
             # Bisection towards the last activation that converged (the baseline at worst).
             x = x_conv + 0.5 * (x - x_conv)
@@ -176,16 +180,34 @@ def validate_direction(
             continue
         x_conv = x.copy()
         last = d
-        viol = violations(dn, d, caps)
+        at, point, viol = x, d, violations(dn, d, caps)
         if not viol:
-            return DirectionOutcome(x, reasons, True, it, binding)
-        cut, cut_by = _cut_round(viol, _bid_sensitivities(d, viol, layout), x, rounds, equal_share)
+            # The full set passes: so must every part of it (the box [0, x], step 2).
+            checked = box_check(
+                dn,
+                layout,
+                baseline,
+                limits,
+                caps,
+                box_vertices(dn, base, d, layout, x, caps)[1:],
+                d,
+            )
+            flows += len(checked)
+            worst = worst_vertex(checked) if checked else None
+            if worst is None or worst.ok:
+                return DirectionOutcome(x, reasons, True, flows, binding)
+            if worst.violations is None:
+                x = x - 0.5 * worst.x  # halve the vertex whose power flow failed
+                continue
+            at, point, viol = worst.x, worst.detail, worst.violations
+        sens = _bid_sensitivities(point, viol, layout)
+        cut, cut_by = _cut_round(viol, sens, at, rounds, equal_share)
         rounds += 1
         _note_cuts(viol, cut, cut_by, reasons, binding)
         x = np.maximum(x - cut, 0.0)
         x[x < MIN_MW] = 0.0
     return DirectionOutcome.rejected(
-        len(x), f"no feasible activation in {max_iter} power flows", max_iter, binding
+        len(x), f"no feasible activation in {flows} power flows", flows, binding
     )
 
 

@@ -343,14 +343,29 @@ def _solve(model: Model, v_start: np.ndarray) -> np.ndarray | None:
 def _flows(model: Model, v: np.ndarray) -> Flows:
     """Bus voltages and branch loadings (pandapower's definitions) of a converged solution."""
     grid = model.grid
-    vm = np.where(
-        model.bus_idx >= 0, np.abs(v[model.to_grid[np.maximum(model.bus_idx, 0)]]), np.nan
-    )
-    line_ld = np.maximum(grid.get_line_res1()[3], grid.get_line_res2()[3]) / model.line_rating
-    line_ld = np.where(grid.get_lines_status(), line_ld * 100.0, np.nan)
+    at_bus = v[model.to_grid[np.maximum(model.bus_idx, 0)]]
+    vm = np.where(model.bus_idx >= 0, np.abs(at_bus), np.nan)
+    va = np.where(model.bus_idx >= 0, np.degrees(np.angle(at_bus)), np.nan)
+    line_1 = grid.get_line_res1()
+    line_ld = np.maximum(line_1[3], grid.get_line_res2()[3]) / model.line_rating
+    line_on = grid.get_lines_status()
+    line_ld = np.where(line_on, line_ld * 100.0, np.nan)
     # pandapower's "current" trafo loading: i_ka * vn_kv * sqrt3 / sn_mva / parallel / df.
-    i_hv, i_lv = grid.get_trafo_res1()[3], grid.get_trafo_res2()[3]
+    hv = grid.get_trafo_res1()
+    i_hv, i_lv = hv[3], grid.get_trafo_res2()[3]
     trafo_ld = np.maximum(i_hv * model.trafo_vn[:, 0], i_lv * model.trafo_vn[:, 1])
-    trafo_ld = np.where(grid.get_trafo_status(), trafo_ld / model.trafo_rating * 100.0, np.nan)
+    trafo_on = grid.get_trafo_status()
+    trafo_ld = np.where(trafo_on, trafo_ld / model.trafo_rating * 100.0, np.nan)
     p_ext, q_ext, _ = grid.get_gen_res()
-    return Flows(vm, line_ld, trafo_ld, p_ext.sum(), q_ext.sum())
+    return Flows(
+        vm,
+        line_ld,
+        trafo_ld,
+        p_ext.sum(),
+        q_ext.sum(),
+        va_degree=va,
+        line_p_mw=np.where(line_on, line_1[0], np.nan),
+        line_q_mvar=np.where(line_on, line_1[1], np.nan),
+        trafo_p_mw=np.where(trafo_on, hv[0], np.nan),
+        trafo_q_mvar=np.where(trafo_on, hv[1], np.nan),
+    )

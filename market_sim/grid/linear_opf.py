@@ -70,12 +70,17 @@ from market_sim.grid.linearised import (
     VALIDATION,
     Checked,
     Key,
+    Vertex,
     ac_check,
     bounds,
+    box_check,
+    box_vertices,
     constraint_generation,
     rows,
     screen,
     violated_keys,
+    worst_case,
+    worst_vertex,
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail
@@ -96,7 +101,7 @@ class _Cut:
     key: Key
 
 
-def _highs() -> highspy.Highs:
+def quiet_highs() -> highspy.Highs:
     """A quiet HiGHS instance without presolve.
 
     The LPs are small in rows (hundreds) but dense in thousands of bid columns; presolve
@@ -237,16 +242,17 @@ class _Validation:
         dn: DistributionNetwork,
         layout: BidLayout,
         baseline: Injections,
-        base: PowerFlowDetail,
-        full: PowerFlowDetail,
+        points: list[PowerFlowDetail],
         caps: Caps,
         limits: Limits,
         fairness: str,
     ) -> None:
+        """``points``: the baseline, the full activation, and any vertex already seen failing."""
         self.dn, self.layout, self.baseline = dn, layout, baseline
         self.caps, self.limits, self.fairness = caps, limits, fairness
-        self.h = _highs()
-        self.keys = screen(dn, caps, [base, full], VALIDATION)
+        self.h = quiet_highs()
+        self.base, full = points[0], points[1]
+        self.keys = screen(dn, caps, points, VALIDATION)
         self.reuse: dict = {}  # this direction's last Jacobian factorisation, never shared
         self.loading_cuts: list[_Cut] = []  # kept from every linearisation point
         if full.result.converged:
@@ -257,8 +263,8 @@ class _Validation:
             self.loading_cuts += self._linearise(full, loading, layout.offered, 1.0)
         self.grads: dict[Key, np.ndarray] = {}  # latest voltage gradient (per bid) of each key
         self.refresh: set[Key] = set(self.keys)  # keys to linearise afresh at the next point
-        self.point, self.x_point = base, np.zeros(len(layout.offered))
-        self.lp_solves = 0
+        self.point, self.x_point = self.base, np.zeros(len(layout.offered))
+        self.lp_solves = self.vertex_flows = 0
         # The last LP's binding constraints (names, their keys) and each bid's culprit.
         self.binding: list[str] = []
         self.binding_keys: list[Key] = []
@@ -293,6 +299,8 @@ class _Validation:
         # x = 0 (the baseline) is AC-feasible by construction of the caps; a cut that excludes
         # it is a linearisation artefact, so relax it to pass through the baseline.
         rhs = np.maximum(np.array([c.rhs for c in cut_rows]), 0.0)
+        # Every row over the box [0, x]: any part of the validated set stays within it.
+        a = worst_case(a)
         x, solves = solve_lp(self.h, a, rhs, self.layout.offered, self.fairness)
         self.lp_solves += solves
         if x is None:
@@ -312,7 +320,11 @@ class _Validation:
         return x
 
     def check(self, x: np.ndarray, spare_flows: int) -> Checked:
-        """AC check; a power flow that fails steps back towards the last converged point."""
+        """AC check of the full set and of the critical vertices of its near-binding rows.
+
+        A full set whose power flow fails steps back towards the last converged point. The
+        record is the point to learn at: the full set, or the vertex that failed worst.
+        """
         d, viol = self._ac(x)
         flows = 1
         while viol is None and flows <= spare_flows:
@@ -321,8 +333,18 @@ class _Validation:
             flows += 1
         if viol is None:
             return Checked(x, False, False, flows=flows)
-        record = (d, viol, self.binding, self.culprits)
-        return Checked(x, True, not viol, float(x.sum()), flows, record)
+        point = Vertex(x, d, viol)
+        if not viol:
+            vertices = box_vertices(self.dn, self.base, d, self.layout, x, self.caps)[1:]
+            checked = box_check(
+                self.dn, self.layout, self.baseline, self.limits, self.caps, vertices, d
+            )
+            self.vertex_flows += len(checked)  # not against the rounds: they check one point
+            point = worst_vertex([point, *checked])
+        if point.violations is None:
+            return Checked(x, False, False, flows=flows)
+        record = (point, self.binding, self.culprits)
+        return Checked(x, True, point.ok, float(x.sum()), flows, record)
 
     def _ac(self, x: np.ndarray) -> tuple[PowerFlowDetail, list[Violation] | None]:
         inj = self.layout.injections(self.baseline, x)
@@ -331,13 +353,13 @@ class _Validation:
     def learn(self, at: Checked) -> bool:
         """Re-linearise at the new point what the LP got wrong (violated) or what decides its
         optimum (binding); every other row keeps its gradient, a solve per key saved."""
-        d, viol, _, _ = at.record
+        point, _, _ = at.record
         self.refresh = set(self.binding_keys)
-        if viol:
-            again, new = violated_keys(self.dn, viol, set(self.keys), VALIDATION)
+        if point.violations:
+            again, new = violated_keys(self.dn, point.violations, set(self.keys), VALIDATION)
             self.keys += new
             self.refresh |= set(again) | set(new)
-        self.point, self.x_point = d, at.x
+        self.point, self.x_point = point.detail, point.x
         return True
 
 
@@ -359,13 +381,21 @@ def validate_direction(
         return DirectionOutcome.rejected(n, "linear_opf needs the fast power-flow model", 0)
     full, viol = ac_check(dn, layout.injections(baseline, offered), limits, caps, warm=base)
     if viol is not None and not viol:
-        return DirectionOutcome(offered.copy(), ["ok"] * n, True, 1)
-    problem = _Validation(dn, layout, baseline, base, full, caps, limits, fairness)
+        vertices = box_vertices(dn, base, full, layout, offered, caps)[1:]
+        checked = box_check(dn, layout, baseline, limits, caps, vertices, full)
+        if all(v.ok for v in checked):
+            return DirectionOutcome(offered.copy(), ["ok"] * n, True, 1 + len(checked))
+    else:
+        checked = []
+    seen = [v.detail for v in checked if v.violations]  # vertices that failed: screen them too
+    problem = _Validation(dn, layout, baseline, [base, full, *seen], caps, limits, fairness)
     settings = replace(VALIDATION, max_rounds=max_rounds)
-    search = constraint_generation(problem, settings, gain_unit=float(offered.sum()))
-    ac_it = 1 + search.checks
+    # Nothing validated (x = 0, every bid harms a row at its limit) is a verified result too.
+    floor = -MIN_MW
+    search = constraint_generation(problem, settings, floor, gain_unit=float(offered.sum()))
+    ac_it = 1 + len(checked) + search.checks + problem.vertex_flows
     if search.best is not None:
-        x, (_, _, binding, culprit) = search.best.x, search.best.record
+        x, (_, binding, culprit) = search.best.x, search.best.record
         reasons = [
             "ok" if xi >= oi - MIN_MW else f"cut: {c}"
             for xi, oi, c in zip(x, offered, culprit, strict=True)

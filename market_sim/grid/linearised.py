@@ -30,7 +30,7 @@ screening and linearisation errors cost rounds, never safety.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -306,6 +306,157 @@ def rows(
         raise RuntimeError("no sensitivities: network not supported by the fast power flow")
     a *= layout.inj_sign  # a is this call's own array
     return a, bounds(d, keys, a, x_at, caps, settings, scale)
+
+
+# --------------------------------------------------------------------------------------------
+# The box of activations: any part of a validated set
+#
+# A validated quantity q_j per bid promises that every activation x with 0 <= x_j <= q_j (any
+# subset, any partial quantity, any bid that fails to deliver) keeps the network within the
+# validator's limits. On a linearised row g0 + a x <= cap the worst case over that box is
+# g0 + max(a, 0) q: still linear in q, so the validators' LPs stay LPs (:func:`worst_case`).
+# It is reached at the row's *critical vertex* (each bid at q_j where its coefficient pushes
+# the row up, else 0); the AC check runs a power flow at the full set and at the critical
+# vertices of the rows that come within :data:`BOX_NEAR` of their limit (worst first, at most
+# :data:`MAX_VERTICES`), so that the linearisation's error is caught where the box is worst.
+# The guarantee is exact for the linear model; under AC it holds at the vertices checked, and
+# between them up to the curvature of the power flow (tests/test_box_validation.py measures
+# random and vertex subsets within VIOLATION_TOL = 1e-6 pu / 1e-6 % of the limits).
+
+#: A row's critical vertex is AC-checked when the row's worst case comes this close to its
+#: limit (pu for voltages, percent points for loadings): a quarter of the screening margin.
+BOX_NEAR = {"vmax": 2.5e-3, "vmin": 2.5e-3, "line": 2.5, "trafo": 2.5}
+#: Vertices AC-checked per point besides the full set (the most critical rows' first).
+MAX_VERTICES = 8
+#: Constraints linearised per kind to find a box's vertices: every one within the screening
+#: margin at either end of the box on a MV grid. Not the 40 of the LP's screen: on a MV grid
+#: all buses are one zone, and the 40 nearest the limit at the full set can all sit on one
+#: feeder while another feeder's worst vertex is the one over the limit.
+MAX_BOX_KEYS = 400
+
+
+def worst_case(a: np.ndarray) -> np.ndarray:
+    """Rows over the box of activations: ``max(a, 0) q`` bounds ``a x`` for every x in [0, q]."""
+    return np.maximum(a, 0.0)
+
+
+def critical_vertices(
+    a: np.ndarray,
+    q: np.ndarray,
+    excess: np.ndarray,
+    near: np.ndarray,
+    first: tuple[np.ndarray, ...] = (),
+) -> list[np.ndarray]:
+    """The full set ``q``, the vertices ``first``, and the distinct critical vertices of the
+    rows of ``a`` whose estimated worst-case ``excess`` over their limit is above ``-near``,
+    worst first.
+
+    At most :data:`MAX_VERTICES` of the rows' besides ``q``; a vertex equal to an earlier one
+    is not repeated (the full set is the critical vertex of every row without a negative
+    coefficient among the activated bids).
+    """
+    out, seen = [q], {q.tobytes()}
+    for v in first:
+        if v.tobytes() not in seen:
+            seen.add(v.tobytes())
+            out.append(v)
+    rows_from = len(out)
+    for r in np.argsort(-excess, kind="stable"):
+        if excess[r] <= -near[r] or len(out) - rows_from >= MAX_VERTICES:
+            break
+        v = np.where(a[r] > 0, q, 0.0)
+        if v.tobytes() not in seen:
+            seen.add(v.tobytes())
+            out.append(v)
+    return out
+
+
+def near_rows(keys: list[Key]) -> np.ndarray:
+    """:data:`BOX_NEAR` of each key, in its row's unit."""
+    return np.array([BOX_NEAR[k] for k, _ in keys], dtype=float)
+
+
+def box_vertices(
+    dn: DistributionNetwork,
+    base: PowerFlowDetail,
+    d: PowerFlowDetail,
+    layout: BidLayout,
+    q: np.ndarray,
+    caps: Caps,
+) -> list[np.ndarray]:
+    """Critical vertices of the box [0, q] for a point ``d`` (the full set q) without LP rows.
+
+    The constraints within the validation screen's margin of their limit at the baseline
+    ``base`` or at ``d`` are linearised at both ends of the box (a row far from its limit at
+    the full set may be near it at a vertex that drops the bids pulling it down; and a bid's
+    effect at small activations may differ in sign from its effect at the full set). At
+    ``base`` a vertex's value is estimated as ``g0 + max(a, 0) q``; at ``d`` as the row's
+    value there plus what the bids the vertex drops pulled it down by.
+    """
+    # Each direction's full set: bids of opposite directions offset each other in the full set.
+    fulls = tuple(v for s in (1.0, -1.0) if (v := np.where(layout.inj_sign == s, q, 0.0)).any())
+    if d.state is None or not d.result.converged:
+        return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
+    keys = screen(dn, caps, [base, d], replace(VALIDATION, max_screen=MAX_BOX_KEYS))
+    ends = [(p, x) for p, x in ((base, np.zeros_like(q)), (d, q)) if p.state is not None]
+    grads = [gradients(p, keys, layout.case_bus(p)) for p, _ in ends]
+    if not keys or any(g is None for g in grads):
+        return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
+    a = np.vstack([g * layout.inj_sign for g in grads])
+    excess = np.concatenate(
+        [
+            np.array([values(p, k)[i] - cap_of(caps, k)[i] for k, i in keys])
+            + worst_case(g * layout.inj_sign) @ q
+            - (g * layout.inj_sign) @ x
+            for (p, x), g in zip(ends, grads, strict=True)
+        ]
+    )
+    return critical_vertices(a, q, excess, np.tile(near_rows(keys), len(ends)), fulls)
+
+
+@dataclass(frozen=True)
+class Vertex:
+    """An AC check of one vertex ``x`` of a box: its power flow and what it violates (None:
+    not converged)."""
+
+    x: np.ndarray
+    detail: PowerFlowDetail
+    violations: list[Violation] | None
+
+    @property
+    def ok(self) -> bool:
+        return self.violations is not None and not self.violations
+
+    @property
+    def overshoot(self) -> float:
+        """The largest overshoot (inf when not converged, 0 when within every limit)."""
+        if self.violations is None:
+            return np.inf
+        return max((v.overshoot for v in self.violations), default=0.0)
+
+
+def box_check(
+    dn: DistributionNetwork,
+    layout: BidLayout,
+    baseline: Injections,
+    limits: Limits,
+    caps: Caps,
+    vertices: list[np.ndarray],
+    warm: PowerFlowDetail | None = None,
+) -> list[Vertex]:
+    """AC power flow of every vertex (the first, the full set, warm-starts the others)."""
+    out: list[Vertex] = []
+    for x in vertices:
+        d, viol = ac_check(dn, layout.injections(baseline, x), limits, caps, warm)
+        out.append(Vertex(x, d, viol))
+        if len(out) == 1 and d.result.converged:
+            warm = d
+    return out
+
+
+def worst_vertex(checked: list[Vertex]) -> Vertex:
+    """The vertex that fails worst (the first of equals); the first one when all pass."""
+    return max(checked, key=lambda v: v.overshoot)
 
 
 # --------------------------------------------------------------------------------------------

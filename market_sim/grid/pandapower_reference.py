@@ -39,6 +39,11 @@ def runpp_flows(net: Any, code: str = "") -> Flows | None:
         net.res_trafo["loading_percent"].to_numpy(dtype=float),
         float(net.res_ext_grid["p_mw"].sum()),
         float(net.res_ext_grid["q_mvar"].sum()),
+        va_degree=net.res_bus["va_degree"].to_numpy(dtype=float),
+        line_p_mw=net.res_line["p_from_mw"].to_numpy(dtype=float),
+        line_q_mvar=net.res_line["q_from_mvar"].to_numpy(dtype=float),
+        trafo_p_mw=net.res_trafo["p_hv_mw"].to_numpy(dtype=float),
+        trafo_q_mvar=net.res_trafo["q_hv_mvar"].to_numpy(dtype=float),
     )
 
 

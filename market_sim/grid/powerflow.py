@@ -37,6 +37,7 @@ class PowerFlowDetail:
     ``state`` is the solver state for sensitivities (None on the pandapower fallback path).
     ``runpp_reason`` says why pandapower's ``runpp`` solved it instead of lightsim2grid ("" if
     lightsim2grid did), so that a caller can record the slower, sensitivity-free fallback.
+    ``flows``: the whole per-element result (angles, branch flows; None if not converged).
     """
 
     result: PowerFlowResult
@@ -45,6 +46,7 @@ class PowerFlowDetail:
     trafo_loading_percent: np.ndarray
     state: State | None = None
     runpp_reason: str = ""
+    flows: Flows | None = None
 
 
 def run_power_flow_detailed(
@@ -114,6 +116,7 @@ def _detail(
         flows.trafo_loading_percent,
         state,
         runpp_reason,
+        flows,
     )
 
 

@@ -15,6 +15,18 @@ DSO's own HV/MV tap changers (:mod:`.oltc`). Every method sees the same effectiv
 :class:`DirectionStats`): volume offered and validated, binding constraints, AC power flows
 run, LP solves, compute time and Jain's index of the accepted shares.
 
+What a validated quantity promises: any activation inside the box [0, validated] of a
+direction's bids (any subset, any partial quantity, DER that do not deliver) keeps the network
+within the effective limits, not only the full validated set (the TSO may dispatch any part).
+The linear model enforces it exactly: every linearised row is taken at its worst case over the
+box (:func:`~.linearised.worst_case`); the AC power flow checks the full set and the critical
+vertices of the rows near their limit (:func:`~.linearised.box_vertices`), and a failing vertex
+is cut like a failing full set. Tolerance: at the vertices checked, the AC limits hold to
+``VIOLATION_TOL`` (1e-6 pu, 1e-6 % loading); between them the power flow's curvature may put
+the AC worst case at a vertex not checked (tests/test_box_validation.py measures random
+subsets, partial activations and single-bid parts on the quickstart's networks). Up and down
+are validated separately: a box mixing both directions is not checked here.
+
 Pre-existing violations (already present in the baseline, before any bid): the baseline level
 becomes the limit of that element, i.e. bids may not make it worse, and bids that would are
 cut. The DSO never validates something unsafe: if the baseline power flow fails, everything

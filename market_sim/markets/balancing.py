@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
+from scipy import sparse
 
 from market_sim.markets.dc_model import (
     HIGHS_OPTIONS,
@@ -64,6 +65,13 @@ class BalancingResult:
     flow already exceeded their rating, so their limit was relaxed to the base-flow magnitude.
     ``reserve_shortfall_mw``: the reserve the offers could not hold back (set by
     :class:`~market_sim.markets.tso_markets.TsoMarkets`, which adds the reserve rows).
+
+    What the LP was built from, so that it can be recorded and rebuilt: ``need_mw`` per bus,
+    ``base_flow_mw`` and ``flow_limit_mw`` (:meth:`BalancingMarket.flow_limits`) per branch,
+    ``offer_rows = (A, b)`` the period's rows ``A q <= b`` over ``offers`` (scipy.sparse
+    CSR, possibly with stored zeros), and ``row_labels`` (kind, dso, element, element_index of
+    each row, set by :class:`~market_sim.markets.tso_markets.TsoMarkets`, which stacks them),
+    ``voll_eur_per_mwh`` the price of unserved need.
     """
 
     ok: bool
@@ -79,6 +87,20 @@ class BalancingResult:
     offers: pd.DataFrame
     relaxed_branches: tuple[str, ...] = field(default=())
     reserve_shortfall_mw: float = 0.0
+    need_mw: np.ndarray | None = None
+    base_flow_mw: np.ndarray | None = None
+    flow_limit_mw: np.ndarray | None = None
+    offer_rows: tuple[sparse.csr_array, np.ndarray] | None = None
+    row_labels: pd.DataFrame | None = None
+    voll_eur_per_mwh: float = float("nan")
+
+
+def _as_sparse(matrix: Matrix, shape: tuple[int, int]) -> sparse.csr_array:
+    """Period rows as sparse CSR, not copied where they already are (the solver got them
+    without their stored zeros; a reader drops those too)."""
+    if not shape[0]:
+        return sparse.csr_array(shape)
+    return sparse.csr_array(matrix)
 
 
 def _empty_accepted() -> pd.DataFrame:
@@ -247,10 +269,17 @@ class BalancingMarket:
         if offers["offer_id"].duplicated().any():
             raise ValueError("offer_id must be unique")
 
+    def flow_limits(self, base_flow: np.ndarray) -> np.ndarray:
+        """Per branch, ``|base + deviation flow| <= limit``: ``max(rating, |base flow|)`` MW,
+        inf for unrated branches."""
+        limit = np.full(self.network.n_branches, np.inf)
+        limit[self._rated] = np.maximum(self._rating[self._rated], np.abs(base_flow[self._rated]))
+        return limit
+
     def _set_flow_limits(self, base_flow: np.ndarray) -> tuple[str, ...]:
         rating = self._rating[self._rated]
         base = base_flow[self._rated]
-        limit = np.maximum(rating, np.abs(base))
+        limit = self.flow_limits(base_flow)[self._rated]
         self._lp.set_row_bounds(self._flow_rows, -limit - base, limit - base)
         over = self._rated[np.abs(base) > rating]
         names = tuple(self.network.branches["element"].iloc[over].astype(str))
@@ -292,8 +321,19 @@ class BalancingMarket:
         note = f"; limits relaxed on {', '.join(relaxed)}" if relaxed else ""
         if msg is not None:
             logger.warning("balancing market failed: %s", msg)
-            return self._failed(offers, msg + note, time.perf_counter() - t0, relaxed)
-        return self._solved(offers, slot, "optimal" + note, relaxed, t0, len(upper))
+            result = self._failed(offers, msg + note, time.perf_counter() - t0, relaxed)
+        else:
+            result = self._solved(offers, slot, "optimal" + note, relaxed, t0, len(upper))
+        rows = (_as_sparse(matrix, (len(upper), len(offers))), np.asarray(upper, dtype=float))
+        limit = self.flow_limits(base_flow)
+        return replace(
+            result,
+            need_mw=need,
+            base_flow_mw=base_flow,
+            flow_limit_mw=limit,
+            offer_rows=rows,
+            voll_eur_per_mwh=self.voll_eur_per_mwh,
+        )
 
     def _write_period(
         self, offers: pd.DataFrame, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray

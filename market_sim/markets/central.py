@@ -17,14 +17,20 @@ import pandas as pd
 import scipy.sparse as sp
 
 from market_sim.grid.constraints import BidLayout, Caps, effective_limits
+from market_sim.grid.linear_opf import quiet_highs, solve_lp
 from market_sim.grid.linearised import (
     TSO_MANAGED,
     Checked,
     Key,
+    Vertex,
     ac_check,
+    box_check,
+    box_vertices,
     constraint_generation,
     rows,
     screen,
+    worst_case,
+    worst_vertex,
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
@@ -47,6 +53,9 @@ class DistributionModel:
     stuck: int = 0
     #: The factorisation at the reported state, kept for the next clearing's rows.
     reuse: dict = field(default_factory=dict, repr=False)
+    #: Rows linearised where an AC check failed (a part of a dispatch), kept like the DSOs'
+    #: loading cuts: a flow that the bids reverse is missed by a linearisation at the state.
+    cuts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
 
     @classmethod
     def at(
@@ -73,21 +82,75 @@ class DistributionModel:
         model.keys = screen(dn, caps, points, TSO_MANAGED)
         return model
 
+    def row_keys(self) -> list[Key]:
+        """The constraints :meth:`rows` linearises, one row each (none without a state)."""
+        return self.keys if self.point.state is not None else []
+
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """``A x <= b`` over this DSO's bids (MW), linearised at the reported state."""
-        if not self.keys or self.point.state is None:
+        """``A x <= b`` over this DSO's bids (MW), linearised at the reported state, each row
+        the worst case over the box [0, x] (:func:`~market_sim.grid.linearised.worst_case`):
+        any part of the dispatch, a DER that does not deliver included, stays within it.
+
+        The right-hand sides are at least 0: no dispatch (x = 0) is the reported forecast
+        point, within the limits by construction of the caps, so a row below 0 is the margin.
+        """
+        if not self.row_keys():
             return np.zeros((0, len(self.bids))), np.zeros(0)
         layout = BidLayout.of(self.network, self.bids)
         scale = TSO_MANAGED.margin_scale(self.stuck)
-        return rows(self.point, self.keys, layout, self.caps, TSO_MANAGED, scale, reuse=self.reuse)
+        a, b = rows(self.point, self.keys, layout, self.caps, TSO_MANAGED, scale, reuse=self.reuse)
+        a_all = np.vstack([worst_case(a), *(c for c, _ in self.cuts)])
+        return a_all, np.concatenate([np.maximum(b, 0.0), *(d for _, d in self.cuts)])
 
-    def violated(self, mw: np.ndarray) -> list[Key]:
-        """Constraints an AC power flow of the reported state with ``mw`` dispatched violates."""
-        inj = BidLayout.of(self.network, self.bids).injections(self.state, mw)
-        _, viol = ac_check(self.network, inj, self.limits, self.caps)
+    def learn_at(self, where: Vertex, keys: list[Key]) -> None:
+        """Rows of ``keys`` linearised at a part of a dispatch that failed its AC check."""
+        if not keys or where.detail.state is None:
+            return
+        layout = BidLayout.of(self.network, self.bids)
+        scale = TSO_MANAGED.margin_scale(self.stuck)
+        a, b = rows(where.detail, keys, layout, self.caps, TSO_MANAGED, scale, x_at=where.x)
+        self.cuts.append((worst_case(a), np.maximum(b, 0.0)))
+
+    def violated(self, mw: np.ndarray) -> tuple[list[Key], Vertex | None]:
+        """Constraints an AC power flow of the reported state with ``mw`` dispatched, or with
+        a critical vertex of the box [0, mw] (each direction's full set included), violates,
+        and the part that failed worst (None when none converged)."""
+        layout = BidLayout.of(self.network, self.bids)
+        d, viol = ac_check(self.network, layout.injections(self.state, mw), self.limits, self.caps)
         if viol is None:
-            return [("nonconvergence", -1)]
-        return [(v.kind, v.pos) for v in viol]
+            return [("nonconvergence", -1)], None
+        worst = Vertex(mw, d, viol)
+        if not viol:
+            vertices = box_vertices(self.network, self.point, d, layout, mw, self.caps)[1:]
+            checked = box_check(
+                self.network, layout, self.state, self.limits, self.caps, vertices, d
+            )
+            if any(v.violations is None for v in checked):
+                return [("nonconvergence", -1)], None
+            viol = [v for c in checked for v in c.violations]
+            worst = worst_vertex(checked) if viol else worst
+        return list(dict.fromkeys((v.kind, v.pos) for v in viol)), worst
+
+    def validated(self, dispatched: np.ndarray) -> np.ndarray:
+        """Per bid, what this DSO's rows in the integrated problem validate: per direction,
+        the largest volume within them (the DSOs' max-volume LP) that contains ``dispatched``.
+
+        What the TSO dispatched is one point of the rows; "validated" means the same in every
+        model: the volume the validator's constraints would allow, of which any part may be
+        activated. The LP is over the rows the clearing ended with (not AC-checked again).
+        """
+        a, b = self.rows()
+        out = dispatched.astype(float).copy()
+        offered = self.bids.mw.to_numpy(float)
+        for direction in (UP, DOWN):
+            sel = (self.bids.direction == direction).to_numpy()
+            if not sel.any():
+                continue
+            free = np.maximum(offered[sel] - dispatched[sel], 0.0)
+            rhs = np.maximum(b - a[:, sel] @ dispatched[sel], 0.0)
+            more, _ = solve_lp(quiet_highs(), a[:, sel], rhs, free, "max_volume")
+            out[sel] += 0.0 if more is None else more
+        return np.minimum(out, offered)
 
 
 def block_rows(models: list[DistributionModel]) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -113,6 +176,27 @@ def block_rows(models: list[DistributionModel]) -> tuple[sp.csr_matrix, np.ndarr
     return sp.csr_matrix(arrays, shape=shape), _joined([b for _, b in blocks], float)
 
 
+#: The pandapower table a constraint kind limits.
+KIND_ELEMENT = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
+
+
+def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
+    """What each row of :func:`block_rows` limits: kind, DSO and pandapower element."""
+    keys = [(m, kind, pos) for m in models for kind, pos in m.row_keys()]
+    element = [KIND_ELEMENT[kind] for _, kind, _ in keys]
+    return pd.DataFrame(
+        {
+            "kind": [kind for _, kind, _ in keys],
+            "dso": [m.name for m, _, _ in keys],
+            "element": element,
+            "element_index": np.array(
+                [m.network.net[e].index[pos] for (m, _, pos), e in zip(keys, element, strict=True)],
+                dtype=np.int64,
+            ),
+        }
+    )
+
+
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     """``parts`` end to end, without a copy when there is only one."""
     if len(parts) == 1:
@@ -125,6 +209,8 @@ class IntegratedResult:
     """The integrated problem's outcome: what each DSO's bids got, and the problem's size."""
 
     accepted_mw: dict[str, np.ndarray]  # per DSO, aligned with DistributionModel.bids
+    #: per DSO, aligned likewise: what its rows validate (:meth:`DistributionModel.validated`)
+    validated_mw: dict[str, np.ndarray]
     excluded: tuple[str, ...]  # DSOs whose bids were dropped: no AC-safe dispatch was found
     rounds: int
     distribution_rows: int
@@ -141,7 +227,7 @@ class _Integrated:
         self.models, self.clear = models, clear
         self.excluded: list[str] = []
         self.active: list[DistributionModel] = []
-        self.failing: list[tuple[DistributionModel, list[Key]]] = []
+        self.failing: list[tuple[DistributionModel, list[Key], Vertex | None]] = []
         self.accepted: dict[str, np.ndarray] = {}
         self.result = None
         self.clearings = self.n_rows = 0
@@ -150,7 +236,7 @@ class _Integrated:
         self.active = [m for m in self.models if m.name not in self.excluded and len(m.bids)]
         bids = pd.concat([empty_bids()] + [m.bids for m in self.active], ignore_index=True)
         a, b = block_rows(self.active)
-        self.result = self.clear(bids, (a, b))
+        self.result = self.clear(bids, (a, b), row_labels(self.active))
         self.clearings += 1
         self.n_rows = len(b)
         if not self.result.ok:
@@ -170,35 +256,42 @@ class _Integrated:
             mine = mw[start : start + len(m.bids)]
             start += len(m.bids)
             self.accepted[m.name] = mine
-            bad = m.violated(mine) if mine.sum() > 1e-9 else []
+            bad, where = m.violated(mine) if mine.sum() > 1e-9 else ([], None)
             if bad:
-                self.failing.append((m, bad))
+                self.failing.append((m, bad, where))
         return Checked(mw, True, not self.failing)
 
     def learn(self, at: Checked) -> bool:
-        """Carry the violated constraints; a DSO that failed on carried ones only gets a
-        larger margin."""
-        for m, bad in self.failing:
+        """Carry the violated constraints, and their rows at the part that failed; a DSO that
+        failed on carried ones only gets a larger margin."""
+        for m, bad, where in self.failing:
             known = set(m.keys)
-            m.keys += [k for k in bad if k not in known and k[0] != "nonconvergence"]
+            real = [k for k in bad if k[0] != "nonconvergence"]
+            m.keys += [k for k in real if k not in known]
             if all(k in known for k in bad):
                 m.stuck += 1
+            if where is not None:
+                m.learn_at(where, real)
         return True
 
 
 def integrated_clearing(models: list[DistributionModel], clear) -> tuple[object, IntegratedResult]:
     """Clear with every DSO's linearised constraints, AC-check, add violated ones, repeat.
 
-    ``clear(bids, rows) -> BalancingResult`` is the TSO's DC-OPF given the DSOs' bids (one
-    frame, in block order) and ``rows = (A, b)`` over them. A DSO whose dispatch still fails
+    ``clear(bids, rows, labels) -> BalancingResult`` is the TSO's DC-OPF given the DSOs' bids
+    (one frame, in block order), ``rows = (A, b)`` over them and what each row limits
+    (:func:`row_labels`). A DSO whose dispatch still fails
     the AC check after :data:`~.linearised.TSO_MANAGED`'s rounds has its bids dropped, and the
     TSO clears once more (dropping at once any DSO that fails then).
     """
     problem = _Integrated(models, clear)
     search = constraint_generation(problem, TSO_MANAGED)
     while search.ended == "exhausted":
-        problem.excluded += [m.name for m, _ in problem.failing]
+        problem.excluded += [m.name for m, _, _ in problem.failing]
         search = constraint_generation(problem, replace(TSO_MANAGED, max_rounds=1))
     accepted = {} if search.ended == "infeasible" else problem.accepted
+    validated = {m.name: m.validated(accepted[m.name]) for m in models if m.name in accepted}
     excluded = tuple(problem.excluded)
-    return problem.result, IntegratedResult(accepted, excluded, problem.clearings, problem.n_rows)
+    return problem.result, IntegratedResult(
+        accepted, validated, excluded, problem.clearings, problem.n_rows
+    )

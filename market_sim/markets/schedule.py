@@ -266,3 +266,16 @@ def relief_costs(
 def _fuel_cost(gen: pd.DataFrame, p: np.ndarray) -> np.ndarray:
     """Each unit's variable cost (EUR/h) at output ``p``: ``c1 p + c2 p^2``."""
     return gen["c1_eur_per_mwh"].to_numpy() * p + gen["c2_eur_per_mw2h"].to_numpy() * p**2
+
+
+def dispatch_table(network: TransmissionNetwork, result: ScheduleResult) -> pd.DataFrame:
+    """The schedule's injection per generator (element, bus, p_mw): what the TER balancing
+    offers are built around (NaN if the schedule failed)."""
+    gen = network.generators
+    return pd.DataFrame(
+        {
+            "element": gen["element"].astype("string").to_numpy(),
+            "bus": gen["bus"].to_numpy(dtype=np.int64),
+            "p_mw": result.gen_mw.reindex(pd.Index(gen["element"])).to_numpy(dtype=float),
+        }
+    )

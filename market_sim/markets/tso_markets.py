@@ -23,15 +23,20 @@ from market_sim.markets.transmission import TransmissionNetwork
 
 #: Rows ``A q <= b`` on the accepted MW of an offer book.
 Rows = tuple[Matrix, np.ndarray]
+#: What a row is: its kind (reserve_up, reserve_down, or a linearised distribution limit:
+#: vmax, vmin, line, trafo), the DSO and the pandapower element it limits ("" / -1: none).
+ROW_LABEL_COLUMNS = ("kind", "dso", "element", "element_index")
 
 
 @dataclass(frozen=True)
 class TsoPlan:
-    """The TSO's plan for a period: the energy schedule and the balancing need per bus (MW,
-    aligned with ``network.bus_ids``; positive: more injection needed)."""
+    """The TSO's plan for a period: the energy schedule, the balancing need per bus (MW,
+    aligned with ``network.bus_ids``; positive: more injection needed) and the bus loads the
+    schedule was solved for (MW consumed, DSO areas' forecast net injection taken off)."""
 
     schedule: ScheduleResult
     need_mw: np.ndarray
+    load_mw: np.ndarray
 
 
 class TsoMarkets:
@@ -73,20 +78,26 @@ class TsoMarkets:
         return ter_offers(self.network, schedule, self.ramp_mw)
 
     def clear(
-        self, plan: TsoPlan, der_offers: pd.DataFrame, der_rows: Rows | None = None
+        self,
+        plan: TsoPlan,
+        der_offers: pd.DataFrame,
+        der_rows: Rows | None = None,
+        der_labels: pd.DataFrame | None = None,
     ) -> BalancingResult:
         """Clear TER and DER offers against the plan's need, with transmission line limits.
 
         ``der_rows = (A, b)``: extra constraints ``A q <= b`` on the DER offers (columns in the
         order of ``der_offers``; dense or scipy.sparse), the TSO-managed model's distribution
-        constraints. The result carries the book as cleared and the reserve shortfall.
+        constraints, and ``der_labels`` what each of them is (:data:`ROW_LABEL_COLUMNS`). The
+        result carries the book as cleared, the reserve shortfall and every row's label.
         """
         ter = self.ter_offers(plan.schedule)
         offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
         reserve, shortfall = reserve_rows(offers, self.reserve_mw)
         rows = stack_rows(reserve, len(ter), der_rows)
         result = self.balancing.clear(offers, plan.need_mw, self._base_flow(plan.schedule), rows)
-        return replace(result, reserve_shortfall_mw=shortfall)
+        labels = row_labels(self.reserve_mw, der_labels, len(rows[1]))
+        return replace(result, reserve_shortfall_mw=shortfall, row_labels=labels)
 
     def cost_with_all(self, plan: TsoPlan, der_offers: pd.DataFrame) -> float:
         """Balancing cost (EUR/h) with every one of ``der_offers``: the reference for what a
@@ -101,15 +112,41 @@ class TsoMarkets:
         return np.zeros(self.network.n_branches)
 
 
+def reserved(reserve_mw: dict[str, float]) -> list[str]:
+    """The directions with a reserve, in the order of their rows."""
+    return [direction for direction, reserve in reserve_mw.items() if reserve > 0]
+
+
+def row_labels(
+    reserve_mw: dict[str, float], der_labels: pd.DataFrame | None, n_rows: int
+) -> pd.DataFrame:
+    """What each row of :func:`stack_rows` is: ``reserve_up`` / ``reserve_down`` (no DSO,
+    no element), then the DER rows' own labels."""
+    directions = reserved(reserve_mw)
+    reserve = pd.DataFrame(
+        {
+            "kind": [f"reserve_{d}" for d in directions],
+            "dso": "",
+            "element": "",
+            "element_index": np.full(len(directions), -1, dtype=np.int64),
+        }
+    )
+    labels = (
+        pd.concat([reserve, der_labels], ignore_index=True) if der_labels is not None else reserve
+    )
+    if len(labels) != n_rows or list(labels.columns) != list(ROW_LABEL_COLUMNS):
+        raise ValueError(f"{len(labels)} row labels {list(labels.columns)} for {n_rows} rows")
+    return labels
+
+
 def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Rows, float]:
     """Reserve: the offers of a direction may be activated only up to what leaves the reserve
     unused (``sum q <= sum mw - reserve``), one row per direction with a reserve. Also returns
     what the offers cannot hold back: the reserve shortfall (MW)."""
     cols, bounds, shortfall = [], [], 0.0
     mw = offers.mw.to_numpy(float)
-    for direction, reserve in reserve_mw.items():
-        if reserve <= 0:
-            continue
+    for direction in reserved(reserve_mw):
+        reserve = reserve_mw[direction]
         mine = (offers.direction == direction).to_numpy(float)
         room = float(mw @ mine)
         shortfall += max(0.0, reserve - room)

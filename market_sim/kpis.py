@@ -42,6 +42,7 @@ def period_kpis(
     hours: float,
     need_mw: float,
     schedule_cost_eur_per_h: float,
+    schedule_below_min_mw: float = 0.0,
     bids: pd.DataFrame,
     validation: pd.DataFrame,
     dispatch: pd.DataFrame,
@@ -64,6 +65,7 @@ def period_kpis(
         "need_mw": need_mw,
         **volumes(bids, validation, dispatch, hours),
         "unserved_mwh": unserved_mw * hours,
+        "schedule_below_min_mw": schedule_below_min_mw,
         **resource_cost(
             dispatch,
             bus_price,

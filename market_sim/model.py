@@ -200,6 +200,11 @@ class MarketModel(mesa.Model):
         )
         if not plan.schedule.ok:
             self.record_event("schedule_failed", plan.schedule.message)
+        elif plan.schedule.below_min_mw > 0:
+            self.record_event(
+                "schedule_below_minimum",
+                f"units run {plan.schedule.below_min_mw:.1f} MW below their minimum outputs",
+            )
         return PeriodInputs(period, bids, forecasts, plan)
 
     def _deliver(
@@ -296,6 +301,7 @@ class MarketModel(mesa.Model):
             hours=self.period_h,
             need_mw=float(inputs.plan.need_mw.sum()),
             schedule_cost_eur_per_h=schedule.cost_eur_per_h if schedule.ok else np.nan,
+            schedule_below_min_mw=schedule.below_min_mw,
             bids=inputs.bids,
             validation=outcome.validation,
             dispatch=dispatch,

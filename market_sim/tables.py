@@ -176,7 +176,8 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "time_s": ("float64", "simulated time, s"),
         "kind": (
             "string",
-            "late_message, schedule_failed, validation_failed, clearing_failed, "
+            "late_message, schedule_failed, schedule_below_minimum, validation_failed, "
+            "clearing_failed, "
             "priority_failed, local_market_failed, interface_shortfall, "
             "power_flow_not_converged (delivery or baseline), power_flow_fallback, "
             "invariant_violated (only when checking, e.g. --check)",
@@ -314,6 +315,11 @@ KPIS: dict[str, tuple[str, str]] = {
     "ter_activated_down_mwh": ("MWh", "transmission resources' balancing energy activated down"),
     "dso_purchased_mwh": ("MWh", "DER energy the DSOs bought for their own needs"),
     "unserved_mwh": ("MWh", "need no offer covered (up and down), NaN if the clearing failed"),
+    "schedule_below_min_mw": (
+        "MW",
+        "the schedule's plants below their minimum outputs, which the network cannot absorb "
+        "(LP relaxation of shutting units down, priced at VOLL; market_sim/markets/schedule.py)",
+    ),
     "resource_cost_eur": (
         "EUR",
         "efficiency: schedule_cost + activation_cost + undelivered_cover_cost + unserved_cost",

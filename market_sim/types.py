@@ -143,7 +143,8 @@ class ValidationResult:
     ``net.trafo``) the validation assumed: delivery must use it when the validator chose taps
     (OLTC). The rest is what researchers compare methods by: the method and fairness policy,
     :class:`DirectionStats` per direction, LP solves (over every tap setting tried), compute
-    time and, with OLTC, the tap settings tried.
+    time and, with OLTC, the tap settings tried. ``runpp_reason`` says why pandapower's
+    ``runpp`` solved the network's power flows instead of lightsim2grid ("" if it did not).
     """
 
     table: pd.DataFrame
@@ -158,6 +159,7 @@ class ValidationResult:
     lp_solves: int = 0
     time_s: float = 0.0
     tap_candidates: tuple[TapCandidate, ...] = ()
+    runpp_reason: str = ""
 
     @property
     def offered_mw(self) -> float:

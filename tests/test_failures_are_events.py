@@ -37,19 +37,52 @@ def test_an_infeasible_schedule_is_an_event_and_the_run_goes_on(flooded, case39,
 STAGES = ("baseline", "delivery")
 
 
-def test_a_fallback_to_pandapower_in_delivery_is_an_event(make_model, monkeypatch):
+@pytest.mark.parametrize("model", ["hybrid", "dso_managed"])
+def test_a_fallback_to_pandapower_in_validation_and_delivery_is_an_event(
+    make_model, monkeypatch, model
+):
     """When lightsim2grid cannot solve a network, pandapower's runpp does: slower and
-    without sensitivities, so the run says so (issue 8, item 9)."""
+    without sensitivities, so the run says so, for the DSO's validation and for delivery
+    (issue 8, item 9)."""
     from market_sim.grid import lightsim_model
 
     monkeypatch.setattr(lightsim_model, "model_for", lambda dn, taps: None)
     monkeypatch.setattr(lightsim_model, "runpp_reason", lambda dn: "scripted")
-    sim = make_model("hybrid")
+    sim = make_model(model)
     sim.period = 48
     sim.step()
     t = sim.tables()
     fallbacks = t["events"].query("kind == 'power_flow_fallback'")
-    # each network's baseline power flow (no DER activated) and its delivery power flow
+    # each network's validation, baseline (no DER activated) and delivery power flows
     expected = [f"{n}: {s}: pandapower runpp: scripted" for n in sim.dsos for s in STAGES]
+    expected += [f"{n}: validation on pandapower runpp: scripted" for n in sim.dsos]
     assert sorted(fallbacks.message) == sorted(expected)
     assert t["grid"].converged.all()
+
+
+def test_no_fallback_no_fallback_event(make_model):
+    sim = make_model("hybrid")
+    sim.period = 48
+    sim.step()
+    assert not sim.tables()["events"].kind.eq("power_flow_fallback").any()
+
+
+@pytest.mark.parametrize("model", ["tso_managed", "hybrid", "dso_managed"])
+def test_a_period_without_any_offer_runs(flooded, case39, model):
+    """No flexible prosumer and no schedule: every bid and offer table of the period is empty,
+    and every stage takes it (issue 8, item 8: an empty offer table is a valid input)."""
+    config, networks = flooded
+    prosumers = config.prosumers.model_copy(update={"flexible_share": 0.0})
+    sim = MarketModel(
+        config.model_copy(update={"prosumers": prosumers}).for_model(model), networks, case39
+    )
+    sim.period = 48
+    sim.run(periods=1)
+    t = sim.tables()
+    assert t["bids"].empty and t["dispatch"].empty
+    kinds = set(t["events"].kind)  # 300 times the PV: some power flows do not converge
+    assert "schedule_failed" in kinds and "clearing_failed" not in kinds
+    assert len(t["grid"]) == len(sim.dsos)
+    kpis = t["kpis"]
+    offered = kpis[kpis.name.str.startswith("der_offered_") | kpis.name.str.startswith("ter_")]
+    assert len(offered) and offered.value.eq(0.0).all()

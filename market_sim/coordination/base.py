@@ -85,9 +85,15 @@ class CoordinationModel:
     def validation_rows(
         self, ctx: PeriodContext, validator: str, result: ValidationResult, network: str
     ) -> pd.DataFrame:
-        """Validation table rows of one validator; its run is recorded, a failure is an event."""
+        """Validation table rows of one validator; its run is recorded, a failure is an event,
+        and so are power flows that pandapower solved instead of lightsim2grid."""
         if not result.converged:
             ctx.event("validation_failed", f"{validator}: {result.message}")
+        if result.runpp_reason:
+            reason = result.runpp_reason
+            ctx.event(
+                "power_flow_fallback", f"{validator}: validation on pandapower runpp: {reason}"
+            )
         ctx.records.validation_runs += validation_runs(ctx.clock.period, validator, network, result)
         return result.table.assign(validator=validator)[VALIDATION_COLUMNS]
 

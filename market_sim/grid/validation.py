@@ -125,11 +125,13 @@ def validate(
         log.debug("%s: baseline power flow did not converge, rejecting all bids", dn.code)
         why = "baseline power flow did not converge"
         reasons = np.array([f"rejected: {why}"] * len(bids), dtype=object)
-        return _result(bids, reasons, _Search(None, {}, 1), method, fairness, t0, failure=why)
+        search = _Search(None, {}, 1)
+        return _result(bids, reasons, search, method, fairness, t0, base.runpp_reason, why)
     taps0 = np.asarray(baseline.trafo_tap_pos, dtype=float)
     if len(bids) == 0:
         empty = np.zeros(0, dtype=object)
-        return _result(bids, empty, _Search(taps0, {}, 1), method, fairness, t0)
+        search = _Search(taps0, {}, 1)
+        return _result(bids, empty, search, method, fairness, t0, base.runpp_reason)
     known = _known(dn, bids)
     mw = bids["mw"].to_numpy(dtype=float)
     caps = effective_limits(dn, base, limits)
@@ -141,7 +143,8 @@ def validate(
     for direction, (_, res) in search.outcomes.items():
         if not res.converged:
             log.debug("%s: %s bids rejected: %s (%s)", dn.code, direction, res.message, method)
-    return _result(bids, _reasons(known, search.outcomes), search, method, fairness, t0)
+    reasons = _reasons(known, search.outcomes)
+    return _result(bids, reasons, search, method, fairness, t0, base.runpp_reason)
 
 
 def validate_iterative(
@@ -250,9 +253,11 @@ def _result(
     method: str,
     fairness: str,
     t0: float,
+    runpp_reason: str,
     failure: str = "",
 ) -> ValidationResult:
-    """The :class:`ValidationResult` of the chosen outcomes (``failure``: nothing validated)."""
+    """The :class:`ValidationResult` of the chosen outcomes (``failure``: nothing validated;
+    ``runpp_reason``: the baseline power flow's, see :class:`PowerFlowDetail`)."""
     validated = np.zeros(len(bids))
     for sel, res in search.outcomes.values():
         validated[sel] = res.x
@@ -285,6 +290,7 @@ def _result(
         method=method,
         fairness=fairness,
         tap_candidates=search.tried,
+        runpp_reason=runpp_reason,
     )
 
 

@@ -19,7 +19,6 @@ time rather than clearing the wrong problem.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -28,8 +27,6 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.solvers.highs import Highs
 from scipy import sparse
-
-logger = logging.getLogger(__name__)
 
 #: A constraint matrix: dense, or scipy.sparse (array or matrix).
 Matrix = np.ndarray | sparse.sparray | sparse.spmatrix
@@ -40,7 +37,7 @@ class LoadedModel:
 
     ``cols``/``rows`` turn pyomo variables/constraints into HiGHS column/row indices (do it
     once, at build time). ``set_*`` write only the entries that changed. ``run`` solves and
-    returns ``None`` if optimal, else a message; it never raises.
+    returns ``None`` if optimal, else a message.
     """
 
     def __init__(self, model: pyo.ConcreteModel, options: dict[str, object] | None = None):
@@ -158,18 +155,43 @@ class LoadedModel:
         self._solution = None
 
     def run(self) -> str | None:
-        """Solve from the current basis. ``None`` if optimal, else why not. Never raises."""
+        """Solve from the current basis. ``None`` if optimal, else why not.
+
+        HiGHS reports its failures (a solve error included) by its status; a C++ exception
+        of the solver reaches Python as ``RuntimeError`` (pybind11) and is reported too. Any
+        other exception is a bug and propagates.
+        """
         self._solution = None
         try:
             self.highs.run()
             status = self.highs.getModelStatus()
-        except Exception as err:  # noqa: BLE001 - any solver failure is reported, not raised
-            logger.debug("HiGHS raised", exc_info=True)
-            return f"solver error: {type(err).__name__}: {err}"
+            if status == highspy.HighsModelStatus.kUnknown:
+                status = self._run_without_presolve()
+        except RuntimeError as err:  # the solver's own failure
+            return f"solver error: RuntimeError: {err}"
         if status != highspy.HighsModelStatus.kOptimal:
             return f"not solved to optimality: {self.highs.modelStatusToString(status)}"
         self._solution = self.highs.getSolution()
         return None
+
+    def _run_without_presolve(self) -> highspy.HighsModelStatus:
+        """Solve again from scratch without presolve: the status of a solve that ended "Unknown".
+
+        HiGHS ends a solve "Unknown" when the LP its presolve reduced is not solved to
+        optimality (infeasible, or numerically troubled: SimBench EHV's susceptances span 1e2
+        to 1e7 p.u.) and postsolve cannot tell; the unreduced LP gets a definite status (on
+        SimBench EHV an infeasible schedule is then "Infeasible", and balancing clearings that
+        ended "Unknown" are solved). The basis is dropped, so that what follows does not depend
+        on how this solve ended.
+        """
+        _, presolve = self.highs.getOptionValue("presolve")
+        self.highs.clearSolver()
+        self.highs.setOptionValue("presolve", "off")
+        try:
+            self.highs.run()
+        finally:
+            self.highs.setOptionValue("presolve", presolve)
+        return self.highs.getModelStatus()
 
     def values(self) -> np.ndarray:
         """Primal value of every column (after a successful ``run``)."""

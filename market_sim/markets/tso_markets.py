@@ -44,7 +44,9 @@ class TsoMarkets:
 
     ``ramp_mw``: each generator's balancing range per direction (aligned with
     ``network.generators``); ``reserve_mw``: direction -> MW the balancing market must leave
-    unactivated.
+    unactivated. ``voll_eur_per_mwh`` prices what either market cannot balance otherwise: the
+    balancing market's unserved energy (up or down) and the schedule's units run below their
+    minimum outputs (:mod:`market_sim.markets.schedule`).
     """
 
     def __init__(
@@ -57,7 +59,7 @@ class TsoMarkets:
         self.network = network
         self.ramp_mw = ramp_mw
         self.reserve_mw = reserve_mw
-        self.energy = EnergySchedule(network)
+        self.energy = EnergySchedule(network, relief_eur_per_mwh=voll_eur_per_mwh)
         self.balancing = BalancingMarket(network, voll_eur_per_mwh)
 
     def forget_warm_starts(self) -> None:

@@ -86,6 +86,9 @@ class MarketModel(mesa.Model):
         self.transmission = transmission or check_data(config)
         self.period_h = config.period_minutes / 60
         self.checkpoint_periods = checkpoint_periods or config.periods_per_day
+        #: solver state (warm starts, lightsim2grid grids) starts fresh in a model's first
+        #: period, as in a resumed run's: the networks may come warm from another model
+        self._fresh_solvers = True
         self.check = check
 
         self.tso = TSO(self, config, self.transmission)
@@ -147,7 +150,8 @@ class MarketModel(mesa.Model):
     # -- one period ----------------------------------------------------------------------------
     def step(self) -> None:
         """Run the next market period to its end."""
-        if self.period % self.checkpoint_periods == 0:
+        if self._fresh_solvers or self.period % self.checkpoint_periods == 0:
+            self._fresh_solvers = False
             self.tso.forget_warm_starts()
             for network in self.networks.values():
                 forget_models(network)

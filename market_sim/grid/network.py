@@ -69,6 +69,16 @@ class DistributionNetwork:
     storage_e_max_mwh: np.ndarray
     storage_p_max_mw: np.ndarray
     solver_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Tap positions as loaded: the baseline's taps. ``net.trafo.tap_pos`` holds whatever the
+    #: last power flow wrote (an OLTC validation's taps), and reading the default from there
+    #: made a period's forecast depend on which model or period ran before it.
+    initial_taps: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        trafo = self.net.trafo
+        pos = trafo["tap_pos"].to_numpy(dtype=float, na_value=np.nan)
+        neutral = trafo["tap_neutral"].to_numpy(dtype=float, na_value=np.nan)
+        self.initial_taps = np.where(np.isnan(pos), np.nan_to_num(neutral), pos)
 
     @property
     def n_steps(self) -> int:
@@ -99,11 +109,8 @@ class DistributionNetwork:
         )
 
     def default_taps(self) -> np.ndarray:
-        """Tap positions of ``net.trafo`` as floats; a missing position means neutral."""
-        trafo = self.net.trafo
-        pos = trafo["tap_pos"].to_numpy(dtype=float, na_value=np.nan)
-        neutral = trafo["tap_neutral"].to_numpy(dtype=float, na_value=np.nan)
-        return np.where(np.isnan(pos), np.nan_to_num(neutral), pos)
+        """Tap positions as loaded, as floats (a missing position means neutral)."""
+        return self.initial_taps.copy()
 
 
 def step_of(timestamp: pd.Timestamp | str) -> int:

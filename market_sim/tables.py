@@ -82,7 +82,13 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "mw": ("float64", "dispatched quantity, MW"),
         "delivered_mw": ("float64", "what the resource really delivered, MW"),
         "bid_price_eur_per_mwh": ("float64", "asked price, EUR/MWh"),
-        "price_eur_per_mwh": ("float64", "balancing price at its bus, EUR/MWh"),
+        "price_eur_per_mwh": (
+            "float64",
+            "price per MWh of injection change where it is settled (pay-as-clear: the balancing "
+            "price at its bus; a tso_managed DER: the DLMP at its distribution bus, transmission "
+            "price plus distribution constraints' duals), or per MWh of service (pay-as-bid, "
+            "a DSO's purchase: its ask), EUR/MWh",
+        ),
         "payment_eur": (
             "float64",
             "paid by the TSO for the service (pricing rule), EUR; <0: the provider pays",

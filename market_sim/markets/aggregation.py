@@ -16,7 +16,10 @@ def aggregate_offer(validated: pd.DataFrame, interface_bus: int, first_id: int) 
     """A DSO's aggregated offer: a price-quantity curve per direction at its interface.
 
     Validated bids with the same direction and price are one step of the curve; the steps are in
-    merit order (cheapest first). Step ids start at ``first_id`` so that DSOs do not clash.
+    merit order (cheapest first). Step ids start at ``first_id`` so that DSOs do not clash. The
+    interface is one ``device`` (numbered ``first_id``) to the TSO's clearing: it takes the up
+    or the down curve, never both, since accepting both only moves injections inside the DSO's
+    network against each other (a wash trade, however the DSO disaggregates it).
     """
     kept = validated[validated.mw > 1e-9]
     curve = (
@@ -27,7 +30,7 @@ def aggregate_offer(validated: pd.DataFrame, interface_bus: int, first_id: int) 
     curve.insert(0, "offer_id", np.arange(first_id, first_id + len(curve), dtype=np.int64))
     curve.insert(1, "bus", np.int64(interface_bus))
     curve["direction"] = curve.direction.astype(str)
-    return curve[list(OFFER_COLUMNS)]
+    return curve[list(OFFER_COLUMNS)].assign(device=np.int64(first_id))
 
 
 def disaggregate(validated: pd.DataFrame, target_mw: dict[str, float]) -> pd.DataFrame:

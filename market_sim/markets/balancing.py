@@ -56,16 +56,16 @@ class BalancingResult:
 
     ``accepted``: one row per offer with accepted MW > 0: offer_id, bus, direction, mw
     (accepted, >= 0), price_eur_per_mwh (the offer's own price), bus_price_eur_per_mwh (the
-    nodal price at its bus). ``price_eur_per_mwh``: nodal
-    price of injection per bus (dual of the nodal balance: EUR/h per MW of extra need for
-    injection). Pay-as-cleared settlement at that price means an up offer earns ``+price`` and a
-    down offer earns ``-price`` per MWh, so the marginal offer of either direction clears at its
-    own price. ``unserved_*_mw``: need that no offer covered, priced at VOLL. ``cost_eur``:
-    objective in EUR per hour of the period, sum(price * MW) + VOLL * unserved; multiply by the
-    period length in hours. ``offers``: the offer book as cleared (TER and DER offers; TER rows
-    carry their ``element``), which settlement prices. ``relaxed_branches``: branches whose base
-    flow already exceeded their rating, so their limit was relaxed to the base-flow magnitude.
-    ``reserve_shortfall_mw``: the reserve the offers could not hold back (set by
+    nodal price at its bus). ``price_eur_per_mwh``: nodal price of injection per bus (dual of
+    the nodal balance: EUR/h per MW of extra need for injection). Pay-as-cleared settlement at
+    that price means an up offer earns ``+price`` and a down offer earns ``-price`` per MWh, so
+    the marginal offer of either direction clears at its own price. ``unserved_*_mw``: need that
+    no offer covered, priced at VOLL. ``cost_eur``: objective in EUR per hour of the period,
+    sum(price * MW) + VOLL * unserved; multiply by the period length in hours. ``offers``: the
+    offer book as cleared (TER and DER offers; TER rows carry their ``element``), which
+    settlement prices. ``relaxed_branches``: branches whose base flow already exceeded their
+    rating, so their limit was relaxed to the base-flow magnitude. ``reserve_shortfall_mw``: the
+    reserve the offers could not hold back (set by
     :class:`~market_sim.markets.tso_markets.TsoMarkets`, which adds the reserve rows).
     ``row_duals``: dual of each of the period's ``offer_rows`` (EUR/h per MW of its bound, <= 0
     where it binds), from which the caller prices what those rows mean (the DLMP).

@@ -8,6 +8,8 @@ coordination model and pricing rule, with the asks of the quickstart and with ch
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,8 @@ from market_sim.config import PriceConfig, ProsumerPrices, SettlementConfig
 from market_sim.markets.balancing import BalancingMarket
 from market_sim.markets.central import dlmp
 from market_sim.markets.checks import below_ask, partner_used, wash_trades, washed_devices
-from market_sim.markets.priority import Needs, least_cost_use, left_after
+from market_sim.markets.local_market import LocalMarketResult
+from market_sim.markets.priority import Needs, least_cost_use, left_after, share
 from market_sim.markets.settlement import dispatch_table
 from market_sim.markets.transmission import network_from_arrays
 from market_sim.types import UP
@@ -205,6 +208,30 @@ def test_a_second_buyer_gets_nothing_of_a_device_used_the_other_way():
     is_up = (bids.direction == "up").to_numpy()
     np.testing.assert_array_equal(partner_used(bids.bid_id, is_up, [0.5, 0, 1.0, 0]), [0, 1, 0, 1])
     np.testing.assert_allclose(left_after(bids, used).mw, [0.5, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("rule", ["tso_first", "dso_first"])
+def test_the_tso_and_a_dso_never_buy_one_device_both_ways(rule):
+    """Bid 2 (up) and bid 3 (down) are one device. The TSO's clearing wants bid 2; the DSO's
+    local market bought bid 3. Whoever the rule serves first gets the device; the other
+    gets nothing of it."""
+    usable = pd.DataFrame(
+        {"bid_id": [2, 3], "dso": "d", "direction": ["up", "down"], "mw": 1.0,
+         "price_eur_per_mwh": [10.0, 4.0]}
+    )  # fmt: skip
+
+    def clear(bids):  # the TSO takes whatever is left of bid 2
+        mw = bids.set_index("bid_id").mw.get(2, 0.0)
+        dispatch = pd.DataFrame({"bid_id": [2], "mw": [mw], "buyer": "tso"})
+        return SimpleNamespace(ok=True, cost_eur=10.0 * mw), dispatch[dispatch.mw > 0]
+
+    bought = pd.DataFrame({"bid_id": [3], "mw": [1.0]})
+    needs = Needs("d", np.array([1.0]), np.array([[0.0, 1.0]]), 500.0)
+    request = {"d": LocalMarketResult(bought, needs, np.array([2, 3]), ("v",), (), 4.0, 1)}
+    ter = pd.DataFrame({"direction": ["up"], "mw": [10.0], "price_eur_per_mwh": [50.0]})
+    sharing = share(rule, usable, request, clear, ter, 1.0, VOLL)
+    expected = {"tso_first": [(2, "tso")], "dso_first": [(3, "d")]}[rule]
+    assert list(zip(sharing.dispatch.bid_id, sharing.dispatch.buyer, strict=True)) == expected
 
 
 def test_wash_trades_names_each_device_once():

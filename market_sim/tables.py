@@ -84,10 +84,8 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "bid_price_eur_per_mwh": ("float64", "asked price, EUR/MWh"),
         "price_eur_per_mwh": (
             "float64",
-            "price per MWh of injection change where it is settled (pay-as-clear: the balancing "
-            "price at its bus; a tso_managed DER: the DLMP at its distribution bus, transmission "
-            "price plus distribution constraints' duals), or per MWh of service (pay-as-bid, "
-            "a DSO's purchase: its ask), EUR/MWh",
+            "pay-as-clear: price of injection where it is settled (its bus; a tso_managed DER: "
+            "the DLMP at its distribution bus); pay-as-bid or a DSO's purchase: its ask, EUR/MWh",
         ),
         "payment_eur": (
             "float64",

@@ -1,4 +1,4 @@
-"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR]``."""
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
     )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="check the market's invariants after every period; exit 1 if any was violated",
+    )
     return parser
 
 
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from market_sim.runner import run_scenario, side_by_side
+    from market_sim.runner import check_line, run_scenario, side_by_side
     from market_sim.scenario import load_scenario
 
     try:
@@ -69,11 +74,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
     try:
-        reports = run_scenario(scenario, args.out, args.model, args.days, not args.no_progress)
+        reports = run_scenario(
+            scenario, args.out, args.model, args.days, not args.no_progress, args.check
+        )
     except KeyboardInterrupt:
         log.error("interrupted: the run folders of the models not finished are incomplete")
         return 130
     print(side_by_side(reports))
+    violated = check_line(reports)
+    if violated:
+        print(f"market-sim: --check: {violated}", file=sys.stderr)
+        return 1
     return 0
 
 

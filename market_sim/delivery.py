@@ -1,7 +1,9 @@
 """Physical delivery: dispatched set-points applied to every DSO network, one AC power flow each.
 
 This is the only stage that touches pandapower for the delivered state. The result is what
-really happened in the period, whatever the validation promised.
+really happened in the period, whatever the validation promised. The same machinery, with
+nothing activated, gives the baseline (:func:`baseline`): the operating point's own violations,
+so that the KPIs can tell them from those the DER activation caused.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from market_sim.grid.flow_summary import Flows, violated_elements
 from market_sim.grid.injections import apply_bids
-from market_sim.grid.powerflow import run_power_flow_detailed
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
 from market_sim.types import Injections, PowerFlowResult
 
 
@@ -21,12 +24,14 @@ class Delivered:
     """What one DSO network really delivered in a period, and its AC power flow.
 
     ``runpp_reason`` says why pandapower's ``runpp`` solved it instead of lightsim2grid ("" if
-    lightsim2grid did).
+    lightsim2grid did). ``violated``: labels of the elements outside the network's limits
+    ("bus 12", "line 3"), None if the power flow did not converge (nothing is known then).
     """
 
     injections: Injections
     power_flow: PowerFlowResult
     runpp_reason: str = ""
+    violated: frozenset[str] | None = None
 
 
 def deliver(
@@ -45,5 +50,28 @@ def deliver(
     for name, dso in dsos.items():
         injections = apply_bids(dso.network, points[name], located[located.dso == name])
         flow = run_power_flow_detailed(dso.network, injections, dso.limits)
-        delivered[name] = Delivered(injections, flow.result, flow.runpp_reason)
+        violated = _violated(dso, flow)
+        delivered[name] = Delivered(injections, flow.result, flow.runpp_reason, violated)
     return delivered
+
+
+def baseline(dsos: Mapping, points: Mapping[str, Injections]) -> dict[str, Delivered]:
+    """Each DSO's operating point with no DER activated: one AC power flow per network.
+
+    Violations found here are the network's own (baseline); those only after delivery are
+    DER-caused. It writes the set-points into the networks, so run it before :func:`deliver`,
+    which leaves them in the delivered state.
+    """
+    ids = pd.Series(dtype="int64")
+    nothing = pd.DataFrame({"bid_id": ids, "mw": pd.Series(dtype=float)})
+    located = {c: pd.Series(dtype=object) for c in ("dso", "element", "direction")}
+    no_bids = pd.DataFrame({"bid_id": ids, "element_index": ids, **located})
+    return deliver(dsos, points, nothing, no_bids)
+
+
+def _violated(dso, flow: PowerFlowDetail) -> frozenset[str] | None:
+    if not flow.result.converged:
+        return None
+    nan = float("nan")
+    flows = Flows(flow.vm_pu, flow.line_loading_percent, flow.trafo_loading_percent, nan, nan)
+    return violated_elements(dso.network.net, flows, dso.limits)

@@ -1,14 +1,40 @@
 """Key performance indicators of a period, and the side-by-side summary of runs.
 
-These measure the claims of the paper's Table I: DER volume offered, validated and dispatched,
-system cost, violations after delivery, and the data exchanged per link.
+Efficiency and transfers are kept apart. A model's efficiency is its *resource cost*: what the
+resources it activated cost at their own asks, plus the energy schedule, plus the energy that
+nobody delivered (unserved need at VOLL, and a DER's undelivered energy at the price of covering
+it). Payments between TSO, DSOs, aggregators, prosumers and generators are *transfers*: they sum
+to zero and say who gains, not how efficient the model is. Every KPI's unit and meaning is
+declared once in :data:`market_sim.tables.KPIS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
-from market_sim.types import PowerFlowResult
+from market_sim.tables import KPIS
+from market_sim.types import DOWN, UP, PowerFlowResult, signed_mw
+
+#: The parties of the settlement, by role (the ``role`` column of ``settlement``).
+ROLES = ("tso", "dso", "aggregator", "prosumer", "ter")
+#: The after-delivery violation counts, one per element table.
+VIOLATION_KPIS = ("voltage_violations", "line_violations", "trafo_violations")
+
+
+@dataclass(frozen=True)
+class NetworkCheck:
+    """One DSO network's power flows of a period: after delivery and at the baseline (the
+    operating point with no DER activated). ``*_violated``: labels of the elements outside
+    limits, None where that power flow did not converge."""
+
+    delivered: PowerFlowResult
+    violated: frozenset[str] | None
+    baseline: PowerFlowResult
+    baseline_violated: frozenset[str] | None
 
 
 def period_kpis(
@@ -19,88 +45,191 @@ def period_kpis(
     bids: pd.DataFrame,
     validation: pd.DataFrame,
     dispatch: pd.DataFrame,
+    settlement: pd.DataFrame,
+    bus_price: pd.Series,
     unserved_mw: float,
     voll_eur_per_mwh: float,
-    grid: dict[str, PowerFlowResult],
+    grid: Mapping[str, NetworkCheck],
     messages: pd.DataFrame,
-    interface_shortfall_mw: float = 0.0,
     reserve_shortfall_mw: float = 0.0,
     priority_effects: dict[str, float] | None = None,
 ) -> list[tuple[str, float, str]]:
-    """(name, value, unit) of every KPI of one period."""
+    """(name, value, unit) of every KPI of one period, in the order of :data:`KPIS`.
+
+    ``bus_price``: the balancing price per transmission bus (EUR/MWh, NaN if the clearing
+    failed), at which a DER's undelivered energy is covered.
+    """
+    effects = priority_effects or {}
+    values = {
+        "need_mw": need_mw,
+        **volumes(bids, validation, dispatch, hours),
+        "unserved_mwh": unserved_mw * hours,
+        **resource_cost(
+            dispatch,
+            bus_price,
+            schedule_cost_eur_per_h * hours,
+            unserved_mw * hours,
+            voll_eur_per_mwh,
+            hours,
+        ),  # fmt: skip
+        **party_kpis(dispatch, settlement, hours),
+        "imbalance_charges_eur": float(dispatch.imbalance_eur.sum()),
+        "reserve_shortfall_mw": reserve_shortfall_mw,
+        "priority_tso_extra_cost_eur": effects.get("tso_extra_cost_eur_per_h", 0.0) * hours,
+        "priority_dso_shortfall_mw": effects.get("dso_shortfall_mw", 0.0),
+        **violation_kpis(grid),
+        "interface_deviation_mw": interface_deviation(grid, dispatch),
+        **message_kpis(messages),
+    }
+    missing = set(KPIS) ^ set(values)
+    if missing:
+        raise KeyError(f"KPIs computed and KPIs declared in market_sim.tables differ: {missing}")
+    return [(name, float(values[name]), unit) for name, (unit, _) in KPIS.items()]
+
+
+def volumes(
+    bids: pd.DataFrame, validation: pd.DataFrame, dispatch: pd.DataFrame, hours: float
+) -> dict[str, float]:
+    """DER energy offered, validated, dispatched and delivered, and TER energy activated, per
+    direction (MWh): up and down of one device are two services, never added together."""
+    direction = bids.set_index("bid_id").direction
+    validated = validation.assign(direction=validation.bid_id.map(direction))
     der = dispatch[dispatch.resource == "der"]
     ter = dispatch[dispatch.resource == "ter"]
-    tso_bought = dispatch[dispatch.buyer == "tso"]
-    dso_bought = der[der.buyer != "tso"]
-    balancing = float(tso_bought.payment_eur.sum())
-    imbalance = float(dispatch.imbalance_eur.sum())
-    dso_net = float(dso_bought.payment_eur.sum())
-    unserved_cost = unserved_mw * voll_eur_per_mwh * hours
+    stages = {
+        "der_offered": (bids, "mw"),
+        "der_validated": (validated, "validated_mw"),
+        "der_dispatched": (der, "mw"),
+        "der_delivered": (der, "delivered_mw"),
+        "ter_activated": (ter, "mw"),
+    }
+    out = {}
+    for stage, (table, column) in stages.items():
+        for d in (UP, DOWN):
+            out[f"{stage}_{d}_mwh"] = float(table.loc[table.direction == d, column].sum()) * hours
+    out["dso_purchased_mwh"] = float(der.loc[der.buyer != "tso", "mw"].sum()) * hours
+    return out
+
+
+def resource_cost(
+    dispatch: pd.DataFrame,
+    bus_price: pd.Series,
+    schedule_cost_eur: float,
+    unserved_mwh: float,
+    voll_eur_per_mwh: float,
+    hours: float,
+) -> dict[str, float]:
+    """The efficiency measure of a period (EUR), and its parts.
+
+    Activation is costed at each resource's ask times the energy it *delivered*: the cost of
+    an activation that did not happen is not incurred. The energy a DER did not deliver is
+    covered by someone else (the system's reserves), at the magnitude of the balancing price at
+    its bus, the marginal cost of covering it (VOLL in scarcity, and VOLL where the balancing
+    market has no price: nobody covers it). So a DER that fails to deliver never lowers the
+    resource cost: what it saves at its ask, at least that much is spent covering for it.
+    """
+    activation = float((dispatch.bid_price_eur_per_mwh * dispatch.delivered_mw).sum()) * hours
+    undelivered = (dispatch.mw - dispatch.delivered_mw).clip(lower=0.0).to_numpy(float)
+    price = np.abs(bus_price.reindex(dispatch.bus.to_numpy()).to_numpy(float))
+    cover = float((undelivered * np.where(np.isnan(price), voll_eur_per_mwh, price)).sum())
+    parts = {
+        "schedule_cost_eur": schedule_cost_eur,
+        "activation_cost_eur": activation,
+        "undelivered_cover_cost_eur": cover * hours,
+        "unserved_cost_eur": unserved_mwh * voll_eur_per_mwh,
+    }
+    return {"resource_cost_eur": sum(parts.values()), **parts}
+
+
+def party_kpis(dispatch: pd.DataFrame, settlement: pd.DataFrame, hours: float) -> dict[str, float]:
+    """Payments received per role (EUR, net of what it paid: transfers that sum to zero) and
+    surplus per role: payments less the cost, at their asks, of what its resources delivered
+    (TER: generators, prosumer: DER; the TSO, DSOs and aggregators own none here)."""
+    paid = settlement.groupby("role").amount_eur.sum()
+    delivered_cost = dispatch.bid_price_eur_per_mwh * dispatch.delivered_mw * hours
+    own = delivered_cost.groupby(dispatch.resource.map({"ter": "ter", "der": "prosumer"})).sum()
+    out = {f"payments_{r}_eur": float(paid.get(r, 0.0)) for r in ROLES}
+    out |= {f"surplus_{r}_eur": float(paid.get(r, 0.0) - own.get(r, 0.0)) for r in ROLES}
+    return out
+
+
+def violation_kpis(grid: Mapping[str, NetworkCheck]) -> dict[str, float]:
+    """Violations after delivery per element table, split into those present at the baseline
+    (no DER activated) and those the activation caused, element by element. A network whose
+    power flow did not converge is left out of the counts, never counted as 0 violations; the
+    non-converged power flows are counted instead."""
+    after = [c.delivered for c in grid.values() if c.delivered.converged]
+    both = [c for c in grid.values() if c.violated is not None and c.baseline_violated is not None]
+    return {
+        "voltage_violations": float(sum(g.n_voltage_violations for g in after)),
+        "line_violations": float(sum(g.n_line_violations for g in after)),
+        "trafo_violations": float(sum(g.n_trafo_violations for g in after)),
+        "baseline_violations": float(sum(len(c.baseline_violated) for c in both)),
+        "der_caused_violations": float(sum(len(c.violated - c.baseline_violated) for c in both)),
+        "nonconverged_power_flows": float(sum(not c.delivered.converged for c in grid.values())),
+        "baseline_nonconverged_power_flows": float(
+            sum(not c.baseline.converged for c in grid.values())
+        ),
+    }
+
+
+def interface_deviation(grid: Mapping[str, NetworkCheck], dispatch: pd.DataFrame) -> float:
+    """Sum over DSOs of |interface change - DER dispatched in the area| (MW): how far the
+    interfaces really moved from what was dispatched behind them (undelivered DER, and the
+    change of the network's losses), from the delivery and the baseline power flows."""
+    der = dispatch[dispatch.resource == "der"]
+    signed = pd.Series(signed_mw(der.direction, der.mw), index=der.index).groupby(der.dso).sum()
+    total = 0.0
+    for name, c in grid.items():
+        moved = c.delivered.interface_p_mw - c.baseline.interface_p_mw
+        if np.isfinite(moved):
+            total += abs(moved - float(signed.get(name, 0.0)))
+    return total
+
+
+def message_kpis(messages: pd.DataFrame) -> dict[str, float]:
+    """Messages between agents (steps inside one agent excluded), their bytes, and how many
+    arrived after their gate closed (rejected)."""
     external = messages[messages.sender != messages.receiver]
-    return [
-        ("need_mw", need_mw, "MW"),
-        ("der_offered_mw", float(bids.mw.sum()), "MW"),
-        ("der_validated_mw", float(validation.validated_mw.sum()), "MW"),
-        ("der_dispatched_mw", float(der.mw.sum()), "MW"),
-        ("der_delivered_mw", float(der.delivered_mw.sum()), "MW"),
-        ("ter_dispatched_mw", float(ter.mw.sum()), "MW"),
-        ("unserved_mw", unserved_mw, "MW"),
-        ("schedule_cost_eur", schedule_cost_eur_per_h * hours, "EUR"),
-        ("balancing_payments_eur", balancing, "EUR"),
-        ("der_payments_eur", float(der.payment_eur.sum()), "EUR"),
-        ("dso_purchased_mw", float(dso_bought.mw.sum()), "MW"),
-        ("dso_payments_eur", float(dso_bought.payment_eur.sum()), "EUR"),
-        ("interface_shortfall_mw", interface_shortfall_mw, "MW"),
-        ("reserve_shortfall_mw", reserve_shortfall_mw, "MW"),
-        (
-            "priority_tso_extra_cost_eur",
-            (priority_effects or {}).get("tso_extra_cost_eur_per_h", 0.0) * hours,
-            "EUR",
-        ),
-        ("priority_dso_shortfall_mw", (priority_effects or {}).get("dso_shortfall_mw", 0.0), "MW"),
-        ("imbalance_charges_eur", imbalance, "EUR"),
-        ("unserved_cost_eur", unserved_cost, "EUR"),
-        (
-            "system_cost_eur",
-            schedule_cost_eur_per_h * hours + balancing + dso_net - imbalance + unserved_cost,
-            "EUR",
-        ),
-        ("voltage_violations", float(sum(g.n_voltage_violations for g in grid.values())), "buses"),
-        ("line_violations", float(sum(g.n_line_violations for g in grid.values())), "lines"),
-        ("trafo_violations", float(sum(g.n_trafo_violations for g in grid.values())), "trafos"),
-        ("nonconverged_power_flows", float(sum(not g.converged for g in grid.values())), "count"),
-        ("messages", float(len(external)), "count"),
-        ("message_bytes", float(external.bytes.sum()), "bytes"),
-        ("late_messages", float(external.late.sum()), "count"),
-    ]
+    return {
+        "messages": float(len(external)),
+        "message_bytes": float(external.bytes.sum()),
+        "late_messages": float(external.late.sum()),
+    }
 
 
 def summary(tables: dict[str, pd.DataFrame], hours: float) -> dict[str, float]:
-    """One run in a few numbers: totals over all periods, and the TSO's computing burden."""
+    """One run in a few numbers: totals over all periods, efficiency first, then transfers,
+    volumes per direction, violations, data and the TSO's computing burden."""
     kpis, timings = tables["kpis"], tables["timings"]
     total = kpis.pivot_table(index="period", columns="name", values="value").sum()
     tso_time = timings[timings.role == "tso"].seconds.sum()
     dso_roles = set(tables["grid"].dso)
     dso_time = timings[timings.role.isin(dso_roles)].seconds.sum()
-    violations = total[["voltage_violations", "line_violations", "trafo_violations"]].sum()
-    per_period = (
-        kpis[kpis.name.isin(["voltage_violations", "line_violations", "trafo_violations"])]
-        .groupby("period")
-        .value.sum()
-    )
-    return {
-        "system cost (EUR)": total["system_cost_eur"],
-        "balancing payments (EUR)": total["balancing_payments_eur"],
-        "unserved energy (MWh)": total["unserved_mw"] * hours,
-        "DER offered (MWh)": total["der_offered_mw"] * hours,
-        "DER validated (MWh)": total["der_validated_mw"] * hours,
-        "DER dispatched (MWh)": total["der_dispatched_mw"] * hours,
-        "DER delivered (MWh)": total["der_delivered_mw"] * hours,
-        "violations after delivery": violations,
+    per_period = kpis[kpis.name.isin(VIOLATION_KPIS)].groupby("period").value.sum()
+    out = {
+        "resource cost (EUR)": total["resource_cost_eur"],
+        "  schedule (EUR)": total["schedule_cost_eur"],
+        "  activation at asks (EUR)": total["activation_cost_eur"],
+        "  undelivered, covered (EUR)": total["undelivered_cover_cost_eur"],
+        "  unserved at VOLL (EUR)": total["unserved_cost_eur"],
+        "unserved energy (MWh)": total["unserved_mwh"],
+    }
+    out |= {f"transfers: {r} receives (EUR)": total[f"payments_{r}_eur"] for r in ROLES}
+    out |= {f"surplus: {r} (EUR)": total[f"surplus_{r}_eur"] for r in ("prosumer", "ter")}
+    for stage in ("offered", "validated", "dispatched", "delivered"):
+        for d in (UP, DOWN):
+            out[f"DER {stage} {d} (MWh)"] = total[f"der_{stage}_{d}_mwh"]
+    out |= {
+        "violations after delivery": total[list(VIOLATION_KPIS)].sum(),
+        "  baseline (no DER activated)": total["baseline_violations"],
+        "  DER-caused": total["der_caused_violations"],
         "periods with violations": float((per_period > 0).sum()),
-        # a delivery power flow that did not converge says nothing about violations: shown
-        # beside them, so that a count of 0 is never read as a clean period
+        # a power flow that did not converge says nothing about violations: its network is
+        # left out of the counts above and the number of such flows is shown beside them
         "non-converged power flows": total["nonconverged_power_flows"],
+        "  baseline power flows not converged": total["baseline_nonconverged_power_flows"],
+        "interface deviation (MWh)": total["interface_deviation_mw"] * hours,
         "messages": total["messages"],
         "bytes": total["message_bytes"],
         "late messages": total["late_messages"],
@@ -108,6 +237,7 @@ def summary(tables: dict[str, pd.DataFrame], hours: float) -> dict[str, float]:
         "TSO compute (s)": float(tso_time),
         "DSO compute (s)": float(dso_time),
     }
+    return out
 
 
 def links(messages: pd.DataFrame) -> pd.DataFrame:

@@ -30,9 +30,10 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     accepted_none,
 )
-from market_sim.delivery import Delivered, deliver
+from market_sim.delivery import Delivered, baseline, deliver
 from market_sim.grid.network import DistributionNetwork, profile_step
-from market_sim.kpis import period_kpis
+from market_sim.invariants import PeriodTables, check_period
+from market_sim.kpis import NetworkCheck, period_kpis
 from market_sim.markets.offers import empty_offers
 from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.markets.transmission import TransmissionNetwork
@@ -60,7 +61,9 @@ class MarketModel(mesa.Model):
     ``state`` resumes a run from a saved :class:`RunState` (the same config, networks and
     seed); ``checkpoint_periods`` is how often a run may be saved and resumed (default: a
     day): at each such boundary the solvers forget their warm starts, so that a resumed run
-    computes exactly what the uninterrupted one does.
+    computes exactly what the uninterrupted one does. ``check`` checks the invariants of
+    :mod:`market_sim.invariants` after every period: a violation is a logged error and an
+    ``invariant_violated`` event.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class MarketModel(mesa.Model):
         transmission: TransmissionNetwork | None = None,
         state: RunState | None = None,
         checkpoint_periods: int | None = None,
+        check: bool = False,
     ) -> None:
         super().__init__(rng=config.seed)
         if len(config.models) != 1:
@@ -79,6 +83,7 @@ class MarketModel(mesa.Model):
         self.transmission = transmission or check_data(config)
         self.period_h = config.period_minutes / 60
         self.checkpoint_periods = checkpoint_periods or config.periods_per_day
+        self.check = check
 
         self.tso = TSO(self, config, self.transmission)
         self.dsos = {d.name: DSO(self, d, self.networks[d.name]) for d in config.dsos}
@@ -158,9 +163,11 @@ class MarketModel(mesa.Model):
         context = PeriodContext(clock, self.post, self.timed, self.record_event)
         outcome: PeriodOutcome = yield self.env.process(self.coordination.run(context, inputs))
         yield self.post.wait_until(clock.delivery)
-        delivery, delivered = self._deliver(inputs, outcome)
+        delivery, delivered, base = self._deliver(inputs, outcome)
         dispatch, settlement = self._settle(inputs, outcome, delivery)
-        self._record(inputs, outcome, delivered, dispatch, settlement)
+        self._record(inputs, outcome, delivered, base, dispatch, settlement)
+        if self.check:
+            self._check(inputs, outcome, dispatch, settlement)
 
     def _gate_opening(self, period: int) -> PeriodInputs:
         """Forecasts, bids from every flexible prosumer, and the TSO's schedule and need."""
@@ -190,8 +197,10 @@ class MarketModel(mesa.Model):
 
     def _deliver(
         self, inputs: PeriodInputs, outcome: PeriodOutcome
-    ) -> tuple[pd.DataFrame, dict[str, Delivered]]:
-        """Each dispatched DER delivers (or not); one AC power flow per DSO network."""
+    ) -> tuple[pd.DataFrame, dict[str, Delivered], dict[str, Delivered]]:
+        """Each dispatched DER delivers (or not); one AC power flow per DSO network, after one
+        of the same operating point with no DER activated (the baseline, for the KPIs)."""
+        base = self.timed("grid", "baseline", baseline, self.dsos, outcome.operating_points)
         delivery = self.population.delivery(
             outcome.dispatch,
             self.config.settlement.delivery_reliability,
@@ -204,14 +213,16 @@ class MarketModel(mesa.Model):
         )  # fmt: skip
         self.state.energy = self.population.deliver(self.state.energy, delivered_mw)
         self.state.delivered = {name: d.injections for name, d in delivered.items()}
-        for name, d in delivered.items():
-            if d.runpp_reason:
-                self.record_event(
-                    "power_flow_fallback", f"{name}: pandapower runpp: {d.runpp_reason}"
-                )
-            if not d.power_flow.converged:
-                self.record_event("power_flow_not_converged", f"{name}: delivery power flow")
-        return delivery, delivered
+        for stage, flows in (("baseline", base), ("delivery", delivered)):
+            for name, d in flows.items():
+                if d.runpp_reason:
+                    self.record_event(
+                        "power_flow_fallback",
+                        f"{name}: {stage}: pandapower runpp: {d.runpp_reason}",
+                    )
+                if not d.power_flow.converged:
+                    self.record_event("power_flow_not_converged", f"{name}: {stage} power flow")
+        return delivery, delivered, base
 
     def _settle(
         self, inputs: PeriodInputs, outcome: PeriodOutcome, delivery: pd.DataFrame
@@ -241,6 +252,7 @@ class MarketModel(mesa.Model):
         inputs: PeriodInputs,
         outcome: PeriodOutcome,
         delivered: Mapping[str, Delivered],
+        base: Mapping[str, Delivered],
         dispatch: pd.DataFrame,
         settlement: pd.DataFrame,
     ) -> None:
@@ -258,11 +270,18 @@ class MarketModel(mesa.Model):
         if clearing is not None and clearing.ok:
             rec.add("prices", price_rows(period, "balancing", buses, clearing.price_eur_per_mwh))
         record_delivery(rec, period, {n: d.network for n, d in self.dsos.items()}, delivered)
-        rec.add("kpis", kpi_rows(period, self._kpis(inputs, outcome, delivered, dispatch)))
+        kpis = self._kpis(inputs, outcome, delivered, base, dispatch, settlement)
+        rec.add("kpis", kpi_rows(period, kpis))
 
-    def _kpis(self, inputs, outcome, delivered, dispatch) -> list[tuple[str, float, str]]:
+    def _kpis(
+        self, inputs, outcome, delivered, base, dispatch, settlement
+    ) -> list[tuple[str, float, str]]:
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
+        grid = {
+            n: NetworkCheck(d.power_flow, d.violated, base[n].power_flow, base[n].violated)
+            for n, d in delivered.items()
+        }
         return period_kpis(
             hours=self.period_h,
             need_mw=float(inputs.plan.need_mw.sum()),
@@ -270,21 +289,37 @@ class MarketModel(mesa.Model):
             bids=inputs.bids,
             validation=outcome.validation,
             dispatch=dispatch,
-            unserved_mw=(
-                clearing.unserved_up_mw + clearing.unserved_down_mw
-                if clearing is not None and clearing.ok
-                else np.nan
-            ),
+            settlement=settlement,
+            bus_price=self._balancing_prices(clearing),
+            unserved_mw=sum(_unserved(clearing)),
             voll_eur_per_mwh=self.config.voll_eur_per_mwh,
-            grid={n: d.power_flow for n, d in delivered.items()},
+            grid=grid,
             messages=self.message_table(self._latest_messages(inputs.period)),
-            interface_shortfall_mw=outcome.interface_shortfall_mw,
             reserve_shortfall_mw=clearing.reserve_shortfall_mw if clearing is not None else 0.0,
             priority_effects={
                 "tso_extra_cost_eur_per_h": records.tso_extra_cost_eur_per_h,
                 "dso_shortfall_mw": records.dso_shortfall_mw,
             },
         )
+
+    def _check(self, inputs, outcome, dispatch, settlement) -> None:
+        """The invariants over the period's tables; each violation an error and an event."""
+        up, down = _unserved(outcome.clearing)
+        tables = PeriodTables(
+            self.period_h,
+            inputs.bids,
+            outcome.validation,
+            dispatch,
+            settlement,
+            self.population.device_state(self.state.energy),
+            float(inputs.plan.need_mw.sum()),
+            up,
+            down,
+            outcome.interface_shortfall_mw,
+        )
+        for message in check_period(tables):
+            log.error("period %d: invariant violated: %s", inputs.period, message)
+            self.record_event("invariant_violated", message)
 
     def _latest_messages(self, period: int) -> list[tuple]:
         """The log rows of ``period``, the one just run: the tail of the log, found from its
@@ -319,6 +354,13 @@ class MarketModel(mesa.Model):
 
     def _late(self, m) -> None:
         self.record_event("late_message", f"{m.kind} {m.sender}->{m.receiver} step {m.step}")
+
+
+def _unserved(clearing) -> tuple[float, float]:
+    """(up, down) MW the TSO's clearing left unserved; NaN if it failed or did not run."""
+    if clearing is None or not clearing.ok:
+        return np.nan, np.nan
+    return clearing.unserved_up_mw, clearing.unserved_down_mw
 
 
 def _net_injection(inj: Injections) -> float:

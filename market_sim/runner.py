@@ -29,6 +29,7 @@ class RunReport:
     links: pd.DataFrame
     events: int
     wall_time_s: float
+    invariant_violations: int = 0
 
 
 def run_scenario(
@@ -37,8 +38,13 @@ def run_scenario(
     models: list[str] | None = None,
     days: int | None = None,
     progress: bool = True,
+    check: bool = False,
 ) -> list[RunReport]:
-    """Run each model of the scenario (networks loaded once, shared); write a folder per run."""
+    """Run each model of the scenario (networks loaded once, shared); write a folder per run.
+
+    ``check``: check the invariants after every period (each violation an error and an
+    ``invariant_violated`` event, counted in the report).
+    """
     config = scenario.config
     models = models or list(config.models)
     periods = config.for_model(models[0], days).n_periods
@@ -48,7 +54,7 @@ def run_scenario(
             run_config = config.for_model(name, days)
             bar.set_description(name)
             started = time.perf_counter()
-            sim = MarketModel(run_config, scenario.networks, scenario.transmission)
+            sim = MarketModel(run_config, scenario.networks, scenario.transmission, check=check)
             sim.run(progress=lambda: bar.update(1))
             wall = time.perf_counter() - started
             tables = sim.tables()
@@ -60,17 +66,31 @@ def run_scenario(
                 "wall_time_s": round(wall, 3),
             }
             write_run(folder, dump_config(run_config), info, tables)
+            events = tables["events"]
             reports.append(
                 RunReport(
                     name,
                     folder,
                     summary(tables, sim.period_h),
                     links(tables["messages"]),
-                    len(tables["events"]),
+                    len(events),
                     wall,
+                    int((events.kind == "invariant_violated").sum()),
                 )
             )
     return reports
+
+
+def check_line(reports: list[RunReport]) -> str:
+    """One line on the invariants of checked runs: "" if none was violated."""
+    violated = {r.model: r.invariant_violations for r in reports if r.invariant_violations}
+    if not violated:
+        return ""
+    per_model = ", ".join(f"{m}: {n}" for m, n in violated.items())
+    return (
+        f"{sum(violated.values())} invariant violations ({per_model}); "
+        "see the invariant_violated rows of the events tables"
+    )
 
 
 def side_by_side(reports: list[RunReport]) -> str:

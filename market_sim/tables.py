@@ -161,7 +161,7 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
     },
     "kpis": {
         "period": ("int64", "market period"),
-        "name": ("string", "KPI name (see README)"),
+        "name": ("string", "KPI name (the KPIs section below)"),
         "value": ("float64", "value"),
         "unit": ("string", "unit of value"),
     },
@@ -172,16 +172,106 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
             "string",
             "late_message, schedule_failed, validation_failed, clearing_failed, "
             "priority_failed, local_market_failed, interface_shortfall, "
-            "power_flow_not_converged, power_flow_fallback",
+            "power_flow_not_converged (delivery or baseline), power_flow_fallback, "
+            "invariant_violated (only when checking, e.g. --check)",
         ),
         "message": ("string", "what happened"),
     },
     "timings": {
         "period": ("int64", "market period"),
         "role": ("string", "who computed: tso, a DSO, prosumers, grid, market"),
-        "stage": ("string", "forecast, bids, validation, schedule, clearing, delivery, ..."),
+        "stage": (
+            "string",
+            "forecast, bids, validation, schedule, clearing, baseline, delivery, ...",
+        ),
         "seconds": ("float64", "wall time, s (the only table that differs between reruns)"),
     },
+}
+
+#: KPI name -> (unit, meaning): the rows of the ``kpis`` table, one per period and name, in this
+#: order. Efficiency (resource cost) and transfers (payments) are separate rows.
+KPIS: dict[str, tuple[str, str]] = {
+    "need_mw": ("MW", "the TSO's balancing need for injection, summed over buses"),
+    **{
+        f"der_{stage}_{direction}_mwh": ("MWh", f"DER energy {meaning}, {direction} only")
+        for stage, meaning in (
+            ("offered", "offered in bids"),
+            ("validated", "validated (let through by the validator)"),
+            ("dispatched", "dispatched, to the TSO and to DSOs"),
+            ("delivered", "really delivered"),
+        )
+        for direction in ("up", "down")
+    },
+    "ter_activated_up_mwh": ("MWh", "transmission resources' balancing energy activated up"),
+    "ter_activated_down_mwh": ("MWh", "transmission resources' balancing energy activated down"),
+    "dso_purchased_mwh": ("MWh", "DER energy the DSOs bought for their own needs"),
+    "unserved_mwh": ("MWh", "need no offer covered (up and down), NaN if the clearing failed"),
+    "resource_cost_eur": (
+        "EUR",
+        "efficiency: schedule_cost + activation_cost + undelivered_cover_cost + unserved_cost",
+    ),
+    "schedule_cost_eur": ("EUR", "generation cost of the TSO's energy schedule for the period"),
+    "activation_cost_eur": (
+        "EUR",
+        "every activated resource's ask x the energy it delivered (TER at their offer price, "
+        "negative for a generator moved down, which saves fuel; DER at their bid price)",
+    ),
+    "undelivered_cover_cost_eur": (
+        "EUR",
+        "DER energy dispatched and not delivered x |balancing price at its bus| (VOLL where "
+        "there is none): the cost of covering it",
+    ),
+    "unserved_cost_eur": ("EUR", "unserved energy x VOLL"),
+    **{
+        f"payments_{role}_eur": (
+            "EUR",
+            f"transfer: net amount received by the {role} parties (settlement table; the five "
+            "roles sum to zero)",
+        )
+        for role in ("tso", "dso", "aggregator", "prosumer", "ter")
+    },
+    **{
+        f"surplus_{role}_eur": (
+            "EUR",
+            f"payments to the {role} parties less the cost at their asks of what their resources "
+            "delivered",
+        )
+        for role in ("tso", "dso", "aggregator", "prosumer", "ter")
+    },
+    "imbalance_charges_eur": ("EUR", "transfer: charges paid by DER for undelivered energy"),
+    "reserve_shortfall_mw": ("MW", "configured reserve the offers could not hold back"),
+    "priority_tso_extra_cost_eur": (
+        "EUR",
+        "what the DSOs' taking DER first cost the TSO, against its clearing with every "
+        "validated bid",
+    ),
+    "priority_dso_shortfall_mw": ("MW", "what the DSOs asked of shared DER and did not get"),
+    "voltage_violations": ("buses", "buses outside limits after delivery (converged flows)"),
+    "line_violations": ("lines", "lines above their loading limit after delivery"),
+    "trafo_violations": ("trafos", "transformers above their loading limit after delivery"),
+    "baseline_violations": (
+        "elements",
+        "elements outside limits at the operating point with no DER activated (networks whose "
+        "baseline and delivery power flows both converged)",
+    ),
+    "der_caused_violations": (
+        "elements",
+        "elements outside limits after delivery and not at the baseline (same networks)",
+    ),
+    "nonconverged_power_flows": (
+        "count",
+        "delivery power flows that did not converge: their networks are left out of the "
+        "violation counts, which are unknown there, not zero",
+    ),
+    "baseline_nonconverged_power_flows": ("count", "baseline power flows that did not converge"),
+    "interface_deviation_mw": (
+        "MW",
+        "sum over DSOs of abs(interface P after delivery - at the baseline - DER dispatched in "
+        "the area): undelivered DER and changed losses as the transmission network sees them",
+    ),
+    "messages": ("count", "messages between agents (steps inside one agent excluded)"),
+    "message_bytes": ("bytes", "their payload size"),
+    "late_messages": ("count", "of them, arrived after their gate closed (rejected)"),
 }
 
 
@@ -195,6 +285,9 @@ def tables_markdown() -> str:
         lines += [f"### `{table}`", "", "| column | type | meaning and unit |", "|---|---|---|"]
         lines += [f"| `{c}` | {dtype} | {meaning} |" for c, (dtype, meaning) in columns.items()]
         lines.append("")
+    lines += ["### KPIs (`kpis` rows)", "", "| name | unit | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {unit} | {meaning} |" for name, (unit, meaning) in KPIS.items()]
+    lines.append("")
     return "\n".join(lines) + "\n"
 
 

@@ -35,12 +35,13 @@ def case39():
 
 @pytest.fixture(scope="session")
 def make_model(quickstart, networks, case39):
-    """Build a MarketModel of the quickstart under one coordination model."""
+    """Build a MarketModel of the quickstart under one coordination model, checking the
+    invariants after every period (a violation is an ``invariant_violated`` event)."""
 
     def make(model: str, **changes) -> MarketModel:
         config = quickstart.for_model(model)
         if changes:
             config = config.model_copy(update=changes)
-        return MarketModel(config, networks, case39)
+        return MarketModel(config, networks, case39, check=True)
 
     return make

@@ -23,10 +23,19 @@ def test_config_runs_two_periods_of_each_model(path):
     config = load_config(path)
     networks = load_networks(config)
     for model in config.models:
-        sim = MarketModel(config.for_model(model), networks)
+        sim = MarketModel(config.for_model(model), networks, check=True)
         sim.period = 12 * config.periods_per_day // 24  # noon: PV and flexibility available
         sim.run(periods=2)
         tables = sim.tables()
         assert len(tables["grid"]) == 2 * len(config.dsos), (path.name, model)
-        assert tables["kpis"].query("name == 'der_offered_mw'").value.gt(0).all()
-        assert not tables["events"].kind.isin(["clearing_failed", "schedule_failed"]).any()
+        offered = tables["kpis"].query("name.str.startswith('der_offered_')")
+        assert offered.groupby("period").value.sum().gt(0).all()
+        events = tables["events"]
+        assert not events.kind.isin(["clearing_failed", "schedule_failed"]).any()
+        violated = events[events.kind == "invariant_violated"].message
+        if model == "tso_managed":
+            # known (issue 8): tso_managed settles DER at the interface LMP, without the duals
+            # of the distribution constraints (DLMP), so a DER whose constraint binds is paid
+            # below its ask (ehv.yaml, periods 48-49); remove this once pricing uses DLMP
+            violated = violated[~violated.str.startswith("individual rationality")]
+        assert violated.empty, (path.name, model, violated.tolist())

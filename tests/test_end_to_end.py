@@ -24,7 +24,7 @@ def two_runs(tmp_path_factory):
     for name in ("first", "second"):
         out = tmp_path_factory.mktemp(name)
         argv = ["run", str(QUICKSTART), "--model", "dso_managed", "--out", str(out)]
-        assert main([*argv, "--no-progress"]) == 0
+        assert main([*argv, "--no-progress", "--check"]) == 0
         folders.append(out / "quickstart" / "dso_managed")
     return folders
 

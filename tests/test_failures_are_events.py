@@ -34,6 +34,9 @@ def test_an_infeasible_schedule_is_an_event_and_the_run_goes_on(flooded, case39,
     assert t["prices"].query("market == 'schedule'").empty
 
 
+STAGES = ("baseline", "delivery")
+
+
 def test_a_fallback_to_pandapower_in_delivery_is_an_event(make_model, monkeypatch):
     """When lightsim2grid cannot solve a network, pandapower's runpp does: slower and
     without sensitivities, so the run says so (issue 8, item 9)."""
@@ -46,5 +49,7 @@ def test_a_fallback_to_pandapower_in_delivery_is_an_event(make_model, monkeypatc
     sim.step()
     t = sim.tables()
     fallbacks = t["events"].query("kind == 'power_flow_fallback'")
-    assert sorted(fallbacks.message) == [f"{n}: pandapower runpp: scripted" for n in sim.dsos]
+    # each network's baseline power flow (no DER activated) and its delivery power flow
+    expected = [f"{n}: {s}: pandapower runpp: scripted" for n in sim.dsos for s in STAGES]
+    assert sorted(fallbacks.message) == sorted(expected)
     assert t["grid"].converged.all()

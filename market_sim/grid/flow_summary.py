@@ -55,6 +55,37 @@ def _max(a: np.ndarray) -> float:
     return float(a.max()) if a.size else float("nan")
 
 
+def violation_masks(net: Any, flows: Flows, limits: Limits) -> dict[str, np.ndarray]:
+    """Per element table (bus, line, trafo), which monitored elements break ``limits``.
+
+    The one rule both the counts of :func:`summarise` and the element labels of
+    :func:`violated_elements` come from.
+    """
+    vm = np.where(monitored_buses(net), flows.vm_pu, np.nan)
+    line = np.where(net.line["in_service"].to_numpy(dtype=bool), flows.line_loading_percent, np.nan)
+    trafo = np.where(
+        net.trafo["in_service"].to_numpy(dtype=bool), flows.trafo_loading_percent, np.nan
+    )
+    with np.errstate(invalid="ignore"):
+        return {
+            "bus": (vm > limits.vm_max_pu + VIOLATION_TOL)
+            | (vm < limits.vm_min_pu - VIOLATION_TOL),
+            "line": line > limits.max_loading_percent + VIOLATION_TOL,
+            "trafo": trafo > limits.max_loading_percent + VIOLATION_TOL,
+        }
+
+
+def violated_elements(net: Any, flows: Flows, limits: Limits) -> frozenset[str]:
+    """Labels ("bus 12", "line 3", "trafo 0": table and pandapower index) of the elements that
+    break ``limits``: what lets the KPIs tell violations already there without any DER
+    activation from those the activation caused, element by element."""
+    return frozenset(
+        f"{table} {index}"
+        for table, mask in violation_masks(net, flows, limits).items()
+        for index in net[table].index[mask]
+    )
+
+
 def summarise(net: Any, flows: Flows, limits: Limits) -> PowerFlowResult:
     """Count the limit violations of one converged power flow."""
     vm = np.where(monitored_buses(net), flows.vm_pu, np.nan)
@@ -62,13 +93,7 @@ def summarise(net: Any, flows: Flows, limits: Limits) -> PowerFlowResult:
     trafo = np.where(
         net.trafo["in_service"].to_numpy(dtype=bool), flows.trafo_loading_percent, np.nan
     )
-    with np.errstate(invalid="ignore"):
-        n_v = int(
-            np.sum(vm > limits.vm_max_pu + VIOLATION_TOL)
-            + np.sum(vm < limits.vm_min_pu - VIOLATION_TOL)
-        )
-        n_l = int(np.sum(line > limits.max_loading_percent + VIOLATION_TOL))
-        n_t = int(np.sum(trafo > limits.max_loading_percent + VIOLATION_TOL))
+    masks = violation_masks(net, flows, limits)
     fin = vm[np.isfinite(vm)]
     return PowerFlowResult(
         converged=True,
@@ -76,9 +101,9 @@ def summarise(net: Any, flows: Flows, limits: Limits) -> PowerFlowResult:
         vm_max_pu=float(fin.max()) if fin.size else float("nan"),
         max_line_loading_percent=_max(line),
         max_trafo_loading_percent=_max(trafo),
-        n_voltage_violations=n_v,
-        n_line_violations=n_l,
-        n_trafo_violations=n_t,
+        n_voltage_violations=int(masks["bus"].sum()),
+        n_line_violations=int(masks["line"].sum()),
+        n_trafo_violations=int(masks["trafo"].sum()),
         interface_p_mw=-float(flows.ext_p_mw),
         interface_q_mvar=-float(flows.ext_q_mvar),
     )

@@ -16,9 +16,10 @@ import pytest
 from scipy import sparse
 
 from market_sim.config import PriceConfig, ProsumerPrices, SettlementConfig
+from market_sim.invariants import individual_rationality
 from market_sim.markets.balancing import BalancingMarket
 from market_sim.markets.central import dlmp
-from market_sim.markets.checks import below_ask, partner_used, wash_trades, washed_devices
+from market_sim.markets.devices import partner_used, washed_devices
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import Needs, least_cost_use, left_after, share
 from market_sim.markets.settlement import dispatch_table
@@ -137,13 +138,13 @@ def test_settlement_pays_a_der_its_own_location_price():
     np.testing.assert_allclose(table.price_eur_per_mwh, [10.5, -4.0])
     # up is paid 10.5 per MWh; down pays back -4, i.e. is paid 4 per MWh
     np.testing.assert_allclose(table.payment_eur, [10.5 * 2 * HOURS, 4.0 * HOURS])
-    assert below_ask(table, HOURS) == []
+    assert individual_rationality(table, HOURS) == []
 
 
 def test_below_ask_sees_the_interface_price_short_of_the_asks():
     at_interface = _settle(None)  # 9 at the interface: up paid 9 < 10, down paid -9 < 4
-    assert len(below_ask(at_interface, HOURS)) == 2
-    assert below_ask(_settle(None, "pay_as_bid"), HOURS) == []
+    assert len(individual_rationality(at_interface, HOURS)) == 2
+    assert individual_rationality(_settle(None, "pay_as_bid"), HOURS) == []
 
 
 # ---- no wash trades -------------------------------------------------------------------------
@@ -234,16 +235,6 @@ def test_the_tso_and_a_dso_never_buy_one_device_both_ways(rule):
     assert list(zip(sharing.dispatch.bid_id, sharing.dispatch.buyer, strict=True)) == expected
 
 
-def test_wash_trades_names_each_device_once():
-    table = pd.DataFrame(
-        {"period": 3, "resource": "der", "id": [2, 3, 4, 7], "dso": "d",
-         "direction": ["up", "down", "up", "down"], "mw": [1.0, 0.5, 1.0, 1.0],
-         "buyer": ["tso", "d", "tso", "tso"]}
-    )  # fmt: skip
-    found = wash_trades(table)
-    assert len(found) == 1 and "device 1 of d" in found[0]
-
-
 # ---- whole periods ----------------------------------------------------------------------------
 
 CHEAP = ProsumerPrices(**{k: PriceConfig(mean=0.0, sd=5.0) for k in ProsumerPrices.model_fields})
@@ -261,8 +252,13 @@ def test_cheap_asks_no_wash_trades_and_no_payment_below_ask(make_model, quicksta
     sim.step()
     dispatch = sim.recorder.table("dispatch")
     assert (dispatch.resource == "der").sum() > 20  # cheap DER are used
-    assert wash_trades(dispatch) == []
-    assert below_ask(dispatch, HOURS) == []
+    assert _violated(sim) == []  # no wash trade, nobody paid below the ask (every invariant)
+
+
+def _violated(sim) -> list[str]:
+    """The invariants violated in the periods run (``invariant_violated`` events)."""
+    events = sim.recorder.table("events")
+    return events[events.kind == "invariant_violated"].message.tolist()
 
 
 def test_quickstart_tso_managed_pays_no_der_below_its_ask(make_model):
@@ -273,8 +269,7 @@ def test_quickstart_tso_managed_pays_no_der_below_its_ask(make_model):
     dispatch = sim.recorder.table("dispatch")
     der = dispatch[(dispatch.resource == "der") & dispatch.period.between(48, 51)]
     assert len(der) > 20
-    assert below_ask(dispatch, HOURS) == []
-    assert wash_trades(dispatch) == []
+    assert _violated(sim) == []
     # the DLMP differs from the interface price somewhere: distribution constraints bind
     interface = sim.recorder.table("prices").query("market == 'balancing'")
     at_bus = interface.set_index(["period", "bus"]).price_eur_per_mwh

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.checks import device_of
+from market_sim.markets.devices import device_of
 from market_sim.markets.offers import OFFER_COLUMNS
 from market_sim.types import DIRECTIONS
 

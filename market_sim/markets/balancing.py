@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from market_sim.markets.checks import washed_devices
 from market_sim.markets.dc_model import (
     HIGHS_OPTIONS,
     count,
@@ -36,6 +35,7 @@ from market_sim.markets.dc_model import (
     define_flow_limits,
     net_outflow,
 )
+from market_sim.markets.devices import washed_devices
 from market_sim.markets.offers import MW_TOL, OFFER_COLUMNS
 from market_sim.markets.persistent import LoadedModel, Matrix
 from market_sim.markets.transmission import TransmissionNetwork

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.checks import device_of
+from market_sim.markets.devices import device_of
 from market_sim.types import DOWN, UP
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFram
 
     ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated).
     ``device``: the device of the bid, whose up and down offers the clearing never accepts
-    together (:func:`~market_sim.markets.checks.device_of`).
+    together (:func:`~market_sim.markets.devices.device_of`).
     """
     offers = pd.DataFrame(
         {

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-from market_sim.markets.checks import device_of, partner_used, washed_devices
+from market_sim.markets.devices import device_of, partner_used, washed_devices
 from market_sim.registry import PRIORITY_RULES
 from market_sim.types import DOWN, UP
 

@@ -252,9 +252,10 @@ class MarketModel(mesa.Model):
         offers = clearing.offers if clearing is not None else empty_offers()
         prices = self._balancing_prices(clearing)
         cfg = self.config.settlement
+        located = clearing.der_price_eur_per_mwh if ok else None
         dispatch = self.timed(
             "market", "settlement", dispatch_table, accepted, offers, delivery, inputs.bids,
-            self.tso.interface_buses, prices, self.period_h, cfg,
+            self.tso.interface_buses, prices, self.period_h, cfg, located,
         )  # fmt: skip
         return dispatch, settlement_table(dispatch, self.period_h, cfg)
 

@@ -82,7 +82,11 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "mw": ("float64", "dispatched quantity, MW"),
         "delivered_mw": ("float64", "what the resource really delivered, MW"),
         "bid_price_eur_per_mwh": ("float64", "asked price, EUR/MWh"),
-        "price_eur_per_mwh": ("float64", "balancing price at its bus, EUR/MWh"),
+        "price_eur_per_mwh": (
+            "float64",
+            "pay-as-clear: price of injection where it is settled (its bus; a tso_managed DER: "
+            "the DLMP at its distribution bus); pay-as-bid or a DSO's purchase: its ask, EUR/MWh",
+        ),
         "payment_eur": (
             "float64",
             "paid by the TSO for the service (pricing rule), EUR; <0: the provider pays",

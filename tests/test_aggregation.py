@@ -32,4 +32,5 @@ def test_disaggregate_takes_cheapest_bids_first():
     d = disaggregate(_validated(), {"up": 2.2, "down": 1.5}).set_index("bid_id").mw
     assert d[2] + d[4] == 2.2 and d[0] == 0.0  # the 10 EUR/MWh bids, lower id first
     assert d[2] == 2.0 and abs(d[4] - 0.2) < 1e-12
-    assert d[3] == 1.0 and d[1] == 0.5  # down: the 1 EUR/MWh bid first
+    # down: not the 1 EUR/MWh bid 3, whose device (bid 2's) moves up; bid 1 instead
+    assert d[3] == 0.0 and d[1] == 1.5

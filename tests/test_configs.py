@@ -37,11 +37,6 @@ def test_config_runs_two_periods_of_each_model(path):
         events = tables["events"]
         assert not events.kind.isin(["clearing_failed", "schedule_failed"]).any()
         violated = events[events.kind == "invariant_violated"].message
-        if model == "tso_managed":
-            # known (issue 8): tso_managed settles DER at the interface LMP, without the duals
-            # of the distribution constraints (DLMP), so a DER whose constraint binds is paid
-            # below its ask (ehv.yaml, periods 48-49); remove this once pricing uses DLMP
-            violated = violated[~violated.str.startswith("individual rationality")]
         assert violated.empty, (path.name, model, violated.tolist())
 
 

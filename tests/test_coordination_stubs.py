@@ -148,7 +148,9 @@ def _run(model: str):
     post = Post(env, CommunicationConfig())
     events: list[tuple[str, str]] = []
     clock = PeriodClock(PERIOD, PERIOD * 900.0, 900.0, GatesConfig())
-    context = PeriodContext(clock, post, lambda role, stage, f, *a: f(*a), events.append)
+    context = PeriodContext(
+        clock, post, lambda role, stage, f, *a: f(*a), lambda *event: events.append(event)
+    )
     forecasts = {n: _point() for n in dsos}
     plan = TsoPlan(schedule=None, need_mw=np.array([5.0]), load_mw=np.array([0.0]))
     inputs = PeriodInputs(PERIOD, _bids(), forecasts, plan)
@@ -238,15 +240,12 @@ def test_dso_managed_steps_and_outcome():
     (offers,) = parties.tso.cleared
     assert len(offers) == 5 and set(offers.bus) == {3, 7}
     assert sorted(offers.offer_id) == [0, 1, 2, 1_000_000, 1_000_001]
-    # the aggregate, accepted in full, comes back as every validated half-bid
-    assert outcome.dispatch.set_index("bid_id").mw.to_dict() == {
-        0: 1.0,
-        1: 0.5,
-        2: 2.0,
-        4: 3.0,
-        5: 4.0,
-    }
-    assert outcome.interface_shortfall_mw == 0.0 and not events
+    # the aggregate, accepted in full, comes back as validated half-bids, a device's up and
+    # down exclusive: north meets its larger target (up: bids 0 and 2), so bid 1 (bid 0's
+    # device) cannot serve the down target; south meets down (bid 5) before up (bid 4)
+    assert outcome.dispatch.set_index("bid_id").mw.to_dict() == {0: 1.0, 2: 2.0, 5: 4.0}
+    assert outcome.interface_shortfall_mw == pytest.approx(0.5 + 3.0)
+    assert [kind for kind, _ in events] == ["interface_shortfall"] * 2
 
 
 @pytest.mark.parametrize("model", ["tso_managed", "hybrid", "dso_managed"])

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from market_sim.markets.local_market import LocalMarketResult
-from market_sim.markets.priority import Needs, least_cost_use, reversed_by, share
+from market_sim.markets.priority import Needs, least_cost_use, left_after, share
 
 VOLL = 3000.0
 TER_PRICE = 50.0
@@ -199,6 +199,8 @@ def test_three_thousand_bids_share_fast_and_merit_ordered():
 def test_a_device_used_one_way_is_not_offered_the_other_way():
     """A battery charged for its DSO cannot discharge for the TSO in the same period: its
     other bid (id ^ 1, the other direction) is withheld; unrelated ids are not."""
-    bids = pd.DataFrame({"bid_id": [10, 11, 12, 20], "direction": ["up", "down", "up", "up"]})
+    bids = pd.DataFrame(
+        {"bid_id": [10, 11, 12, 20], "direction": ["up", "down", "up", "up"], "mw": 2.0}
+    )
     used = pd.DataFrame({"bid_id": [11, 21], "mw": [0.5, 1.0]})
-    assert reversed_by(bids, used).tolist() == [True, False, False, False]
+    assert left_after(bids, used).mw.tolist() == [0.0, 1.5, 2.0, 2.0]

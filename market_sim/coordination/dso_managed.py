@@ -31,7 +31,7 @@ from market_sim.coordination.period import (
     no_validation,
 )
 from market_sim.markets.offers import empty_offers
-from market_sim.markets.priority import reversed_by, taken
+from market_sim.markets.priority import left_after, taken
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
 from market_sim.types import Injections
@@ -126,8 +126,7 @@ class DsoManaged(CoordinationModel):
             if self.scheme == "local_first":  # the local market clears first
                 bought = self.dso_requests(ctx, {name: offered}, points)[name].bought
                 local[name] = bought.assign(buyer=name)
-                rest = offered.mw - taken(bought, offered.bid_id)
-                offered = offered.assign(mw=rest.where(~reversed_by(offered, bought), 0.0))
+                offered = left_after(offered, bought)
             offers[(name, "tso")] = dso.aggregated_offer(offered, k * OFFER_ID_BLOCK)
             validated[name] = offered
         return rows, validated, offers, local, points

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.devices import device_of
 from market_sim.markets.offers import OFFER_COLUMNS
 from market_sim.types import DIRECTIONS
 
@@ -35,14 +36,23 @@ def disaggregate(validated: pd.DataFrame, target_mw: dict[str, float]) -> pd.Dat
 
     ``target_mw`` is the dispatched MW per direction. Returns ``bid_id`` and dispatched ``mw``
     for every validated bid (zero where not used). Ties in price go to the lower bid id, so the
-    result is deterministic.
+    result is deterministic. A device's up and down bids are mutually exclusive: the larger
+    target is met first, and the other direction uses no device already used (the TSO, seeing
+    only the curves, may take both directions of a DSO). A bid standing in for one so excluded
+    asks no more than the dearest step the TSO took (so the price it clears at pays it); what
+    cannot be met is a shortfall.
     """
-    parts = []
-    for direction in DIRECTIONS:
+    parts, used = {}, np.zeros(0, dtype=np.int64)
+    for direction in sorted(DIRECTIONS, key=lambda d: -target_mw.get(d, 0.0)):
         mine = validated[(validated.direction == direction) & (validated.mw > 1e-9)]
         mine = mine.sort_values(["price_eur_per_mwh", "bid_id"], kind="stable")
         need = max(0.0, target_mw.get(direction, 0.0))
-        before = mine.mw.cumsum().to_numpy() - mine.mw.to_numpy()
-        mw = np.clip(need - before, 0.0, mine.mw.to_numpy())
-        parts.append(pd.DataFrame({"bid_id": mine.bid_id.to_numpy(np.int64), "mw": mw}))
-    return pd.concat(parts, ignore_index=True)
+        offered, price = mine.mw.to_numpy(), mine.price_eur_per_mwh.to_numpy()
+        taken = np.clip(need - (np.cumsum(offered) - offered), 0.0, offered) > 1e-9
+        cap = price[taken].max() if taken.any() else -np.inf  # the dearest step taken
+        excluded = np.isin(device_of(mine.bid_id), used) | (price > cap)
+        free = np.where(excluded, 0.0, offered)
+        mw = np.clip(need - (np.cumsum(free) - free), 0.0, free)
+        parts[direction] = pd.DataFrame({"bid_id": mine.bid_id.to_numpy(np.int64), "mw": mw})
+        used = np.r_[used, device_of(mine.bid_id[mw > 1e-9])]
+    return pd.concat([parts[d] for d in DIRECTIONS], ignore_index=True)

@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
+import highspy
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
@@ -35,6 +36,7 @@ from market_sim.markets.dc_model import (
     define_flow_limits,
     net_outflow,
 )
+from market_sim.markets.devices import washed_devices
 from market_sim.markets.offers import MW_TOL, OFFER_COLUMNS
 from market_sim.markets.persistent import LoadedModel, Matrix
 from market_sim.markets.transmission import TransmissionNetwork
@@ -54,16 +56,17 @@ class BalancingResult:
     """Outcome of the balancing market for one period.
 
     ``accepted``: one row per offer with accepted MW > 0: offer_id, bus, direction, mw
-    (accepted, >= 0), price_eur_per_mwh (the offer's own price). ``price_eur_per_mwh``: nodal
-    price of injection per bus (dual of the nodal balance: EUR/h per MW of extra need for
-    injection). Pay-as-cleared settlement at that price means an up offer earns ``+price`` and a
-    down offer earns ``-price`` per MWh, so the marginal offer of either direction clears at its
-    own price. ``unserved_*_mw``: need that no offer covered, priced at VOLL. ``cost_eur``:
-    objective in EUR per hour of the period, sum(price * MW) + VOLL * unserved; multiply by the
-    period length in hours. ``offers``: the offer book as cleared (TER and DER offers; TER rows
-    carry their ``element``), which settlement prices. ``relaxed_branches``: branches whose base
-    flow already exceeded their rating, so their limit was relaxed to the base-flow magnitude.
-    ``reserve_shortfall_mw``: the reserve the offers could not hold back (set by
+    (accepted, >= 0), price_eur_per_mwh (the offer's own price), bus_price_eur_per_mwh (the
+    nodal price at its bus). ``price_eur_per_mwh``: nodal price of injection per bus (dual of
+    the nodal balance: EUR/h per MW of extra need for injection). Pay-as-cleared settlement at
+    that price means an up offer earns ``+price`` and a down offer earns ``-price`` per MWh, so
+    the marginal offer of either direction clears at its own price. ``unserved_*_mw``: need that
+    no offer covered, priced at VOLL. ``cost_eur``: objective in EUR per hour of the period,
+    sum(price * MW) + VOLL * unserved; multiply by the period length in hours. ``offers``: the
+    offer book as cleared (TER and DER offers; TER rows carry their ``element``), which
+    settlement prices. ``relaxed_branches``: branches whose base flow already exceeded their
+    rating, so their limit was relaxed to the base-flow magnitude. ``reserve_shortfall_mw``: the
+    reserve the offers could not hold back (set by
     :class:`~market_sim.markets.tso_markets.TsoMarkets`, which adds the reserve rows).
 
     What the LP was built from, so that it can be recorded and rebuilt: ``need_mw`` per bus,
@@ -72,6 +75,12 @@ class BalancingResult:
     CSR, possibly with stored zeros), and ``row_labels`` (kind, dso, element, element_index of
     each row, set by :class:`~market_sim.markets.tso_markets.TsoMarkets`, which stacks them),
     ``voll_eur_per_mwh`` the price of unserved need.
+    ``row_duals``: dual of each of the period's ``offer_rows`` (EUR/h per MW of its bound, <= 0
+    where it binds), from which the caller prices what those rows mean (the DLMP).
+    ``der_price_eur_per_mwh``: price of injection at each DER bid's own location (index
+    bid_id), where the clearing priced DER individually (TSO-managed: the DLMP at its
+    distribution bus, set by :func:`~market_sim.markets.central.integrated_clearing`); a DER
+    not in it is priced at its interface bus.
     """
 
     ok: bool
@@ -93,6 +102,8 @@ class BalancingResult:
     offer_rows: tuple[sparse.csr_array, np.ndarray] | None = None
     row_labels: pd.DataFrame | None = None
     voll_eur_per_mwh: float = float("nan")
+    row_duals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    der_price_eur_per_mwh: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
 
 def _as_sparse(matrix: Matrix, shape: tuple[int, int]) -> sparse.csr_array:
@@ -101,6 +112,14 @@ def _as_sparse(matrix: Matrix, shape: tuple[int, int]) -> sparse.csr_array:
     if not shape[0]:
         return sparse.csr_array(shape)
     return sparse.csr_array(matrix)
+
+
+def _devices(offers: pd.DataFrame) -> np.ndarray:
+    """The device of each offer (``device`` column, -1 where none): its directions exclude
+    each other."""
+    if "device" not in offers.columns:
+        return np.full(len(offers), -1, dtype=np.int64)
+    return offers["device"].fillna(-1).to_numpy(dtype=np.int64)
 
 
 def _empty_accepted() -> pd.DataFrame:
@@ -112,6 +131,7 @@ def _empty_accepted() -> pd.DataFrame:
             "direction": pd.Series(dtype="string"),
             "mw": pd.Series(dtype="float64"),
             "price_eur_per_mwh": pd.Series(dtype="float64"),
+            "bus_price_eur_per_mwh": pd.Series(dtype="float64"),
         }
     )
 
@@ -318,7 +338,7 @@ class BalancingMarket:
         relaxed = self._write_period(offers, slot, need, base_flow)
         matrix, upper = offer_rows if offer_rows is not None else (np.zeros((0, 0)), np.zeros(0))
         with self._lp.extra_rows(matrix, self._q_cols[slot], upper):
-            msg = self._lp.run()
+            msg = self._run_exclusive(offers, slot)
         note = f"; limits relaxed on {', '.join(relaxed)}" if relaxed else ""
         if msg is not None:
             logger.warning("balancing market failed: %s", msg)
@@ -336,15 +356,81 @@ class BalancingMarket:
             voll_eur_per_mwh=self.voll_eur_per_mwh,
         )
 
+    def _run_exclusive(self, offers: pd.DataFrame, slot: np.ndarray) -> str | None:
+        """Solve, with a device's up and down offers mutually exclusive.
+
+        Accepting both directions of a device moves it by their difference while paying for
+        their sum, which the LP does whenever the two asks sum to less than zero (and may on a
+        tie). The offers' optional ``device`` column says which offers belong together (-1 or
+        missing: none). Where the LP accepts a device both ways, a MIP with one binary per
+        such device (up or down) decides its direction, the other direction is withdrawn and
+        the LP is solved again, so that the prices are the LP's duals at the dispatch it
+        reports. Each round adds at least one device to those decided, so the loop ends.
+        """
+        offered = offers["mw"].to_numpy(dtype=float)
+        device = _devices(offers)
+        is_up = (offers["direction"] == UP).to_numpy()
+        deciding, mw = np.zeros(len(offers), dtype=bool), offered
+        while True:
+            self._set_offered(slot, mw)
+            msg = self._lp.run()
+            if msg is not None or not np.any(device >= 0):
+                return msg
+            washing = washed_devices(device, is_up, self._lp.values()[self._q_cols[slot]])
+            if not washing.any():
+                return None
+            deciding |= washing
+            self._set_offered(slot, offered)
+            goes_up = self._directions(slot, offered, device, is_up, deciding)
+            if goes_up is None:
+                return "not solved to optimality: the MIP of exclusive directions failed"
+            mw = np.where(deciding & (is_up != goes_up), 0.0, offered)
+
+    def _directions(self, slot, offered, device, is_up, deciding) -> np.ndarray | None:
+        """The MIP: whether each deciding offer's device goes up (per offer; None if the MIP
+        fails). Binary ``z_d`` per device; ``q <= mw z_d`` up, ``q <= mw (1 - z_d)`` down.
+        The binaries and their rows are removed again before returning."""
+        highs, first_col, first_row = self._lp.highs, self._lp.highs.getNumCol(), None
+        rows = np.flatnonzero(deciding)
+        devices, which = np.unique(device[rows], return_inverse=True)
+        k, n = len(devices), len(rows)
+        z = np.arange(first_col, first_col + k, dtype=np.int32)
+        highs.addCols(k, np.zeros(k), np.zeros(k), np.ones(k), 0, np.zeros(k, np.int32),
+                      np.zeros(0, np.int32), np.zeros(0))  # fmt: skip
+        try:
+            highs.changeColsIntegrality(k, z, np.full(k, highspy.HighsVarType.kInteger))
+            first_row = highs.getNumRow()
+            up, mw = is_up[rows], offered[rows]
+            index = np.column_stack([self._q_cols[slot[rows]], z[which]]).ravel()
+            value = np.column_stack([np.ones(n), np.where(up, -mw, mw)]).ravel()
+            starts = np.arange(0, 2 * n, 2, dtype=np.int32)
+            lower = np.full(n, -highspy.kHighsInf)
+            highs.addRows(n, lower, np.where(up, 0.0, mw), 2 * n, starts, index.astype(np.int32),
+                          value)  # fmt: skip
+            if self._lp.run() is not None:
+                return None
+            chosen = self._lp.values()[z] > 0.5
+        finally:
+            if first_row is not None:
+                highs.deleteRows(n, np.arange(first_row, first_row + n, dtype=np.int32))
+            highs.deleteCols(k, z)
+        goes_up = np.zeros(len(offered), dtype=bool)
+        goes_up[rows] = chosen[which]
+        return goes_up
+
+    def _set_offered(self, slot: np.ndarray, offered_mw: np.ndarray) -> None:
+        """Column bounds of the period: each offer's slot up to its MW, unused slots at 0."""
+        mw = np.zeros(len(self._slot_bus))
+        mw[slot] = offered_mw
+        self._lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
+
     def _write_period(
         self, offers: pd.DataFrame, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray
     ) -> tuple[str, ...]:
         """Write the period's offers into their slots, the needs and the flow limits (only
         what changed); returns the branches whose limits were relaxed."""
-        mw = np.zeros(len(self._slot_bus))
-        mw[slot] = offers["mw"].to_numpy(dtype=float)
         offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
-        self._lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
+        self._set_offered(slot, offers["mw"].to_numpy(dtype=float))
         # Costs of unused slots are left as they are: their columns are fixed at 0.
         self._lp.set_col_costs(self._q_cols[slot], offer_price + TIE_BREAK_EUR_PER_MWH)
         self._lp.set_row_bounds(self._balance_rows, need, need)
@@ -360,12 +446,13 @@ class BalancingMarket:
         extra_rows: int,
     ) -> BalancingResult:
         """The result of an optimal solve started at ``t0`` with ``extra_rows`` period rows."""
-        x = self._lp.values()
+        x, duals = self._lp.values(), self._lp.duals()
         q = x[self._q_cols[slot]]
         taken = q > MW_TOL
         unserved_up = float(x[self._unserved_up_cols].sum())
         unserved_down = float(x[self._unserved_down_cols].sum())
         offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
+        nodal = duals[self._balance_rows]
         accepted = pd.DataFrame(
             {
                 "offer_id": offers["offer_id"].to_numpy(dtype=np.int64)[taken],
@@ -373,13 +460,14 @@ class BalancingMarket:
                 "direction": pd.Series(offers["direction"].to_numpy()[taken], dtype="string"),
                 "mw": q[taken],
                 "price_eur_per_mwh": offer_price[taken],
+                "bus_price_eur_per_mwh": nodal[self._slot_bus[slot[taken]]],
             }
         )
         return BalancingResult(
             ok=True,
             message=message,
             accepted=accepted,
-            price_eur_per_mwh=self._lp.duals()[self._balance_rows],
+            price_eur_per_mwh=nodal,
             unserved_up_mw=unserved_up,
             unserved_down_mw=unserved_down,
             cost_eur=float(offer_price @ q + self.voll_eur_per_mwh * (unserved_up + unserved_down)),
@@ -388,6 +476,8 @@ class BalancingMarket:
             n_constraints=self.n_constraints + extra_rows,
             offers=offers,
             relaxed_branches=relaxed,
+            # the period's rows come after the model's own (LoadedModel.extra_rows)
+            row_duals=duals[self._lp.n_rows : self._lp.n_rows + extra_rows],
         )
 
     def _failed(

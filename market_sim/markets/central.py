@@ -230,12 +230,15 @@ class _Integrated:
         self.failing: list[tuple[DistributionModel, list[Key], Vertex | None]] = []
         self.accepted: dict[str, np.ndarray] = {}
         self.result = None
+        self.bids = empty_bids()
+        self.rows: tuple[sp.csr_matrix, np.ndarray] = (sp.csr_matrix((0, 0)), np.zeros(0))
         self.clearings = self.n_rows = 0
 
     def solve(self, margin_scale: float) -> np.ndarray | None:
         self.active = [m for m in self.models if m.name not in self.excluded and len(m.bids)]
         bids = pd.concat([empty_bids()] + [m.bids for m in self.active], ignore_index=True)
         a, b = block_rows(self.active)
+        self.bids, self.rows = bids, (a, b)
         self.result = self.clear(bids, (a, b), row_labels(self.active))
         self.clearings += 1
         self.n_rows = len(b)
@@ -292,6 +295,34 @@ def integrated_clearing(models: list[DistributionModel], clear) -> tuple[object,
     accepted = {} if search.ended == "infeasible" else problem.accepted
     validated = {m.name: m.validated(accepted[m.name]) for m in models if m.name in accepted}
     excluded = tuple(problem.excluded)
-    return problem.result, IntegratedResult(
+    result = with_dlmp(problem.result, problem.bids, *problem.rows)
+    return result, IntegratedResult(
         accepted, validated, excluded, problem.clearings, problem.n_rows
     )
+
+
+def dlmp(result, bids: pd.DataFrame, a: sp.csr_matrix, b: np.ndarray) -> pd.Series:
+    """Price of injection at each accepted bid's distribution bus (EUR/MWh, index bid_id).
+
+    The DLMP: the transmission price at its DSO's interface bus plus, over the distribution
+    rows ``a q <= b`` (columns: ``bids``), each row's dual times the row's sensitivity to an
+    injection at the bid's bus. That is the marginal value of the bid's column in the
+    integrated LP, so an accepted bid (reduced cost <= 0) is paid at least its ask, one
+    strictly inside its bounds exactly its ask; the interface price alone ignores the
+    distribution constraints the bid binds. The distribution rows are the clearing's last rows
+    (:func:`~market_sim.markets.tso_markets.stack_rows` puts the reserve rows first).
+    """
+    duals = result.row_duals[len(result.row_duals) - len(b) :]
+    per_mw = pd.Series(a.T @ duals if len(b) else np.zeros(len(bids)), index=bids.bid_id)
+    der = result.accepted[result.accepted.offer_id >= 0]
+    sign = np.where(der.direction.to_numpy() == UP, 1.0, -1.0)
+    value = per_mw.reindex(der.offer_id).to_numpy(float)  # EUR/h per MW of its service
+    price = der.bus_price_eur_per_mwh.to_numpy(float) + sign * value
+    return pd.Series(price, index=der.offer_id.to_numpy(np.int64), dtype=float)
+
+
+def with_dlmp(result, bids: pd.DataFrame, a: sp.csr_matrix, b: np.ndarray):
+    """The integrated clearing's result with each DER bid's DLMP (for the settlement)."""
+    if result is None or not result.ok or not len(bids):
+        return result
+    return replace(result, der_price_eur_per_mwh=dlmp(result, bids, a, b))

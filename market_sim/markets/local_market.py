@@ -29,7 +29,7 @@ from market_sim.grid.linearised import (
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
-from market_sim.markets.priority import Needs, least_cost_use
+from market_sim.markets.priority import Needs, least_cost_use, left_after
 from market_sim.types import Injections, Limits
 
 
@@ -124,7 +124,9 @@ class _Relief:
             return None
         self.first_needs = self.first_needs or needs
         helps = needs.effect.max(axis=0) > 0  # a bid that relieves nothing is not bought
-        left = self.bids.assign(mw=np.where(helps, self.bids.mw.to_numpy(float) - self.bought, 0.0))
+        # what each bid has left, nothing of a device bought the other way in an earlier round
+        left = left_after(self.bids, self.bids[["bid_id"]].assign(mw=self.bought))
+        left = left.assign(mw=np.where(helps, left.mw.to_numpy(float), 0.0))
         use = least_cost_use(left, [needs])
         if not use.ok:
             self.failure = use.message

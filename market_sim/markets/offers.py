@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.devices import device_of
 from market_sim.types import DOWN, UP
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFram
     """Each (validated) bid as an offer at the interface bus of its DSO; offer_id = bid_id.
 
     ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated).
+    ``device``: the device of the bid, whose up and down offers the clearing never accepts
+    together (:func:`~market_sim.markets.devices.device_of`).
     """
     offers = pd.DataFrame(
         {
@@ -58,6 +61,7 @@ def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFram
             "direction": bids.direction.astype(str).to_numpy(),
             "mw": bids.mw.to_numpy(float),
             "price_eur_per_mwh": bids.price_eur_per_mwh.to_numpy(float),
+            "device": device_of(bids.bid_id),
         }
     )
     return offers[offers.mw > 1e-9].reset_index(drop=True)

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.optimize import linprog
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
+from market_sim.markets.devices import device_of, partner_used, washed_devices
 from market_sim.registry import PRIORITY_RULES
 from market_sim.types import DOWN, UP
 
@@ -143,22 +144,19 @@ def share(
     request = taken(bought, usable.bid_id)
     if tso_need_mw is None:
         tso_need_mw = need_mw
-    capacity = usable.mw.to_numpy(float)
     extra_cost, use = 0.0, Use({})
     first = order(tso_is_critical(need_mw, ter_offers))
     if first == TSO:
         result, tso = clear(usable)
-        take = np.minimum(request, capacity - taken(tso, usable.bid_id))
-        take = np.where(reversed_by(usable, tso), 0.0, take)
+        take = np.minimum(request, left_after(usable, tso).mw.to_numpy(float))
     else:
         take = request
         if first == JOINT:
             use = economic_use(usable, wanted, tso_need_mw, ter_offers, voll_eur_per_mwh)
             take = _economic_take(use, wanted, len(usable))
         alone = tso_cost(usable) if tso_cost is not None else None
-        local = pd.DataFrame({"bid_id": usable.bid_id, "mw": take})
-        rest = np.where(reversed_by(usable, local), 0.0, capacity - take)
-        result, tso = clear(usable.assign(mw=rest))
+        used = pd.DataFrame({"bid_id": usable.bid_id.to_numpy(np.int64), "mw": take})
+        result, tso = clear(left_after(usable, used))
         if alone is not None and result is not None and result.ok:
             extra_cost = result.cost_eur - alone
     take = np.where(take > TAKE_TOL_MW, take, 0.0)
@@ -190,6 +188,16 @@ def _rows_by_dso(rule, wanted, usable, request, take, tso) -> pd.DataFrame:
             priority_rows(rule, name, usable.bid_id[mine], request[mine], take[mine], tso_mw)
         )
     return pd.concat(rows, ignore_index=True)
+
+
+def left_after(bids: pd.DataFrame, used: pd.DataFrame) -> pd.DataFrame:
+    """What is left of ``bids`` for a second buyer after ``used`` (bid_id, mw): each bid less
+    what was used of it, and nothing of a bid whose device is used in the other direction (a
+    device's up and down bids are mutually exclusive, whoever buys them)."""
+    used_mw = taken(used, bids.bid_id)
+    left = np.clip(bids.mw.to_numpy(float) - used_mw, 0.0, None)
+    other_way = partner_used(bids.bid_id, (bids.direction == UP).to_numpy(), used_mw)
+    return bids.assign(mw=np.where(other_way, 0.0, left))
 
 
 def tso_is_critical(need_mw: float, ter: pd.DataFrame) -> bool:
@@ -245,7 +253,8 @@ def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> Use:
     Variables: q[s, b] >= 0 for each side and DER, unmet[s, k] >= 0 for each need row.
     min sum price_b q[s, b] + sum penalty_s unmet[s, k]
     s.t. sum_s q[s, b] <= mw_b;  sum_b effect[k, b] q[s, b] + unmet[s, k] >= need[s, k].
-    The constraint matrix is sparse: a few thousand bids would need gigabytes dense.
+    The constraint matrix is sparse: a few thousand bids would need gigabytes dense. A device's
+    up and down bids are mutually exclusive (:func:`_exclusive_solve`).
     """
     n, n_sides = len(der), len(sides)
     price = der.price_eur_per_mwh.to_numpy(float)
@@ -273,18 +282,54 @@ def least_cost_use(der: pd.DataFrame, sides: list[Needs]) -> Use:
     a_need = sparse.coo_array(
         (np.concatenate(v), (np.concatenate(r), np.concatenate(c))), shape=(rows, n_var)
     )
-    result = linprog(
-        cost,
-        A_ub=sparse.vstack([a_cap, a_need], format="csr"),
-        b_ub=np.concatenate([cap, -np.concatenate([s.need_mw for s in sides])]),
-        bounds=(0, None),
-        method="highs",
-    )
-    if result.status != 0:
+    a_ub = sparse.vstack([a_cap, a_need], format="csr")
+    b_ub = np.r_[cap, -np.concatenate([s.need_mw for s in sides])]
+    x, message = _exclusive_solve(der, n_sides, cost, a_ub, b_ub)
+    if x is None:
         zero = {s.side: np.zeros(n) for s in sides}
-        return Use(zero, ok=False, message=f"priority allocation LP failed: {result.message}")
-    x = result.x
+        return Use(zero, ok=False, message=f"priority allocation LP failed: {message}")
     return Use({s.side: x[i * n : (i + 1) * n] for i, s in enumerate(sides)})
+
+
+def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None, str]:
+    """Solve ``min cost x, a_ub x <= b_ub, x >= 0`` with a device's up and down exclusive.
+
+    The LP first; where it uses a device both ways (by any sides), a MILP with one binary
+    per such device (up or down) decides, until no device is used both ways (each round adds
+    at least one device to those decided). Returns x, or None and why.
+    """
+    n = len(der)
+    bid_id, cap = der.bid_id.to_numpy(np.int64), b_ub[:n]
+    device = np.where(bid_id >= 0, device_of(bid_id), -1)
+    is_up = (der.direction == UP).to_numpy()
+    deciding = np.zeros(n, dtype=bool)
+    result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+    while result.status == 0:
+        per_der = result.x[: n_sides * n].reshape(n_sides, n).sum(axis=0)
+        washing = washed_devices(device, is_up, per_der)
+        if not washing.any():
+            return result.x[: a_ub.shape[1]], ""
+        deciding |= washing
+        rows = np.flatnonzero(deciding)
+        devices, which = np.unique(device[rows], return_inverse=True)
+        k, m, n_var = len(devices), len(rows), a_ub.shape[1]
+        # per deciding DER b of device d: sum_s q[s, b] <= cap_b z_d (up), cap_b (1 - z_d) (down)
+        cols = (np.arange(n_sides)[:, None] * n + rows[None, :]).ravel()
+        pick = sparse.coo_array(
+            (np.ones(n_sides * m), (np.tile(np.arange(m), n_sides), cols)), shape=(m, n_var)
+        )
+        signed = np.where(is_up[rows], -cap[rows], cap[rows])
+        z = sparse.coo_array((signed, (np.arange(m), which)), shape=(m, k))
+        a = sparse.vstack([sparse.hstack([a_ub, sparse.csr_array((a_ub.shape[0], k))]),
+                           sparse.hstack([pick, z])], format="csr")  # fmt: skip
+        upper = np.r_[b_ub, np.where(is_up[rows], 0.0, cap[rows])]
+        result = milp(
+            np.r_[cost, np.zeros(k)],
+            integrality=np.r_[np.zeros(n_var), np.ones(k)],
+            bounds=Bounds(0.0, np.r_[np.full(n_var, np.inf), np.ones(k)]),
+            constraints=LinearConstraint(a, -np.inf, upper),
+        )
+    return None, result.message
 
 
 def priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw) -> pd.DataFrame:
@@ -308,17 +353,3 @@ def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
     """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
     mw = dispatch.groupby("bid_id")["mw"].sum()
     return bid_ids.map(mw).fillna(0.0).to_numpy(float)
-
-
-def reversed_by(bids: pd.DataFrame, used: pd.DataFrame) -> np.ndarray:
-    """Mask of ``bids`` (bid_id, direction) whose device is already used in the other
-    direction in ``used`` (bid_id, mw). A device bought down by its DSO and up by the TSO in
-    one period moves nothing while both pay: a wash trade across buyers, so its other bid is
-    withheld. A device's two bids have ids 2 x device + (0 up, 1 down)
-    (``ProsumerPopulation.bids``): ``id ^ 1`` is the other one, if it has the other direction.
-    """
-    ids = bids.bid_id.to_numpy(np.int64)
-    direction = bids.direction.astype(str).to_numpy()
-    active = used.bid_id[used.mw.to_numpy(float) > TAKE_TOL_MW].to_numpy(np.int64)
-    other = pd.Series(direction, index=ids).reindex(ids ^ 1).to_numpy()
-    return np.isin(ids ^ 1, active) & pd.notna(other) & (other != direction)

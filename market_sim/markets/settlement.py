@@ -54,12 +54,15 @@ def dispatch_table(
     bus_price: pd.Series,
     hours: float,
     terms: SettlementTerms,
+    der_price: pd.Series | None = None,
 ) -> pd.DataFrame:
     """The period's ``dispatch`` table (without the period column): TER and DER rows priced.
 
     ``accepted``: the clearing's accepted offers (offer_id, mw); ``offers``: what was offered
     (TER rows carry ``element``); ``delivery``: bid_id, buyer, mw (dispatched), delivered_mw
-    of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh.
+    of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh; ``der_price``:
+    price of injection at a DER bid's own location (index bid_id, EUR/MWh) where the clearing
+    priced it there (TSO-managed: its DLMP), else the DER is priced at its interface bus.
     """
     rule = PRICING_RULES.load(terms.pricing)
     table = pd.concat(
@@ -73,7 +76,7 @@ def dispatch_table(
         table.direction,
         table.mw.to_numpy(float),
         table.bid_price_eur_per_mwh.to_numpy(float),
-        bus_price.reindex(table.bus.to_numpy()).to_numpy(float),
+        _location_price(table, bus_price, der_price),
     )
     tso_price, tso_rate = rule(*terms_of_service)
     dso_price, dso_rate = pay_as_bid(*terms_of_service)
@@ -83,6 +86,18 @@ def dispatch_table(
     undelivered = (table.mw - table.delivered_mw).clip(lower=0.0)
     table["imbalance_eur"] = undelivered * np.abs(price) * terms.imbalance_price_factor * hours
     return table[list(DISPATCH_DTYPES)].astype(DISPATCH_DTYPES)
+
+
+def _location_price(
+    table: pd.DataFrame, bus_price: pd.Series, der_price: pd.Series | None
+) -> np.ndarray:
+    """Price of injection where each row is settled: its bus, or a DER's own location."""
+    price = bus_price.reindex(table.bus.to_numpy()).to_numpy(float)
+    if der_price is None or not len(der_price):
+        return price
+    own = der_price.reindex(table.id.to_numpy()).to_numpy(float)
+    located = (table.resource == "der").to_numpy() & ~np.isnan(own)
+    return np.where(located, own, price)
 
 
 def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> pd.DataFrame:

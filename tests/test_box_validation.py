@@ -13,6 +13,8 @@ part that does not (the full set's other bids pulled the limit's quantity back).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,17 +123,32 @@ def test_a_safe_full_set_can_have_unsafe_parts(monkeypatch: pytest.MonkeyPatch) 
     assert safe_volume > 0.5 * full_only_volume  # safe, not by validating nothing
 
 
+@dataclass
+class _Cleared:
+    """The part of a clearing result the integrated problem reads (and prices: no duals)."""
+
+    ok: bool
+    accepted: pd.DataFrame
+    row_duals: np.ndarray
+    der_price_eur_per_mwh: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+
+
 class _GreedyTso:
     """Stands in for the TSO's DC-OPF: takes the most DER volume the distribution rows allow
     (the dispatch most likely to reach a limit), through the same LP as the DSOs'."""
 
-    ok = True
-
     def __call__(self, bids, rows, labels=None):
         a, b = rows
         mw, _ = solve_lp(quiet_highs(), a.toarray(), b, bids.mw.to_numpy(float), "max_volume")
-        self.accepted = pd.DataFrame({"offer_id": bids.bid_id.to_numpy(), "mw": mw})
-        return self
+        accepted = pd.DataFrame(
+            {
+                "offer_id": bids.bid_id.to_numpy(),
+                "mw": mw,
+                "direction": bids.direction.to_numpy(),
+                "bus_price_eur_per_mwh": 0.0,
+            }
+        )
+        return _Cleared(True, accepted, np.zeros(len(b)))
 
 
 def test_every_part_of_a_tso_managed_dispatch_passes_ac(case) -> None:

@@ -184,8 +184,9 @@ def test_tso_managed_is_one_integrated_problem_whose_dispatch_is_safe(make_model
         reported = {}
         for _ in range(3):
             # what the DSOs report at gate opening: the period's forecast operating point
+            # (the profiles plus the period's energy repayments)
             period = sim.period
-            forecast = sim.forecasts(period)
+            forecast = sim.population.with_recovery(sim.forecasts(period), sim.state.energy)
             sim.step()
             reported[period] = {
                 n: injections_table(d.network, forecast[n]) for n, d in sim.dsos.items()

@@ -137,8 +137,11 @@ class _GreedyTso:
     """Stands in for the TSO's DC-OPF: takes the most DER volume the distribution rows allow
     (the dispatch most likely to reach a limit), through the same LP as the DSOs'."""
 
-    def __call__(self, bids, rows, labels=None):
+    def __call__(self, bids, rows, labels):
         a, b = rows
+        # every row is labelled, those learnt at failing parts of a dispatch too (the run's
+        # ``balancing_rows`` table is built from the labels)
+        assert len(labels) == len(b)
         mw, _ = solve_lp(quiet_highs(), a.toarray(), b, bids.mw.to_numpy(float), "max_volume")
         accepted = pd.DataFrame(
             {

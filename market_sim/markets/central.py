@@ -55,7 +55,7 @@ class DistributionModel:
     reuse: dict = field(default_factory=dict, repr=False)
     #: Rows linearised where an AC check failed (a part of a dispatch), kept like the DSOs'
     #: loading cuts: a flow that the bids reverse is missed by a linearisation at the state.
-    cuts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    cuts: list[tuple[np.ndarray, np.ndarray, list[Key]]] = field(default_factory=list, repr=False)
 
     @classmethod
     def at(
@@ -83,8 +83,11 @@ class DistributionModel:
         return model
 
     def row_keys(self) -> list[Key]:
-        """The constraints :meth:`rows` linearises, one row each (none without a state)."""
-        return self.keys if self.point.state is not None else []
+        """The constraints :meth:`rows` linearises, one row each (none without a state): those
+        at the reported state, then those learnt at failing parts of a dispatch."""
+        if self.point.state is None:
+            return []
+        return list(self.keys) + [key for _, _, keys in self.cuts for key in keys]
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """``A x <= b`` over this DSO's bids (MW), linearised at the reported state, each row
@@ -94,13 +97,16 @@ class DistributionModel:
         The right-hand sides are at least 0: no dispatch (x = 0) is the reported forecast
         point, within the limits by construction of the caps, so a row below 0 is the margin.
         """
+        a, b = np.zeros((0, len(self.bids))), np.zeros(0)
         if not self.row_keys():
-            return np.zeros((0, len(self.bids))), np.zeros(0)
-        layout = BidLayout.of(self.network, self.bids)
-        scale = TSO_MANAGED.margin_scale(self.stuck)
-        a, b = rows(self.point, self.keys, layout, self.caps, TSO_MANAGED, scale, reuse=self.reuse)
-        a_all = np.vstack([worst_case(a), *(c for c, _ in self.cuts)])
-        return a_all, np.concatenate([np.maximum(b, 0.0), *(d for _, d in self.cuts)])
+            return a, b
+        if self.keys:
+            layout = BidLayout.of(self.network, self.bids)
+            scale = TSO_MANAGED.margin_scale(self.stuck)
+            a, b = rows(self.point, self.keys, layout, self.caps, TSO_MANAGED, scale,
+                        reuse=self.reuse)  # fmt: skip
+        a_all = np.vstack([worst_case(a), *(c for c, _, _ in self.cuts)])
+        return a_all, np.concatenate([np.maximum(b, 0.0), *(d for _, d, _ in self.cuts)])
 
     def learn_at(self, where: Vertex, keys: list[Key]) -> None:
         """Rows of ``keys`` linearised at a part of a dispatch that failed its AC check."""
@@ -109,7 +115,7 @@ class DistributionModel:
         layout = BidLayout.of(self.network, self.bids)
         scale = TSO_MANAGED.margin_scale(self.stuck)
         a, b = rows(where.detail, keys, layout, self.caps, TSO_MANAGED, scale, x_at=where.x)
-        self.cuts.append((worst_case(a), np.maximum(b, 0.0)))
+        self.cuts.append((worst_case(a), np.maximum(b, 0.0), list(keys)))
 
     def violated(self, mw: np.ndarray) -> tuple[list[Key], Vertex | None]:
         """Constraints an AC power flow of the reported state with ``mw`` dispatched, or with

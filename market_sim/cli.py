@@ -1,4 +1,5 @@
-"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]``."""
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]``
+and ``market-sim compare CONFIG [--variants V ...] [--days N] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from market_sim.config import ConfigError, load_config
+from market_sim.config import ConfigError, ScenarioConfig, load_config
 from market_sim.logs import setup
 from market_sim.registry import COORDINATION_MODELS
 
@@ -45,7 +46,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the market's invariants after every period; exit 1 if any was violated",
     )
+    _add_compare(sub)
     return parser
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    compare = sub.add_parser(
+        "compare",
+        help="run every coordination model in parallel and measure the paper's Table I",
+        description="Run every registered model (and chosen variants) on one scenario and seed; "
+        "write comparison.md, comparison.csv and one figure per measure.",
+    )
+    compare.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    compare.add_argument(
+        "--variants", nargs="+", default=[], metavar="VARIANT", help="e.g. pre_validation"
+    )
+    compare.add_argument("--days", type=int, help="override the number of days")
+    compare.add_argument(
+        "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     setup(args.verbose)
     if args.command == "run":
         return _run(args)
+    if args.command == "compare":
+        return _compare(args)
     return 2
 
 
@@ -61,12 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     from market_sim.scenario import load_scenario
 
     try:
-        config = load_config(args.config)
-        if args.days is not None and args.days < 1:
-            raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
-        if args.days is not None:
-            config.for_model(config.models[0], args.days)  # validates the date range
-        _check_writable(args.out)
+        config = _checked_config(args)
         t0 = time.perf_counter()
         scenario = load_scenario(config, str(args.config))
         log.info("networks loaded in %.1f s", time.perf_counter() - t0)
@@ -85,6 +101,40 @@ def _run(args: argparse.Namespace) -> int:
     if violated:
         print(f"market-sim: --check: {violated}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _checked_config(args: argparse.Namespace) -> ScenarioConfig:
+    """The config, --days and --out checked (ConfigError), before anything is loaded."""
+    config = load_config(args.config)
+    if args.days is not None and args.days < 1:
+        raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
+    if args.days is not None:
+        config.for_model(config.models[0], args.days)  # validates the date range
+    _check_writable(args.out)
+    return config
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from market_sim.compare import compare, compared_models
+    from market_sim.scenario import check_data
+
+    try:
+        config = _checked_config(args)
+        models = compared_models(args.variants)
+        check_data(config, str(args.config))
+    except (ConfigError, ValueError) as error:
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    try:
+        result = compare(config, str(args.config), models, args.out, args.days)
+    except KeyboardInterrupt:
+        log.error("interrupted: the run folders of the models not finished are incomplete")
+        return 130
+    log.info("compared %d models in %.1f s", len(models), time.perf_counter() - t0)
+    print((result.folder / "comparison.md").read_text())
+    print(f"results: {result.folder}")
     return 0
 
 

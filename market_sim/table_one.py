@@ -240,9 +240,9 @@ def figure(measures: pd.DataFrame, model: str, columns: tuple[str, ...]) -> str:
     shown = []
     for column in columns:
         present = column in measures.columns and pd.notna(measures.at[model, column])
-        shown.append(_number(float(measures.at[model, column])) if present else "n/a")
+        shown.append(number(float(measures.at[model, column])) if present else "n/a")
     return " / ".join(shown)
 
 
-def _number(v: float) -> str:
+def number(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}"

@@ -1,0 +1,95 @@
+"""``market-sim compare`` end to end on a short day: its files, its rows, and the data the
+TSO-DSO link carries under tso_managed (the real network state) against dso_managed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from market_sim import load_results
+from market_sim.cli import main
+from market_sim.table_one import CLAIMS, number
+from market_sim.verdict_rules import CORE, VERDICTS
+from tests.conftest import QUICKSTART
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """The quickstart day in hourly periods (24 instead of 96), compared."""
+    out = tmp_path_factory.mktemp("compare")
+    config = yaml.safe_load(QUICKSTART.read_text())
+    config |= {"name": "hourly", "period_minutes": 60}
+    path = out / "hourly.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["compare", str(path), "--out", str(out)]) == 0
+    return out / "hourly"
+
+
+def test_compare_writes_the_measured_table_one(compared):
+    folder = compared / "comparison"
+    table = pd.read_csv(folder / "comparison.csv")
+    assert table.id.tolist() == [c.id for c in CLAIMS]  # one row per claim
+    assert set(table.verdict) <= set(VERDICTS)
+    assert table.rule.str.startswith(("supported if", "not measurable")).all()
+    assert set(CORE) <= set(table.columns)
+    text = (folder / "comparison.md").read_text()
+    assert all(f"| {c.id} |" in text for c in CLAIMS)
+    measures = pd.read_csv(folder / "measures.csv", index_col="measure")
+    assert list(measures.columns) == list(CORE)
+    charts = sorted(folder.glob("fig_*.png"))
+    assert len(charts) >= 10
+    assert all(p.read_bytes().startswith(PNG) for p in charts)
+    # the figures in the table are the runs' own KPIs
+    validated = table.set_index("id").at["T4a", "tso_managed"]
+    kpis = load_results(compared / "tso_managed")["kpis"]
+    up = kpis[kpis.name == "der_validated_up_mwh"].value.sum()
+    assert validated.startswith(f"{number(up)} / ")
+    assert measures.at["der_validated_up_mwh", "tso_managed"] == pytest.approx(up, rel=1e-12)
+
+
+def test_every_run_folder_is_a_run_with_its_summary(compared):
+    for model in CORE:
+        folder = compared / model
+        assert yaml.safe_load((folder / "config.yaml").read_text())["models"] == [model]
+        tables = load_results(folder)
+        assert tables["grid"].period.nunique() == 24
+        summary = pd.read_csv(folder / "summary.csv").set_index("name").value
+        assert summary["resource cost (EUR)"] == pytest.approx(
+            tables["kpis"].query("name == 'resource_cost_eur'").value.sum()
+        )
+        assert "| dso -> tso |" in (folder / "summary.md").read_text()
+
+
+def test_tso_dso_link_carries_more_under_tso_managed(compared, networks):
+    """Step 1b ships the real network state: every bus's voltage and every line's loading of
+    each DSO network, every period; so tso_managed's TSO-DSO link carries more bytes than
+    dso_managed's aggregated offers and dispatch."""
+    state = load_results(compared / "tso_managed")["operational_data"]
+    for (_, dso), rows in state.groupby(["period", "dso"], observed=True):
+        net = networks[dso].net
+        buses, lines = rows[rows.element == "bus"], rows[rows.element == "line"]
+        assert sorted(buses.element_index) == sorted(net.bus.index)
+        assert sorted(lines.element_index) == sorted(net.line.index)
+        assert buses.vm_pu.notna().all() and lines.loading_percent.notna().all()
+    assert state.period.nunique() == 24
+
+    def tso_dso_bytes(model: str) -> int:
+        messages = load_results(compared / model)["messages"]
+        ends = messages[["sender_role", "receiver_role"]]
+        between = (ends.sender_role + ends.receiver_role).isin(["tsodso", "dsotso"])
+        return int(messages.bytes[between].sum())
+
+    assert tso_dso_bytes("tso_managed") > tso_dso_bytes("dso_managed") > 0
+    measures = pd.read_csv(compared / "comparison" / "measures.csv", index_col="measure")
+    assert measures.at["tso_dso_bytes", "tso_managed"] == tso_dso_bytes("tso_managed")
+
+
+def test_an_unknown_variant_is_one_line_and_exit_2(capsys, tmp_path):
+    code = main(["compare", str(QUICKSTART), "--variants", "no_such", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--variants: got 'no_such'; allowed:" in err[0]
+    assert not any(tmp_path.iterdir())  # nothing simulated

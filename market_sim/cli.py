@@ -123,7 +123,7 @@ def _compare(args: argparse.Namespace) -> int:
         config = _checked_config(args)
         models = compared_models(args.variants)
         check_data(config, str(args.config))
-    except (ConfigError, ValueError) as error:
+    except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()

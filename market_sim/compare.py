@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from market_sim.config import ScenarioConfig
+from market_sim.config import ConfigError, ScenarioConfig
 from market_sim.kpis import VIOLATION_KPIS, links
 from market_sim.logs import quiet_third_party
 from market_sim.registry import COORDINATION_MODELS
@@ -52,13 +52,13 @@ class Comparison:
 def variant_models(variants: list[str]) -> list[str]:
     """The registered models ``<model>+<variant>`` of each variant name, in registry order.
 
-    Raises ValueError naming the variant and the registered ones if a name has none.
+    Raises ConfigError naming the variant and the registered ones if a name has none.
     """
     registered = {name.split("+", 1)[1] for name in COORDINATION_MODELS.names if "+" in name}
     for variant in variants:
         if variant not in registered:
             allowed = ", ".join(f"'{v}'" for v in sorted(registered)) or "none registered yet"
-            raise ValueError(f"--variants: got '{variant}'; allowed: {allowed}")
+            raise ConfigError(f"--variants: got '{variant}'; allowed: {allowed}")
     return [n for n in COORDINATION_MODELS.names if "+" in n and n.split("+", 1)[1] in variants]
 
 

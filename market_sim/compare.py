@@ -32,7 +32,7 @@ from market_sim.runner import RunReport, run_scenario
 from market_sim.scenario import Scenario, load_scenario
 from market_sim.table_one import CLAIMS, verdicts
 from market_sim.tables import COMPARISON_MEASURES, KPIS
-from market_sim.verdict_rules import CORE
+from market_sim.verdict_rules import CORE, VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def comparison_markdown(measures: pd.DataFrame, table: pd.DataFrame, figures: li
     shown = table.drop(columns=["side", "reason"]).set_index("id")
     shown["verdict"] = [f"**{v}**: {r}" for v, r in zip(table.verdict, table.reason, strict=True)]
     counts = table.verdict.value_counts()
-    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
+    tally = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
     units = {
         **{k: u for k, (u, _) in KPIS.items()},
         **{k: u for k, (u, _) in COMPARISON_MEASURES.items()},

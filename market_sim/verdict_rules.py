@@ -43,7 +43,9 @@ def value(measures: pd.DataFrame, model: str, column: str) -> float:
     """One figure of the measures table; Unmeasurable if the run or the KPI is missing."""
     if model not in measures.index:
         raise Unmeasurable(f"{model} was not run")
-    if column not in measures.columns or pd.isna(measures.at[model, column]):
+    if column not in measures.columns:
+        raise Unmeasurable(f"KPI {column} is absent from the runs")
+    if pd.isna(measures.at[model, column]):
         raise Unmeasurable(f"KPI {column} is absent from the run of {model}")
     return float(measures.at[model, column])
 

@@ -117,11 +117,17 @@ def run_measures(tables: dict[str, pd.DataFrame], hours: float) -> dict[str, flo
     kpis = tables["kpis"]
     per_period = kpis.pivot_table(index="period", columns="name", values="value", sort=False)
     units = kpis.groupby("name").unit.first()
+    # NaN in any period (a failed clearing's unserved energy, a failed what-if) makes the
+    # run's figure NaN: unknown, so the claims reading it are not measurable, not judged on 0
     out = {
-        name: float(per_period[name].mean() if units[name] == "MW" else per_period[name].sum())
+        name: float(
+            per_period[name].mean(skipna=False)
+            if units[name] == "MW"
+            else per_period[name].sum(skipna=False)
+        )
         for name in per_period.columns
     }
-    out["violations_after_delivery"] = sum(out.get(k, 0.0) for k in VIOLATION_KPIS)
+    out["violations_after_delivery"] = sum(out.get(k, float("nan")) for k in VIOLATION_KPIS)
     timings = tables["timings"].groupby("role").seconds.sum()
     dsos = sorted(set(tables["grid"].dso))
     per_dso = [float(timings.get(d, 0.0)) for d in dsos]

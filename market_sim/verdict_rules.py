@@ -46,7 +46,7 @@ def value(measures: pd.DataFrame, model: str, column: str) -> float:
     if column not in measures.columns:
         raise Unmeasurable(f"KPI {column} is absent from the runs")
     if pd.isna(measures.at[model, column]):
-        raise Unmeasurable(f"KPI {column} is absent from the run of {model}")
+        raise Unmeasurable(f"KPI {column} has no figure for {model} (absent, or NaN in a period)")
     return float(measures.at[model, column])
 
 
@@ -210,22 +210,29 @@ def _withholding(m: pd.DataFrame) -> dict[str, float]:
 
 
 def conflict_rule(model: str) -> Rule:
-    """The DSOs of ``model`` withhold services that cost the TSO and save them asset aging."""
+    """The DSOs of ``model`` withhold services that cost the TSO (and save them asset aging,
+    where the runs measure it: the aging KPI may be missing while the withheld ones are not)."""
     columns = ("withheld_mwh", "withheld_tso_cost_eur", "aging_avoided_h")
     text = (
         f"supported if {model}'s DSOs withhold DER volume a neutral validator (iDSO) lets through, "
-        "and it both costs the TSO more and avoids transformer aging; contradicted if they "
-        "withhold volume without cost to the TSO or without aging avoided; not measurable if no "
-        "DSO withholds anything"
+        "at a cost to the TSO, and (where the runs measure it) avoid transformer aging by it; "
+        "contradicted if they withhold volume at no cost to the TSO or with no aging avoided; "
+        "not measurable if no DSO withholds anything"
     )
 
     def judge(m: pd.DataFrame) -> tuple[str, str]:
         _withholding(m)
-        withheld, cost, aging = (value(m, model, c) for c in columns)
+        withheld, cost = (value(m, model, c) for c in columns[:2])
         if withheld <= 0:
             raise Unmeasurable(f"{model}'s DSOs withheld nothing")
-        figures = f"{withheld:,.1f} MWh withheld, {cost:,.0f} EUR to the TSO, {aging:,.2f} h aging"
-        return _verdict(cost > 0 and aging > 0, figures)
+        try:
+            aging: float | None = value(m, model, columns[2])
+        except Unmeasurable:
+            aging = None
+        figures = f"{withheld:,.1f} MWh withheld, {cost:,.0f} EUR to the TSO, " + (
+            "aging not measured" if aging is None else f"{aging:,.2f} h aging avoided"
+        )
+        return _verdict(cost > 0 and (aging is None or aging > 0), figures)
 
     return Rule(text, columns, judge)
 

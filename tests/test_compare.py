@@ -3,12 +3,15 @@ TSO-DSO link carries under tso_managed (the real network state) against dso_mana
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 import yaml
 
 from market_sim import load_results
 from market_sim.cli import main
+from market_sim.compare import run_measures
 from market_sim.table_one import CLAIMS, number
 from market_sim.verdict_rules import CORE, VERDICTS
 from tests.conftest import QUICKSTART
@@ -93,3 +96,42 @@ def test_an_unknown_variant_is_one_line_and_exit_2(capsys, tmp_path):
     assert code == 2 and len(err) == 1
     assert "--variants: got 'no_such'; allowed:" in err[0]
     assert not any(tmp_path.iterdir())  # nothing simulated
+
+
+def test_run_measures_on_hand_made_tables():
+    """Sums (MW KPIs averaged), NaN in a period makes the figure unknown, compute per
+    operator, and bytes between TSO and DSOs counted in both directions, internal steps not."""
+    kpis = pd.DataFrame(
+        {
+            "period": [0, 0, 0, 1, 1, 1],
+            "name": ["resource_cost_eur", "need_mw", "unserved_mwh"] * 2,
+            "value": [10.0, 4.0, 0.0, 20.0, 6.0, float("nan")],
+            "unit": ["EUR", "MW", "MWh"] * 2,
+        }
+    )
+    msg = [  # sender, receiver, sender_role, receiver_role, kind, step, bytes
+        ("agg", "tso", "aggregator", "tso", "bids", "1a", 100),
+        ("north", "tso", "dso", "tso", "operational_data", "1b", 40),
+        ("tso", "north", "tso", "dso", "dispatch", "3", 7),
+        ("tso", "tso", "tso", "tso", "validation", "2a", 1000),
+    ]
+    messages = pd.DataFrame(
+        msg, columns=["sender", "receiver", "sender_role", "receiver_role", "kind", "step", "bytes"]
+    )
+    tables = {
+        "kpis": kpis,
+        "timings": pd.DataFrame({"role": ["tso", "north", "north", "south", "grid"],
+                                 "seconds": [3.0, 1.0, 1.5, 4.0, 9.0]}),
+        "grid": pd.DataFrame({"dso": ["north", "south"]}),
+        "clearing_runs": pd.DataFrame({"n_constraints": [10, 20]}),
+        "messages": messages,
+    }  # fmt: skip
+    got = run_measures(tables, 0.25)
+    assert got["resource_cost_eur"] == 30.0 and got["need_mw"] == 5.0
+    assert math.isnan(got["unserved_mwh"])
+    assert math.isnan(got["violations_after_delivery"])  # no violation KPI: unknown, not 0
+    assert got["tso_compute_s"] == 3.0 and got["dso_compute_s_per_dso"] == 3.25
+    assert got["largest_operator_compute_s"] == 4.0 and got["tso_constraints_mean"] == 15.0
+    assert got["tso_dso_bytes"] == 47 and got["tso_link_bytes"] == 147
+    assert got["operational_data_bytes"] == 40 and got["message_steps"] == 4
+    assert got["bytes: dso -> tso"] == 40 and got["messages: aggregator -> tso"] == 1

@@ -118,6 +118,22 @@ def test_withholding_nowhere_is_not_measurable_on_this_scenario():
         assert "no DSO withheld" in got.at[claim, "reason"]
 
 
+def test_the_conflict_is_judged_without_an_aging_kpi():
+    """The withheld volume's cost to the TSO decides where no run measures aging avoided."""
+    m = as_the_paper_says().drop(columns="aging_avoided_h")
+    got = verdicts(m).set_index("id")
+    assert got.at["H5", "verdict"] == SUPPORTED and "aging not measured" in got.at["H5", "reason"]
+    m["withheld_tso_cost_eur"] = 0.0
+    assert verdicts(m).set_index("id").at["H5", "verdict"] == CONTRADICTED
+
+
+def test_a_kpi_unknown_in_a_period_is_not_judged():
+    m = as_the_paper_says()
+    m.loc["dso_managed", "resource_cost_eur"] = float("nan")
+    got = verdicts(m).set_index("id")
+    assert got.at["D1c", "verdict"] == NOT_MEASURABLE and "NaN" in got.at["D1c", "reason"]
+
+
 def test_violations_are_unknown_where_a_power_flow_did_not_converge():
     m = as_the_paper_says()
     m.loc["hybrid", "nonconverged_power_flows"] = 1

@@ -7,9 +7,10 @@ shifts one of them: a need for more injection is demand at VOLL, so the demand c
 the need (the supply curve, at a need for less injection). Where the curves cross is the
 uniform price of a market without congestion; the recorded balancing prices are drawn as
 horizontal lines (one where every bus has the same price, the lowest and the highest nodal
-price where a line binds). Rows of the TSO's problem beyond the nodal balance (reserve,
-tso_managed's distribution rows) and the exclusive directions of a device are not drawn: the
-recorded price is the LP's, the curves are its offers.
+price where a line binds); the view is the offers' price range, so a scarcity price (VOLL, in
+a period with unserved need) is noted at its edge. Rows of the TSO's problem beyond the nodal
+balance (reserve, tso_managed's distribution rows) and the exclusive directions of a device are
+not drawn: the recorded price is the LP's, the curves are its offers.
 """
 
 from __future__ import annotations
@@ -64,11 +65,21 @@ def merit_order(tables: dict[str, pd.DataFrame], period: int, title: str = "") -
     ax.axvline(abs(need), color="0.3", ls=":", label=f"need {need:+.1f} MW (at VOLL)")
     prices = _of(tables["prices"], period)
     prices = prices[prices.market == "balancing"].price_eur_per_mwh.dropna()
+    values = pd.concat([up.value, down.value])
+    pad = 0.08 * (values.max() - values.min() or 1.0)
+    low, high = values.min() - pad, values.max() + pad
+    ax.set_ylim(low, high)
     for label, price in _price_lines(prices):
         ax.axhline(price, color="tab:red", ls="--", label=label, gid=PRICE_GID)
-    values = pd.concat([up.value, down.value, prices])
-    pad = 0.08 * (values.max() - values.min() or 1.0)
-    ax.set_ylim(values.min() - pad, values.max() + pad)
+        if not low <= price <= high:  # a scarcity price (VOLL): off the offers' scale
+            ax.annotate(
+                f"{label} (off scale)",
+                (0.01, 0.98 if price > high else 0.02),
+                xycoords="axes fraction",
+                va="top" if price > high else "bottom",
+                color="tab:red",
+                fontsize=8,
+            )
     ax.set_xlabel("cumulative offered MW (demand starts at the need for more injection)")
     ax.set_ylabel("value of injection, EUR/MWh")
     ok = _of(tables["balancing_lp"], period).ok.all()

@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -35,7 +36,8 @@ BUS_GID = "buses"
 LINE_GID = "lines"
 TRAFO_GID = "trafos"
 LIMIT_GID = "limit"
-LOADING_CMAP = "plasma_r"
+#: Loading colours; NaN (a line not computed: out of service, isolated) light grey.
+LOADING_CMAP = colormaps["plasma_r"].with_extremes(bad="0.8")
 
 
 def bus_xy(net: Any) -> np.ndarray:
@@ -99,7 +101,6 @@ def network(net: Any, flows: Flows | None, limits: Limits, title: str = "") -> F
     ]
     lines = LineCollection(segments, cmap=LOADING_CMAP, norm=loading, linewidths=2.0, gid=LINE_GID)
     lines.set_array(np.ma.masked_invalid(flows.line_loading_percent))
-    lines.cmap.set_bad("0.8")
     ax.add_collection(lines)
     lv = [pos[b] for b in net.trafo.lv_bus]
     ax.scatter(

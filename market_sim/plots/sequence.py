@@ -102,7 +102,7 @@ def _arrow(ax, x0: float, x1: float, y: float, row: pd.Series) -> None:
             fontsize=8,
             bbox=LABEL_BOX,
         )
-    arrow.set_gid(ARROW_GID)
+    arrow.set_gid(f"{ARROW_GID}:{row.sender}->{row.receiver}")
     ax.add_patch(arrow)
 
 

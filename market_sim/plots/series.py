@@ -28,6 +28,8 @@ DEFAULT_KPIS = (
     "balancing_price_eur_per_mwh",
 )
 SERIES_GID = "series"
+#: Prices are drawn linear within +-this (EUR/MWh), logarithmic beyond (VOLL in scarcity).
+PRICE_LINEAR_RANGE = 100.0
 
 
 def kpi_values(run: Run, name: str) -> pd.Series:
@@ -72,6 +74,8 @@ def kpi_series(runs, kpis: tuple[str, ...] | list[str] = DEFAULT_KPIS) -> Figure
                 label=run.label,
                 gid=f"{SERIES_GID}:{run.label}:{name}",
             )
+        if name in PRICE_SERIES:  # scarcity prices at VOLL would flatten every other period
+            ax.set_yscale("symlog", linthresh=PRICE_LINEAR_RANGE)
         ax.set_ylabel(unit_of(name))
         ax.set_title(name, loc="left", fontsize=9)
         ax.grid(alpha=0.3)

@@ -164,6 +164,15 @@ def test_merit_order_has_a_step_per_offer_and_the_recorded_price(runs, period):
     assert (period == CONGESTED) == (len(drawn) == 2)
 
 
+def test_merit_order_of_a_period_without_offers_says_so(runs):
+    tables = dict(runs[0].tables)
+    tables["balancing_offers"] = tables["balancing_offers"].query("period != @UNIFORM")
+    ax = merit_order(tables, UNIFORM).axes[0]
+    assert not ax.patches and "no balancing offers in period 48" in ax.texts[0].get_text()
+    with pytest.raises(ValueError, match="period: got 7; allowed: 48..50"):
+        merit_order(tables, 7)
+
+
 def test_model_bars_has_a_bar_per_model_and_kpi_at_its_value(runs):
     table = summary_table(runs)
     assert list(table.columns) == list(MODELS)
@@ -197,7 +206,7 @@ def test_report_writes_report_md_embedding_existing_figures(run_dirs, runs, tmp_
 
 def test_report_command_and_its_errors(run_dirs, tmp_path, capsys):
     dirs = [str(d) for d in run_dirs]
-    assert main(["report", *dirs, "--period", str(CONGESTED)]) == 0
+    assert main(["report", dirs[0], "--period", str(CONGESTED)]) == 0  # one run: quicker
     default = run_dirs[0].parent / "report" / "report.md"
     assert capsys.readouterr().out.strip() == f"report: {default}" and default.is_file()
     for argv, expected in (
@@ -217,11 +226,12 @@ def test_run_with_report_writes_the_report_of_its_folders(run_dirs, runs, tmp_pa
             market_sim.runner.RunReport(
                 r.label, d, summary(r.tables, r.period_h), links(r.tables["messages"]), 0, 1.0
             )
-            for r, d in zip(runs, run_dirs, strict=True)
+            for r, d in zip(runs[:1], run_dirs[:1], strict=True)
         ]
 
     monkeypatch.setattr(market_sim.runner, "run_scenario", finished)
     shutil.rmtree(run_dirs[0].parent / "report", ignore_errors=True)
     argv = ["run", str(QUICKSTART), "--out", str(tmp_path), "--no-progress", "--report"]
     assert main(argv) == 0
-    assert (run_dirs[0].parent / "report" / "report.md").is_file()
+    text = (run_dirs[0].parent / "report" / "report.md").read_text()
+    assert "(hybrid_sequence.png)" in text and "(hybrid_network_rural.png)" in text

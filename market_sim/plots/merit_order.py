@@ -39,13 +39,25 @@ def offer_curves(offers: pd.DataFrame, need_mw: float) -> tuple[pd.DataFrame, pd
 
 def merit_order(tables: dict[str, pd.DataFrame], period: int, title: str = "") -> Figure:
     """The balancing offers of ``period`` as supply and demand of injection, with its prices."""
+    periods = tables["kpis"].period
+    if period not in set(periods):
+        raise ValueError(f"period: got {period}; allowed: {periods.min()}..{periods.max()}")
     offers = _of(tables["balancing_offers"], period)
-    if offers.empty:
-        raise ValueError(f"period {period}: no balancing offers recorded")
-    need = float(_of(tables["balancing_buses"], period).need_mw.sum())
-    up, down = offer_curves(offers, need)
     fig = Figure(figsize=(9, 5), layout="constrained")
     ax = fig.add_subplot()
+    ax.set_title(title or f"balancing market, period {period}")
+    if offers.empty:  # the schedule or the clearing failed: an event of the period
+        ax.text(
+            0.5,
+            0.5,
+            f"no balancing offers in period {period} (see the events table)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        return fig
+    need = float(_of(tables["balancing_buses"], period).need_mw.sum())
+    up, down = offer_curves(offers, need)
     curves = (
         (up, "tab:green", SUPPLY_GID, "up offers (supply)"),
         (down, "tab:purple", DEMAND_GID, "down offers (demand)"),
@@ -82,8 +94,8 @@ def merit_order(tables: dict[str, pd.DataFrame], period: int, title: str = "") -
             )
     ax.set_xlabel("cumulative offered MW (demand starts at the need for more injection)")
     ax.set_ylabel("value of injection, EUR/MWh")
-    ok = _of(tables["balancing_lp"], period).ok.all()
-    ax.set_title(title or f"balancing market, period {period}" + ("" if ok else " (failed)"))
+    if not _of(tables["balancing_lp"], period).ok.all():
+        ax.set_title(f"{ax.get_title()} (the clearing failed)")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     return fig

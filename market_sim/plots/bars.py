@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -55,6 +56,8 @@ def model_bars(summaries: pd.DataFrame, kpis: tuple[str, ...] | list[str] | None
         ax.set_title(kpi.strip(), fontsize=9)
         ax.set_xticks([])
         ax.margins(y=0.15)
+        if np.all(values == 0):  # say "zero", not a symmetric empty axis
+            ax.set_ylim(0, 1)
     for ax in axes[len(rows) :]:
         ax.set_visible(False)
     fig.legend(bars, models, loc="outside upper center", ncols=len(models))

@@ -71,6 +71,7 @@ def report_period(runs: list[Run], period: int | None) -> int:
 def write_report(run_dirs: list[Path], out: Path | None = None, period: int | None = None) -> Path:
     """Write the figures and ``report.md`` of ``run_dirs`` into ``out``; returns report.md."""
     runs = load_report_runs(run_dirs)
+    chosen = "chosen" if period is not None else f"the most DER dispatched in {runs[0].label}"
     period = report_period(runs, period)
     out = Path(out) if out is not None else default_out(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,8 @@ def write_report(run_dirs: list[Path], out: Path | None = None, period: int | No
     lines += ["## Summary", "", _markdown(summaries), ""]
     lines += ["## KPIs over the run", "", _save(kpi_series(runs), out, "kpi_series"), ""]
     lines += ["## The models compared", "", _save(model_bars(summaries, shown), out, "models"), ""]
-    lines += [f"## Period {period}", ""]
+    start = runs[0].period_start([period])[0]
+    lines += [f"## Period {period}", "", f"Starting {start:%Y-%m-%d %H:%M} ({chosen}).", ""]
     for run in runs:
         lines += [f"### {run.label}", "", *_period_figures(run, period, out)]
     path = out / "report.md"

@@ -20,8 +20,9 @@ ARROW_GID = "message"
 LABEL_BOX = {"fc": "white", "ec": "none", "pad": 0.5}
 
 
-def lanes(messages: pd.DataFrame) -> list[str]:
-    """The agents of ``messages``, ordered by role (then by name): one lane each."""
+def lanes(messages: pd.DataFrame) -> pd.Series:
+    """The agents of ``messages`` (index) and their roles, ordered by role, then name: a lane
+    each."""
     ends = pd.concat(
         [
             messages[["sender", "sender_role"]].set_axis(["agent", "role"], axis=1),
@@ -29,7 +30,8 @@ def lanes(messages: pd.DataFrame) -> list[str]:
         ]
     ).drop_duplicates("agent")
     rank = ends.role.map({r: i for i, r in enumerate(ROLE_ORDER)}).fillna(len(ROLE_ORDER))
-    return list(ends.assign(rank=rank).sort_values(["rank", "agent"]).agent)
+    ordered = ends.assign(rank=rank).sort_values(["rank", "agent"])
+    return pd.Series(ordered.role.to_numpy(), index=ordered.agent.to_numpy())
 
 
 def message_label(row: pd.Series) -> str:
@@ -43,18 +45,16 @@ def message_sequence(messages: pd.DataFrame, period: int, title: str = "") -> Fi
     rows = messages[messages.period == period].sort_values(["time_s", "arrival_s"], kind="stable")
     if rows.empty:
         raise ValueError(f"period {period}: no messages (periods: {_range(messages)})")
-    agents = lanes(rows)
-    x = {a: i for i, a in enumerate(agents)}
-    fig = Figure(figsize=(2.0 + 2.6 * len(agents), 1.6 + 0.55 * len(rows)), layout="constrained")
+    roles = lanes(rows)
+    x = {a: i for i, a in enumerate(roles.index)}
+    fig = Figure(figsize=(2.0 + 2.6 * len(roles), 1.6 + 0.55 * len(rows)), layout="constrained")
     ax = fig.add_subplot()
     bottom = -len(rows) - 0.5
-    for agent in agents:
-        ax.plot([x[agent]] * 2, [0.3, bottom], color="0.6", lw=1.5, gid=f"{LANE_GID}:{agent}")
-        role = rows.sender_role.where(rows.sender == agent).dropna()
-        role = role.iloc[0] if len(role) else rows.receiver_role[rows.receiver == agent].iloc[0]
+    for agent, role in roles.items():
+        ax.plot([x[agent]] * 2, [-0.4, bottom], color="0.6", lw=1.5, gid=f"{LANE_GID}:{agent}")
         ax.text(
             x[agent],
-            0.45,
+            -0.4,
             f"{agent}\n({role})",
             ha="center",
             va="bottom",
@@ -66,8 +66,8 @@ def message_sequence(messages: pd.DataFrame, period: int, title: str = "") -> Fi
         _arrow(ax, x[row.sender], x[row.receiver], -(i + 1), pd.Series(row._asdict()))
     ax.set_yticks([-(i + 1) for i in range(len(rows))])
     ax.set_yticklabels([f"+{t - start:.1f} s" for t in rows.time_s])
-    ax.set_ylim(bottom, 1.7)
-    ax.set_xlim(-0.7, len(agents) - 0.3)
+    ax.set_ylim(bottom, 0.9)
+    ax.set_xlim(-0.7, len(roles) - 0.3)
     ax.set_xticks([])
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)

@@ -77,7 +77,8 @@ def write_report(run_dirs: list[Path], out: Path | None = None, period: int | No
     out.mkdir(parents=True, exist_ok=True)
     summaries = summary_table(runs)
     shown = [r for r in DEFAULT_ROWS if r in summaries.index]
-    lines = [f"# Report: {', '.join(r.config.name for r in runs[:1])}", "", _runs_table(runs), ""]
+    scenarios = ", ".join(dict.fromkeys(r.config.name for r in runs))
+    lines = [f"# Report: {scenarios}", "", _runs_table(runs), ""]
     lines += ["## Summary", "", _markdown(summaries), ""]
     lines += ["## KPIs over the run", "", _save(kpi_series(runs), out, "kpi_series"), ""]
     lines += ["## The models compared", "", _save(model_bars(summaries, shown), out, "models"), ""]
@@ -93,24 +94,15 @@ def write_report(run_dirs: list[Path], out: Path | None = None, period: int | No
 
 def _period_figures(run: Run, period: int, out: Path) -> list[str]:
     """Markdown lines embedding ``run``'s figures of ``period``."""
-    name = _slug(run.label)
-    figures = [
-        (
-            f"{name}_sequence",
-            message_sequence(
-                run.tables["messages"], period, f"{run.label}: messages of period {period}"
-            ),
-        ),
-        (
-            f"{name}_merit_order",
-            merit_order(run.tables, period, f"{run.label}: balancing market, period {period}"),
-        ),
-    ]
-    figures += [
-        (f"{name}_network_{_slug(d.name)}", network_at(run, d.name, period))
-        for d in run.config.dsos
-    ]
-    return [line for stem, fig in figures for line in (_save(fig, out, stem), "")]
+    name, label = _slug(run.label), run.label
+    sequence = message_sequence(
+        run.tables["messages"], period, f"{label}: messages of period {period}"
+    )
+    market = merit_order(run.tables, period, f"{label}: balancing market, period {period}")
+    embedded = [_save(sequence, out, f"{name}_sequence"), _save(market, out, f"{name}_merit_order")]
+    for dso in run.config.dsos:
+        embedded.append(_save(network_at(run, dso.name, period), out, f"{name}_network_{dso.name}"))
+    return [line for image in embedded for line in (image, "")]
 
 
 def _save(fig: Figure, out: Path, stem: str) -> str:

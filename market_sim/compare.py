@@ -26,6 +26,7 @@ import pandas as pd
 from market_sim.config import ConfigError, ScenarioConfig
 from market_sim.kpis import VIOLATION_KPIS, links
 from market_sim.logs import quiet_third_party
+from market_sim.plots.bars import model_bars
 from market_sim.registry import COORDINATION_MODELS
 from market_sim.results import load_results, markdown_table
 from market_sim.runner import RunReport, run_scenario
@@ -217,17 +218,12 @@ def figure_measures(measures: pd.DataFrame) -> list[str]:
 
 
 def bar_chart(folder: Path, measures: pd.DataFrame, column: str) -> str:
-    """One bar per model of one measure, as a PNG in ``folder``; returns the file name."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend state (Agg canvas)
-
-    name = "fig_" + re.sub(r"[^A-Za-z0-9]+", "_", column).strip("_") + ".png"
-    figure = Figure(figsize=(6, 3.5), layout="constrained")
-    axes = figure.subplots()
-    values = measures[column].astype(float)
-    axes.bar(values.index, values.to_numpy(), color="tab:blue")
+    """One bar per model of one measure (:func:`market_sim.plots.bars.model_bars`), as a PNG
+    in ``folder``; returns the file name."""
     unit = {**KPIS, **COMPARISON_MEASURES}.get(column, ("",))[0]
-    axes.set_title(column)
-    axes.set_ylabel(unit)
-    axes.tick_params(axis="x", labelrotation=15)
+    label = f"{column} ({unit})" if unit else column
+    figure = model_bars(measures[[column]].T.rename(index={column: label}))
+    figure.set_size_inches(2.2 + 1.3 * len(measures), 3.4)  # room for the legend of one panel
+    name = "fig_" + re.sub(r"[^A-Za-z0-9]+", "_", column).strip("_") + ".png"
     figure.savefig(folder / name, dpi=100)
     return name

@@ -59,7 +59,9 @@ def _verdict(holds: bool, figures: str) -> tuple[str, str]:
 
 
 # -- rule factories ---------------------------------------------------------------------------
-def ratio_rule(model: str, column: str, label: str, others: tuple[str, ...], by: float, more: bool):
+def ratio_rule(
+    model: str, column: str, label: str, others: tuple[str, ...], by: float, more: bool
+) -> Rule:
     """``model``'s figure exceeds (``more``) or falls below every one of ``others`` by more
     than the share ``by`` (0: strictly)."""
     verb = "exceeds" if more else "is below"

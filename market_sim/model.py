@@ -187,6 +187,7 @@ class MarketModel(mesa.Model):
         step = profile_step(cfg.start, period, cfg.period_minutes)
         forecasts = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
         bids = self.timed("prosumers", "bids", self.population.bids, forecasts, self.state.energy)
+        bids = self.coordination.offered(bids)
         forecasts = self.population.with_recovery(forecasts, self.state.energy)
         load_factor = sum(n.profiles["load_p"][step].sum() for n in self.networks.values())
         area: dict[int, float] = {}

@@ -174,7 +174,8 @@ def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerm
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SETTLEMENT_DTYPES.items()})
     table = pd.concat(legs, ignore_index=True)
     table = table.groupby(["party", "item"], as_index=False, sort=True)["amount_eur"].sum()
-    aggregators, dsos = set(der.name), set(der.buyer) - {TSO}
+    # a DSO is a DSO also where it is its DER's aggregator (dso_managed+dso_is_aggregator)
+    aggregators, dsos = set(der.name), (set(der.buyer) - {TSO}) | set(der.dso)
     table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators, dsos)))
     return table
 

@@ -1,0 +1,200 @@
+"""The paper's variants (issue 9): hybrid with pre-validation (Section II-B) and DSO-managed
+with the DSO as aggregator (Section II-C). Each one's message log follows the paper step by
+step; the TSO sees only validated volumes; a DSO that is the aggregator gets no aggregator bids
+and its aggregators are paid nothing; both run a whole day within the market's invariants."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from market_sim import registry
+from market_sim.cli import _parser
+from market_sim.config import parse_config
+from market_sim.messages import Kind
+from market_sim.results import load_results
+from market_sim.runner import run_scenario
+from market_sim.scenario import Scenario
+
+NOON = 48  # the rural feeder overvolts at noon on its forecast: its DSO buys relief
+PRE = "hybrid+pre_validation"
+DSO_AGG = "dso_managed+dso_is_aggregator"
+
+#: Each variant's steps as the paper describes them, in order: (step, sender role, receiver
+#: role, message kind). Written out here, not read from the models' declarations.
+PAPER = {
+    # "DER send all bids first to the DSO who validates them so DER can directly send
+    # validated bids to the TSO" (II-B); then the TSO dispatches (step 4 of Fig. 2)
+    PRE: [
+        ("1", "aggregator", "dso", "bids"),
+        ("3a", "dso", "dso", "validation"),
+        ("3b", "dso", "aggregator", "validated_bids"),
+        ("3b", "dso", "tso", "dso_request"),  # the DSO's own need (quickstart: dso_market on)
+        ("3c", "aggregator", "tso", "validated_bids"),
+        ("4", "tso", "aggregator", "dispatch"),
+    ],
+    # "a modified step 2, in which the DSO does not validate DER service bids but
+    # create/decide DER service bids and aggregate them (2a)" (II-C), then Fig. 3's 2b-4
+    DSO_AGG: [
+        ("2a", "dso", "dso", "validation"),
+        ("2b", "dso", "tso", "aggregated_offer"),
+        ("3", "tso", "dso", "aggregated_dispatch"),
+        ("4", "dso", "dso", "dispatch"),
+    ],
+}
+
+
+def _noon(make_model, model, **changes):
+    """One noon period of the quickstart; returns the model and every message it sent."""
+    sim = make_model(model, **changes)
+    sent = []
+    send = sim.post.send
+
+    def capture(messages, gate_s=None):
+        messages = list(messages)
+        sent.extend(messages)
+        return send(messages, gate_s)
+
+    sim.post.send = capture
+    sim.period = NOON
+    sim.step()
+    return sim, sent
+
+
+@pytest.mark.parametrize("model", list(PAPER))
+def test_message_sequence_follows_the_paper(make_model, model):
+    sim, _ = _noon(make_model, model)
+    log = sim.message_table()
+    seen = list(
+        dict.fromkeys(zip(log.step, log.sender_role, log.receiver_role, log.kind, strict=True))
+    )
+    assert seen == PAPER[model]
+    # steps in order: each step's messages sent after the previous step's arrived
+    labels = list(dict.fromkeys(log.step))
+    first_sent = log.groupby("step", sort=False).time_s.min()
+    last_arrival = log.groupby("step", sort=False).arrival_s.max()
+    for before, after in zip(labels, labels[1:], strict=False):
+        assert first_sent[after] >= last_arrival[before] - 1e-9, (before, after)
+    assert not log.late.any()
+    # and the model declares exactly these steps
+    declared = [(s.label, s.sender, s.receiver, s.kind.value) for s in type(sim.coordination).steps]
+    assert [d for d in declared if d[3] != "flexibility_area"] == PAPER[model]
+
+
+def test_pre_validation_without_a_dso_market_sends_no_request(make_model, quickstart):
+    off = quickstart.dso_market.model_copy(update={"enabled": False})
+    sim, _ = _noon(make_model, PRE, dso_market=off)
+    kinds = set(sim.message_table().kind)
+    assert "dso_request" not in kinds and "validated_bids" in kinds
+
+
+def test_pre_validation_tso_receives_only_validated_volumes(make_model):
+    """What reaches the TSO (step 3c) is each bid at its DSO's validated MW, nothing above,
+    nothing the DSO cut to zero, and all of what it validated; no bid reaches it unvalidated."""
+    sim, sent = _noon(make_model, PRE)
+    to_tso = [m for m in sent if m.receiver == "tso"]
+    assert {m.kind for m in to_tso} == {Kind.VALIDATED_BIDS, Kind.DSO_REQUEST}
+    offered = pd.concat(
+        [m.payload for m in to_tso if m.kind == Kind.VALIDATED_BIDS], ignore_index=True
+    )
+    assert offered.bid_id.is_unique
+    validation = sim.recorder.table("validation").set_index("bid_id")
+    bids = sim.recorder.table("bids").set_index("bid_id")
+    validated = validation.validated_mw.reindex(offered.bid_id).to_numpy()
+    assert (offered.mw.to_numpy() <= validated + 1e-12).all()
+    assert (offered.mw > 0).all()
+    # validation cut some bids in this period, and those reached the TSO cut
+    cut = validation.validated_mw < bids.mw.reindex(validation.index) - 1e-6
+    assert cut.any()
+    expected = validation.validated_mw[validation.validated_mw > 1e-9]
+    assert offered.mw.sum() == pytest.approx(expected.sum(), abs=1e-9)
+    # and the TSO dispatched none of it beyond what was validated
+    der = sim.recorder.table("dispatch").query("resource == 'der'")
+    assert len(der) > 0
+    assert (der.mw.to_numpy() <= validation.validated_mw.reindex(der.id).to_numpy() + 1e-9).all()
+
+
+def test_dso_as_aggregator_gets_no_aggregator_bids(make_model):
+    sim, sent = _noon(make_model, DSO_AGG)
+    log = sim.message_table()
+    assert not (log.kind == "bids").any()
+    assert not ((log.sender_role == "aggregator") | (log.receiver_role == "aggregator")).any()
+    assert {m.sender for m in sent} == {"tso", *sim.dsos}
+    # every bid the DSOs validated is one of their own DER's, in their own network
+    bids = sim.recorder.table("bids")
+    assert (bids.aggregator == bids.dso).all() and len(bids) > 0
+    validation = sim.recorder.table("validation").merge(bids[["bid_id", "dso"]], on="bid_id")
+    assert (validation.validator == validation.dso).all()
+    assert set(validation.bid_id) == set(bids.bid_id)
+
+
+def test_dso_as_aggregator_same_market_other_intermediary(make_model):
+    """The same DER, validated and dispatched as in dso_managed; the fee the config's
+    aggregators earned there goes to the DSO that did their work here, and nothing to them."""
+    base, _ = _noon(make_model, "dso_managed")
+    variant, _ = _noon(make_model, DSO_AGG)
+    # (who fails to deliver is drawn per row of the dispatch as collected, not compared)
+    columns = ["id", "buyer", "direction", "mw", "payment_eur"]
+    b = base.recorder.table("dispatch").sort_values(["id", "buyer"])[columns]
+    v = variant.recorder.table("dispatch").sort_values(["id", "buyer"])[columns]
+    pd.testing.assert_frame_equal(b.reset_index(drop=True), v.reset_index(drop=True))
+    b, v = (m.recorder.table("validation").sort_values("bid_id") for m in (base, variant))
+    pd.testing.assert_frame_equal(b.reset_index(drop=True), v.reset_index(drop=True))
+
+    settled = variant.recorder.table("settlement")
+    assert abs(settled.amount_eur.sum()) < 1e-9
+    assert set(settled.role) <= {"tso", "dso", "prosumer", "ter"}
+    assert not settled.party.isin(list(variant.aggregators)).any()
+    fee = settled[settled["item"] == "aggregator_fee"]
+    earned = fee[fee.role == "dso"].amount_eur.sum()
+    der = variant.recorder.table("dispatch").query("resource == 'der'")
+    rate = variant.config.settlement.aggregator_fee_eur_per_mwh
+    assert earned > 0
+    assert earned == pytest.approx(rate * der.mw.sum() * variant.period_h)
+    for name in variant.dsos:  # each DSO earns the fee on its own DER
+        mine = fee[fee.party == name].amount_eur.sum()
+        assert mine == pytest.approx(rate * der[der.dso == name].mw.sum() * variant.period_h)
+    before = base.recorder.table("settlement")
+    assert earned == pytest.approx(
+        before.query("item == 'aggregator_fee' and role == 'aggregator'").amount_eur.sum()
+    )
+
+
+def test_variants_are_registered_by_base_and_option():
+    models = registry.COORDINATION_MODELS
+    assert models.base_of(PRE) == "hybrid" and models.base_of(DSO_AGG) == "dso_managed"
+    assert models.base_of("hybrid") == "hybrid"
+    assert models.with_options(["pre_validation", "dso_is_aggregator"]) == (PRE, DSO_AGG)
+    assert models.with_options(["dso_is_aggregator"]) == (DSO_AGG,)
+    with pytest.raises(ValueError, match="'typo' is no option of a coordination model"):
+        models.with_options(["typo"])
+    for name, (base, _) in registry.VARIANTS.items():
+        assert issubclass(models.load(name), models.load(base)), name
+    with pytest.raises(ValueError, match="expected a member"):
+        registry.Family("x", {"a": "m:a"}, {"a+b": ("a", "b")})
+
+
+def test_config_and_cli_take_variant_names(quickstart):
+    data = quickstart.model_dump()
+    config = parse_config({**data, "models": ["hybrid", PRE]})
+    assert config.models == ["hybrid", PRE]
+    assert config.for_model(DSO_AGG).models == [DSO_AGG]
+    args = _parser().parse_args(["run", "configs/quickstart.yaml", "--model", PRE])
+    assert args.model == [PRE]
+
+
+@pytest.mark.slow
+def test_a_day_of_each_variant_keeps_the_invariants(quickstart, networks, transmission, tmp_path):
+    """A whole quickstart day of each variant, checked every period, written to a run folder
+    named as registered (with its '+')."""
+    scenario = Scenario(quickstart, networks, transmission)
+    reports = run_scenario(scenario, tmp_path, [PRE, DSO_AGG], progress=False, check=True)
+    for report in reports:
+        assert report.folder == tmp_path / "quickstart" / report.model
+        assert report.invariant_violations == 0, report.model
+        tables = load_results(report.folder)
+        assert tables["kpis"].period.nunique() == quickstart.periods_per_day
+        der = tables["dispatch"].query("resource == 'der'")
+        assert der.mw.sum() > 0, report.model  # DER served the TSO during the day
+    messages = load_results(tmp_path / "quickstart" / DSO_AGG)["messages"]
+    assert not (messages.kind == "bids").any()

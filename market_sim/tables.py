@@ -26,7 +26,7 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "period": ("int64", "market period"),
         "bid_id": ("int64", "stable id of a device and direction"),
         "prosumer": ("int64", "prosumer agent id"),
-        "aggregator": ("string", "aggregator name"),
+        "aggregator": ("string", "aggregator name (the DSO's, where the DSO is the aggregator)"),
         "dso": ("string", "DSO name"),
         "element": ("string", "pandapower table of the device: load, sgen, storage"),
         "element_index": ("int64", "index in that pandapower table"),

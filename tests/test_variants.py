@@ -15,6 +15,7 @@ from market_sim.messages import Kind
 from market_sim.results import load_results
 from market_sim.runner import run_scenario
 from market_sim.scenario import Scenario
+from tests.test_coordination_stubs import _links, _run
 
 NOON = 48  # the rural feeder overvolts at noon on its forecast: its DSO buys relief
 PRE = "hybrid+pre_validation"
@@ -42,6 +43,57 @@ PAPER = {
         ("4", "dso", "dso", "dispatch"),
     ],
 }
+
+
+def test_pre_validation_on_stubs_routes_validated_bids_through_der():
+    """Stub agents (each DSO validates half of every bid, the TSO accepts all it gets): the
+    DER carry their validated halves to the TSO, and the market outcome is the hybrid one."""
+    outcome, log, parties, _, events = _run(PRE)
+    assert _links(log) == [
+        ("1", "pool", "north", "bids"),
+        ("1", "pool", "south", "bids"),
+        ("1", "coop", "north", "bids"),
+        ("3a", "north", "north", "validation"),
+        ("3a", "south", "south", "validation"),
+        ("3b", "north", "pool", "validated_bids"),
+        ("3b", "north", "coop", "validated_bids"),
+        ("3b", "south", "pool", "validated_bids"),
+        ("3c", "pool", "tso", "validated_bids"),
+        ("3c", "coop", "tso", "validated_bids"),
+        ("4", "tso", "pool", "dispatch"),
+        ("4", "tso", "coop", "dispatch"),
+    ]
+    assert [set(v.bid_id) for v in parties.dsos["north"].validated] == [{0, 1, 2}]
+    (offers,) = parties.tso.cleared
+    assert dict(zip(offers.offer_id, offers.mw, strict=True)) == {0: 1, 1: 0.5, 2: 2, 4: 3, 5: 4}
+    hybrid = _run("hybrid")[0]
+    assert outcome.dispatch.equals(hybrid.dispatch)
+    assert outcome.validation.equals(hybrid.validation) and not events
+
+
+def test_dso_as_aggregator_on_stubs_has_no_bid_step():
+    outcome, log, parties, _, events = _run(DSO_AGG)
+    assert sorted(_links(log)) == [
+        ("2a", "north", "north", "validation"),
+        ("2a", "south", "south", "validation"),
+        ("2b", "north", "tso", "aggregated_offer"),
+        ("2b", "south", "tso", "aggregated_offer"),
+        ("3", "tso", "north", "aggregated_dispatch"),
+        ("3", "tso", "south", "aggregated_dispatch"),
+        ("4", "north", "north", "dispatch"),
+        ("4", "south", "south", "dispatch"),
+    ]
+    # each DSO decided on exactly its own DER's bids, as dso_managed's DSOs received them
+    assert [set(v.bid_id) for v in parties.dsos["north"].validated] == [{0, 1, 2}]
+    assert [set(v.bid_id) for v in parties.dsos["south"].validated] == [{4, 5}]
+    base = _run("dso_managed")[0]
+    assert outcome.dispatch.set_index("bid_id").mw.to_dict() == {0: 1.0, 2: 2.0, 5: 4.0}
+    assert (
+        outcome.dispatch.sort_values("bid_id")
+        .reset_index(drop=True)
+        .equals(base.dispatch.sort_values("bid_id").reset_index(drop=True))
+    )
+    assert outcome.interface_shortfall_mw == base.interface_shortfall_mw
 
 
 def _noon(make_model, model, **changes):

@@ -5,6 +5,7 @@ and its aggregators are paid nothing; both run a whole day within the market's i
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -284,3 +285,44 @@ def test_same_seed_same_tables(make_model, model):
     for name in first:
         if name != "timings":
             pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)
+
+
+def _kpis(make_model, model, **changes) -> pd.Series:
+    sim = make_model(model, **changes)
+    sim.period = NOON
+    sim.run(periods=3)
+    return sim.tables()["kpis"].set_index(["period", "name"]).value
+
+
+def _differing(base: pd.Series, variant: pd.Series) -> set[str]:
+    """KPIs that differ beyond round-off (the same sums in another order: 1e-15 here)."""
+    assert base.index.equals(variant.index)
+    differ = (base - variant).abs() > 1e-9 * (1 + base.abs())
+    return set(base[differ].index.get_level_values("name"))
+
+
+def test_pre_validation_is_the_hybrid_market_with_other_messages(make_model):
+    """Three periods: the same validation, clearing, dispatch, delivery and payments as the
+    hybrid model; only the messages differ (the DER carry the validated bids)."""
+    base, variant = _kpis(make_model, "hybrid"), _kpis(make_model, PRE)
+    assert _differing(base, variant) == {"messages", "message_bytes"}
+
+
+def test_dso_as_aggregator_differs_from_dso_managed_only_in_messages_and_payees(
+    make_model, quickstart
+):
+    """With every DER delivering (no failure draw, which is taken per row of the dispatch as
+    collected, so by aggregator in dso_managed and by DSO here), several periods of the variant
+    are dso_managed's market exactly: the same KPIs but the messages and who is paid."""
+    reliable = quickstart.settlement.model_copy(update={"delivery_reliability": 1.0})
+    base = _kpis(make_model, "dso_managed", settlement=reliable)
+    variant = _kpis(make_model, DSO_AGG, settlement=reliable)
+    payees = {"payments_aggregator_eur", "payments_dso_eur"}
+    surplus = {"surplus_aggregator_eur", "surplus_dso_eur"}
+    names = _differing(base, variant)
+    assert names == {"messages", "message_bytes"} | payees | surplus, names
+    paid = base.xs("payments_aggregator_eur", level="name")
+    assert (variant.xs("payments_aggregator_eur", level="name") == 0).all() and (paid > 0).all()
+    moved = variant.xs("payments_dso_eur", level="name") - base.xs("payments_dso_eur", level="name")
+    np.testing.assert_allclose(moved, paid, rtol=1e-9)
+    assert (variant.xs("messages", level="name") < base.xs("messages", level="name")).all()

@@ -326,3 +326,15 @@ def test_dso_as_aggregator_differs_from_dso_managed_only_in_messages_and_payees(
     moved = variant.xs("payments_dso_eur", level="name") - base.xs("payments_dso_eur", level="name")
     np.testing.assert_allclose(moved, paid, rtol=1e-9)
     assert (variant.xs("messages", level="name") < base.xs("messages", level="name")).all()
+
+
+def test_dso_as_aggregator_meets_a_tso_target(make_model, quickstart):
+    """Scheme ii: step 3 becomes the TSO's target at the interface; the DSO still dispatches
+    its own DER, and the period keeps the invariants."""
+    target = quickstart.dso_market.model_copy(update={"scheme": "tso_target"})
+    sim, _ = _noon(make_model, DSO_AGG, dso_market=target)
+    log = sim.message_table()
+    assert set(log[log.step == "3"].kind) == {"interface_target"}
+    dispatch = log[log.step == "4"]
+    assert set(zip(dispatch.sender, dispatch.receiver, strict=True)) == {(n, n) for n in sim.dsos}
+    assert not (sim.tables()["events"].kind == "invariant_violated").any()

@@ -3,9 +3,10 @@
 Pricing is pay-as-clear (the balancing price at the resource's bus, per MWh of injection change:
 an up activation is paid the price, a down activation pays it back) or pay-as-bid (each offer's
 own price per MWh of service). The TSO pays transmission resources directly and DER through their
-aggregator, which keeps a fee per MWh and passes the rest to the prosumer. A DER that does not
-deliver what it was dispatched pays an imbalance charge on the undelivered energy, through its
-aggregator, to the TSO. Every amount is a transfer from a payer to a payee, so the sums balance.
+aggregator (the DSO, where it is their aggregator), which keeps a fee per MWh and passes the rest
+to the prosumer. A DER that does not deliver what it was dispatched pays an imbalance charge on
+the undelivered energy, through its aggregator, to the TSO. Every amount is a transfer from a
+payer to a payee, so the sums balance.
 """
 
 from __future__ import annotations

@@ -158,3 +158,37 @@ def test_overload_ages_faster_and_overrides_apply():
         ThermalParams(k21=0.5)
     with pytest.raises(ValueError, match="oil_time_constant_min"):
         ThermalParams(oil_time_constant_min=0.0)
+
+
+def _stepped(params, state, k, ambient, minutes, upgraded):
+    """The standard's difference equations, one explicit sub-step after another."""
+    n = math.ceil(minutes / params.max_substep_min - 1e-9)
+    dt = minutes / n
+    oil = state.ambient_c + state.top_oil_rise_k
+    h1, h2 = state.hot_spot_rise_1_k, state.hot_spot_rise_2_k
+    ultimate = ((1 + k**2 * params.loss_ratio) / (1 + params.loss_ratio)) ** params.oil_exponent
+    gradient = params.hot_spot_gradient_k * k**params.winding_exponent
+    life = np.zeros_like(k)
+    for _ in range(n):
+        oil = oil + dt / (params.k11 * params.oil_time_constant_min) * (
+            ultimate * params.top_oil_rise_k - (oil - ambient)
+        )
+        h1 = h1 + dt / (params.k22 * params.winding_time_constant_min) * (
+            params.k21 * gradient - h1
+        )
+        h2 = h2 + dt / (params.oil_time_constant_min / params.k22) * (
+            (params.k21 - 1) * gradient - h2
+        )
+        life = life + aging_rate(oil + h1 - h2, upgraded) * dt / 60
+    return oil + h1 - h2, life
+
+
+@pytest.mark.parametrize("params", [ThermalParams(), POWER])
+@pytest.mark.parametrize("upgraded", [False, True])
+def test_closed_form_sub_steps_equal_the_stepped_difference_equations(params, upgraded):
+    state = initial_state(params, np.array([0.2, 0.9, 1.1]), 15.0)
+    k = np.array([1.4, 0.3, 1.1])
+    period = thermal_period(params, state, k, 28.0, 15.0, upgraded)
+    hot_spot, life = _stepped(params, state, k, 28.0, 15.0, upgraded)
+    np.testing.assert_allclose(period.hot_spot_c, hot_spot, rtol=1e-12)
+    np.testing.assert_allclose(period.loss_of_life_h, life, rtol=1e-10)

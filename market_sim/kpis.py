@@ -253,8 +253,9 @@ def summary(tables: dict[str, pd.DataFrame], hours: float) -> dict[str, float]:
         "transformer hot spot, max (degC)": float(
             kpis.loc[kpis.name == "trafo_hot_spot_max_c", "value"].max()
         ),
-        "transformer loss of life (h)": total["trafo_loss_of_life_h"],
-        "  baseline (no DER activated) (h)": total["baseline_trafo_loss_of_life_h"],
+        # in minutes: a day uses minutes of a transformer's life, shown to 0.1
+        "transformer loss of life (min)": 60 * total["trafo_loss_of_life_h"],
+        "  baseline (no DER activated) (min)": 60 * total["baseline_trafo_loss_of_life_h"],
         "line-hours above 80 % loading": total["line_hours_above_80pct"],
         "line-hours above 100 % loading": total["line_hours_above_100pct"],
         "interface deviation (MWh)": total["interface_deviation_mw"] * hours,

@@ -73,14 +73,14 @@ def period_wear(
         cfg: AgingConfig = dso.config.aging
         net = dso.network.net
         trafo = _in_service(net.trafo, flow.trafo_loading_percent)
-        new_states[name], rows = age_transformers(
+        new_states[name], columns = age_transformers(
             trafo / 100.0, states.get(name), cfg, ambient_c(cfg, hour_of_day), minutes
         )
-        rows.insert(0, "trafo", net.trafo.index.to_numpy(np.int64))
+        rows = pd.DataFrame({"dso": name, "trafo": net.trafo.index.to_numpy(np.int64), **columns})
         line = _in_service(net.line, flow.line_loading_percent)
         hours = minutes / 60.0
         above = tuple(float(np.sum(line > t)) * hours for t in cfg.line_thresholds_percent)
-        wears[name] = Wear(rows.assign(dso=name), above)
+        wears[name] = Wear(rows, above)
     return new_states, wears
 
 
@@ -90,9 +90,10 @@ def age_transformers(
     cfg: AgingConfig,
     ambient: float,
     minutes: float,
-) -> tuple[ThermalState, pd.DataFrame]:
+) -> tuple[ThermalState, dict[str, np.ndarray]]:
     """One period of a network's transformers at ``load_factor`` (NaN: unknown) and an
-    ambient; None for ``state`` starts from the steady state of this loading."""
+    ambient; None for ``state`` starts from the steady state of this loading. Returns the new
+    state and the ``aging`` columns from ``load_factor`` on, per transformer."""
     params = with_overrides(cfg.thermal.model_dump())
     known = np.isfinite(load_factor)
     load = np.where(known, load_factor, 0.0)
@@ -107,16 +108,14 @@ def age_transformers(
         end.ambient_c,
     )
     life = np.where(known, period.loss_of_life_h, np.nan)
-    rows = pd.DataFrame(
-        {
-            "load_factor": np.where(known, load_factor, np.nan),
-            "top_oil_c": np.where(known, end.top_oil_c(), np.nan),
-            "hot_spot_c": np.where(known, period.hot_spot_c, np.nan),
-            "aging_rate": life / (minutes / 60.0),
-            "loss_of_life_h": life,
-        }
-    )
-    return kept, rows
+    columns = {
+        "load_factor": np.where(known, load_factor, np.nan),
+        "top_oil_c": np.where(known, end.top_oil_c(), np.nan),
+        "hot_spot_c": np.where(known, period.hot_spot_c, np.nan),
+        "aging_rate": life / (minutes / 60.0),
+        "loss_of_life_h": life,
+    }
+    return kept, columns
 
 
 def _in_service(table: pd.DataFrame, values: np.ndarray) -> np.ndarray:

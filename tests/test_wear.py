@@ -122,5 +122,6 @@ def test_a_run_records_aging_and_carries_it_in_the_state(make_model):
             for column in ("top_oil_rise_k", "hot_spot_rise_1_k", "hot_spot_rise_2_k"):
                 assert np.array_equal(getattr(r, column), getattr(s, column))
     result = summary(tables, sim.period_h)
-    assert result["transformer loss of life (h)"] == pytest.approx(aging.loss_of_life_h.sum())
+    life_min = 60 * aging.loss_of_life_h.sum()
+    assert result["transformer loss of life (min)"] == pytest.approx(life_min)
     assert result["transformer hot spot, max (degC)"] == pytest.approx(aging.hot_spot_c.max())

@@ -1,9 +1,9 @@
 """The market model: agents (mesa), time (simpy), and one market period in the order it happens.
 
 forecast -> bids -> coordination (validation, clearing, dispatch: the coordination model's
-steps) -> delivery -> settlement -> record. ``MarketModel.step()`` runs one period, so a
-notebook can step through a day; each stage hands the next one values, and what carries from
-one period to the next is in one :class:`~market_sim.run_state.RunState`.
+steps) -> delivery -> wear (assets' aging) -> settlement -> record. ``MarketModel.step()``
+runs one period, so a notebook can step through a day; each stage hands the next one values,
+and what carries from one period to the next is in one :class:`~market_sim.run_state.RunState`.
 """
 
 from __future__ import annotations

@@ -50,23 +50,15 @@ class Comparison:
     table: pd.DataFrame  # the measured Table I, one row per claim
 
 
-def variant_models(variants: list[str]) -> list[str]:
-    """The registered models ``<model>+<variant>`` of each variant name, in registry order.
-
-    Raises ConfigError naming the variant and the registered ones if a name has none.
-    """
-    registered = {name.split("+", 1)[1] for name in COORDINATION_MODELS.names if "+" in name}
-    for variant in variants:
-        if variant not in registered:
-            allowed = ", ".join(f"'{v}'" for v in sorted(registered)) or "none registered yet"
-            raise ConfigError(f"--variants: got '{variant}'; allowed: {allowed}")
-    return [n for n in COORDINATION_MODELS.names if "+" in n and n.split("+", 1)[1] in variants]
-
-
 def compared_models(variants: list[str]) -> list[str]:
-    """Every core model of the registry, then the chosen variants."""
-    core = [n for n in COORDINATION_MODELS.names if "+" not in n]
-    return core + variant_models(variants)
+    """Every core model of the registry, then the variants that set the chosen options
+    (``pre_validation`` -> ``hybrid+pre_validation``); a ConfigError names an unknown one."""
+    try:
+        chosen = COORDINATION_MODELS.with_options(variants)
+    except ValueError as error:
+        raise ConfigError(f"--variants: {error}") from None
+    core = [n for n in COORDINATION_MODELS.names if n not in COORDINATION_MODELS.variants]
+    return core + list(chosen)
 
 
 def compare(

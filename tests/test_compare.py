@@ -94,7 +94,8 @@ def test_an_unknown_variant_is_one_line_and_exit_2(capsys, tmp_path):
     code = main(["compare", str(QUICKSTART), "--variants", "no_such", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "--variants: got 'no_such'; allowed:" in err[0]
+    assert "--variants: 'no_such' is no option of a coordination model; allowed:" in err[0]
+    assert "'pre_validation'" in err[0]
     assert not any(tmp_path.iterdir())  # nothing simulated
 
 

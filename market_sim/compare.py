@@ -82,6 +82,9 @@ def compare(
             raise
     reports = [report for report, _ in done]
     measures = pd.DataFrame({r.model: m for r, m in done}).T.rename_axis("model")
+    # a link a model never uses carried no message: a measured 0, not an unknown
+    per_link = [c for c in measures.columns if c.startswith(("messages: ", "bytes: "))]
+    measures[per_link] = measures[per_link].fillna(0.0)
     table = verdicts(measures)
     folder = out / config.name / "comparison"
     write_comparison(folder, measures, table)

@@ -42,6 +42,7 @@ def test_compare_writes_the_measured_table_one(compared):
     assert all(f"| {c.id} |" in text for c in CLAIMS)
     measures = pd.read_csv(folder / "measures.csv", index_col="measure")
     assert list(measures.columns) == list(CORE)
+    assert measures.at["bytes: aggregator -> dso", "tso_managed"] == 0  # a link it never uses
     charts = sorted(folder.glob("fig_*.png"))
     assert len(charts) >= 10
     assert all(p.read_bytes().startswith(PNG) for p in charts)

@@ -28,6 +28,7 @@ import pandas as pd
 
 from market_sim.config import ScenarioConfig
 from market_sim.grid.disk_cache import atomic_write
+from market_sim.logs import quiet_third_party
 from market_sim.results import load_results
 from market_sim.runner import run_scenario
 from market_sim.scenario import Scenario, check_data, load_networks
@@ -95,6 +96,7 @@ def kpi_totals(kpis: pd.DataFrame, period_h: float) -> list[dict[str, Any]]:
 
 def execute_run(run: SweepRun, folder: str) -> dict[str, Any]:
     """One run, on a worker: simulate, seal its folder, return its record (never raises)."""
+    quiet_third_party()  # a worker process has not run the command line's set-up
     path = Path(folder)
     shutil.rmtree(path, ignore_errors=True)  # what an unfinished earlier attempt left
     path.mkdir(parents=True)

@@ -61,33 +61,33 @@ def set_dotted(raw: dict, path: str, value: Any) -> None:
     Written here because ``config.apply_overrides`` (the ``--set`` of issue 10) is not on main
     yet; replace this by it once it is. Raises ConfigError naming the path if it cannot apply.
     """
-    head, _, rest = path.partition(".")
-    if isinstance(raw, list):
-        items = range(len(raw)) if head == "*" else [_index(raw, head, path)]
-        for i in items:
-            _set_item(raw, i, rest, value, path)
-    elif isinstance(raw, dict):
-        _set_item(raw, head, rest, value, path)
+    _set(raw, path.split("."), value, path)
+
+
+def _set(node: Any, parts: list[str], value: Any, path: str) -> None:
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, list):
+        keys: list[Any] = list(range(len(node))) if head == "*" else [_index(node, head, path)]
+    elif isinstance(node, dict):
+        keys = [head]
     else:
-        raise ConfigError(f"grid/set: {path}: '{head}' is inside a value, not a mapping or list")
+        raise ConfigError(f"{path}: '{head}' is inside a value, not a mapping or list")
+    for key in keys:
+        if not rest:
+            node[key] = copy.deepcopy(value)
+            continue
+        if isinstance(node, dict) and node.get(key) is None:
+            node[key] = {}
+        _set(node[key], rest, value, path)
 
 
 def _index(items: list, head: str, path: str) -> int:
     if not head.isdigit() or int(head) >= len(items):
         raise ConfigError(
-            f"grid/set: {path}: '{head}' is not an item of a list of {len(items)}; "
+            f"{path}: '{head}' is not an item of a list of {len(items)}; "
             f"allowed: 0..{len(items) - 1} or *"
         )
     return int(head)
-
-
-def _set_item(container: Any, key: Any, rest: str, value: Any, path: str) -> None:
-    if not rest:
-        container[key] = copy.deepcopy(value)
-        return
-    if isinstance(container, dict) and container.get(key) is None:
-        container[key] = {}
-    set_dotted(container[key], rest, value)
 
 
 def _apply(raw: dict, path: str, value: Any, source: Path) -> None:

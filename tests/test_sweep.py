@@ -16,6 +16,7 @@ from market_sim.results import load_results
 from market_sim.scenario import load_networks
 from market_sim.sweep import execute, load_sweep, run_sweep, set_dotted
 from market_sim.tables import KPIS
+from tests.conftest import ROOT
 
 #: One MV DSO, hourly periods: a run of one day is 24 periods (seconds, not minutes).
 TINY = """
@@ -67,6 +68,13 @@ def test_grid_expands_to_validated_runs(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"dsos\.0\.validation\.method.*'magic'") as error:
         load_sweep(bad)
     assert "\n" not in str(error.value)
+
+
+def test_example_sweep_expands() -> None:
+    sweep = load_sweep(ROOT / "configs" / "sweep-example.yaml")
+    assert len(sweep.runs) == 32 and sweep.fields[0] == "model"
+    assert {r.config.dsos[1].pv_scale for r in sweep.runs} == {1.2, 1.6}
+    assert all(r.config.days == 1 and len(r.config.models) == 1 for r in sweep.runs)
 
 
 def test_bad_sweep_exits_2_with_one_line(tmp_path, capsys) -> None:

@@ -33,49 +33,40 @@ from market_sim.results import load_results
 from market_sim.runner import run_scenario
 from market_sim.scenario import Scenario, check_data, load_networks
 from market_sim.sweep.spec import Sweep, SweepRun
-from market_sim.tables import KPIS
+from market_sim.tables import KPIS, SWEEP_COLUMNS
 
 log = logging.getLogger(__name__)
 
 MARKER = "sweep_run.json"
-#: Distinct network sets a worker thread keeps loaded (a DER-scale sweep loads one per scale).
+#: Distinct network sets a worker process keeps loaded (a DER-scale sweep loads one per scale).
 _KEEP_NETWORKS = 4
-_loaded: OrderedDict[tuple[int, str], Scenario] = OrderedDict()
-_loaded_lock = threading.Lock()
+_loaded: OrderedDict[str, Scenario] = OrderedDict()
+#: One run at a time per process: pyomo's HiGHS interface redirects the process's stdout and
+#: stderr file descriptors while it loads a model, and two runs in threads of one worker
+#: collided there (a RuntimeError in one, a deadlock in the other). It also lets the runs of a
+#: process share their networks, which a model writes into while it runs.
+_one_run_at_a_time = threading.Lock()
 
 
 def network_key(config: ScenarioConfig) -> str:
     """The part of a config its networks depend on (what :func:`load_networks` reads)."""
-    dsos = [
-        {
-            k: getattr(d, k)
-            for k in ("name", "simbench_code", "pv_scale", "storage_scale", "load_scale")
-        }
-        for d in config.dsos
-    ]
-    return json.dumps(
-        {"transmission": config.transmission.model_dump(mode="json"), "dsos": dsos}, sort_keys=True
-    )
+    names = ("name", "simbench_code", "pv_scale", "storage_scale", "load_scale")
+    dsos = [{k: getattr(d, k) for k in names} for d in config.dsos]
+    transmission = config.transmission.model_dump(mode="json")
+    return json.dumps({"transmission": transmission, "dsos": dsos}, sort_keys=True)
 
 
 def _scenario(config: ScenarioConfig) -> Scenario:
-    """The run's scenario with networks loaded once per worker thread and network key.
-
-    Per thread, not per process: a model writes into its nets while it runs, so two runs in
-    threads of one worker must not share them (runs in one thread follow each other, as the
-    models of ``market-sim run`` do on shared networks).
-    """
-    key = (threading.get_ident(), network_key(config))
-    with _loaded_lock:
-        cached = _loaded.get(key)
-        if cached is not None:
-            _loaded.move_to_end(key)
+    """The run's scenario, its networks loaded once per worker process and network key
+    (called under :data:`_one_run_at_a_time`)."""
+    key = network_key(config)
+    cached = _loaded.get(key)
     if cached is None:
         cached = Scenario(config, load_networks(config), check_data(config))
-        with _loaded_lock:
-            _loaded[key] = cached
-            while len(_loaded) > _KEEP_NETWORKS:
-                _loaded.popitem(last=False)
+        _loaded[key] = cached
+        while len(_loaded) > _KEEP_NETWORKS:
+            _loaded.popitem(last=False)
+    _loaded.move_to_end(key)
     return Scenario(config, cached.networks, cached.transmission)
 
 
@@ -104,7 +95,8 @@ def execute_run(run: SweepRun, folder: str) -> dict[str, Any]:
     record: dict[str, Any] = {"run_id": run.run_id, "values": run.values}
     try:
         config = run.config
-        (report,) = run_scenario(_scenario(config), path, progress=False)
+        with _one_run_at_a_time:
+            (report,) = run_scenario(_scenario(config), path, progress=False)
         kpis = load_results(report.folder)["kpis"]
         record |= {"status": "complete", "error": "", "folder": str(report.folder)}
         record["kpis"] = kpi_totals(kpis, config.period_minutes / 60)
@@ -147,7 +139,7 @@ def _client(scheduler: str | None, workers: int | None, processes: bool) -> Iter
             yield client
         return
     n = workers or os.cpu_count() or 1
-    # One thread per worker: runs are CPU-bound and hold the GIL in their Python parts.
+    # One thread per worker: a process runs one run at a time anyway (_one_run_at_a_time).
     with (
         LocalCluster(
             n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None
@@ -221,7 +213,7 @@ def sweep_table(sweep: Sweep, records: dict[str, dict[str, Any]]) -> pd.DataFram
     """One row per run and KPI (one row with no KPI for a failed run), in grid order."""
     rows = []
     for run in sweep.runs:
-        record = records.get(run.run_id, {"status": "not run", "error": "", "kpis": []})
+        record = records[run.run_id]
         head = {
             "run_id": run.run_id,
             **run.values,
@@ -234,8 +226,9 @@ def sweep_table(sweep: Sweep, records: dict[str, dict[str, Any]]) -> pd.DataFram
     for name in sweep.fields:  # one type per column, for parquet
         if table[name].map(type).nunique() > 1:
             table[name] = table[name].astype(str)
-    strings = ["run_id", "status", "error", "kpi", "unit"]
-    return table.astype({c: "string" for c in strings} | {"value": "float64"})
+    fixed = list(SWEEP_COLUMNS)
+    columns = [fixed[0], *sweep.fields, *fixed[1:]]
+    return table[columns].astype({c: t for c, (t, _) in SWEEP_COLUMNS.items()})
 
 
 def sweep_line(result: SweepResult, out: Path) -> str:

@@ -190,6 +190,9 @@ def _sweep(args: argparse.Namespace) -> int:
         return 2
     try:
         result = run_sweep(sweep, args.out, args.scheduler, args.workers)
+    except ConfigError as error:  # the data checks, before any run
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         log.error("interrupted: rerun the same command to run the runs not yet complete")
         return 130

@@ -84,6 +84,14 @@ def test_bad_sweep_exits_2_with_one_line(tmp_path, capsys) -> None:
     assert "repeats" in err and len(err.splitlines()) == 1
 
 
+def test_sweep_with_bad_data_exits_2_before_any_run(tmp_path, capsys) -> None:
+    path = write_sweep(tmp_path, "dsos.0.interface_bus: [3, 999]\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "dsos.0.interface_bus" in err and "999" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "runs").exists()
+
+
 def test_sweep_reports_a_failed_run_and_a_rerun_skips_finished_ones(tmp_path, monkeypatch):
     """Three runs, the seed-2 one raising: the others complete; a rerun runs only that one."""
     path = write_sweep(tmp_path, "seed: [1, 2, 3]\n")

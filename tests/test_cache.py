@@ -14,7 +14,7 @@ import simbench
 from market_sim.cli import main
 from market_sim.grid.disk_cache import MANIFEST, entries
 from market_sim.grid.network import build_net, load_network
-from market_sim.grid.profile_cache import profile_cache_path, raw_profiles
+from market_sim.grid.profile_cache import compact_profiles, profile_cache_path, raw_profiles
 from market_sim.grid.profiles import PROFILE_KEYS
 
 CODE = "1-MV-rural--2-sw"
@@ -71,6 +71,16 @@ def test_compact_cache_equals_simbench_bit_for_bit(shared) -> None:
     # the compact form is what is stored: a few profile types, not one column per element
     types = cached["load_p"]._raw.types
     assert types.shape[0] == ref.shape[0] and types.shape[1] < len(net.load) / 4
+
+
+def test_an_element_without_profile_is_refused_as_simbench_refuses_it(shared) -> None:
+    net = build_net(CODE)
+    net.load["profile"] = net.load["profile"].astype(object)
+    net.load.loc[net.load.index[[0, 5]], "profile"] = np.nan
+    with pytest.raises(ValueError, match="missing in the profiles data"):
+        direct_profiles(net)
+    with pytest.raises(ValueError, match="missing in the profiles data"):
+        compact_profiles(net)
 
 
 def test_engine_profiles_equal_direct_scaling(shared) -> None:

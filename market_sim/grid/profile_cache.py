@@ -52,7 +52,7 @@ def _compact(net: Any, table: str, column: str) -> CompactProfile:
     stub = pp.create_empty_network()
     stub["profiles"] = net["profiles"]
     if "profile" in elements:
-        names = pd.unique(elements["profile"])  # NaN (no profile) is one name among them
+        names = pd.unique(elements["profile"])  # a NaN name: SimBench refuses it, as it does
         stub[table] = pd.DataFrame({"profile": names, column: 1.0})
         type_of = pd.Index(names).get_indexer(elements["profile"])
     else:  # SimBench's rule: no profile column means factor 1 everywhere

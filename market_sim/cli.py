@@ -1,4 +1,4 @@
-"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]``."""
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--set K=V]``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from market_sim.config import ConfigError, load_config
@@ -22,13 +23,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Agent-based market co-simulation of TSO-DSO coordination models.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
+        parents=[common_options()],
         help="run a scenario and write one results folder per coordination model",
         description="Run a YAML scenario under its coordination models, side by side.",
     )
-    run.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    run.add_argument(
+        "config",
+        type=Path,
+        help="scenario YAML, e.g. configs/quickstart.yaml, or a shipped one by name: quickstart",
+    )
+    add_set_option(run)
     run.add_argument(
         "--model",
         choices=COORDINATION_MODELS.names,
@@ -48,6 +56,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def common_options() -> argparse.ArgumentParser:
+    """Options every sub-command accepts after its name too (``market-sim run -v CONFIG``):
+    pass as ``parents=[common_options()]`` to ``add_parser``."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a sub-command without -v keeps the value given before it
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    return common
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set key.path=value`` (repeatable) on a sub-command that reads a config: pass
+    ``args.set`` to :func:`market_sim.config.load_config` (or ``apply_overrides``)."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field before validation, e.g. --set seed=7 "
+        "--set dsos.0.pv_scale=2 --set dso_market.enabled=false (repeatable)",
+    )
+
+
+def _version() -> str:
+    try:
+        return version("market_sim")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup(args.verbose)
@@ -61,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     from market_sim.scenario import load_scenario
 
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, args.set)
         if args.days is not None and args.days < 1:
             raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
         if args.days is not None:

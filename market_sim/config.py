@@ -8,7 +8,9 @@ transmission case) is checked once by :mod:`market_sim.scenario` when it loads t
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from market_sim.config_yaml import YamlError, parse_yaml, read_yaml
 from market_sim.registry import (
     COORDINATION_MODELS,
     PRICING_RULES,
@@ -51,7 +54,10 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """No unknown fields, no NaN or infinity, no coercion (``seed: true`` or ``seed: "7"`` is
+    an error, not 1 or 7): a config says exactly what a run uses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class LimitsConfig(_Strict):
@@ -276,12 +282,44 @@ class GatesConfig(_Strict):
         return self
 
 
+#: The TSO agent's name: messages, dispatch buyers and payments are keyed by agent names.
+TSO_NAME = "tso"
+
+
+def _once(field: str, values: list[str], allowed: str) -> None:
+    """A ValueError naming the first value ``values`` repeats."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{field}: got {value!r} twice; allowed: {allowed}")
+        seen.add(value)
+
+
+def _unique_agent_names(dsos: list[DsoConfig], aggregators: list[AggregatorConfig]) -> None:
+    """DSOs, aggregators and the TSO share one namespace: agents, messages and payments are
+    keyed by name, so two agents of one name would merge (or vanish from the KPIs)."""
+    owners = {TSO_NAME: "the TSO"}
+    entries = [(f"dsos.{i}.name", d.name) for i, d in enumerate(dsos)]
+    entries += [(f"aggregators.{i}.name", a.name) for i, a in enumerate(aggregators)]
+    for field, name in entries:
+        if name in owners:
+            raise ValueError(
+                f"{field}: got {name!r}, already the name of {owners[name]}; allowed: a name "
+                "no other DSO, aggregator or the TSO ('tso') has"
+            )
+        owners[name] = field.removesuffix(".name")
+
+
 class ScenarioConfig(_Strict):
     """A whole scenario. ``models`` may list several coordination models to run side by side."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = Field(ge=0)
-    start: dt.date = Field(description="first day; SimBench profiles cover 2016")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$",
+        description="names the results folder <out>/<name>/",
+    )
+    seed: int = Field(ge=0, description="seeds every random stream of a run")
+    start: dt.date = Field(strict=False, description="first day; SimBench profiles cover 2016")
     days: int = Field(1, ge=1, le=366)
     period_minutes: Literal[15, 30, 60] = 15
     models: list[ModelName] = Field(min_length=1)
@@ -313,11 +351,12 @@ class ScenarioConfig(_Strict):
         end = self.start + dt.timedelta(days=self.days)
         if end > dt.date(2017, 1, 1):
             raise ValueError(f"start {self.start} + {self.days} days runs past 2016-12-31")
+        _once("models", self.models, "each model at most once")
+        _unique_agent_names(self.dsos, self.aggregators)
         names = [d.name for d in self.dsos]
-        if len(set(names)) != len(names):
-            raise ValueError(f"dsos: names must be unique, got {names}")
         covered = set()
         for i, agg in enumerate(self.aggregators):
+            _once(f"aggregators.{i}.dsos", agg.dsos, "each DSO at most once")
             for d in agg.dsos:
                 if d not in names:
                     raise ValueError(
@@ -328,6 +367,12 @@ class ScenarioConfig(_Strict):
         missing = [n for n in names if n not in covered]
         if missing:
             raise ValueError(f"aggregators: no aggregator represents the prosumers of {missing}")
+        period_s = 60 * self.period_minutes
+        if self.gates.dispatch_s > period_s:
+            raise ValueError(
+                f"gates.dispatch_s: got {self.gates.dispatch_s}; allowed: at most the period's "
+                f"end, {period_s} s (period_minutes {self.period_minutes} x 60)"
+            )
         return self
 
     @property
@@ -346,29 +391,44 @@ class ScenarioConfig(_Strict):
         return parse_config({**self.model_dump(), **update}, f"config of {model}")
 
 
+#: What a name pattern allows, in words (pydantic would quote the regular expression).
+_PATTERNS = {
+    r"^[A-Za-z0-9_-]+$": "letters, digits, '_' and '-'",
+    r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$": "letters, digits, '_', '-' and '.', not first "
+    "(no path separator, no '..': it names a folder)",
+}
+
+
+def _describe_one(e: dict) -> str:
+    where = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    scalar = "input" in e and not isinstance(e["input"], dict | list)
+    if not where:
+        return msg  # a whole-scenario check names its fields itself
+    if e["type"] == "missing":
+        return f"{where}: missing field (required)"
+    if e["type"] == "extra_forbidden":
+        return f"{where}: unknown field (not part of the schema)"
+    if e["type"] in ("literal_error", "enum"):
+        return f"{where}: got {e.get('input')!r}; {msg.lower()}"
+    if e["type"] == "string_pattern_mismatch":
+        allowed = _PATTERNS.get(e["ctx"]["pattern"], f"the pattern {e['ctx']['pattern']}")
+        return f"{where}: got {e['input']!r}; allowed: {allowed}"
+    if scalar and where in msg:
+        return msg
+    if "input" in e and repr(e["input"]) in msg:  # the message names the value itself
+        return f"{where}: {msg}"
+    if scalar:
+        return f"{where}: got {e['input']!r}; {msg.replace('Input should be', 'allowed:', 1)}"
+    return f"{where}: {msg}"
+
+
 def _describe(error: ValidationError) -> str:
-    lines = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            lines.append(f"{where}: missing field (required)")
-        elif e["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown field (not part of the schema)")
-        elif e["type"] in ("literal_error", "enum"):
-            lines.append(f"{where}: got {e.get('input')!r}; {msg.lower()}")
-        elif "input" in e and not isinstance(e["input"], dict | list) and where in msg:
-            lines.append(msg)
-        elif "input" in e and repr(e["input"]) in msg:  # the message names the value itself
-            lines.append(f"{where}: {msg}")
-        elif "input" in e and not isinstance(e["input"], dict | list):
-            lines.append(f"{where}: got {e['input']!r}; {msg}")
-        else:
-            lines.append(f"{where}: {msg}")
-    return "; ".join(lines)
+    """Every error of a validation, on one line."""
+    return "; ".join(" ".join(_describe_one(e).splitlines()) for e in error.errors())
 
 
-def parse_config(data: dict, source: str = "config") -> ScenarioConfig:
+def parse_config(data: object, source: str = "config") -> ScenarioConfig:
     """Validate a config mapping; raise :class:`ConfigError` with a one-line explanation."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
@@ -378,16 +438,75 @@ def parse_config(data: dict, source: str = "config") -> ScenarioConfig:
         raise ConfigError(f"{source}: {_describe(error)}") from None
 
 
-def load_config(path: str | Path) -> ScenarioConfig:
-    """Read and validate a YAML scenario."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+def read_raw(path: str | Path) -> tuple[object, str]:
+    """A config file's content before validation, and the path it came from (for messages).
+
+    ``path`` may be a bare name of a shipped config (``quickstart``): see
+    :func:`market_sim.config_yaml.resolve_config`.
+    """
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    return parse_config(data, str(path))
+        return read_yaml(path)
+    except YamlError as error:
+        raise ConfigError(str(error)) from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ScenarioConfig:
+    """Read a YAML scenario, apply ``--set`` overrides (``key.path=value``), validate it."""
+    data, source = read_raw(path)
+    if overrides:
+        if not isinstance(data, dict):
+            return parse_config(data, source)
+        data = apply_overrides(data, list(overrides))
+    return parse_config(data, source)
+
+
+def apply_overrides(raw: dict, items: list[str]) -> dict:
+    """``raw`` with each ``key.path=value`` of ``items`` set, in order (a new dict).
+
+    A path is dotted: mapping keys, list indices (``dsos.0.pv_scale``); missing mappings on the
+    way are created, so ``gates.bids_s=200`` works on a file without ``gates``. A value is a
+    YAML scalar (``7``, ``2.5``, ``false``, ``hybrid``; flow collections like ``[a, b]`` too).
+    This runs before validation, so a bad value fails like one in the file, naming its path.
+    """
+    data = copy.deepcopy(raw)
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set: got {item!r}; allowed: key.path=value, e.g. seed=7")
+        try:
+            value = parse_yaml(text, f"--set {key}")
+        except YamlError as error:
+            raise ConfigError(str(error)) from None
+        _set_path(data, key.split("."), value, item)
+    return data
+
+
+def _set_path(node: object, parts: list[str], value: object, item: str) -> None:
+    """Set ``value`` at ``parts`` below ``node`` (creating missing mappings)."""
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"--set {item}: {where}: no entry {part!r}; allowed: an index "
+                    f"0..{len(node) - 1}"
+                )
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            parent = ".".join(parts[:depth]) or "(top level)"
+            raise ConfigError(
+                f"--set {item}: {parent} is a value ({node!r}), not a mapping or list; "
+                "allowed: a path of mapping keys and list indices"
+            )
 
 
 def dump_config(config: ScenarioConfig) -> str:

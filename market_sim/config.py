@@ -46,6 +46,9 @@ PriorityRule = Annotated[str, _member_of(PRIORITY_RULES)]
 PricingRule = Annotated[str, _member_of(PRICING_RULES)]
 
 NonNegative = Annotated[float, Field(ge=0)]
+#: longest repayment window (h) of a shifted load or a battery's recovery: one week (each
+#: prosumer keeps a row per period of its window; 1e300 hours would not fit in memory)
+MAX_WINDOW_HOURS = 168
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -131,8 +134,10 @@ class ProsumerConfig(_Strict):
 
     flexible_share: Fraction = Field(0.5, description="share of prosumers that offer flexibility")
     load_flex_fraction: Fraction = Field(0.2, description="share of a load that can be shifted")
-    load_shift_hours: NonNegative = Field(
+    load_shift_hours: float = Field(
         2.0,
+        ge=0,
+        le=MAX_WINDOW_HOURS,
         description="a load may defer (or advance) at most this many hours of its flexible "
         "part at peak (the bound on its shifted energy), and its baseline pays every deferred "
         "(advanced) MWh back within this many hours (rounded down to whole periods, at least "
@@ -151,6 +156,7 @@ class ProsumerConfig(_Strict):
     storage_recovery_hours: float = Field(
         4.0,
         gt=0,
+        le=MAX_WINDOW_HOURS,
         description="a battery's baseline recharges (discharges) what a dispatch moved it "
         "from its target within this many hours (rounded down to whole periods, at least "
         "one), in equal parts per period, within its power limit",
@@ -418,9 +424,17 @@ def _describe_one(e: dict) -> str:
         return msg
     if "input" in e and repr(e["input"]) in msg:  # the message names the value itself
         return f"{where}: {msg}"
-    if scalar:
-        return f"{where}: got {e['input']!r}; {msg.replace('Input should be', 'allowed:', 1)}"
+    if "input" in e and msg.startswith("Input should be"):
+        got = repr(e["input"]) if scalar else _short(e["input"])
+        return f"{where}: got {got}; {msg.replace('Input should be', 'allowed:', 1)}"
     return f"{where}: {msg}"
+
+
+def _short(value: object, width: int = 40) -> str:
+    """A mapping or list for a message: its kind and the start of its repr."""
+    text = repr(value)
+    kind = "a mapping" if isinstance(value, dict) else "a list"
+    return f"{kind} {text if len(text) <= width else text[: width - 3] + '...'}"
 
 
 def _describe(error: ValidationError) -> str:

@@ -10,6 +10,7 @@ that ``market-sim run quickstart`` works after a plain ``pip install``.
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -53,6 +54,11 @@ class _StrictLoader(yaml.SafeLoader):
             ) from None
 
 
+#: YAML 1.1 (PyYAML) reads ``1e-3`` (no dot) as a string; YAML 1.2 and every user mean a float
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789")
+)
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_mapping)
 _StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_yaml_timestamp)
 

@@ -13,6 +13,7 @@ import market_sim.runner
 import market_sim.scenario
 from market_sim.cli import main
 from market_sim.config import ConfigError, apply_overrides, load_config
+from market_sim.config_yaml import parse_yaml
 from tests.conftest import QUICKSTART
 
 TEXT = QUICKSTART.read_text()
@@ -185,6 +186,15 @@ def test_overrides_set_dotted_paths_as_yaml_scalars():
     assert config.dsos[1].pv_scale == 1.6  # the rest as in the file
 
 
+def test_exponent_floats_are_floats_in_files_and_overrides():
+    """PyYAML (YAML 1.1) reads 1e-3 as a string, which the strict schema would refuse."""
+    text = TEXT.replace("sd_fraction: 0.015", "sd_fraction: 15e-3")
+    assert "15e-3" in text
+    assert yaml.safe_load(text)["forecast_error"]["sd_fraction"] == "15e-3"  # the quirk
+    assert parse_yaml(text)["forecast_error"]["sd_fraction"] == 0.015
+    assert load_config(QUICKSTART, ["voll_eur_per_mwh=3e3"]).voll_eur_per_mwh == 3000.0
+
+
 def test_later_overrides_win():
     assert load_config(QUICKSTART, ["seed=1", "seed=3"]).seed == 3
 
@@ -202,6 +212,7 @@ def test_later_overrides_win():
         ("=7", ["--set", "'=7'", "key.path=value"]),
         ("gates.bids_s=[1", ["--set gates.bids_s", "not valid YAML", "line 1"]),
         ("dso_market.enabled=maybe", ["dso_market.enabled", "'maybe'", "boolean"]),
+        ("prosumers.load_shift_hours=1e300", ["load_shift_hours", "1e+300", "168"]),
     ],
 )
 def test_a_bad_override_is_the_same_one_line_error(

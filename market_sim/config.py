@@ -46,6 +46,9 @@ PriorityRule = Annotated[str, _member_of(PRIORITY_RULES)]
 PricingRule = Annotated[str, _member_of(PRICING_RULES)]
 
 NonNegative = Annotated[float, Field(ge=0)]
+_UNIQUE_NAME = (
+    "unique among the DSOs, the aggregators and the TSO ('tso'): agents are keyed by name"
+)
 #: longest repayment window (h) of a shifted load or a battery's recovery: one week (each
 #: prosumer keeps a row per period of its window; 1e300 hours would not fit in memory)
 MAX_WINDOW_HOURS = 168
@@ -90,7 +93,11 @@ class ValidationConfig(_Strict):
 class DsoConfig(_Strict):
     """One DSO: a SimBench distribution network attached to a transmission bus."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the DSO's name, " + _UNIQUE_NAME,
+    )
     simbench_code: str = Field(description="SimBench network code, e.g. 1-MV-rural--2-sw")
     interface_bus: int = Field(ge=0, description="pandapower bus of the transmission case")
     limits: LimitsConfig = LimitsConfig()
@@ -110,8 +117,8 @@ class PriceConfig(_Strict):
     truncated at 0 unless ``prosumers.allow_negative_prices`` is set (a negative ask would pay
     the buyer for a service, which the clearing exploits: issue 8, item 7)."""
 
-    mean: float
-    sd: NonNegative = 0.0
+    mean: float = Field(description="mean ask, EUR/MWh (>= 0 unless negative prices are allowed)")
+    sd: NonNegative = Field(0.0, description="standard deviation of the asks, EUR/MWh")
 
 
 class ProsumerPrices(_Strict):
@@ -191,8 +198,14 @@ class ProsumerConfig(_Strict):
 class AggregatorConfig(_Strict):
     """An aggregator represents the flexible prosumers of the DSO areas it lists."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-    dsos: list[str] = Field(min_length=1, description="names of the DSOs whose prosumers it bids")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the aggregator's name, " + _UNIQUE_NAME,
+    )
+    dsos: list[str] = Field(
+        min_length=1, description="names of the DSOs whose prosumers it bids, each once"
+    )
 
 
 class TransmissionConfig(_Strict):
@@ -237,8 +250,12 @@ class DsoMarketConfig(_Strict):
     """
 
     enabled: bool = Field(False, description="DSOs buy flexibility for their own violations")
-    scheme: Literal["local_first", "tso_target"] = "local_first"
-    priority: PriorityRule = "criticality"
+    scheme: Literal["local_first", "tso_target"] = Field(
+        "local_first", description="dso_managed: the local market first, or the TSO's target"
+    )
+    priority: PriorityRule = Field(
+        "criticality", description="who gets a DER that TSO and DSO both want (hybrid, tso_target)"
+    )
     violation_penalty_eur_per_h: float = Field(
         5000.0,
         gt=0,
@@ -274,9 +291,16 @@ class CommunicationConfig(_Strict):
 class GatesConfig(_Strict):
     """When each phase of a period closes, in seconds after gate opening."""
 
-    bids_s: float = Field(300.0, gt=0, description="bid gate closure")
-    validation_s: float = Field(480.0, gt=0, description="validated bids / offers due at the TSO")
-    dispatch_s: float = Field(720.0, gt=0, description="dispatch commands due at the DER")
+    bids_s: float = Field(300.0, gt=0, description="bid gate closure; before validation_s")
+    validation_s: float = Field(
+        480.0, gt=0, description="validated bids / offers due at the TSO; before dispatch_s"
+    )
+    dispatch_s: float = Field(
+        720.0,
+        gt=0,
+        description="dispatch commands due at the DER; at most the period's end "
+        "(60 x period_minutes)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> GatesConfig:
@@ -326,13 +350,19 @@ class ScenarioConfig(_Strict):
     )
     seed: int = Field(ge=0, description="seeds every random stream of a run")
     start: dt.date = Field(strict=False, description="first day; SimBench profiles cover 2016")
-    days: int = Field(1, ge=1, le=366)
-    period_minutes: Literal[15, 30, 60] = 15
-    models: list[ModelName] = Field(min_length=1)
+    days: int = Field(1, ge=1, le=366, description="days simulated; start + days within 2016")
+    period_minutes: Literal[15, 30, 60] = Field(15, description="length of a market period")
+    models: list[ModelName] = Field(
+        min_length=1,
+        description="coordination models run side by side, each at most once (one name alone "
+        "is a list of one)",
+    )
     transmission: TransmissionConfig = TransmissionConfig()
-    dsos: list[DsoConfig] = Field(min_length=1)
+    dsos: list[DsoConfig] = Field(min_length=1, description="the distribution networks")
     prosumers: ProsumerConfig = ProsumerConfig()
-    aggregators: list[AggregatorConfig] = Field(min_length=1)
+    aggregators: list[AggregatorConfig] = Field(
+        min_length=1, description="together they represent the prosumers of every DSO"
+    )
     forecast_error: ForecastErrorConfig = ForecastErrorConfig()
     voll_eur_per_mwh: float = Field(3000.0, gt=0, description="value of lost load")
     settlement: SettlementConfig = SettlementConfig()

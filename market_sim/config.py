@@ -46,13 +46,13 @@ PriorityRule = Annotated[str, _member_of(PRIORITY_RULES)]
 PricingRule = Annotated[str, _member_of(PRICING_RULES)]
 
 NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 _UNIQUE_NAME = (
     "unique among the DSOs, the aggregators and the TSO ('tso'): agents are keyed by name"
 )
 #: longest repayment window (h) of a shifted load or a battery's recovery: one week (each
 #: prosumer keeps a row per period of its window; 1e300 hours would not fit in memory)
 MAX_WINDOW_HOURS = 168
-Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class ConfigError(ValueError):
@@ -428,7 +428,7 @@ class ScenarioConfig(_Strict):
 
 
 #: What a name pattern allows, in words (pydantic would quote the regular expression).
-_PATTERNS = {
+PATTERN_WORDS = {
     r"^[A-Za-z0-9_-]+$": "letters, digits, '_' and '-'",
     r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$": "letters, digits, '_', '-' and '.', not first "
     "(no path separator, no '..': it names a folder)",
@@ -448,7 +448,7 @@ def _describe_one(e: dict) -> str:
     if e["type"] in ("literal_error", "enum"):
         return f"{where}: got {e.get('input')!r}; {msg.lower()}"
     if e["type"] == "string_pattern_mismatch":
-        allowed = _PATTERNS.get(e["ctx"]["pattern"], f"the pattern {e['ctx']['pattern']}")
+        allowed = PATTERN_WORDS.get(e["ctx"]["pattern"], f"the pattern {e['ctx']['pattern']}")
         return f"{where}: got {e['input']!r}; allowed: {allowed}"
     if scalar and where in msg:
         return msg

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from market_sim.config import _PATTERNS, ScenarioConfig
+from market_sim.config import PATTERN_WORDS, ScenarioConfig
 from market_sim.registry import Family
 
 HEADING = "## Config reference"
@@ -142,7 +142,7 @@ def _constraints(metadata, unit: str = "entry") -> list[str]:
             plural = unit + "s" if unit.endswith("r") else unit.removesuffix("y") + "ies"
             found.append(f"at least {n} {unit if n == 1 else plural}")
         if getattr(item, "pattern", None):
-            found.append(_PATTERNS.get(item.pattern, f"pattern `{item.pattern}`"))
+            found.append(PATTERN_WORDS.get(item.pattern, f"pattern `{item.pattern}`"))
         family = getattr(getattr(item, "func", None), "__self__", None)
         if isinstance(family, Family):
             found.append("one of " + ", ".join(f"`{m}`" for m in family.members))

@@ -237,3 +237,13 @@ def test_overrides_reach_the_run(tmp_path, monkeypatch):
 def test_apply_overrides_refuses_a_malformed_item():
     with pytest.raises(ConfigError, match="key.path=value"):
         apply_overrides(DATA, ["dsos..pv_scale=1"])
+
+
+def test_a_run_folders_config_reads_back_as_the_same_config(tmp_path):
+    """The strict schema still reads what a run wrote (dates as quoted text included)."""
+    from market_sim.config import dump_config
+
+    config = load_config(QUICKSTART).for_model("hybrid", days=2)
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config

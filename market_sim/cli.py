@@ -173,13 +173,13 @@ def _report(run_dirs: list[Path], out: Path | None, period: int | None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Check the config here (a bad one is a one-line error, not a broken page), then hand
     over to the Solara server, which imports the page with the config's path."""
-    from market_sim.serve.page import CONFIG_ENV
-
     try:
         load_config(args.config)
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
+    from market_sim.serve.page import CONFIG_ENV  # after the check: solara warns on import
+
     # solara's and mesa's UserWarnings (hook rules, cookie scheme) are not the user's business
     path = resolve_config(args.config).resolve()  # a bare name: the shipped config
     env = os.environ | {CONFIG_ENV: str(path), "PYTHONWARNINGS": "ignore"}

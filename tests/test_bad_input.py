@@ -5,6 +5,9 @@ simulated. Also ``--set`` overrides, which go through the same validation."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -14,7 +17,7 @@ import market_sim.scenario
 from market_sim.cli import main
 from market_sim.config import ConfigError, apply_overrides, load_config
 from market_sim.config_yaml import parse_yaml
-from tests.conftest import QUICKSTART
+from tests.conftest import QUICKSTART, ROOT
 
 TEXT = QUICKSTART.read_text()
 DATA = yaml.safe_load(TEXT)
@@ -247,3 +250,21 @@ def test_a_run_folders_config_reads_back_as_the_same_config(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(dump_config(config))
     assert load_config(path) == config
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_a_bad_config_is_one_line_in_a_real_process(tmp_path, command):
+    """Nothing imported before the check may print (solara warns when its page is imported)."""
+    missing = tmp_path / "nope.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "market_sim.cli", command, str(missing)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"market-sim: config error: {missing}: no such config file; allowed: a path to a YAML "
+        "file or the name of a shipped config (ehv, mvlv-urban, quickstart)"
+    ]

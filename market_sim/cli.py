@@ -1,7 +1,7 @@
-"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]
-[--report]``, ``market-sim report RUN_DIR ...``, ``market-sim serve CONFIG``, ``market-sim sweep
-SWEEP.yaml``, ``market-sim cache info|clear`` and ``market-sim compare CONFIG [--variants V ...]
-[--days N] [--out DIR]``."""
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--set K=V]
+[--check] [--report]``, ``market-sim report RUN_DIR ...``, ``market-sim serve CONFIG``,
+``market-sim sweep SWEEP.yaml``, ``market-sim cache info|clear`` and ``market-sim compare CONFIG
+[--variants V ...] [--days N] [--out DIR] [--set K=V]``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import os
 import subprocess
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from market_sim.config import ConfigError, ScenarioConfig, load_config
+from market_sim.config_yaml import resolve_config
 from market_sim.logs import setup
 from market_sim.registry import COORDINATION_MODELS
 
@@ -26,13 +28,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Agent-based market co-simulation of TSO-DSO coordination models.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
+        parents=[common_options()],
         help="run a scenario and write one results folder per coordination model",
         description="Run a YAML scenario under its coordination models, side by side.",
     )
-    run.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    run.add_argument(
+        "config",
+        type=Path,
+        help="scenario YAML, e.g. configs/quickstart.yaml, or a shipped one by name: quickstart",
+    )
+    add_set_option(run)
     run.add_argument(
         "--model",
         choices=COORDINATION_MODELS.names,
@@ -52,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     serve = sub.add_parser(
         "serve",
+        parents=[common_options()],
         help="an interactive page: step a scenario period by period in the browser",
         description="Serve a page (mesa SolaraViz) that steps the scenario and shows it.",
     )
@@ -61,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true", help="write the runs' report at the end")
     report = sub.add_parser(
         "report",
+        parents=[common_options()],
         help="write figures and a report.md of run folders",
         description="Plot run folders (KPI series, models compared, one period's messages, "
         "merit order and networks) into PNG files and a report.md that embeds them.",
@@ -78,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     compare = sub.add_parser(
         "compare",
+        parents=[common_options()],
         help="run every coordination model in parallel and measure the paper's Table I",
         description="Run every registered model (and chosen variants) on one scenario and seed; "
         "write comparison.md, comparison.csv and one figure per measure.",
@@ -90,6 +102,38 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
     )
+    add_set_option(compare)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every sub-command accepts after its name too (``market-sim run -v CONFIG``):
+    pass as ``parents=[common_options()]`` to ``add_parser``."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a sub-command without -v keeps the value given before it
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    return common
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set key.path=value`` (repeatable) on a sub-command that reads a config: pass
+    ``args.set`` to :func:`market_sim.config.load_config` (or ``apply_overrides``)."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field before validation, e.g. --set seed=7 "
+        "--set dsos.0.pv_scale=2 --set dso_market.enabled=false (repeatable)",
+    )
+
+
+def _version() -> str:
+    try:
+        return version("market_sim")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +193,7 @@ def _report(run_dirs: list[Path], out: Path | None, period: int | None) -> int:
 
 def _checked_config(args: argparse.Namespace) -> ScenarioConfig:
     """The config, --days and --out checked (ConfigError), before anything is loaded."""
-    config = load_config(args.config)
+    config = load_config(args.config, args.set)
     if args.days is not None and args.days < 1:
         raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
     if args.days is not None:
@@ -184,15 +228,16 @@ def _compare(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Check the config here (a bad one is a one-line error, not a broken page), then hand
     over to the Solara server, which imports the page with the config's path."""
-    from market_sim.serve.page import CONFIG_ENV
-
     try:
         load_config(args.config)
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
+    from market_sim.serve.page import CONFIG_ENV  # after the check: solara warns on import
+
     # solara's and mesa's UserWarnings (hook rules, cookie scheme) are not the user's business
-    env = os.environ | {CONFIG_ENV: str(args.config.resolve()), "PYTHONWARNINGS": "ignore"}
+    path = resolve_config(args.config).resolve()  # a bare name: the shipped config
+    env = os.environ | {CONFIG_ENV: str(path), "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-m", "solara", "run", "market_sim.serve.page", "--production"]
     command += ["--host", args.host, "--port", str(args.port), "--no-open"]
     log.info("serving %s on http://%s:%d", args.config, args.host, args.port)
@@ -214,6 +259,7 @@ def _check_writable(out: Path) -> None:
 def _add_cache(sub: argparse._SubParsersAction) -> None:
     cache = sub.add_parser(
         "cache",
+        parents=[common_options()],
         help="show or clear the cache of SimBench nets and profiles",
         description="The on-disk cache ($MARKET_SIM_CACHE or ~/.cache/market_sim).",
     )
@@ -243,11 +289,12 @@ def _mb(n: int) -> str:
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep = sub.add_parser(
         "sweep",
+        parents=[common_options()],
         help="run a grid of configs on Dask and gather their KPIs in one table",
         description="Expand SWEEP.yaml's grid over config fields into independent runs, run "
         "them on a Dask cluster, and write sweep.parquet / sweep.csv (README, Sweeps).",
     )
-    sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. configs/sweep-example.yaml")
+    sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. configs/sweeps/example.yaml")
     sweep.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://...)")
     sweep.add_argument(
         "--out", type=Path, default=Path("sweeps"), help="sweep directory (default: sweeps/)"

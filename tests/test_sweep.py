@@ -71,7 +71,7 @@ def test_grid_expands_to_validated_runs(tmp_path) -> None:
 
 
 def test_example_sweep_expands() -> None:
-    sweep = load_sweep(ROOT / "configs" / "sweep-example.yaml")
+    sweep = load_sweep(ROOT / "configs" / "sweeps" / "example.yaml")
     assert len(sweep.runs) == 32 and sweep.fields[0] == "model"
     assert {r.config.dsos[1].pv_scale for r in sweep.runs} == {1.2, 1.6}
     assert all(r.config.days == 1 and len(r.config.models) == 1 for r in sweep.runs)

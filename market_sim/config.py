@@ -284,6 +284,10 @@ class ScenarioConfig(_Strict):
     start: dt.date = Field(description="first day; SimBench profiles cover 2016")
     days: int = Field(1, ge=1, le=366)
     period_minutes: Literal[15, 30, 60] = 15
+    #: a run writes its tables and state to disk every chunk: what a crash can lose, and where
+    #: solvers forget their warm starts, so that a run resumed there computes what an
+    #: uninterrupted one does (part of the config: it may change results in the last digits)
+    chunk_days: int = Field(1, ge=1, le=366, description="days per chunk written to disk")
     models: list[ModelName] = Field(min_length=1)
     transmission: TransmissionConfig = TransmissionConfig()
     dsos: list[DsoConfig] = Field(min_length=1)

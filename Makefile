@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/market-sim run configs/quickstart.yaml
+	$(BIN)/market-sim run configs/quickstart.yaml --overwrite
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -121,7 +121,7 @@ def run_scenario(
             }
             model_folder.create(dump_config(run_config), info)
             runs.append((run_config, model_folder))
-        return _run_all(scenario, runs, folder, progress, check)
+        return _run_all(scenario, runs, progress, check)
 
 
 def resume_scenario(
@@ -131,10 +131,8 @@ def resume_scenario(
     last complete chunk, each with the config it was started with; complete ones are only
     reported."""
     runs = [(load_config(f / "config.yaml"), ModelFolder(f)) for f in folders]
-    folder = folders[0].parent
-    resume_at = folder if len(folders) > 1 else folders[0]
-    with RunLock(folder):
-        return _run_all(scenario, runs, resume_at, progress, check)
+    with RunLock(folders[0].parent):
+        return _run_all(scenario, runs, progress, check)
 
 
 def _chunk_periods(config: ScenarioConfig) -> int:
@@ -144,11 +142,12 @@ def _chunk_periods(config: ScenarioConfig) -> int:
 def _run_all(
     scenario: Scenario,
     runs: list[tuple[ScenarioConfig, ModelFolder]],
-    resume_at: Path,
     progress: bool,
     check: bool,
 ) -> list[RunReport]:
-    """Run (or go on with) each run in turn, one progress count over all of them."""
+    """Run (or go on with) each run in turn, one progress count over all of them. Stopped,
+    the scenario folder (or the one model's folder) is what to resume."""
+    resume_at = runs[0][1].path if len(runs) == 1 else runs[0][1].path.parent
     todo = [(c, f, f.checkpoint()) for c, f in runs if f.info()["status"] != "complete"]
     left = sum(c.n_periods - _first_period(cp) for c, _, cp in todo)
     with _stop_on_ctrl_c() as stop, Progress(left, progress) as bar:

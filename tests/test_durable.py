@@ -290,3 +290,34 @@ def test_sigkill_of_a_three_day_quickstart_run_then_resume(tmp_path, start):
     assert main(["run", "--resume", str(killed / "quickstart"), "--no-progress"]) == 0
     _assert_same_tables(straight / "quickstart" / MODEL, folder)
     shutil.rmtree(tmp_path)
+
+
+def test_a_scenario_folder_resumes_each_unfinished_model(tiny, tmp_path, monkeypatch, capsys):
+    """Stopped at once (a second Ctrl-C) in its first model, before any chunk: that model is
+    interrupted, the next one pending; --resume on the scenario folder runs both."""
+    from market_sim.model import MarketModel
+
+    step = MarketModel.step
+
+    def stopped(self):
+        if self.period == 10 and not getattr(stopped, "done", False):
+            stopped.done = True
+            raise KeyboardInterrupt
+        step(self)
+
+    monkeypatch.setattr(MarketModel, "step", stopped)
+    argv = [*_argv(tiny, tmp_path, "--days", "1"), "--model", "hybrid"]
+    assert main(argv) == 130
+    scenario = tmp_path / "quickstart"
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        f"market-sim: interrupted after no period; resume with: market-sim run --resume {scenario}"
+    )
+    assert [_info(scenario / m)["status"] for m in (MODEL, "hybrid")] == ["interrupted", "pending"]
+
+    assert main(["run", "--resume", str(scenario), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert MODEL in out and "hybrid" in out  # both in the side-by-side summary
+    for model in (MODEL, "hybrid"):
+        assert _info(scenario / model)["status"] == "complete"
+        assert load_results(scenario / model)["grid"].period.tolist() == list(range(24))

@@ -117,7 +117,7 @@ def earlier_run(folder: Path) -> list[str]:
     """What a scenario folder already holds besides the lock (an earlier run's files)."""
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(LOCK))
 
 
 def check_new_run(folder: Path, overwrite: bool) -> None:

@@ -180,7 +180,7 @@ def _run_model(
     chunk = _chunk_periods(config)
     wall_before, started = folder.info().get("wall_time_s", 0.0), time.perf_counter()
     index = checkpoint.next_chunk
-    folder.update(status="running")
+    folder.update(status="running", error=None)  # a failed run resumed may now succeed
     try:
         sim = MarketModel(
             config, scenario.networks, scenario.transmission, state, chunk, check=check
@@ -212,8 +212,15 @@ def _run_model(
 
 
 def _report(folder: Path, config: ScenarioConfig) -> RunReport:
-    """The run's report from its tables on disk (the whole run, however long)."""
-    tables = {n: read_table(folder, n) for n in ("kpis", "timings", "grid", "clearing_runs")}
+    """The run's report from its tables on disk (the whole run, however long: only the
+    columns the summary reads)."""
+    needed = {
+        "kpis": ["period", "name", "value"],
+        "timings": ["role", "seconds"],
+        "grid": ["dso"],
+        "clearing_runs": ["n_constraints"],
+    }
+    tables = {name: read_table(folder, name, columns) for name, columns in needed.items()}
     columns = ["sender", "receiver", "sender_role", "receiver_role", "bytes"]
     events = read_table(folder, "events", ["kind"])
     info = ModelFolder(folder).info()

@@ -120,9 +120,12 @@ def parts(folder: Path, table: str) -> list[Path]:
     return sorted((folder / table).glob("part-*.parquet"))
 
 
-def read_table(folder: Path, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """One table of a run folder (optionally some of its columns), with its documented dtypes."""
-    files = parts(folder, table)
+def read_table(
+    folder: Path, table: str, columns: list[str] | None = None, chunks: int | None = None
+) -> pd.DataFrame:
+    """One table of a run folder (optionally some of its columns, or its first ``chunks``
+    chunks only), with its documented dtypes."""
+    files = parts(folder, table)[:chunks]
     wanted = columns or list(TABLES[table])
     arrow = pa.concat_tables(
         [pq.read_table(f, columns=wanted) for f in files] or [schema(table).empty_table()]
@@ -158,10 +161,12 @@ def load_results(path: str | Path, allow_incomplete: bool = False) -> dict[str, 
     """The tables of a run folder as DataFrames, keyed by table name.
 
     A run that did not complete (killed, interrupted, failed) is refused unless
-    ``allow_incomplete``: its tables then hold the chunks written so far (maybe none).
+    ``allow_incomplete``: its tables then hold the chunks completed so far (maybe none), the
+    same periods in every table (files of a chunk cut by a crash are left out).
     """
     path = Path(path)
-    status = read_run_info(path).get("status")
+    info = read_run_info(path)
+    status = info.get("status")
     if status != "complete" and not allow_incomplete:
         raise RunFolderError(
             f"{path}: the run's status is {status!r}, not 'complete'; resume it with "
@@ -170,4 +175,5 @@ def load_results(path: str | Path, allow_incomplete: bool = False) -> dict[str, 
     missing = [n for n in TABLES if not parts(path, n)]
     if missing and not allow_incomplete:
         raise FileNotFoundError(f"{path} is not a run folder: missing {missing}")
-    return {name: read_table(path, name) for name in TABLES}
+    chunks = None if status == "complete" else info.get("chunks", 0)
+    return {name: read_table(path, name, chunks=chunks) for name in TABLES}

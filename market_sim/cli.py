@@ -149,7 +149,8 @@ def _resume_target(args: argparse.Namespace) -> tuple[list[Path], ScenarioConfig
 
     given = [f for f in ("config", "model", "days", "chunk_days") if getattr(args, f) is not None]
     if given or args.overwrite:
-        flags = ", ".join(f"--{f.replace('_', '-')}" for f in given) or "--overwrite"
+        names = {"config": "CONFIG", "chunk_days": "--chunk-days"}
+        flags = ", ".join(names.get(f, f"--{f}") for f in given) or "--overwrite"
         raise ConfigError(
             f"--resume: got {flags} too; allowed: --resume RUN_DIR alone (a run goes on "
             "with the config it was started with)"

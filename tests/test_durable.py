@@ -322,3 +322,19 @@ def test_a_scenario_folder_resumes_each_unfinished_model(tiny, tmp_path, monkeyp
     for model in (MODEL, "hybrid"):
         assert _info(scenario / model)["status"] == "complete"
         assert load_results(scenario / model)["grid"].period.tolist() == list(range(24))
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", str(QUICKSTART), "--chunk-days", "0"], "--chunk-days: got 0; allowed: a whole"),
+        (["run", "--resume", "nowhere"], "--resume: got 'nowhere'; allowed: a run folder"),
+        (["run", str(QUICKSTART), "--resume", "x"], "--resume: got CONFIG too; allowed:"),
+        (["run", "--resume", "x", "--overwrite"], "--resume: got --overwrite too; allowed:"),
+        (["run"], "run: missing CONFIG; allowed: a scenario YAML, or --resume RUN_DIR"),
+    ],
+)
+def test_bad_run_options_are_one_line_and_exit_2(argv, expected, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path)] if "--resume" not in argv else argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err

@@ -1,11 +1,13 @@
-"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]``,
-``market-sim run --resume RUN_DIR``."""
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]
+[--report]``, ``market-sim run --resume RUN_DIR`` and ``market-sim report RUN_DIR [RUN_DIR ...]
+[--out DIR] [--period N]``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -62,6 +64,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the market's invariants after every period; exit 1 if any was violated",
     )
+    serve = sub.add_parser(
+        "serve",
+        help="an interactive page: step a scenario period by period in the browser",
+        description="Serve a page (mesa SolaraViz) that steps the scenario and shows it.",
+    )
+    serve.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    run.add_argument("--report", action="store_true", help="write the runs' report at the end")
+    report = sub.add_parser(
+        "report",
+        help="write figures and a report.md of run folders",
+        description="Plot run folders (KPI series, models compared, one period's messages, "
+        "merit order and networks) into PNG files and a report.md that embeds them.",
+    )
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folder")
+    report.add_argument("--out", type=Path, help="report folder (default: report/ beside them)")
+    report.add_argument(
+        "--period", type=int, help="period to show (default: the most DER dispatched)"
+    )
     return parser
 
 
@@ -70,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     setup(args.verbose)
     if args.command == "run":
         return _run(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "report":
+        return _report(args.run_dirs, args.out, args.period)
     return 2
 
 
@@ -117,10 +143,24 @@ def _run(args: argparse.Namespace) -> int:
         print("market-sim: interrupted before any period was written", file=sys.stderr)
         return 130
     print(side_by_side(reports))
+    status = _report([r.folder for r in reports], None, None) if args.report else 0
     violated = check_line(reports)
     if violated:
         print(f"market-sim: --check: {violated}", file=sys.stderr)
         return 1
+    return status
+
+
+def _report(run_dirs: list[Path], out: Path | None, period: int | None) -> int:
+    from market_sim.plots.report import ReportInputError, default_out, write_report
+
+    try:
+        _check_writable(out or default_out(run_dirs))
+        path = write_report(run_dirs, out, period)
+    except (ReportInputError, ConfigError) as error:
+        print(f"market-sim: report: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
     return 0
 
 
@@ -160,6 +200,27 @@ def _resume_target(args: argparse.Namespace) -> tuple[list[Path], ScenarioConfig
     RunLock(folders[0].parent).check()
     source = folders[0] / "config.yaml"
     return folders, load_config(source), str(source)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Check the config here (a bad one is a one-line error, not a broken page), then hand
+    over to the Solara server, which imports the page with the config's path."""
+    from market_sim.serve.page import CONFIG_ENV
+
+    try:
+        load_config(args.config)
+    except ConfigError as error:
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    # solara's and mesa's UserWarnings (hook rules, cookie scheme) are not the user's business
+    env = os.environ | {CONFIG_ENV: str(args.config.resolve()), "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "solara", "run", "market_sim.serve.page", "--production"]
+    command += ["--host", args.host, "--port", str(args.port), "--no-open"]
+    log.info("serving %s on http://%s:%d", args.config, args.host, args.port)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _check_writable(out: Path) -> None:

@@ -6,7 +6,7 @@ is written chunk by chunk: the chunk's table files first, then ``state.npz`` (th
 :class:`~market_sim.run_state.RunState` after the chunk, naming the chunk), then ``run.json``;
 each file under a temporary name, then renamed. So whenever a run is killed, the state names
 the last chunk whose tables are all on disk, and a resumed run drops any file of a later,
-half-written chunk and goes on from that state.
+half-written (or, after Ctrl-C, cut short) chunk and goes on from that state.
 """
 
 from __future__ import annotations
@@ -167,10 +167,13 @@ class ModelFolder:
         atomic_write_text(self.path / "config.yaml", config_yaml)
         write_run_info(self.path, {**info, "status": "pending", "last_completed_period": None})
 
-    def write_chunk(self, index: int, tables: dict[str, pd.DataFrame], state: bytes) -> None:
-        """The chunk's tables (every table, empty ones too), then the state naming it."""
+    def write_chunk(self, index: int, tables: dict[str, pd.DataFrame], state: bytes | None) -> None:
+        """The chunk's tables (every table, empty ones too), then the state naming it (None:
+        a chunk cut short, written to be read but not resumed from)."""
         for name in TABLES:
             write_part(self.path, name, index, tables[name])
+        if state is None:
+            return
         buffer = io.BytesIO()
         np.savez(buffer, run_state=np.frombuffer(state, dtype=np.uint8), chunk=np.int64(index))
         atomic_write_bytes(self.path / STATE, buffer.getvalue())

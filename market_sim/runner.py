@@ -181,6 +181,8 @@ def _run_model(
     wall_before, started = folder.info().get("wall_time_s", 0.0), time.perf_counter()
     index = checkpoint.next_chunk
     folder.update(status="running", error=None)  # a failed run resumed may now succeed
+    if state is not None:
+        log.info("%s: resuming at period %d", config.models[0], state.period)
     try:
         sim = MarketModel(
             config, scenario.networks, scenario.transmission, state, chunk, check=check
@@ -192,7 +194,11 @@ def _run_model(
                 bar.update()
             if sim.period == first:
                 break
-            folder.write_chunk(index, sim.take_tables(), sim.state.to_bytes())
+            # stopped inside a chunk, its tables are written for reading, not its state: a
+            # resumed run redoes the chunk from its start, with the solvers' warm starts of
+            # the uninterrupted run, so that its tables are the same bit for bit
+            state = sim.state.to_bytes() if sim.period == end else None
+            folder.write_chunk(index, sim.take_tables(), state)
             wall = round(wall_before + time.perf_counter() - started, 3)
             folder.update(last_completed_period=sim.period - 1, chunks=index + 1, wall_time_s=wall)
             log.info(

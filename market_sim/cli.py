@@ -1,6 +1,6 @@
 """The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]
-[--report]``, ``market-sim run --resume RUN_DIR`` and ``market-sim report RUN_DIR [RUN_DIR ...]
-[--out DIR] [--period N]``."""
+[--report]``, ``market-sim run --resume RUN_DIR``, ``market-sim report RUN_DIR ...``,
+``market-sim serve CONFIG``, ``market-sim sweep SWEEP.yaml`` and ``market-sim cache info|clear``."""
 
 from __future__ import annotations
 
@@ -84,19 +84,22 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--period", type=int, help="period to show (default: the most DER dispatched)"
     )
+    _add_sweep(sub)
+    _add_cache(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup(args.verbose)
-    if args.command == "run":
-        return _run(args)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "report":
-        return _report(args.run_dirs, args.out, args.period)
-    return 2
+    commands = {
+        "run": _run,
+        "serve": _serve,
+        "report": lambda a: _report(a.run_dirs, a.out, a.period),
+        "sweep": _sweep,
+        "cache": _cache,
+    }
+    return commands[args.command](args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -230,6 +233,77 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"--out: got '{out}'; {existing} is a file; allowed: a folder")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out: got '{out}'; {existing} is not writable; allowed: a folder")
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    cache = sub.add_parser(
+        "cache",
+        help="show or clear the cache of SimBench nets and profiles",
+        description="The on-disk cache ($MARKET_SIM_CACHE or ~/.cache/market_sim).",
+    )
+    cache.add_argument("action", choices=("info", "clear"), help="list entries, or remove all")
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from market_sim.grid.disk_cache import cache_dir, clear, entries
+
+    root = cache_dir()
+    if args.action == "clear":
+        print(f"cache {root}: removed {_mb(clear(root))}")
+        return 0
+    found = entries(root)
+    print(f"cache {root}")
+    for e in found:
+        note = "" if e.complete else "  (incomplete or old format: unused)"
+        print(f"  {e.kind:<9} {e.name:<60} {_mb(e.bytes):>10}{note}")
+    print(f"{len(found)} entries, {_mb(sum(e.bytes for e in found))}")
+    return 0
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of configs on Dask and gather their KPIs in one table",
+        description="Expand SWEEP.yaml's grid over config fields into independent runs, run "
+        "them on a Dask cluster, and write sweep.parquet / sweep.csv (README, Sweeps).",
+    )
+    sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. configs/sweep-example.yaml")
+    sweep.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://...)")
+    sweep.add_argument(
+        "--out", type=Path, default=Path("sweeps"), help="sweep directory (default: sweeps/)"
+    )
+    sweep.add_argument(
+        "--workers", type=int, help="local worker processes (default: the machine's cores)"
+    )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from market_sim.sweep import load_sweep, run_sweep, sweep_line
+
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError(f"--workers: got {args.workers}; allowed: a whole number >= 1")
+        if args.workers is not None and args.scheduler:
+            raise ConfigError("--workers: not with --scheduler (the cluster has its workers)")
+        sweep = load_sweep(args.sweep)
+        _check_writable(args.out)
+    except ConfigError as error:
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = run_sweep(sweep, args.out, args.scheduler, args.workers)
+    except ConfigError as error:  # the data checks, before any run
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted: rerun the same command to run the runs not yet complete")
+        return 130
+    print(sweep_line(result, args.out))
+    return 1 if result.failed else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from tests.conftest import ROOT
 #: scenarios whose networks take long to load: run by the benchmarks, not by `make test`
 SLOW = {"mvlv-urban.yaml"}
 
-PATHS = sorted((ROOT / "configs").glob("*.yaml"))
+#: sweep files (market_sim.sweep) are not scenarios: tests/test_sweep.py loads them
+PATHS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("sweep"))
 CONFIGS = [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p for p in PATHS]
 
 

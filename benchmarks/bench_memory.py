@@ -25,7 +25,11 @@ def peak_mb(model: str, days: int, config: Path) -> tuple[float, float]:
         argv = [sys.executable, "-m", "market_sim.cli", "run", str(config), "--model", model]
         argv += ["--days", str(days), "--out", out, "--no-progress"]
         started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # cwd: the folder out of any checkout, so that PYTHONPATH alone says which code runs
+        # (``python -m`` puts the working directory first on sys.path)
+        child = subprocess.Popen(
+            argv, cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:

@@ -24,7 +24,7 @@ $(TEST_STAMP): requirements-test.lock $(STAMP)
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/market-sim run configs/quickstart.yaml
+	$(BIN)/market-sim run configs/quickstart.yaml --overwrite
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -2,8 +2,8 @@
 
 Runs each config under every model twice, once with the code of a base git revision (checked
 out into a temporary worktree and put first on ``PYTHONPATH``) and once with the working tree,
-then compares every results table except ``timings`` (wall time) and ``run.json`` except its
-wall time, bit for bit::
+then compares every results table except ``timings`` (wall time), ``run.json`` except its
+wall time and ``config.yaml``, bit for bit (fields one side has not are not compared)::
 
     .venv/bin/python benchmarks/same_tables.py --base 4e4a554 configs/quickstart.yaml
     .venv/bin/python benchmarks/same_tables.py --compare BEFORE_DIR AFTER_DIR
@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 try:
     from benchmarks.revisions import ROOT, checkout, run_python
@@ -29,6 +30,18 @@ except ImportError:  # run as a script from benchmarks/
 
 IGNORED_TABLES = {"timings"}
 IGNORED_RUN_KEYS = {"wall_time_s", "packages"}
+
+
+def tables(folder: Path) -> dict[str, Path]:
+    """A run folder's tables: parquet datasets (``<table>/part-*.parquet``), or the single
+    ``<table>.parquet`` files of run folders written before the runs were chunked."""
+    found = {p.stem: p for p in folder.glob("*.parquet")}
+    found |= {p.name: p for p in folder.iterdir() if p.is_dir() and any(p.glob("part-*.parquet"))}
+    return found
+
+
+def _fields(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
 
 
 def run(configs: list[str], out: Path, code: Path) -> None:
@@ -49,17 +62,23 @@ def differences(before: Path, after: Path) -> list[str]:
         if not (b / "run.json").is_file():
             found.append(f"{run_dir}: missing after")
             continue
-        for table in sorted(p.name for p in a.glob("*.parquet")):
-            if table.removesuffix(".parquet") in IGNORED_TABLES:
+        right_tables = tables(b)
+        for table, path in sorted(tables(a).items()):
+            if table in IGNORED_TABLES:
                 continue
-            left, right = pd.read_parquet(a / table), pd.read_parquet(b / table)
+            if table not in right_tables:
+                found.append(f"{run_dir}/{table}: missing after")
+                continue
+            left, right = pd.read_parquet(path), pd.read_parquet(right_tables[table])
             if not left.equals(right) or list(left.dtypes) != list(right.dtypes):
                 found.append(f"{run_dir}/{table}: {_first_difference(left, right)}")
         info_a, info_b = (json.loads((d / "run.json").read_text()) for d in (a, b))
-        for key in sorted(set(info_a) | set(info_b) - IGNORED_RUN_KEYS):
-            if key not in IGNORED_RUN_KEYS and info_a.get(key) != info_b.get(key):
+        # keys one side has not (a base revision older than the field) are not compared
+        for key in sorted((set(info_a) & set(info_b)) - IGNORED_RUN_KEYS):
+            if info_a[key] != info_b[key]:
                 found.append(f"{run_dir}/run.json: {key}")
-        if (a / "config.yaml").read_text() != (b / "config.yaml").read_text():
+        config_a, config_b = _fields(a / "config.yaml"), _fields(b / "config.yaml")
+        if any(config_a[k] != config_b[k] for k in set(config_a) & set(config_b)):
             found.append(f"{run_dir}/config.yaml")
     return found
 

@@ -1,7 +1,7 @@
 """The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--set K=V]
-[--check] [--report]``, ``market-sim report RUN_DIR ...``, ``market-sim serve CONFIG``,
-``market-sim sweep SWEEP.yaml``, ``market-sim cache info|clear`` and ``market-sim compare CONFIG
-[--variants V ...] [--days N] [--out DIR] [--set K=V]``."""
+[--check] [--report] [--overwrite]``, ``market-sim run --resume RUN_DIR``, ``market-sim report
+RUN_DIR ...``, ``market-sim serve CONFIG``, ``market-sim sweep SWEEP.yaml``, ``market-sim cache
+info|clear`` and ``market-sim compare CONFIG [--variants V ...] [--days N] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "config",
         type=Path,
+        nargs="?",
         help="scenario YAML, e.g. configs/quickstart.yaml, or a shipped one by name: quickstart",
     )
     add_set_option(run)
@@ -51,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--days", type=int, help="override the number of days")
     run.add_argument(
         "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
+    )
+    run.add_argument(
+        "--chunk-days", type=int, help="days per chunk written to disk (default: the config's, 1)"
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in the scenario's results folder (all its model folders)",
+    )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="go on with a killed or interrupted run: a model's or a scenario's results folder",
     )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument(
@@ -102,6 +117,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
     )
+    compare.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run of the scenario in --out"
+    )
     add_set_option(compare)
 
 
@@ -151,23 +169,47 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from market_sim.runner import check_line, run_scenario, side_by_side
+    from market_sim.results import RunFolderError
+    from market_sim.runner import (
+        Interrupted,
+        check_line,
+        resume_scenario,
+        run_scenario,
+        side_by_side,
+    )
     from market_sim.scenario import load_scenario
 
     try:
-        config = _checked_config(args)
+        if args.resume is not None:
+            folders, config, source = _resume_target(args)
+        else:
+            folders, config, source = None, _new_run_config(args), str(args.config)
         t0 = time.perf_counter()
-        scenario = load_scenario(config, str(args.config))
+        scenario = load_scenario(config, source)
         log.info("networks loaded in %.1f s", time.perf_counter() - t0)
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
+    except RunFolderError as error:
+        print(f"market-sim: {error}", file=sys.stderr)
+        return 2
+    progress = not args.no_progress
     try:
-        reports = run_scenario(
-            scenario, args.out, args.model, args.days, not args.no_progress, args.check
-        )
+        if folders is not None:
+            reports = resume_scenario(scenario, folders, progress, args.check)
+        else:
+            reports = run_scenario(
+                scenario, args.out, args.model, args.days, progress, args.check,
+                overwrite=args.overwrite,
+            )  # fmt: skip
+    except RunFolderError as error:  # another run took the folder since the check
+        print(f"market-sim: {error}", file=sys.stderr)
+        return 2
+    except Interrupted as stopped:
+        print(f"market-sim: {stopped}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        log.error("interrupted: the run folders of the models not finished are incomplete")
+        print("market-sim: interrupted before any period was written", file=sys.stderr)
         return 130
     print(side_by_side(reports))
     status = _report([r.folder for r in reports], None, None) if args.report else 0
@@ -192,10 +234,15 @@ def _report(run_dirs: list[Path], out: Path | None, period: int | None) -> int:
 
 
 def _checked_config(args: argparse.Namespace) -> ScenarioConfig:
-    """The config, --days and --out checked (ConfigError), before anything is loaded."""
+    """The config with its --set, --days, --chunk-days (where the command has them) and --out
+    checked (ConfigError), before anything is loaded."""
     config = load_config(args.config, args.set)
-    if args.days is not None and args.days < 1:
-        raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
+    chunk_days = getattr(args, "chunk_days", None)
+    for flag, value in (("--days", args.days), ("--chunk-days", chunk_days)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: got {value}; allowed: a whole number >= 1")
+    if chunk_days is not None:
+        config = config.model_copy(update={"chunk_days": chunk_days})
     if args.days is not None:
         config.for_model(config.models[0], args.days)  # validates the date range
     _check_writable(args.out)
@@ -204,18 +251,20 @@ def _checked_config(args: argparse.Namespace) -> ScenarioConfig:
 
 def _compare(args: argparse.Namespace) -> int:
     from market_sim.compare import compare, compared_models
+    from market_sim.run_folder import check_new_run
     from market_sim.scenario import check_data
 
     try:
         config = _checked_config(args)
         models = compared_models(args.variants)
+        check_new_run(args.out / config.name, args.overwrite)
         check_data(config, str(args.config))
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     try:
-        result = compare(config, str(args.config), models, args.out, args.days)
+        result = compare(config, str(args.config), models, args.out, args.days, args.overwrite)
     except KeyboardInterrupt:
         log.error("interrupted: the run folders of the models not finished are incomplete")
         return 130
@@ -223,6 +272,38 @@ def _compare(args: argparse.Namespace) -> int:
     print((result.folder / "comparison.md").read_text())
     print(f"results: {result.folder}")
     return 0
+
+
+def _new_run_config(args: argparse.Namespace) -> ScenarioConfig:
+    """The config of a new run, checked (:func:`_checked_config`), into no earlier run."""
+    from market_sim.run_folder import check_new_run
+
+    if args.config is None:
+        raise ConfigError("run: missing CONFIG; allowed: a scenario YAML, or --resume RUN_DIR")
+    config = _checked_config(args)
+    check_new_run(args.out / config.name, args.overwrite)
+    return config
+
+
+def _resume_target(args: argparse.Namespace) -> tuple[list[Path], ScenarioConfig, str]:
+    """The model folders to resume, the config they were started with, and its file."""
+    from market_sim.run_folder import RunLock, model_folders
+
+    given = [f for f in ("config", "model", "days", "chunk_days") if getattr(args, f) is not None]
+    if args.set:
+        given.append("set")
+    if given or args.overwrite:
+        names = {"config": "CONFIG", "chunk_days": "--chunk-days"}
+        flags = ", ".join(names.get(f, f"--{f}") for f in given) or "--overwrite"
+        raise ConfigError(
+            f"--resume: got {flags} too; allowed: --resume RUN_DIR alone (a run goes on "
+            "with the config it was started with)"
+        )
+    folders = model_folders(args.resume)
+    _check_writable(args.resume)
+    RunLock(folders[0].parent).check()
+    source = folders[0] / "config.yaml"
+    return folders, load_config(source), str(source)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -29,7 +29,8 @@ from market_sim.logs import quiet_third_party
 from market_sim.plots.bars import model_bars
 from market_sim.registry import COORDINATION_MODELS
 from market_sim.results import load_results, markdown_table
-from market_sim.runner import RunReport, run_scenario
+from market_sim.run_folder import RunLock, check_new_run, clear_earlier_run
+from market_sim.runner import RunReport, run_models
 from market_sim.scenario import Scenario, load_scenario
 from market_sim.table_one import CLAIMS, verdicts
 from market_sim.tables import COMPARISON_MEASURES, KPIS
@@ -67,19 +68,26 @@ def compare(
     models: list[str],
     out: Path,
     days: int | None = None,
+    overwrite: bool = False,
 ) -> Comparison:
     """Run ``models`` on ``config`` in parallel processes, then write the comparison folder
-    ``out/<scenario name>/comparison``."""
+    ``out/<scenario name>/comparison``. The scenario folder must hold no earlier run unless
+    ``overwrite``; this process holds its lock while the workers write into it."""
     workers = min(len(models), os.cpu_count() or 1)
     log.info("comparing %s in %d processes", ", ".join(models), workers)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _load, (config, source)) as pool:
-        futures = [pool.submit(_run_one, model, out, days) for model in models]
-        try:
-            done = [f.result() for f in futures]
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    scenario_folder = out / config.name
+    with RunLock(scenario_folder):
+        check_new_run(scenario_folder, overwrite)
+        if overwrite:
+            clear_earlier_run(scenario_folder)
+        with ProcessPoolExecutor(workers, context, _load, (config, source)) as pool:
+            futures = [pool.submit(_run_one, m, scenario_folder, days) for m in models]
+            try:
+                done = [f.result() for f in futures]
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     reports = [report for report, _ in done]
     measures = pd.DataFrame({r.model: m for r, m in done}).T.rename_axis("model")
     # a link a model never uses carried no message: a measured 0, not an unknown
@@ -98,10 +106,11 @@ def _load(config: ScenarioConfig, source: str) -> None:
     _SCENARIO = load_scenario(config, source)
 
 
-def _run_one(model: str, out: Path, days: int | None) -> tuple[RunReport, dict[str, float]]:
-    """One model's run (its folder written by the runner) and its measures."""
+def _run_one(model: str, folder: Path, days: int | None) -> tuple[RunReport, dict[str, float]]:
+    """One model's run into the scenario folder (whose lock the parent holds) and its
+    measures."""
     assert _SCENARIO is not None, "worker started without its scenario"
-    (report,) = run_scenario(_SCENARIO, out, [model], days, progress=False)
+    (report,) = run_models(_SCENARIO, folder, [model], days, progress=False)
     hours = _SCENARIO.config.period_minutes / 60
     return report, run_measures(load_results(report.folder), hours)
 

@@ -415,6 +415,10 @@ class ScenarioConfig(_Strict):
     start: dt.date = Field(strict=False, description="first day; SimBench profiles cover 2016")
     days: int = Field(1, ge=1, le=366, description="days simulated; start + days within 2016")
     period_minutes: Literal[15, 30, 60] = Field(15, description="length of a market period")
+    #: a run writes its tables and state to disk every chunk: what a crash can lose, and where
+    #: solvers forget their warm starts, so that a run resumed there computes what an
+    #: uninterrupted one does (part of the config: it may change results in the last digits)
+    chunk_days: int = Field(1, ge=1, le=366, description="days per chunk written to disk")
     models: list[ModelName] = Field(
         min_length=1,
         description="coordination models run side by side, each at most once (one name alone "

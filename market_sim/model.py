@@ -390,9 +390,20 @@ class MarketModel(mesa.Model):
         return "dso" if name in self.dsos else "aggregator"
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """Every results table of the run so far."""
+        """Every results table of the periods run so far (since the last :meth:`take_tables`):
+        for short runs in a notebook or a test; long runs write chunks to disk instead."""
+        return self._tables(self.post.log)
+
+    def take_tables(self) -> dict[str, pd.DataFrame]:
+        """The tables of the periods run since the last call, which the model then forgets:
+        a long run writes them to disk as a chunk, so that its memory does not grow."""
+        tables = self._tables(self.post.take_log())
+        self.recorder.clear()
+        return tables
+
+    def _tables(self, log_rows: list[tuple]) -> dict[str, pd.DataFrame]:
         tables = self.recorder.tables()
-        messages = self.message_table()
+        messages = self.message_table(log_rows)
         tables["messages"] = messages[list(TABLES["messages"])].astype(
             {c: t for c, (t, _) in TABLES["messages"].items()}
         )

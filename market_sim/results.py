@@ -1,9 +1,12 @@
 """Results: the tables of a run, their documented columns, and the run folder on disk.
 
-A run folder holds ``config.yaml`` (the resolved config of that run), ``run.json`` (seed,
-package versions, wall time) and one parquet file per table below. ``load_results(path)`` reads
-them back as DataFrames. Every column's unit is in its name or in
-:data:`market_sim.tables.TABLES`.
+A run folder holds ``config.yaml`` (the resolved config of that run), ``run.json`` (status,
+last completed period, seed, package versions, wall time) and one parquet dataset per table:
+``<table>/part-00000.parquet``, one file per chunk of periods, in period order. A chunk's
+files are written under a temporary name and renamed, so a reader (``load_results``, or
+``pd.read_parquet(folder / "bids")`` directly) never sees half a file; ``load_results`` also
+refuses a folder whose run did not complete, unless asked. Every column's unit is in its name
+or in :data:`market_sim.tables.TABLES`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,20 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from market_sim.files import atomic_write, atomic_write_text
 from market_sim.tables import TABLES
+
+RUN_INFO = "run.json"
+#: A run's status in ``run.json``: ``pending`` (a model of the scenario not started yet),
+#: ``running`` (or killed while running), ``interrupted`` (Ctrl-C), ``failed``, ``complete``.
+STATUSES = ("pending", "running", "interrupted", "failed", "complete")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked: its message is one line for the user."""
 
 
 class Recorder:
@@ -47,6 +62,11 @@ class Recorder:
     def tables(self) -> dict[str, pd.DataFrame]:
         return {name: self.table(name) for name in TABLES}
 
+    def clear(self) -> None:
+        """Forget the rows collected so far (written to disk): memory stays flat in long runs."""
+        for parts in self.parts.values():
+            parts.clear()
+
 
 PACKAGES = (
     "market_sim",
@@ -76,14 +96,65 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def schema(table: str) -> pa.Schema:
+    """The parquet schema of ``table``, from its documented dtypes: every chunk's file has it,
+    an empty chunk's too, so that the files of a dataset always read back as one table."""
+    types = {"bool": pa.bool_(), "float32": pa.float32(), "float64": pa.float64()}
+    types |= {"int64": pa.int64(), "string": pa.string()}
+    return pa.schema([(c, types[t]) for c, (t, _) in TABLES[table].items()])
+
+
+def write_part(folder: Path, table: str, index: int, frame: pd.DataFrame) -> None:
+    """Chunk ``index`` of ``table`` as one parquet file of its dataset folder."""
+    columns = list(TABLES[table])
+    arrow = pa.Table.from_pandas(frame[columns], schema=schema(table), preserve_index=False)
+    atomic_write(folder / table / part_name(index), lambda fh: pq.write_table(arrow, fh))
+
+
+def parts(folder: Path, table: str) -> list[Path]:
+    """The chunk files of a table, in chunk (period) order."""
+    return sorted((folder / table).glob("part-*.parquet"))
+
+
+def read_table(
+    folder: Path, table: str, columns: list[str] | None = None, chunks: int | None = None
+) -> pd.DataFrame:
+    """One table of a run folder (optionally some of its columns, or its first ``chunks``
+    chunks only), with its documented dtypes."""
+    files = parts(folder, table)[:chunks]
+    wanted = columns or list(TABLES[table])
+    arrow = pa.concat_tables(
+        [pq.read_table(f, columns=wanted) for f in files] or [schema(table).empty_table()]
+    ).select(wanted)
+    dtypes = {c: t for c, (t, _) in TABLES[table].items() if c in wanted}
+    return arrow.to_pandas().astype(dtypes)
+
+
+def read_run_info(folder: Path) -> dict:
+    """``run.json`` of a run folder."""
+    path = folder / RUN_INFO
+    if not path.is_file():
+        raise RunFolderError(f"{folder}: not a run folder (no {RUN_INFO})")
+    return json.loads(path.read_text())
+
+
+def write_run_info(folder: Path, info: dict) -> None:
+    """``run.json``, replaced whole (never seen half written)."""
+    atomic_write_text(folder / RUN_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
 def write_run(folder: Path, config_yaml: str, run_info: dict, tables: dict[str, pd.DataFrame]):
-    """Write a run folder: config.yaml, run.json and one parquet file per table."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(config_yaml)
-    info = {**run_info, "packages": package_versions()}
-    (folder / "run.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    """Write a whole run folder at once (tables held in memory): config.yaml, the tables as
+    one chunk, and run.json, last, saying it is complete."""
+    atomic_write_text(folder / "config.yaml", config_yaml)
     for name, table in tables.items():
-        table.to_parquet(folder / f"{name}.parquet", index=False)
+        write_part(folder, name, 0, table)
+    info = {"status": "complete", **run_info, "packages": package_versions()}
+    write_run_info(folder, info)
 
 
 def markdown_table(table: pd.DataFrame, floatfmt: str = ",.1f") -> str:
@@ -116,10 +187,23 @@ def write_summary(folder: Path, summary: dict[str, float], links: pd.DataFrame) 
     (folder / "summary.md").write_text(text)
 
 
-def load_results(path: str | Path) -> dict[str, pd.DataFrame]:
-    """The tables of a run folder as DataFrames, keyed by table name."""
+def load_results(path: str | Path, allow_incomplete: bool = False) -> dict[str, pd.DataFrame]:
+    """The tables of a run folder as DataFrames, keyed by table name.
+
+    A run that did not complete (killed, interrupted, failed) is refused unless
+    ``allow_incomplete``: its tables then hold the chunks completed so far (maybe none), the
+    same periods in every table (files of a chunk cut by a crash are left out).
+    """
     path = Path(path)
-    missing = [n for n in TABLES if not (path / f"{n}.parquet").is_file()]
-    if missing:
+    info = read_run_info(path)
+    status = info.get("status")
+    if status != "complete" and not allow_incomplete:
+        raise RunFolderError(
+            f"{path}: the run's status is {status!r}, not 'complete'; resume it with "
+            f"market-sim run --resume {path}, or pass allow_incomplete=True"
+        )
+    missing = [n for n in TABLES if not parts(path, n)]
+    if missing and not allow_incomplete:
         raise FileNotFoundError(f"{path} is not a run folder: missing {missing}")
-    return {name: pd.read_parquet(path / f"{name}.parquet") for name in TABLES}
+    chunks = None if status == "complete" else info.get("chunks", 0)
+    return {name: read_table(path, name, chunks=chunks) for name in TABLES}

@@ -1,19 +1,37 @@
-"""Run a scenario under one or several coordination models and write one folder per run."""
+"""Run a scenario under one or several coordination models and write one folder per run.
+
+A run is written as it is made: every chunk of periods (``chunk_days``, a day by default)
+its tables and state go to disk (:mod:`market_sim.run_folder`), so memory stays flat over a
+year, a killed run is resumed from its last chunk, and Ctrl-C finishes the period, writes what
+is complete and stops. The summary is computed from the tables on disk.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
-from market_sim.config import dump_config
+from market_sim.config import ScenarioConfig, dump_config, load_config
 from market_sim.kpis import links, summary
 from market_sim.model import MarketModel
-from market_sim.results import write_run, write_summary
+from market_sim.progress import Progress
+from market_sim.results import package_versions, read_table, write_summary
+from market_sim.run_folder import (
+    Checkpoint,
+    ModelFolder,
+    RunLock,
+    check_new_run,
+    clear_earlier_run,
+)
+from market_sim.run_state import RunState
 from market_sim.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -32,6 +50,42 @@ class RunReport:
     invariant_violations: int = 0
 
 
+class Interrupted(Exception):
+    """Ctrl-C: the run stopped after writing every complete period; its message says how to
+    resume it."""
+
+    def __init__(self, folder: Path, period: int | None, periods: int) -> None:
+        done = "no period" if period is None else f"period {period} of {periods}"
+        super().__init__(f"interrupted after {done}; resume with: market-sim run --resume {folder}")
+        self.folder = folder
+
+
+@dataclass
+class _Stop:
+    requested: bool = False
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[_Stop]:
+    """The first Ctrl-C asks the run to stop after the current period (a period cut in the
+    middle would be lost anyway); a second one stops it at once."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_scenario(
     scenario: Scenario,
     out: Path,
@@ -39,46 +93,168 @@ def run_scenario(
     days: int | None = None,
     progress: bool = True,
     check: bool = False,
+    overwrite: bool = False,
 ) -> list[RunReport]:
-    """Run each model of the scenario (networks loaded once, shared); write a folder per run.
+    """Run each model of the scenario (networks loaded once, shared); write a folder per run
+    into ``out/<scenario>/``, which must not hold an earlier run unless ``overwrite``.
 
     ``check``: check the invariants after every period (each violation an error and an
     ``invariant_violated`` event, counted in the report).
     """
+    folder = out / scenario.config.name
+    with RunLock(folder):
+        check_new_run(folder, overwrite)
+        if overwrite:
+            clear_earlier_run(folder)
+        return run_models(scenario, folder, models, days, progress, check)
+
+
+def run_models(
+    scenario: Scenario,
+    folder: Path,
+    models: list[str] | None = None,
+    days: int | None = None,
+    progress: bool = True,
+    check: bool = False,
+) -> list[RunReport]:
+    """Run each model into its folder of the scenario folder ``folder``, whose lock the caller
+    holds and which it has checked for earlier runs (:func:`run_scenario` does both; compare's
+    processes run one model each under their parent's lock)."""
     config = scenario.config
-    models = models or list(config.models)
-    periods = config.for_model(models[0], days).n_periods
-    reports = []
-    with tqdm(total=periods * len(models), unit="period", disable=not progress) as bar:
-        for name in models:
-            run_config = config.for_model(name, days)
-            bar.set_description(name)
-            started = time.perf_counter()
-            sim = MarketModel(run_config, scenario.networks, scenario.transmission, check=check)
-            sim.run(progress=lambda: bar.update(1))
-            wall = time.perf_counter() - started
-            tables = sim.tables()
-            folder = out / run_config.name / name
-            info = {
-                "model": name,
-                "seed": run_config.seed,
-                "periods": run_config.n_periods,
-                "wall_time_s": round(wall, 3),
-            }
-            write_run(folder, dump_config(run_config), info, tables)
-            events = tables["events"]
-            report = RunReport(
-                name,
-                folder,
-                summary(tables, sim.period_h),
-                links(tables["messages"]),
-                len(events),
-                wall,
-                int((events.kind == "invariant_violated").sum()),
-            )
-            write_summary(folder, report.summary, report.links)
-            reports.append(report)
-    return reports
+    runs = []
+    for name in models or list(config.models):
+        run_config = config.for_model(name, days)
+        model_folder = ModelFolder(folder / name)
+        info = {
+            "model": name,
+            "seed": run_config.seed,
+            "periods": run_config.n_periods,
+            "chunk_periods": _chunk_periods(run_config),
+            "packages": package_versions(),
+            "wall_time_s": 0.0,
+        }
+        model_folder.create(dump_config(run_config), info)
+        runs.append((run_config, model_folder))
+    return _run_all(scenario, runs, progress, check)
+
+
+def resume_scenario(
+    scenario: Scenario, folders: list[Path], progress: bool = True, check: bool = False
+) -> list[RunReport]:
+    """Go on with the runs of ``folders`` (model folders of one scenario folder) from their
+    last complete chunk, each with the config it was started with; complete ones are only
+    reported."""
+    runs = [(load_config(f / "config.yaml"), ModelFolder(f)) for f in folders]
+    with RunLock(folders[0].parent):
+        return _run_all(scenario, runs, progress, check)
+
+
+def _chunk_periods(config: ScenarioConfig) -> int:
+    return config.chunk_days * config.periods_per_day
+
+
+def _run_all(
+    scenario: Scenario,
+    runs: list[tuple[ScenarioConfig, ModelFolder]],
+    progress: bool,
+    check: bool,
+) -> list[RunReport]:
+    """Run (or go on with) each run in turn, one progress count over all of them. Stopped,
+    the scenario folder (or the one model's folder) is what to resume."""
+    resume_at = runs[0][1].path if len(runs) == 1 else runs[0][1].path.parent
+    todo = [(c, f, f.checkpoint()) for c, f in runs if f.info()["status"] != "complete"]
+    left = sum(c.n_periods - _first_period(cp) for c, _, cp in todo)
+    with _stop_on_ctrl_c() as stop, Progress(left, progress) as bar:
+        for config, folder, checkpoint in todo:
+            bar.describe(config.models[0])
+            try:
+                _run_model(scenario, config, folder, checkpoint, bar, stop, check)
+            except (Interrupted, KeyboardInterrupt):
+                info = folder.info()
+                last, periods = info["last_completed_period"], info["periods"]
+                raise Interrupted(resume_at, last, periods) from None
+    return [_report(f.path, c) for c, f in runs]
+
+
+def _first_period(checkpoint: Checkpoint) -> int:
+    return 0 if checkpoint.state is None else RunState.from_bytes(checkpoint.state).period
+
+
+def _run_model(
+    scenario: Scenario,
+    config: ScenarioConfig,
+    folder: ModelFolder,
+    checkpoint: Checkpoint,
+    bar: Progress,
+    stop: _Stop,
+    check: bool,
+) -> None:
+    """Run one model chunk by chunk, each chunk's tables and state written as it ends."""
+    state = None if checkpoint.state is None else RunState.from_bytes(checkpoint.state)
+    chunk = _chunk_periods(config)
+    wall_before, started = folder.info().get("wall_time_s", 0.0), time.perf_counter()
+    index = checkpoint.next_chunk
+    folder.update(status="running", error=None)  # a failed run resumed may now succeed
+    if state is not None:
+        log.info("%s: resuming at period %d", config.models[0], state.period)
+    try:
+        sim = MarketModel(
+            config, scenario.networks, scenario.transmission, state, chunk, check=check
+        )
+        while sim.period < config.n_periods and not stop.requested:
+            first, end = sim.period, min(config.n_periods, (sim.period // chunk + 1) * chunk)
+            while sim.period < end and not stop.requested:
+                sim.step()
+                bar.update()
+            if sim.period == first:
+                break
+            # stopped inside a chunk, its tables are written for reading, not its state: a
+            # resumed run redoes the chunk from its start, with the solvers' warm starts of
+            # the uninterrupted run, so that its tables are the same bit for bit
+            state = sim.state.to_bytes() if sim.period == end else None
+            folder.write_chunk(index, sim.take_tables(), state)
+            wall = round(wall_before + time.perf_counter() - started, 3)
+            folder.update(last_completed_period=sim.period - 1, chunks=index + 1, wall_time_s=wall)
+            log.info(
+                "%s: chunk %d written (periods %d-%d of %d) to %s",
+                config.models[0], index, first, sim.period - 1, config.n_periods, folder.path,
+            )  # fmt: skip
+            index += 1
+        if stop.requested:
+            raise Interrupted(folder.path, sim.period - 1, config.n_periods)
+    except (Interrupted, KeyboardInterrupt):
+        folder.update(status="interrupted")
+        raise
+    except Exception as error:
+        folder.update(status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    folder.update(status="complete")
+
+
+def _report(folder: Path, config: ScenarioConfig) -> RunReport:
+    """The run's report from its tables on disk (the whole run, however long: only the
+    columns the summary reads)."""
+    needed = {
+        "kpis": ["period", "name", "value"],
+        "timings": ["role", "seconds"],
+        "grid": ["dso"],
+        "clearing_runs": ["n_constraints"],
+    }
+    tables = {name: read_table(folder, name, columns) for name, columns in needed.items()}
+    columns = ["sender", "receiver", "sender_role", "receiver_role", "bytes"]
+    events = read_table(folder, "events", ["kind"])
+    info = ModelFolder(folder).info()
+    report = RunReport(
+        config.models[0],
+        folder,
+        summary(tables, config.period_minutes / 60),
+        links(read_table(folder, "messages", columns)),
+        len(events),
+        info["wall_time_s"],
+        int((events.kind == "invariant_violated").sum()),
+    )
+    write_summary(folder, report.summary, report.links)
+    return report
 
 
 def check_line(reports: list[RunReport]) -> str:

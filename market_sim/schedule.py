@@ -134,6 +134,12 @@ class Post:
         so that nothing of one period reaches the next and memory does not grow."""
         self.mailboxes.clear()
 
+    def take_log(self) -> list[tuple]:
+        """The log rows so far, and a new empty log: a long run writes its messages to disk
+        chunk by chunk instead of holding a year of them."""
+        rows, self.log = self.log, []
+        return rows
+
     def wait_until(self, time_s: float) -> simpy.Event:
         """An event at an absolute time (a gate closure)."""
         return self.env.timeout(max(0.0, time_s - self.env.now))

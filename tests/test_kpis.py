@@ -252,7 +252,7 @@ def test_check_makes_the_run_exit_non_zero_with_one_line(tmp_path, capsys, monke
     import market_sim.runner
     from market_sim.runner import RunReport
 
-    def checked(scenario, out, models, days, progress, check):
+    def checked(scenario, out, models, days, progress, check, **options):
         assert check
         links = pd.DataFrame({"link": ["a -> b"], "messages": [1], "bytes": [1]})
         return [RunReport("hybrid", tmp_path, {"x": 1.0}, links, 3, 1.0, 2)]

@@ -15,11 +15,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+
+from market_sim.files import atomic_write
+
+__all__ = ["atomic_write", "cache_dir", "clear", "entries", "verified", "write_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +34,6 @@ _HASH_BLOCK = 1 << 22
 def cache_dir() -> Path:
     """Root of the on-disk cache (``$MARKET_SIM_CACHE`` or ``~/.cache/market_sim``)."""
     return Path(os.environ.get("MARKET_SIM_CACHE", "~/.cache/market_sim")).expanduser()
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through a temporary file so that parallel runs never read half a cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256(path: Path) -> str:

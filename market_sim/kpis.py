@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from market_sim.tables import KPIS
+from market_sim.tables import KPIS, WITHHELD_KPIS
 from market_sim.types import DOWN, UP, PowerFlowResult, signed_mw
 
 #: The parties of the settlement, by role (the ``role`` column of ``settlement``).
@@ -54,11 +54,13 @@ def period_kpis(
     messages: pd.DataFrame,
     reserve_shortfall_mw: float = 0.0,
     priority_effects: dict[str, float] | None = None,
+    withheld: Mapping[str, float] | None = None,
 ) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every KPI of one period, in the order of :data:`KPIS`.
 
     ``bus_price``: the balancing price per transmission bus (EUR/MWh, NaN if the clearing
-    failed), at which a DER's undelivered energy is covered.
+    failed), at which a DER's undelivered energy is covered. ``withheld``: the ``withheld_*``
+    KPIs of the conflicted DSOs' counterfactual (:mod:`market_sim.counterfactual`), 0 without.
     """
     effects = priority_effects or {}
     values = {
@@ -81,6 +83,8 @@ def period_kpis(
         "priority_dso_shortfall_mw": effects.get("dso_shortfall_mw", 0.0),
         **violation_kpis(grid),
         "interface_deviation_mw": interface_deviation(grid, dispatch),
+        **{name: 0.0 for name in WITHHELD_KPIS},
+        **(withheld or {}),
         **message_kpis(messages),
     }
     missing = set(KPIS) ^ set(values)

@@ -1,7 +1,8 @@
 """The market model: agents (mesa), time (simpy), and one market period in the order it happens.
 
 forecast -> bids -> coordination (validation, clearing, dispatch: the coordination model's
-steps) -> delivery -> settlement -> record. ``MarketModel.step()`` runs one period, so a
+steps) -> the conflicted DSOs' neutral counterfactual (a what-if, not dispatched) -> delivery
+-> settlement -> record. ``MarketModel.step()`` runs one period, so a
 notebook can step through a day; each stage hands the next one values, and what carries from
 one period to the next is in one :class:`~market_sim.run_state.RunState`.
 """
@@ -19,6 +20,7 @@ import pandas as pd
 import simpy
 
 from market_sim.agents.aggregator import Aggregator
+from market_sim.agents.asset_owner import AssetOwner
 from market_sim.agents.dso import DSO
 from market_sim.agents.prosumer import ProsumerPopulation
 from market_sim.agents.tso import TSO
@@ -30,6 +32,8 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     accepted_none,
 )
+from market_sim.counterfactual import counterfactual_rows
+from market_sim.counterfactual import period_kpis as withheld_kpis
 from market_sim.delivery import Delivered, baseline, deliver
 from market_sim.grid.lightsim_model import forget_models
 from market_sim.grid.network import DistributionNetwork, profile_step
@@ -97,8 +101,15 @@ class MarketModel(mesa.Model):
         self.population = ProsumerPopulation(config.prosumers, self.period_h)
         covering = {d: [a.name for a in config.aggregators if d in a.dsos] for d in self.dsos}
         self.population.build(self, self.networks, covering)
+        #: the asset owner behind each independent DSO (built after the prosumers, whose
+        #: agent ids are their bids' prosumer ids)
+        self.owners = {
+            d.name: AssetOwner(self, d.name, self.networks[d.name], self.dsos[d.name].limits)
+            for d in config.dsos
+            if d.independent_dso
+        }
         self.coordination = COORDINATION_MODELS.load(config.models[0])(
-            Parties(self.tso, self.dsos, self.aggregators),
+            Parties(self.tso, self.dsos, self.aggregators, self.owners),
             config.dso_market,
             config.voll_eur_per_mwh,
         )
@@ -173,10 +184,13 @@ class MarketModel(mesa.Model):
         inputs = self._gate_opening(clock.period)
         context = PeriodContext(clock, self.post, self.timed, self.record_event)
         outcome: PeriodOutcome = yield self.env.process(self.coordination.run(context, inputs))
+        counterfactual = counterfactual_rows(
+            self.dsos, self.tso, inputs, outcome, self.period_h, self.timed
+        )
         yield self.post.wait_until(clock.delivery)
         delivery, delivered, base = self._deliver(inputs, outcome)
         dispatch, settlement = self._settle(inputs, outcome, delivery)
-        self._record(inputs, outcome, delivered, base, dispatch, settlement)
+        self._record(inputs, outcome, delivered, base, dispatch, settlement, counterfactual)
         if self.check:
             self._check(inputs, outcome, dispatch, settlement)
 
@@ -273,10 +287,12 @@ class MarketModel(mesa.Model):
         base: Mapping[str, Delivered],
         dispatch: pd.DataFrame,
         settlement: pd.DataFrame,
+        counterfactual: pd.DataFrame,
     ) -> None:
         """Write the period's rows into the results tables, then its KPIs."""
         period, rec = inputs.period, self.recorder
         record_outcome(rec, outcome)
+        rec.add("counterfactual", counterfactual.assign(period=period))
         devices = self.population.device_state(self.state.energy)
         frames = {"bids": inputs.bids, "settlement": settlement, "devices": devices}
         record_frames(rec, period, frames | {"validation": outcome.validation})
@@ -290,11 +306,11 @@ class MarketModel(mesa.Model):
         record_delivery(rec, period, {n: d.network for n, d in self.dsos.items()}, delivered)
         record_balancing(rec, period, self.transmission, inputs.plan, clearing)
         record_baseline(rec, period, {n: d.network for n, d in self.dsos.items()}, inputs.forecasts)
-        kpis = self._kpis(inputs, outcome, delivered, base, dispatch, settlement)
+        kpis = self._kpis(inputs, outcome, delivered, base, dispatch, settlement, counterfactual)
         rec.add("kpis", kpi_rows(period, kpis))
 
     def _kpis(
-        self, inputs, outcome, delivered, base, dispatch, settlement
+        self, inputs, outcome, delivered, base, dispatch, settlement, counterfactual
     ) -> list[tuple[str, float, str]]:
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
@@ -321,6 +337,7 @@ class MarketModel(mesa.Model):
                 "tso_extra_cost_eur_per_h": records.tso_extra_cost_eur_per_h,
                 "dso_shortfall_mw": records.dso_shortfall_mw,
             },
+            withheld=withheld_kpis(counterfactual),
         )
 
     def _check(self, inputs, outcome, dispatch, settlement) -> None:
@@ -362,7 +379,8 @@ class MarketModel(mesa.Model):
     def role(self, name: str) -> str:
         if name == TSO.name:
             return "tso"
-        return "dso" if name in self.dsos else "aggregator"
+        owners = {o.name for o in self.owners.values()}
+        return "dso" if name in self.dsos or name in owners else "aggregator"
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every results table of the run so far."""

@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 
 from market_sim.config import ConfigError, ConflictOfInterestConfig, parse_config
+from market_sim.grid.constraints import effective_limits
+from market_sim.grid.injections import apply_bids
+from market_sim.grid.network import load_network
+from market_sim.grid.powerflow import run_power_flow_detailed
+from market_sim.grid.validation import validate
 from market_sim.grid.validation_limits import (
     aging_rate,
     aging_rate_slope,
@@ -19,7 +24,8 @@ from market_sim.grid.validation_limits import (
 )
 from market_sim.model import MarketModel
 from market_sim.scenario import load_networks
-from market_sim.types import Limits
+from market_sim.types import UP, Limits
+from tests.bids import random_bids
 
 NOON = (44, 48)  # PV at its peak: the quickstart's networks are near their limits
 
@@ -67,6 +73,59 @@ def test_tightened_limits_and_the_wear_derived_transformer_limit():
     # a heavier weight withholds more; no weight withholds nothing
     assert wear_loading_percent(40, 10) < wear_loading_percent(40, 2)
     assert wear_loading_percent(40, 0) == np.inf
+
+
+@pytest.fixture(scope="module")
+def midsummer():
+    """semiurb at a June noon with large random bids: up bids load its transformers."""
+    dn = load_network("1-MV-semiurb--2-sw", pv_scale=2.0)
+    inj = dn.baseline(96 * 170 + 48)
+    return dn, inj, random_bids(dn, inj, np.random.default_rng(0), 3.0)
+
+
+def _up_trafo_loading(dn, inj, bids, result) -> np.ndarray:
+    """Transformer loadings (%) with every validated up bid activated."""
+    up = bids.assign(mw=result.table.validated_mw.to_numpy())[bids.direction == UP]
+    flow = run_power_flow_detailed(dn, apply_bids(dn, inj, up), Limits(), write=False)
+    return flow.trafo_loading_percent
+
+
+def _halfway_cap(dn, inj, bids, method) -> Limits:
+    """A transformer limit halfway between the forecast's loading and the neutral set's."""
+    base = run_power_flow_detailed(dn, inj, Limits(), write=False).trafo_loading_percent
+    neutral = _up_trafo_loading(dn, inj, bids, validate(dn, inj, bids, Limits(), method=method))
+    assert (neutral > base + 5).all()  # the case: validation raises transformer loading
+    return Limits(trafo_loading_percent=tuple((base + neutral) / 2))
+
+
+def test_every_method_reads_the_transformer_limit_from_the_shared_caps(midsummer):
+    dn, inj, _ = midsummer
+    base = run_power_flow_detailed(dn, inj, Limits(), write=False)
+    limit = tuple(base.trafo_loading_percent + 7.0)
+    caps = effective_limits(dn, base, Limits(trafo_loading_percent=limit))
+    assert caps.trafo == pytest.approx(np.asarray(limit))
+    assert (effective_limits(dn, base, Limits()).trafo == 100.0).all()
+
+
+@pytest.mark.parametrize("method", ["iterative_pf", "linear_opf"])
+def test_a_wear_derived_transformer_limit_binds_in_validation(midsummer, method):
+    dn, inj, bids = midsummer
+    capped = _halfway_cap(dn, inj, bids, method)
+    result = validate(dn, inj, bids, capped, method=method)
+    assert result.converged
+    loading = _up_trafo_loading(dn, inj, bids, result)
+    assert (loading <= np.asarray(capped.trafo_loading_percent) + 1e-6).all()
+    neutral = validate(dn, inj, bids, Limits(), method=method)
+    assert result.directions[UP].validated_mw < neutral.directions[UP].validated_mw - 1.0
+
+
+@pytest.mark.slow
+def test_ac_opf_validates_within_the_transformer_limit(midsummer):
+    dn, inj, bids = midsummer
+    capped = _halfway_cap(dn, inj, bids, "linear_opf")
+    result = validate(dn, inj, bids, capped, method="ac_opf")
+    loading = _up_trafo_loading(dn, inj, bids, result)
+    assert (loading <= np.asarray(capped.trafo_loading_percent) + 1e-6).all()
 
 
 def test_config_rejects_an_independent_dso_with_conflict_parameters(quickstart):

@@ -55,7 +55,8 @@ class _Strict(BaseModel):
 
 
 class LimitsConfig(_Strict):
-    """Limits a DSO enforces when it validates bids (and that delivery is judged against)."""
+    """A network's physical limits: delivery is judged and violations are counted against them;
+    a DSO validates with them as moved by its ``conflict_of_interest``."""
 
     vm_min_pu: float = Field(0.95, gt=0.5, lt=1.0, description="lowest allowed bus voltage, pu")
     vm_max_pu: float = Field(1.05, gt=1.0, lt=1.5, description="highest allowed bus voltage, pu")

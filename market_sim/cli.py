@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the market's invariants after every period; exit 1 if any was violated",
     )
+    serve = sub.add_parser(
+        "serve",
+        help="an interactive page: step a scenario period by period in the browser",
+        description="Serve a page (mesa SolaraViz) that steps the scenario and shows it.",
+    )
+    serve.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     return parser
 
 
@@ -53,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     setup(args.verbose)
     if args.command == "run":
         return _run(args)
+    if args.command == "serve":
+        return _serve(args)
     return 2
 
 
@@ -86,6 +97,27 @@ def _run(args: argparse.Namespace) -> int:
         print(f"market-sim: --check: {violated}", file=sys.stderr)
         return 1
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Check the config here (a bad one is a one-line error, not a broken page), then hand
+    over to the Solara server, which imports the page with the config's path."""
+    from market_sim.serve.page import CONFIG_ENV
+
+    try:
+        load_config(args.config)
+    except ConfigError as error:
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    # solara's and mesa's UserWarnings (hook rules, cookie scheme) are not the user's business
+    env = os.environ | {CONFIG_ENV: str(args.config.resolve()), "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "solara", "run", "market_sim.serve.page", "--production"]
+    command += ["--host", args.host, "--port", str(args.port), "--no-open"]
+    log.info("serving %s on http://%s:%d", args.config, args.host, args.port)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _check_writable(out: Path) -> None:

@@ -24,6 +24,16 @@ def quiet_third_party() -> None:
         pass
 
 
+def quiet_library_loggers() -> None:
+    """On import: the third-party loggers that would print warnings into a notebook or a
+    script (pandapower's "gen vm_pu > bus max_vm_pu" on every case39 load) report errors only,
+    unless the user has set their level already."""
+    for name in NOISY:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)
+
+
 def setup(verbose: bool = False) -> None:
     """Configure the root logger for the command line."""
     logging.basicConfig(

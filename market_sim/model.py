@@ -172,6 +172,7 @@ class MarketModel(mesa.Model):
         self.post.clear()
         self.state.period += 1
         self.state.time_s = self.env.now
+        self.running = self.period < self.config.n_periods  # mesa's end-of-run flag
 
     def run(self, periods: int | None = None, progress: Callable[[], None] | None = None) -> None:
         for _ in range(self.config.n_periods if periods is None else periods):

@@ -29,6 +29,7 @@ from market_sim.coordination.period import (
     Step,
     accepted_der,
     as_dispatch,
+    concat,
     no_validation,
 )
 from market_sim.markets.offers import empty_offers
@@ -76,7 +77,7 @@ class DsoManaged(CoordinationModel):
         yield ctx.wait_until(clock.bids_gate)
 
         rows, validated, offers, local, points = self._validate_and_aggregate(ctx, inputs)
-        validation = pd.concat([no_validation(), *rows], ignore_index=True)
+        validation = concat(rows, no_validation())
         ctx.send(self.step("2a"), {(n, n): r for n, r in zip(dsos, rows, strict=True)})
         ctx.send(self.step("2b", Kind.AGGREGATED_OFFER), offers, clock.validation_gate)
         areas = {
@@ -118,9 +119,7 @@ class DsoManaged(CoordinationModel):
         its own needs) aggregates what is left into its offer curve."""
         rows, validated, offers, local, points = [], {}, {}, {}, {}
         for k, (name, dso) in enumerate(self.parties.dsos.items()):
-            received = pd.concat(
-                [inputs.bids.iloc[0:0], *ctx.inbox(name, Kind.BIDS).values()], ignore_index=True
-            )
+            received = concat(ctx.inbox(name, Kind.BIDS).values(), inputs.bids)
             forecast = inputs.forecasts[name]
             result = ctx.timed(name, "validation", dso.validate, received, forecast)
             points[name] = dso.operating_point(forecast, result)
@@ -139,9 +138,7 @@ class DsoManaged(CoordinationModel):
         curves = ctx.inbox("tso", Kind.AGGREGATED_OFFER)
         for area in ctx.inbox("tso", Kind.FLEXIBILITY_AREA).values():
             ctx.records.flexibility_areas.append(area.assign(period=ctx.clock.period))
-        clearing = self.clear_and_record(
-            ctx, inputs.plan, pd.concat([empty_offers(), *curves.values()], ignore_index=True)
-        )
+        clearing = self.clear_and_record(ctx, inputs.plan, concat(curves.values(), empty_offers()))
         accepted = accepted_der(clearing)
         aggregates = {
             ("tso", n): accepted[accepted.offer_id.isin(c.offer_id)] for n, c in curves.items()

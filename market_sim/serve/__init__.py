@@ -1,0 +1,1 @@
+"""The interactive page: ``market-sim serve CONFIG`` (mesa SolaraViz on a Solara server)."""

@@ -34,9 +34,9 @@ def main() -> None:
     transmission = load_case(quickstart.transmission.case, quickstart.transmission.costs)
     print(
         "| model | run (s) | counterfactual (s) | share | per period (ms) | of it: DSO / TSO (s) "
-        "| semiurb's own validation (s) | withheld (MWh) |"
+        "| semiurb's own validation (s) | withheld (MWh) | TSO cost of it (EUR) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model in ("hybrid", "dso_managed"):
         data = quickstart.for_model(model, args.days).model_dump()
         data["dsos"][1]["conflict_of_interest"] = CONFLICT
@@ -51,10 +51,11 @@ def main() -> None:
         tso = counterfactual[counterfactual.role == "tso"].seconds.sum()
         own = timings[(timings.role == "semiurb") & (timings.stage == "validation")].seconds.sum()
         withheld = tables["counterfactual"].withheld_mwh.sum()
+        cost = tables["counterfactual"].withheld_tso_cost_eur.sum()
         print(
             f"| {model} | {total:.1f} | {cf:.1f} | {cf / total:.1%} | "
             f"{cf / sim.period * 1e3:.0f} | {cf - tso:.1f} / {tso:.1f} | {own:.1f} | "
-            f"{withheld:.1f} |"
+            f"{withheld:.1f} | {cost:,.0f} |"
         )
 
 

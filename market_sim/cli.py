@@ -1,4 +1,5 @@
-"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]``."""
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]
+[--report]`` and ``market-sim report RUN_DIR [RUN_DIR ...] [--out DIR] [--period N]``."""
 
 from __future__ import annotations
 
@@ -54,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    run.add_argument("--report", action="store_true", help="write the runs' report at the end")
+    report = sub.add_parser(
+        "report",
+        help="write figures and a report.md of run folders",
+        description="Plot run folders (KPI series, models compared, one period's messages, "
+        "merit order and networks) into PNG files and a report.md that embeds them.",
+    )
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folder")
+    report.add_argument("--out", type=Path, help="report folder (default: report/ beside them)")
+    report.add_argument(
+        "--period", type=int, help="period to show (default: the most DER dispatched)"
+    )
     return parser
 
 
@@ -64,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "report":
+        return _report(args.run_dirs, args.out, args.period)
     return 2
 
 
@@ -92,10 +107,24 @@ def _run(args: argparse.Namespace) -> int:
         log.error("interrupted: the run folders of the models not finished are incomplete")
         return 130
     print(side_by_side(reports))
+    status = _report([r.folder for r in reports], None, None) if args.report else 0
     violated = check_line(reports)
     if violated:
         print(f"market-sim: --check: {violated}", file=sys.stderr)
         return 1
+    return status
+
+
+def _report(run_dirs: list[Path], out: Path | None, period: int | None) -> int:
+    from market_sim.plots.report import ReportInputError, default_out, write_report
+
+    try:
+        _check_writable(out or default_out(run_dirs))
+        path = write_report(run_dirs, out, period)
+    except (ReportInputError, ConfigError) as error:
+        print(f"market-sim: report: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
     return 0
 
 

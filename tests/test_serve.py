@@ -83,7 +83,7 @@ def test_page_loads_steps_and_switches_model(server):
         page.goto(server)
         page.get_by_text("tso_managed: no period run yet").wait_for(timeout=90_000)
         before = _figure_sources(page)
-        assert len(before) == 2  # the networks and the KPI charts
+        assert len(before) == 3  # the two DSO networks and the KPI charts
 
         page.get_by_role("button", name="Step").click()
         page.get_by_text("tso_managed: period 0 (day 1, 00:00)").wait_for(timeout=90_000)

@@ -19,7 +19,7 @@ from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
 from market_sim.registry import COORDINATION_MODELS
-from market_sim.serve.figures import kpi_figure, message_rows, network_figure
+from market_sim.serve.figures import kpi_figure, message_rows, network_figures
 from market_sim.serve.served import ServedMarket, load_served_scenario
 
 CONFIG_ENV = "MARKET_SIM_SERVE_CONFIG"
@@ -35,7 +35,9 @@ def PeriodShown(model: ServedMarket) -> None:
 @solara.component
 def NetworkView(model: ServedMarket) -> None:
     update_counter.get()
-    solara.FigureMatplotlib(network_figure(model), dependencies=[model.period, model.name])
+    with solara.Row():
+        for figure in network_figures(model):
+            solara.FigureMatplotlib(figure, dependencies=[model.period, model.name])
 
 
 @solara.component

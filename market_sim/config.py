@@ -43,6 +43,7 @@ PriorityRule = Annotated[str, _member_of(PRIORITY_RULES)]
 PricingRule = Annotated[str, _member_of(PRICING_RULES)]
 
 NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -77,6 +78,65 @@ class ValidationConfig(_Strict):
         "max_volume", description="maximise validated volume, or the smallest accepted share"
     )
     oltc: bool = Field(False, description="the DSO may set its transformers' taps to validate")
+
+
+class ThermalOverrides(_Strict):
+    """Transformer thermal characteristics that differ from the defaults of
+    :class:`market_sim.grid.aging.ThermalParams` (IEC 60076-7, a distribution transformer,
+    ONAN); a field left out (None) keeps the default. Names are those of ThermalParams."""
+
+    top_oil_rise_k: Positive | None = Field(
+        None, description="top-oil rise over ambient at rated losses, K (default 55)"
+    )
+    hot_spot_gradient_k: Positive | None = Field(
+        None, description="hot spot over top oil at rated current (H x g_r), K (default 23)"
+    )
+    loss_ratio: Positive | None = Field(
+        None, description="load losses at rated current / no-load losses R (default 5)"
+    )
+    oil_exponent: Positive | None = Field(None, description="oil exponent x (default 0.8)")
+    winding_exponent: Positive | None = Field(None, description="winding exponent y (default 1.6)")
+    k11: Positive | None = Field(None, description="oil time constant multiplier (default 1)")
+    k21: float | None = Field(
+        None, ge=1, description="winding constant k21, >= 1 (default 1: no hot-spot overshoot)"
+    )
+    k22: Positive | None = Field(None, description="winding constant k22 (default 2)")
+    oil_time_constant_min: Positive | None = Field(
+        None, description="oil time constant tau_o, min (default 180)"
+    )
+    winding_time_constant_min: Positive | None = Field(
+        None, description="winding time constant tau_w, min (default 4)"
+    )
+    max_substep_min: Positive | None = Field(
+        None, description="longest step of the difference equations, min (default 0.25)"
+    )
+
+
+class AgingConfig(_Strict):
+    """How a DSO's assets wear: its transformers' hot spot and loss of life (IEC 60076-7) and
+    its lines' hours above loading thresholds, computed from each period's delivery."""
+
+    ambient_c: float = Field(
+        20.0,
+        ge=-50,
+        le=60,
+        description="mean ambient temperature, degC (20: IEC 60076-7's weighted ambient)",
+    )
+    ambient_daily_amplitude_k: float = Field(
+        0.0, ge=0, le=30, description="the ambient swings by this much, K, around its mean daily"
+    )
+    ambient_peak_hour: float = Field(
+        15.0, ge=0, lt=24, description="hour of the day of the warmest ambient (with amplitude)"
+    )
+    upgraded_paper: bool = Field(
+        False, description="thermally upgraded paper (V = 1 at 110 degC, else at 98 degC)"
+    )
+    thermal: ThermalOverrides = ThermalOverrides()
+    line_thresholds_percent: tuple[Positive, Positive] = Field(
+        (80.0, 100.0),
+        description="line loadings, %, of the KPIs line_hours_above_80pct and "
+        "line_hours_above_100pct (named after these defaults)",
+    )
 
 
 class ConflictOfInterestConfig(_Strict):
@@ -144,6 +204,7 @@ class DsoConfig(_Strict):
     pv_scale: NonNegative = Field(1.0, description="multiplies PV rated power and profiles")
     storage_scale: NonNegative = Field(1.0, description="multiplies battery power and energy")
     load_scale: NonNegative = Field(1.0, description="multiplies load profiles")
+    aging: AgingConfig = AgingConfig()
 
     @model_validator(mode="after")
     def _coi_consistent(self) -> DsoConfig:

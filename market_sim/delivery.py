@@ -9,8 +9,9 @@ so that the KPIs can tell them from those the DER activation caused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from market_sim.grid.flow_summary import Flows, violated_elements
@@ -26,12 +27,17 @@ class Delivered:
     ``runpp_reason`` says why pandapower's ``runpp`` solved it instead of lightsim2grid ("" if
     lightsim2grid did). ``violated``: labels of the elements outside the network's limits
     ("bus 12", "line 3"), None if the power flow did not converge (nothing is known then).
+    ``line_loading_percent`` and ``trafo_loading_percent``: each line's and transformer's
+    loading (aligned with ``net.line`` / ``net.trafo``, NaN where not computed), what the
+    assets wear by (:mod:`market_sim.wear`).
     """
 
     injections: Injections
     power_flow: PowerFlowResult
     runpp_reason: str = ""
     violated: frozenset[str] | None = None
+    line_loading_percent: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    trafo_loading_percent: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def deliver(
@@ -51,7 +57,14 @@ def deliver(
         injections = apply_bids(dso.network, points[name], located[located.dso == name])
         flow = run_power_flow_detailed(dso.network, injections, dso.limits)
         violated = _violated(dso, flow)
-        delivered[name] = Delivered(injections, flow.result, flow.runpp_reason, violated)
+        delivered[name] = Delivered(
+            injections,
+            flow.result,
+            flow.runpp_reason,
+            violated,
+            flow.line_loading_percent,
+            flow.trafo_loading_percent,
+        )
     return delivered
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from market_sim.tables import KPIS, WITHHELD_KPIS
 from market_sim.types import DOWN, UP, PowerFlowResult, signed_mw
+from market_sim.wear import Wear
 
 #: The parties of the settlement, by role (the ``role`` column of ``settlement``).
 ROLES = ("tso", "dso", "aggregator", "prosumer", "ter")
@@ -54,13 +55,17 @@ def period_kpis(
     messages: pd.DataFrame,
     reserve_shortfall_mw: float = 0.0,
     priority_effects: dict[str, float] | None = None,
+    wear: Mapping[str, Wear] | None = None,
+    baseline_wear: Mapping[str, Wear] | None = None,
     withheld: Mapping[str, float] | None = None,
 ) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every KPI of one period, in the order of :data:`KPIS`.
 
     ``bus_price``: the balancing price per transmission bus (EUR/MWh, NaN if the clearing
-    failed), at which a DER's undelivered energy is covered. ``withheld``: the ``withheld_*``
-    KPIs of the conflicted DSOs' counterfactual (:mod:`market_sim.counterfactual`), 0 without.
+    failed), at which a DER's undelivered energy is covered. ``wear`` and ``baseline_wear``:
+    each DSO network's asset wear after delivery and at the baseline (none given: no assets
+    counted). ``withheld``: the ``withheld_*`` KPIs of the conflicted DSOs' counterfactual
+    (:mod:`market_sim.counterfactual`), 0 without.
     """
     effects = priority_effects or {}
     values = {
@@ -82,6 +87,7 @@ def period_kpis(
         "priority_tso_extra_cost_eur": effects.get("tso_extra_cost_eur_per_h", 0.0) * hours,
         "priority_dso_shortfall_mw": effects.get("dso_shortfall_mw", 0.0),
         **violation_kpis(grid),
+        **wear_kpis(wear or {}, baseline_wear or {}),
         "interface_deviation_mw": interface_deviation(grid, dispatch),
         **{name: 0.0 for name in WITHHELD_KPIS},
         **(withheld or {}),
@@ -179,6 +185,19 @@ def violation_kpis(grid: Mapping[str, NetworkCheck]) -> dict[str, float]:
     }
 
 
+def wear_kpis(wear: Mapping[str, Wear], baseline_wear: Mapping[str, Wear]) -> dict[str, float]:
+    """Transformer hot spot and loss of life, after delivery and at the baseline, and the
+    line-hours above the two loading thresholds, over the DSOs' networks."""
+    spots = [w.hot_spot_max_c for w in wear.values() if np.isfinite(w.hot_spot_max_c)]
+    return {
+        "trafo_hot_spot_max_c": max(spots) if spots else np.nan,
+        "trafo_loss_of_life_h": sum(w.loss_of_life_h for w in wear.values()),
+        "baseline_trafo_loss_of_life_h": sum(w.loss_of_life_h for w in baseline_wear.values()),
+        "line_hours_above_80pct": sum(w.line_hours_above[0] for w in wear.values()),
+        "line_hours_above_100pct": sum(w.line_hours_above[1] for w in wear.values()),
+    }
+
+
 def interface_deviation(grid: Mapping[str, NetworkCheck], dispatch: pd.DataFrame) -> float:
     """Sum over DSOs of |interface change - DER dispatched in the area| (MW): how far the
     interfaces really moved from what was dispatched behind them (undelivered DER, and the
@@ -235,6 +254,14 @@ def summary(tables: dict[str, pd.DataFrame], hours: float) -> dict[str, float]:
         # left out of the counts above and the number of such flows is shown beside them
         "non-converged power flows": total["nonconverged_power_flows"],
         "  baseline power flows not converged": total["baseline_nonconverged_power_flows"],
+        "transformer hot spot, max (degC)": float(
+            kpis.loc[kpis.name == "trafo_hot_spot_max_c", "value"].max()
+        ),
+        # in minutes: a day uses minutes of a transformer's life, shown to 0.1
+        "transformer loss of life (min)": 60 * total["trafo_loss_of_life_h"],
+        "  baseline (no DER activated) (min)": 60 * total["baseline_trafo_loss_of_life_h"],
+        "line-hours above 80 % loading": total["line_hours_above_80pct"],
+        "line-hours above 100 % loading": total["line_hours_above_100pct"],
         "interface deviation (MWh)": total["interface_deviation_mw"] * hours,
         "messages": total["messages"],
         "bytes": total["message_bytes"],

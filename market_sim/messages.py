@@ -16,7 +16,9 @@ class Kind(StrEnum):
     OPERATIONAL_DATA = "operational_data"  # DSO network state (DSO -> TSO, tso_managed)
     BIDS_INFORMED = "bids_informed"  # the bids a DSO must validate (TSO -> DSO, hybrid)
     VALIDATION = "validation"  # a validation result (validator's own record, or to others)
-    VALIDATED_BIDS = "validated_bids"  # validated bids (DSO -> TSO, hybrid)
+    VALIDATED_BIDS = "validated_bids"  # validated bids (DSO -> TSO, hybrid; with
+    # pre-validation DSO -> aggregator, then aggregator -> TSO)
+    DSO_REQUEST = "dso_request"  # what a DSO buys for its own needs (DSO -> TSO, pre-validation)
     AGGREGATED_OFFER = "aggregated_offer"  # price-quantity curve at the interface (DSO -> TSO)
     FLEXIBILITY_AREA = "flexibility_area"  # P-Q area reachable at the interface (DSO -> TSO)
     DISPATCH = "dispatch"  # individual dispatch of DER (to aggregators)

@@ -2,7 +2,7 @@
 
 forecast -> bids -> coordination (validation, clearing, dispatch: the coordination model's
 steps) -> the conflicted DSOs' neutral counterfactual (a what-if, not dispatched) -> delivery
--> settlement -> record. ``MarketModel.step()`` runs one period, so a
+-> wear (assets' aging) -> settlement -> record. ``MarketModel.step()`` runs one period, so a
 notebook can step through a day; each stage hands the next one values, and what carries from
 one period to the next is in one :class:`~market_sim.run_state.RunState`.
 """
@@ -50,6 +50,7 @@ from market_sim.recording import (
     record_delivery,
     record_frames,
     record_outcome,
+    record_wear,
 )
 from market_sim.registry import COORDINATION_MODELS
 from market_sim.results import Recorder
@@ -58,6 +59,7 @@ from market_sim.scenario import check_data, load_networks
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
 from market_sim.tables import TABLES
 from market_sim.types import Injections
+from market_sim.wear import Wear, period_wear
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +192,9 @@ class MarketModel(mesa.Model):
         )
         yield self.post.wait_until(clock.delivery)
         delivery, delivered, base = self._deliver(inputs, outcome)
+        wear = self._wear(clock.period, delivered, base)
         dispatch, settlement = self._settle(inputs, outcome, delivery)
-        self._record(inputs, outcome, delivered, base, dispatch, settlement, counterfactual)
+        self._record(inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual)
         if self.check:
             self._check(inputs, outcome, dispatch, settlement)
 
@@ -201,6 +204,7 @@ class MarketModel(mesa.Model):
         step = profile_step(cfg.start, period, cfg.period_minutes)
         forecasts = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
         bids = self.timed("prosumers", "bids", self.population.bids, forecasts, self.state.energy)
+        bids = self.coordination.offered(bids)
         forecasts = self.population.with_recovery(forecasts, self.state.energy)
         load_factor = sum(n.profiles["load_p"][step].sum() for n in self.networks.values())
         area: dict[int, float] = {}
@@ -257,6 +261,22 @@ class MarketModel(mesa.Model):
                     self.record_event("power_flow_not_converged", f"{name}: {stage} power flow")
         return delivery, delivered, base
 
+    def _wear(
+        self, period: int, delivered: Mapping[str, Delivered], base: Mapping[str, Delivered]
+    ) -> tuple[dict[str, Wear], dict[str, Wear]]:
+        """Each network's transformer aging and line loading hours in the period: after
+        delivery and at the baseline, each carried on from its own thermal state."""
+        minutes = self.config.period_minutes
+        hour = ((period + 0.5) * minutes / 60) % 24  # the period's middle; a run starts at 0:00
+        self.state.thermal, after = self.timed(
+            "grid", "wear", period_wear, self.dsos, delivered, self.state.thermal, hour, minutes
+        )
+        self.state.baseline_thermal, before = self.timed(
+            "grid", "wear", period_wear, self.dsos, base, self.state.baseline_thermal, hour,
+            minutes,
+        )  # fmt: skip
+        return after, before
+
     def _settle(
         self, inputs: PeriodInputs, outcome: PeriodOutcome, delivery: pd.DataFrame
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -286,6 +306,7 @@ class MarketModel(mesa.Model):
         outcome: PeriodOutcome,
         delivered: Mapping[str, Delivered],
         base: Mapping[str, Delivered],
+        wear: tuple[Mapping[str, Wear], Mapping[str, Wear]],
         dispatch: pd.DataFrame,
         settlement: pd.DataFrame,
         counterfactual: pd.DataFrame,
@@ -305,13 +326,16 @@ class MarketModel(mesa.Model):
         if clearing is not None and clearing.ok:
             rec.add("prices", price_rows(period, "balancing", buses, clearing.price_eur_per_mwh))
         record_delivery(rec, period, {n: d.network for n, d in self.dsos.items()}, delivered)
+        record_wear(rec, period, wear[0])
         record_balancing(rec, period, self.transmission, inputs.plan, clearing)
         record_baseline(rec, period, {n: d.network for n, d in self.dsos.items()}, inputs.forecasts)
-        kpis = self._kpis(inputs, outcome, delivered, base, dispatch, settlement, counterfactual)
+        kpis = self._kpis(
+            inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
+        )
         rec.add("kpis", kpi_rows(period, kpis))
 
     def _kpis(
-        self, inputs, outcome, delivered, base, dispatch, settlement, counterfactual
+        self, inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
     ) -> list[tuple[str, float, str]]:
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
@@ -338,6 +362,8 @@ class MarketModel(mesa.Model):
                 "tso_extra_cost_eur_per_h": records.tso_extra_cost_eur_per_h,
                 "dso_shortfall_mw": records.dso_shortfall_mw,
             },
+            wear=wear[0],
+            baseline_wear=wear[1],
             withheld=withheld_kpis(counterfactual),
         )
 

@@ -21,6 +21,7 @@ from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.results import Recorder
 from market_sim.types import Injections, PowerFlowResult
+from market_sim.wear import Wear
 
 
 def record_outcome(recorder: Recorder, outcome: PeriodOutcome) -> None:
@@ -68,6 +69,12 @@ def record_delivery(
         table = injections_table(networks[name], d.injections)
         recorder.add("injections", table.assign(period=period, dso=name))
         recorder.add("grid", [grid_row(period, name, d.power_flow)])
+
+
+def record_wear(recorder: Recorder, period: int, wear: Mapping[str, Wear]) -> None:
+    """Each DSO network's transformers' aging rows after delivery."""
+    for w in wear.values():
+        recorder.add("aging", w.rows.assign(period=period))
 
 
 def record_frames(recorder: Recorder, period: int, frames: Mapping[str, pd.DataFrame]) -> None:

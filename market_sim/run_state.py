@@ -3,9 +3,10 @@
 A period reads the :class:`RunState` left by the previous one and leaves a new one: the
 simulated clock, the devices' energy (state of charge, the energy debts loads and batteries
 repay), the TSO's forecast error (an AR(1) process), what each DSO network really delivered
-(the next period's measurements), and the random streams. Nothing else survives a period
-boundary except solvers' warm starts, which the model resets at every checkpoint boundary, so
-that a run saved with :meth:`RunState.to_bytes` and restored with
+(the next period's measurements), the thermal state of each network's transformers (after
+delivery, and at the baseline with no DER activated), and the random streams. Nothing else
+survives a period boundary except solvers' warm starts, which the model resets at every
+checkpoint boundary, so that a run saved with :meth:`RunState.to_bytes` and restored with
 :meth:`RunState.from_bytes` continues exactly as the uninterrupted run does.
 
 The bytes are a NumPy ``.npz`` archive (arrays bit for bit, no pickled code) with the scalars
@@ -21,12 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from market_sim.agents.prosumer import DeviceEnergy
+from market_sim.grid.aging import ThermalState
 from market_sim.types import ELEMENT_TABLES, Injections
 
-FORMAT = "market_sim.run_state/2"
+FORMAT = "market_sim.run_state/3"
 #: Random streams of a run, each its own generator so that one process's draws never shift
 #: another's (the models of a scenario face the same forecast errors whatever they dispatch).
 STREAMS = ("forecast_error", "delivery")
+#: the array fields of a ThermalState, in its constructor's order (ambient_c follows them)
+THERMAL_ARRAYS = ("top_oil_rise_k", "hot_spot_rise_1_k", "hot_spot_rise_2_k")
 
 
 def new_streams(seed: int) -> dict[str, np.random.Generator]:
@@ -43,6 +47,10 @@ class RunState:
     forecast_error: float  # AR(1) state: share of the transmission load
     streams: dict[str, np.random.Generator]
     delivered: dict[str, Injections] = field(default_factory=dict)  # by DSO, last period
+    #: transformers' thermal state by DSO, after delivery and at the baseline (the first
+    #: period's wear stage starts them in the steady state of its loading)
+    thermal: dict[str, ThermalState] = field(default_factory=dict)
+    baseline_thermal: dict[str, ThermalState] = field(default_factory=dict)
 
     @classmethod
     def initial(cls, seed: int, energy: DeviceEnergy, error_sd: float) -> RunState:
@@ -62,6 +70,7 @@ class RunState:
             "forecast_error": self.forecast_error.hex(),
             "streams": {k: g.bit_generator.state for k, g in self.streams.items()},
             "delivered": sorted(self.delivered),
+            "thermal": {k: sorted(v) for k, v in self._thermal().items()},
         }
         energy = self.energy
         arrays = {
@@ -74,6 +83,11 @@ class RunState:
             for table in ELEMENT_TABLES:
                 arrays[f"{name}/p_mw/{table}"] = inj.p_mw[table]
                 arrays[f"{name}/q_mvar/{table}"] = inj.q_mvar[table]
+        for kind, states in self._thermal().items():
+            for name, state in states.items():
+                for column in THERMAL_ARRAYS:
+                    arrays[f"{kind}/{name}/{column}"] = getattr(state, column)
+                arrays[f"{kind}/{name}/ambient_c"] = np.array([state.ambient_c])
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         return buffer.getvalue()
@@ -99,6 +113,16 @@ class RunState:
             )
             for name in meta["delivered"]
         }
+        thermal = {
+            kind: {
+                name: ThermalState(
+                    *(arrays[f"{kind}/{name}/{c}"] for c in THERMAL_ARRAYS),
+                    float(arrays[f"{kind}/{name}/ambient_c"][0]),
+                )
+                for name in names
+            }
+            for kind, names in meta["thermal"].items()
+        }
         return cls(
             period=meta["period"],
             time_s=float.fromhex(meta["time_s"]),
@@ -106,4 +130,9 @@ class RunState:
             forecast_error=float.fromhex(meta["forecast_error"]),
             streams=streams,
             delivered=delivered,
+            **thermal,
         )
+
+    def _thermal(self) -> dict[str, dict[str, ThermalState]]:
+        """The thermal states by field name (what to_bytes writes and from_bytes reads)."""
+        return {"thermal": self.thermal, "baseline_thermal": self.baseline_thermal}

@@ -26,7 +26,7 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "period": ("int64", "market period"),
         "bid_id": ("int64", "stable id of a device and direction"),
         "prosumer": ("int64", "prosumer agent id"),
-        "aggregator": ("string", "aggregator name"),
+        "aggregator": ("string", "aggregator name (the DSO's, where the DSO is the aggregator)"),
         "dso": ("string", "DSO name"),
         "element": ("string", "pandapower table of the device: load, sgen, storage"),
         "element_index": ("int64", "index in that pandapower table"),
@@ -162,6 +162,29 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "n_trafo_violations": ("int64", "transformers above the physical loading limit"),
         "interface_p_mw": ("float64", "net injection into the transmission network, MW"),
         "interface_q_mvar": ("float64", "net reactive injection into transmission, Mvar"),
+    },
+    "aging": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "DSO name"),
+        "trafo": ("int64", "pandapower index of the transformer"),
+        "load_factor": (
+            "float64",
+            "K: delivered loading / rating (the delivery power flow's loading_percent / 100); "
+            "NaN where unknown (power flow not converged, out of service): then every column "
+            "is NaN and the thermal state is held",
+        ),
+        "top_oil_c": ("float64", "top-oil temperature at the period's end, degC"),
+        "hot_spot_c": ("float64", "winding hot-spot temperature at the period's end, degC"),
+        "aging_rate": (
+            "float64",
+            "relative aging rate V over the period (loss_of_life_h / period hours): 1 at "
+            "98 degC (normal paper) or 110 degC (thermally upgraded paper, aging.upgraded_paper)",
+        ),
+        "loss_of_life_h": (
+            "float64",
+            "insulation life used in the period, h at the normal aging rate (integral of V dt, "
+            "IEC 60076-7 thermal model, market_sim/grid/aging.py)",
+        ),
     },
     "prices": {
         "period": ("int64", "market period"),
@@ -412,6 +435,31 @@ KPIS: dict[str, tuple[str, str]] = {
         "violation counts, which are unknown there, not zero",
     ),
     "baseline_nonconverged_power_flows": ("count", "baseline power flows that did not converge"),
+    "trafo_hot_spot_max_c": (
+        "degC",
+        "hottest transformer winding hot spot at the period's end, over the DSOs' networks "
+        "(aging table; NaN if no transformer's loading is known)",
+    ),
+    "trafo_loss_of_life_h": (
+        "h",
+        "transformer insulation life used in the period, summed over transformers (aging "
+        "table; transformers of non-converged power flows left out)",
+    ),
+    "baseline_trafo_loss_of_life_h": (
+        "h",
+        "the same at the operating point with no DER activated (a thermal state of its own, "
+        "carried over the baseline power flows): trafo_loss_of_life_h less this is what the "
+        "DER activation caused",
+    ),
+    "line_hours_above_80pct": (
+        "line-hours",
+        "lines loaded above the DSO's first aging.line_thresholds_percent (default 80 %) "
+        "after delivery x period hours (converged power flows)",
+    ),
+    "line_hours_above_100pct": (
+        "line-hours",
+        "the same above the second threshold (default 100 %)",
+    ),
     "interface_deviation_mw": (
         "MW",
         "sum over DSOs of abs(interface P after delivery - at the baseline - DER dispatched in "

@@ -97,7 +97,7 @@ def test_page_loads_steps_and_switches_model(server):
         page.screenshot(path=str(ARTEFACTS / "serve-after-step.png"), full_page=True)
 
         page.get_by_text("tso_managed", exact=True).first.click()  # the model selector
-        page.get_by_role("option", name="dso_managed").click()
+        page.get_by_role("option", name="dso_managed", exact=True).click()
         page.get_by_role("button", name="Reset").click()
         page.get_by_text("dso_managed: no period run yet").wait_for(timeout=90_000)
         page.get_by_role("button", name="Step").click()

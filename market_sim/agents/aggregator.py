@@ -5,6 +5,8 @@ from __future__ import annotations
 import mesa
 import pandas as pd
 
+from market_sim.types import empty_bids
+
 
 class Aggregator(mesa.Agent):
     """A portfolio of prosumers, possibly in several DSO areas.
@@ -21,16 +23,27 @@ class Aggregator(mesa.Agent):
         """The bids of this aggregator's prosumers: one table, sent as one message."""
         return population_bids[population_bids.aggregator == self.name].reset_index(drop=True)
 
-    def receive_dispatch(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
-        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery.
+    def validated_book(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """What it offers the TSO after pre-validation: the bids its DSOs returned, each at
+        the MW its DSO validated (bids validated to zero are not among them)."""
+        frames = [t for t in tables if len(t)]
+        return pd.concat(frames, ignore_index=True) if frames else empty_bids()
 
-        One row per bid and buyer: a DER can serve the TSO and its DSO in the same period.
-        """
-        columns = ["bid_id", "buyer", "mw"]
-        frames = [t[columns] for t in tables if len(t)]
-        return (
-            pd.concat(frames, ignore_index=True).groupby(columns[:2], as_index=False)["mw"].sum()
-            if frames
-            else pd.DataFrame({"bid_id": pd.Series(dtype="int64"),
-                               "buyer": pd.Series(dtype=object), "mw": pd.Series(dtype=float)})
-        )  # fmt: skip
+    def receive_dispatch(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery."""
+        return collect_dispatch(tables)
+
+
+def collect_dispatch(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The dispatch commands that reached whoever operates some DER, as one table.
+
+    One row per bid and buyer: a DER can serve the TSO and its DSO in the same period.
+    """
+    columns = ["bid_id", "buyer", "mw"]
+    frames = [t[columns] for t in tables if len(t)]
+    return (
+        pd.concat(frames, ignore_index=True).groupby(columns[:2], as_index=False)["mw"].sum()
+        if frames
+        else pd.DataFrame({"bid_id": pd.Series(dtype="int64"),
+                           "buyer": pd.Series(dtype=object), "mw": pd.Series(dtype=float)})
+    )  # fmt: skip

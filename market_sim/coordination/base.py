@@ -51,6 +51,23 @@ class CoordinationModel:
         """The model's steps for one period, as a simpy process returning a PeriodOutcome."""
         raise NotImplementedError
 
+    def offered(self, bids: pd.DataFrame) -> pd.DataFrame:
+        """The population's bids as this model's parties offer them (gate opening): each
+        through the aggregator its prosumer chose. A model in which someone else operates the
+        DER (the DSO as their aggregator) names it here, so that the bids table, dispatch and
+        settlement all see who did the aggregator's work."""
+        return bids
+
+    def books_by_dso(self, bids: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+        """Each aggregator's bid book split by DSO: one message per aggregator and DSO it
+        covers (DER send their bids to their DSO first)."""
+        books = {}
+        for agg in self.parties.aggregators.values():
+            book = agg.bid_book(bids)
+            for name in agg.dsos:
+                books[(agg.name, name)] = book[book.dso == name].reset_index(drop=True)
+        return books
+
     # -- helpers shared by the models ----------------------------------------------------------
     def exchange_status(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
         """Step 0 (models that declare it): each independent DSO's asset owner sends it the

@@ -68,12 +68,7 @@ class DsoManaged(CoordinationModel):
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
         inputs = yield from self.exchange_status(ctx, inputs)
         clock, bids, dsos = ctx.clock, inputs.bids, self.parties.dsos
-        books = {}
-        for agg in self.parties.aggregators.values():
-            book = agg.bid_book(bids)
-            for name in agg.dsos:
-                books[(agg.name, name)] = book[book.dso == name].reset_index(drop=True)
-        ctx.send(self.step("1"), books, clock.bids_gate)
+        self.send_bids(ctx, bids)
         yield ctx.wait_until(clock.bids_gate)
 
         rows, validated, offers, local, points = self._validate_and_aggregate(ctx, inputs)
@@ -111,15 +106,30 @@ class DsoManaged(CoordinationModel):
                     inputs.plan,
                 )
                 shortfall += missing
-        delivered = yield from self.dispatch_to_der(ctx, "4", individual, bids)
+        delivered = yield from self.dispatch_individual(ctx, individual, bids)
         return PeriodOutcome(validation, clearing, delivered, points, ctx.records, shortfall)
+
+    def send_bids(self, ctx: PeriodContext, bids: pd.DataFrame) -> None:
+        """Step 1: DER send their bids to their DSO by the bid gate."""
+        ctx.send(self.step("1"), self.books_by_dso(bids), ctx.clock.bids_gate)
+
+    def dispatch_individual(
+        self, ctx: PeriodContext, individual: dict[str, pd.DataFrame], bids: pd.DataFrame
+    ) -> Generator:
+        """Step 4: each DSO's individual dispatch to the aggregators of its DER; returns the
+        dispatch that reached them."""
+        return (yield from self.dispatch_to_der(ctx, "4", individual, bids))
+
+    def bids_of(self, ctx: PeriodContext, name: str, bids: pd.DataFrame) -> pd.DataFrame:
+        """The bids DSO ``name`` validates in step 2a: those that reached it."""
+        return concat(ctx.inbox(name, Kind.BIDS).values(), bids)
 
     def _validate_and_aggregate(self, ctx: PeriodContext, inputs: PeriodInputs) -> tuple:
         """Step 2a: each DSO validates the bids it received and (scheme i: after buying for
         its own needs) aggregates what is left into its offer curve."""
         rows, validated, offers, local, points = [], {}, {}, {}, {}
         for k, (name, dso) in enumerate(self.parties.dsos.items()):
-            received = concat(ctx.inbox(name, Kind.BIDS).values(), inputs.bids)
+            received = self.bids_of(ctx, name, inputs.bids)
             forecast = inputs.forecasts[name]
             result = ctx.timed(name, "validation", dso.validate, received, forecast)
             points[name] = dso.operating_point(forecast, result)

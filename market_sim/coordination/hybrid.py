@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+import pandas as pd
+
 from market_sim.agents.dso import validated_bids
 from market_sim.coordination.base import CoordinationModel
 from market_sim.coordination.period import (
@@ -21,7 +23,9 @@ from market_sim.coordination.period import (
     concat,
     no_validation,
 )
+from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import taken
+from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
 
 
@@ -46,16 +50,7 @@ class Hybrid(CoordinationModel):
 
         informed = {("tso", n): received[received.dso == n].reset_index(drop=True) for n in dsos}
         yield ctx.send(self.step("2"), informed, clock.validation_gate)
-        rows, validated, points = [], {}, {}
-        for name, dso in dsos.items():
-            mine = concat(ctx.inbox(name, Kind.BIDS_INFORMED).values(), bids)
-            forecast = inputs.forecasts[name]
-            result = ctx.timed(name, "validation", dso.validate, mine, forecast)
-            points[name] = dso.operating_point(forecast, result)
-            rows.append(self.validation_rows(ctx, name, result, name))
-            validated[name] = validated_bids(mine, result)
-        validation = concat(rows, no_validation())
-        ctx.send(self.step("3a"), {(n, n): r for n, r in zip(dsos, rows, strict=True)})
+        validation, validated, points = self.validate(ctx, inputs, Kind.BIDS_INFORMED)
         # a DSO that buys for its own needs on the central market sends its request with them
         requests = self.dso_requests(ctx, validated, points)
         to_tso = {}
@@ -67,14 +62,40 @@ class Hybrid(CoordinationModel):
 
         usable = concat(ctx.inbox("tso", Kind.VALIDATED_BIDS).values(), bids)
         arrived = {n: r for n, r in requests.items() if n in set(usable.dso)}
-        plan, tso = inputs.plan, self.parties.tso
-        clearing, dispatch = self.share(
+        clearing, dispatch = self.clear_validated(ctx, inputs.plan, usable, arrived)
+        delivered = yield from self.dispatch_to_der(ctx, "4", {"tso": dispatch}, received)
+        return PeriodOutcome(validation, clearing, delivered, points, ctx.records)
+
+    def clear_validated(
+        self,
+        ctx: PeriodContext,
+        plan: TsoPlan,
+        usable: pd.DataFrame,
+        requests: dict[str, LocalMarketResult],
+    ) -> tuple:
+        """Step 4: the TSO clears TER and the validated bids that reached it, sharing them
+        with the DSOs' requests by the priority rule. Returns the clearing and the dispatch."""
+        tso = self.parties.tso
+        return self.share(
             ctx,
             plan,
             usable,
-            arrived,
+            requests,
             lambda b: self.clear_bids(ctx, plan, b),
             tso_cost=lambda b: tso.cost_with_all(plan, b),
         )
-        delivered = yield from self.dispatch_to_der(ctx, "4", {"tso": dispatch}, received)
-        return PeriodOutcome(validation, clearing, delivered, points, ctx.records)
+
+    def validate(self, ctx: PeriodContext, inputs: PeriodInputs, kind: Kind) -> tuple:
+        """Step 3a: each DSO validates the bids of ``kind`` that reached it and records its
+        validation (a message to itself). Returns the validation table, each DSO's validated
+        bids (at their validated MW) and the operating point it validated at."""
+        rows, validated, points = [], {}, {}
+        for name, dso in self.parties.dsos.items():
+            mine = concat(ctx.inbox(name, kind).values(), inputs.bids)
+            forecast = inputs.forecasts[name]
+            result = ctx.timed(name, "validation", dso.validate, mine, forecast)
+            points[name] = dso.operating_point(forecast, result)
+            rows.append(self.validation_rows(ctx, name, result, name))
+            validated[name] = validated_bids(mine, result)
+        ctx.send(self.step("3a"), {(n, n): r for n, r in zip(self.parties.dsos, rows, strict=True)})
+        return concat(rows, no_validation()), validated, points

@@ -3,9 +3,10 @@
 Pricing is pay-as-clear (the balancing price at the resource's bus, per MWh of injection change:
 an up activation is paid the price, a down activation pays it back) or pay-as-bid (each offer's
 own price per MWh of service). The TSO pays transmission resources directly and DER through their
-aggregator, which keeps a fee per MWh and passes the rest to the prosumer. A DER that does not
-deliver what it was dispatched pays an imbalance charge on the undelivered energy, through its
-aggregator, to the TSO. Every amount is a transfer from a payer to a payee, so the sums balance.
+aggregator (the DSO, where it is their aggregator), which keeps a fee per MWh and passes the rest
+to the prosumer. A DER that does not deliver what it was dispatched pays an imbalance charge on
+the undelivered energy, through its aggregator, to the TSO. Every amount is a transfer from a
+payer to a payee, so the sums balance.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerm
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SETTLEMENT_DTYPES.items()})
     table = pd.concat(legs, ignore_index=True)
     table = table.groupby(["party", "item"], as_index=False, sort=True)["amount_eur"].sum()
-    aggregators, dsos = set(der.name), set(der.buyer) - {TSO}
+    # a DSO is a DSO also where it is its DER's aggregator (dso_managed+dso_is_aggregator)
+    aggregators, dsos = set(der.name), (set(der.buyer) - {TSO}) | set(der.dso)
     table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators, dsos)))
     return table
 

@@ -14,6 +14,9 @@ recorded in the ``counterfactual`` table and the ``withheld_*`` KPIs:
   the objectives (resource cost at asks plus unserved energy at VOLL, no payments) over the
   period. It leaves out what the DSOs bought for their own needs and, in dso_managed, that
   the TSO clears aggregated curves (the same bids at the same interface bus);
+* the aging the DSO avoided (:func:`aging_avoided_h`): its transformers' loss of life over the
+  period with the neutral set fully activated minus with its own set, each from an AC power
+  flow and the IEC 60076-7 thermal model of the wear stage (:mod:`market_sim.wear`).
 
 In ``tso_managed`` no DSO validates, so there is no counterfactual; an independent DSO is
 neutral by construction and has none either.
@@ -22,17 +25,34 @@ neutral by construction and has none either.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from market_sim.agents.dso import DSO, validated_bids
 from market_sim.agents.tso import TSO
 from market_sim.coordination.period import PeriodInputs, PeriodOutcome
-from market_sim.tables import WITHHELD_KPIS, column_dtypes
-from market_sim.types import DIRECTIONS, ValidationResult
+from market_sim.grid.aging import ThermalState
+from market_sim.grid.injections import apply_bids
+from market_sim.grid.powerflow import run_power_flow_detailed
+from market_sim.tables import COUNTERFACTUAL_KPIS, column_dtypes
+from market_sim.types import DIRECTIONS, Injections, ValidationResult
+from market_sim.wear import age_transformers, ambient_c
 
 Timer = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Thermal:
+    """Where the period's transformer aging starts: each network's thermal state after the
+    last delivery (the run state's; none yet: the steady state of the loading), the hour of
+    the day (the period's middle, for the ambient) and the period's length."""
+
+    states: Mapping[str, ThermalState]
+    hour_of_day: float
+    minutes: float
 
 
 def counterfactual_rows(
@@ -40,7 +60,7 @@ def counterfactual_rows(
     tso: TSO,
     inputs: PeriodInputs,
     outcome: PeriodOutcome,
-    hours: float,
+    thermal: Thermal,
     timed: Timer,
 ) -> pd.DataFrame:
     """One ``counterfactual`` row per conflicted DSO that validated this period (no period
@@ -51,23 +71,88 @@ def counterfactual_rows(
     if not conflicted:
         return empty_counterfactual()
     own = _validated_by_all(validation, inputs.bids)
-    rows = []
-    for name in conflicted:
-        dso = dsos[name]
-        seen = inputs.bids[inputs.bids.bid_id.isin(validation.bid_id[validation.validator == name])]
-        seen = seen.reset_index(drop=True)
-        neutral = timed(name, "counterfactual", dso.validate_neutral, seen, inputs.forecasts[name])
-        neutral_set = validated_bids(seen, neutral)
-        with_neutral = pd.concat([own[own.dso != name], neutral_set], ignore_index=True)
-        costs = timed("tso", "counterfactual", _what_if_costs, tso, inputs, own, with_neutral)
-        rows.append(_row(name, own[own.dso == name], neutral, seen, costs, hours))
+    rows = [_dso_row(dsos[name], tso, inputs, outcome, own, thermal, timed) for name in conflicted]
     return pd.DataFrame(rows).astype(column_dtypes("counterfactual"))
 
 
+def _dso_row(
+    dso: DSO,
+    tso: TSO,
+    inputs: PeriodInputs,
+    outcome: PeriodOutcome,
+    own: pd.DataFrame,
+    thermal: Thermal,
+    timed: Timer,
+) -> dict[str, Any]:
+    """One conflicted DSO's row: its neutral validation of the bids it validated, the TSO's
+    two what-if clearings and the aging avoided (``own``: every DSO's own validated bids)."""
+    name, validation = dso.name, outcome.validation
+    seen = inputs.bids[inputs.bids.bid_id.isin(validation.bid_id[validation.validator == name])]
+    seen = seen.reset_index(drop=True)
+    neutral = timed(name, "counterfactual", dso.validate_neutral, seen, inputs.forecasts[name])
+    neutral_set = validated_bids(seen, neutral)
+    mine = own[own.dso == name]
+    with_neutral = pd.concat([own[own.dso != name], neutral_set], ignore_index=True)
+    costs = timed("tso", "counterfactual", _what_if_costs, tso, inputs, own, with_neutral)
+    row = _row(name, mine, neutral, seen, costs, thermal.minutes / 60)
+    points = (dso.operating_point(inputs.forecasts[name], neutral), outcome.operating_points[name])
+    row["aging_avoided_h"] = timed(
+        name, "counterfactual", aging_avoided_h, dso, points, (neutral_set, mine), thermal
+    )
+    return row
+
+
+def aging_avoided_h(
+    dso: DSO,
+    points: tuple[Injections, Injections],
+    sets: tuple[pd.DataFrame, pd.DataFrame],
+    thermal: Thermal,
+) -> float:
+    """Transformer loss of life (h, summed over the network's transformers) in this period
+    with the neutral validated set fully activated, minus with the DSO's own set; each at its
+    own operating point (``points``: the taps each validation chose), from the thermal state
+    the period starts with, at the period's ambient (the DSO's ``aging`` config).
+
+    What it approximates: the wear the DSO's caution protects its transformers from if the
+    TSO used everything validated, in this period only. A set is activated one direction at a
+    time (up and down are never dispatched together) and counts with its worse direction; the
+    TSO dispatches only part of a set, and later periods follow the delivered thermal state,
+    so it is an upper bound of the period's avoided aging, not the realised difference. NaN
+    where a power flow did not converge.
+    """
+    neutral, own = (
+        _loss_of_life_h(dso, point, validated, thermal)
+        for point, validated in zip(points, sets, strict=True)
+    )
+    return neutral - own
+
+
+def _loss_of_life_h(
+    dso: DSO, point: Injections, validated: pd.DataFrame, thermal: Thermal
+) -> float:
+    """The larger of the two directions' transformer loss of life with every validated bid
+    of that direction activated at ``point``."""
+    cfg = dso.config.aging
+    ambient = ambient_c(cfg, thermal.hour_of_day)
+    net = dso.network.net
+    worst = 0.0
+    for direction in DIRECTIONS:
+        injections = apply_bids(dso.network, point, validated[validated.direction == direction])
+        flow = run_power_flow_detailed(dso.network, injections, dso.limits, write=False)
+        if not flow.result.converged:
+            return float("nan")
+        on = net.trafo["in_service"].to_numpy(dtype=bool)
+        load = np.where(on, flow.trafo_loading_percent / 100.0, np.nan)
+        state = thermal.states.get(dso.name)
+        _, columns = age_transformers(load, state, cfg, ambient, thermal.minutes)
+        worst = max(worst, float(np.nansum(columns["loss_of_life_h"])))
+    return worst
+
+
 def period_kpis(rows: pd.DataFrame) -> dict[str, float]:
-    """The ``withheld_*`` KPIs of a period: sums over the conflicted DSOs (0 without; NaN
-    where a what-if clearing failed)."""
-    return {name: float(rows[name].sum(skipna=False)) for name in WITHHELD_KPIS}
+    """The counterfactual's KPIs of a period: sums over the conflicted DSOs (0 without; NaN
+    where a what-if clearing or power flow failed)."""
+    return {name: float(rows[name].sum(skipna=False)) for name in COUNTERFACTUAL_KPIS}
 
 
 def empty_counterfactual() -> pd.DataFrame:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from market_sim.tables import KPIS, WITHHELD_KPIS
+from market_sim.tables import COUNTERFACTUAL_KPIS, KPIS
 from market_sim.types import DOWN, UP, PowerFlowResult, signed_mw
 from market_sim.wear import Wear
 
@@ -64,8 +64,8 @@ def period_kpis(
     ``bus_price``: the balancing price per transmission bus (EUR/MWh, NaN if the clearing
     failed), at which a DER's undelivered energy is covered. ``wear`` and ``baseline_wear``:
     each DSO network's asset wear after delivery and at the baseline (none given: no assets
-    counted). ``withheld``: the ``withheld_*`` KPIs of the conflicted DSOs' counterfactual
-    (:mod:`market_sim.counterfactual`), 0 without.
+    counted). ``withheld``: the KPIs of the conflicted DSOs' counterfactual (withheld volume,
+    its TSO cost, aging avoided: :mod:`market_sim.counterfactual`), 0 without.
     """
     effects = priority_effects or {}
     values = {
@@ -89,7 +89,7 @@ def period_kpis(
         **violation_kpis(grid),
         **wear_kpis(wear or {}, baseline_wear or {}),
         "interface_deviation_mw": interface_deviation(grid, dispatch),
-        **{name: 0.0 for name in WITHHELD_KPIS},
+        **{name: 0.0 for name in COUNTERFACTUAL_KPIS},
         **(withheld or {}),
         **message_kpis(messages),
     }

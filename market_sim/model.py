@@ -32,7 +32,7 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     accepted_none,
 )
-from market_sim.counterfactual import counterfactual_rows
+from market_sim.counterfactual import Thermal, counterfactual_rows
 from market_sim.counterfactual import period_kpis as withheld_kpis
 from market_sim.delivery import Delivered, baseline, deliver
 from market_sim.grid.lightsim_model import forget_models
@@ -187,8 +187,9 @@ class MarketModel(mesa.Model):
         inputs = self._gate_opening(clock.period)
         context = PeriodContext(clock, self.post, self.timed, self.record_event)
         outcome: PeriodOutcome = yield self.env.process(self.coordination.run(context, inputs))
+        thermal = Thermal(self.state.thermal, self._hour_of_day(clock.period), self._minutes)
         counterfactual = counterfactual_rows(
-            self.dsos, self.tso, inputs, outcome, self.period_h, self.timed
+            self.dsos, self.tso, inputs, outcome, thermal, self.timed
         )
         yield self.post.wait_until(clock.delivery)
         delivery, delivered, base = self._deliver(inputs, outcome)
@@ -261,13 +262,20 @@ class MarketModel(mesa.Model):
                     self.record_event("power_flow_not_converged", f"{name}: {stage} power flow")
         return delivery, delivered, base
 
+    @property
+    def _minutes(self) -> int:
+        return self.config.period_minutes
+
+    def _hour_of_day(self, period: int) -> float:
+        """The middle of ``period`` in hours of its day (a run starts at 0:00): the ambient's."""
+        return ((period + 0.5) * self._minutes / 60) % 24
+
     def _wear(
         self, period: int, delivered: Mapping[str, Delivered], base: Mapping[str, Delivered]
     ) -> tuple[dict[str, Wear], dict[str, Wear]]:
         """Each network's transformer aging and line loading hours in the period: after
         delivery and at the baseline, each carried on from its own thermal state."""
-        minutes = self.config.period_minutes
-        hour = ((period + 0.5) * minutes / 60) % 24  # the period's middle; a run starts at 0:00
+        minutes, hour = self._minutes, self._hour_of_day(period)
         self.state.thermal, after = self.timed(
             "grid", "wear", period_wear, self.dsos, delivered, self.state.thermal, hour, minutes
         )

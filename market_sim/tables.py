@@ -351,6 +351,12 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
             "(tso_cost_eur_per_h - neutral_tso_cost_eur_per_h) x period length: the TSO cost "
             "the withheld volume caused, EUR",
         ),
+        "aging_avoided_h": (
+            "float64",
+            "transformer loss of life over the period (IEC 60076-7, from the delivered thermal "
+            "state) with the neutral set fully activated minus with the own set, each in its "
+            "worse direction, summed over transformers, h; NaN if a power flow did not converge",
+        ),
     },
 }
 
@@ -477,6 +483,11 @@ KPIS: dict[str, tuple[str, str]] = {
         "the TSO's balancing cost the withheld volume caused (what-if clearings, no payments); "
         "NaN if a what-if clearing failed",
     ),
+    "aging_avoided_h": (
+        "h",
+        "transformer loss of life the conflicted DSOs avoided: with their neutral sets fully "
+        "activated minus with their own (counterfactual table), summed",
+    ),
     "messages": ("count", "messages between agents (steps inside one agent excluded)"),
     "message_bytes": ("bytes", "their payload size"),
     "late_messages": ("count", "of them, arrived after their gate closed (rejected)"),
@@ -485,7 +496,13 @@ KPIS: dict[str, tuple[str, str]] = {
 
 #: The KPIs of the conflicted DSOs' counterfactual (market_sim/counterfactual.py), each the sum
 #: over DSOs of the ``counterfactual`` column of the same name.
-WITHHELD_KPIS = ("withheld_up_mw", "withheld_down_mw", "withheld_mwh", "withheld_tso_cost_eur")
+COUNTERFACTUAL_KPIS = (
+    "withheld_up_mw",
+    "withheld_down_mw",
+    "withheld_mwh",
+    "withheld_tso_cost_eur",
+    "aging_avoided_h",
+)
 
 
 def tables_markdown() -> str:

@@ -177,10 +177,14 @@ def test_idso_validates_at_least_as_much_as_a_dso_with_a_tighter_loading_limit(
         withheld = cf.loc[first, f"withheld_{direction}_mw"]
         assert withheld == pytest.approx(mw - tight[(first, direction)], abs=1e-6)
     assert (cf.withheld_tso_cost_eur >= -1e-6).all()  # less DER never makes balancing cheaper
+    # the neutral set loads semiurb's transformers more: withholding spared them some aging
+    assert (cf.aging_avoided_h > 0).all()
 
 
 @pytest.mark.parametrize("market", [True, False], ids=["dso_market", "no_dso_market"])
-@pytest.mark.parametrize("model", ["hybrid", "dso_managed"])
+@pytest.mark.parametrize(
+    "model", ["hybrid", "dso_managed", "hybrid+pre_validation", "dso_managed+dso_is_aggregator"]
+)
 def test_idso_receives_the_network_status_every_period(
     quickstart, networks, transmission, model, market
 ):
@@ -235,6 +239,7 @@ def test_nothing_is_withheld_when_validation_limits_equal_the_physical(
     for column in ("withheld_up_mw", "withheld_down_mw", "withheld_mwh"):
         assert np.abs(cf[column]).max() < 1e-9, column
     assert np.abs(cf.withheld_tso_cost_eur).max() < 1e-6
+    assert np.abs(cf.aging_avoided_h).max() < 1e-12
     kpis = tables["kpis"].pivot_table(index="period", columns="name", values="value")
     assert np.abs(kpis.withheld_mwh).max() < 1e-9
     timings = tables["timings"]

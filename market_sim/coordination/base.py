@@ -36,6 +36,13 @@ if TYPE_CHECKING:
     from market_sim.markets.balancing import BalancingResult
 
 
+#: Step 0 of the models where DSOs validate (issue 9): each independent DSO's asset owner sends
+#: it the period's network status. Declared by the models that support it, sent only with iDSOs.
+NETWORK_STATUS_STEP = Step(
+    "0", "dso", "dso", Kind.NETWORK_STATUS, "asset owners send their iDSO the network status"
+)
+
+
 class CoordinationModel:
     """Base of the coordination models; subclasses declare ``steps`` and write ``run``."""
 
@@ -86,7 +93,7 @@ class CoordinationModel:
             )
             for name, owner in owners.items()
         }
-        yield ctx.send(self.step("0"), tables, ctx.clock.bids_gate)
+        yield ctx.send(NETWORK_STATUS_STEP, tables, ctx.clock.bids_gate)
         forecasts = dict(inputs.forecasts)
         for name, owner in owners.items():
             status = ctx.inbox(name, Kind.NETWORK_STATUS).get(owner.name)

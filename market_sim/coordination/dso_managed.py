@@ -21,7 +21,7 @@ from dataclasses import replace
 import pandas as pd
 
 from market_sim.agents.dso import validated_bids
-from market_sim.coordination.base import CoordinationModel
+from market_sim.coordination.base import NETWORK_STATUS_STEP, CoordinationModel
 from market_sim.coordination.period import (
     PeriodContext,
     PeriodInputs,
@@ -45,7 +45,7 @@ OFFER_ID_BLOCK = 1_000_000
 class DsoManaged(CoordinationModel):
     name = "dso_managed"
     steps = (
-        Step("0", "dso", "dso", Kind.NETWORK_STATUS, "asset owners send their iDSO the status"),
+        NETWORK_STATUS_STEP,
         Step("1", "aggregator", "dso", Kind.BIDS, "DER send their bids to their DSO"),
         Step("2a", "dso", "dso", Kind.VALIDATION, "each DSO validates and aggregates"),
         Step("2b", "dso", "tso", Kind.AGGREGATED_OFFER, "DSOs send aggregated offers"),

@@ -13,7 +13,7 @@ from collections.abc import Generator
 import pandas as pd
 
 from market_sim.agents.dso import validated_bids
-from market_sim.coordination.base import CoordinationModel
+from market_sim.coordination.base import NETWORK_STATUS_STEP, CoordinationModel
 from market_sim.coordination.period import (
     PeriodContext,
     PeriodInputs,
@@ -32,7 +32,7 @@ from market_sim.messages import Kind
 class Hybrid(CoordinationModel):
     name = "hybrid"
     steps = (
-        Step("0", "dso", "dso", Kind.NETWORK_STATUS, "asset owners send their iDSO the status"),
+        NETWORK_STATUS_STEP,
         Step("1", "aggregator", "tso", Kind.BIDS, "DER send their bids to the TSO"),
         Step("2", "tso", "dso", Kind.BIDS_INFORMED, "the TSO informs each DSO of its bids"),
         Step("3a", "dso", "dso", Kind.VALIDATION, "each DSO validates the bids"),

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from market_sim.config import ConfigError, ConflictOfInterestConfig, parse_config
+from market_sim.grid.aging import ThermalParams
 from market_sim.grid.constraints import effective_limits
 from market_sim.grid.injections import apply_bids
 from market_sim.grid.network import load_network
 from market_sim.grid.powerflow import run_power_flow_detailed
 from market_sim.grid.validation import validate
 from market_sim.grid.validation_limits import (
-    aging_rate,
     aging_rate_slope,
+    steady_aging_rate,
     validation_limits,
     wear_loading_percent,
 )
@@ -67,12 +68,14 @@ def test_tightened_limits_and_the_wear_derived_transformer_limit():
     small, large = limits.trafo_loading_percent
     assert small < large <= 90.0  # a small transformer's MW is a larger share of its rating
     # where it stops: one more MW costs w x V'(K) / S_r hours of life = one MWh validated
-    assert 10 * aging_rate_slope(small / 100) == pytest.approx(25.0, rel=1e-4)
+    params = ThermalParams()
+    assert 10 * aging_rate_slope(small / 100, params, 20.0, False) == pytest.approx(25, rel=1e-4)
     # IEC 60076-7: rated load at 20 C ambient is a 98 C hot spot, relative aging rate 1
-    assert aging_rate(1.0) == pytest.approx(1.0)
-    # a heavier weight withholds more; no weight withholds nothing
-    assert wear_loading_percent(40, 10) < wear_loading_percent(40, 2)
-    assert wear_loading_percent(40, 0) == np.inf
+    assert steady_aging_rate(1.0, params, 20.0, False) == pytest.approx(1.0)
+    # a heavier weight withholds more, a warmer ambient too; no weight withholds nothing
+    assert wear_loading_percent(40, 10, params, 20) < wear_loading_percent(40, 2, params, 20)
+    assert wear_loading_percent(40, 2, params, 30) < wear_loading_percent(40, 2, params, 20)
+    assert wear_loading_percent(40, 0, params, 20) == np.inf
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from market_sim.config import DsoConfig
+from market_sim.grid.aging import with_overrides
 from market_sim.grid.flexibility_area import flexibility_area
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.state import measured_state
@@ -37,8 +38,14 @@ class DSO(mesa.Agent):
         self.config = config
         self.network = network
         self.limits = Limits(**config.limits.model_dump())
+        aging = config.aging
         self.validation_limits = validation_limits(
-            self.limits, config.conflict_of_interest, network.net.trafo.sn_mva.to_numpy(float)
+            self.limits,
+            config.conflict_of_interest,
+            network.net.trafo.sn_mva.to_numpy(float),
+            with_overrides(aging.thermal.model_dump()),
+            aging.ambient_c,
+            aging.upgraded_paper,
         )
         self.interface_bus = config.interface_bus  # bus of the transmission case
 

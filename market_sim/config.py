@@ -167,7 +167,8 @@ class ConflictOfInterestConfig(_Strict):
         "validated flexibility per hour of transformer loss of life (equivalently MW): each "
         "transformer's validation loading limit is where one more MW through it costs as much "
         "loss of life (weighted) as it brings validated energy (IEC 60076-7 steady-state "
-        "hot spot at 20 C ambient; market_sim/grid/validation_limits.py). 0: no wear term",
+        "hot spot of the DSO's aging model at its mean ambient; "
+        "market_sim/grid/validation_limits.py). 0: no wear term",
     )
 
     @property

@@ -34,9 +34,10 @@ def main() -> None:
     transmission = load_case(quickstart.transmission.case, quickstart.transmission.costs)
     print(
         "| model | run (s) | counterfactual (s) | share | per period (ms) | of it: DSO / TSO (s) "
-        "| semiurb's own validation (s) | withheld (MWh) | TSO cost of it (EUR) |"
+        "| semiurb's own validation (s) | withheld (MWh) | TSO cost of it (EUR) "
+        "| aging avoided (min) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for model in ("hybrid", "dso_managed"):
         data = quickstart.for_model(model, args.days).model_dump()
         data["dsos"][1]["conflict_of_interest"] = CONFLICT
@@ -52,10 +53,11 @@ def main() -> None:
         own = timings[(timings.role == "semiurb") & (timings.stage == "validation")].seconds.sum()
         withheld = tables["counterfactual"].withheld_mwh.sum()
         cost = tables["counterfactual"].withheld_tso_cost_eur.sum()
+        aging = tables["counterfactual"].aging_avoided_h.sum() * 60
         print(
             f"| {model} | {total:.1f} | {cf:.1f} | {cf / total:.1%} | "
             f"{cf / sim.period * 1e3:.0f} | {cf - tso:.1f} / {tso:.1f} | {own:.1f} | "
-            f"{withheld:.1f} | {cost:,.0f} |"
+            f"{withheld:.1f} | {cost:,.0f} | {aging:.3f} |"
         )
 
 

@@ -3,48 +3,61 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint format bench lock clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# Installs the tested versions pinned in requirements.lock, then the project itself.
+# Installs the tested runtime versions pinned in requirements.lock, then the project itself.
 $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
+# The test tools and notebook kernel (the test and notebooks extras), pinned apart from the
+# runtime so that `make run` (and a user's `pip install -r requirements.lock`) never gets them.
+$(TEST_STAMP): requirements-test.lock $(STAMP)
+	$(BIN)/python -m pip install -q -r requirements-test.lock
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/market-sim run configs/quickstart.yaml
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(BIN)/ruff format .
 
 # Speed figures for benchmarks/README.md (minutes; the 10k-bus validation runs take longest).
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_quickstart.py
 	$(BIN)/python benchmarks/bench_baselines.py
 	$(BIN)/python benchmarks/bench_clearing.py
 	$(BIN)/python benchmarks/bench_validation.py
 	$(BIN)/python -m pytest -q -m slow
 
-# Re-resolve the lock from pyproject's ranges (run after changing dependencies, then test).
+# Re-resolve both locks from pyproject's ranges (run after changing dependencies, then test):
+# the runtime closure first, then the extras constrained to it, keeping only what they add.
 lock:
 	rm -rf .lockenv && $(PY) -m venv .lockenv
 	.lockenv/bin/python -m pip install -q --upgrade pip
-	.lockenv/bin/python -m pip install -q ".[test]"
+	.lockenv/bin/python -m pip install -q .
 	.lockenv/bin/python -m pip freeze --exclude market_sim > requirements.lock
+	.lockenv/bin/python -m pip install -q ".[test,notebooks]" -c requirements.lock
+	{ echo "# The test and notebooks extras on top of the runtime lock (make test installs it)"; \
+	  echo "-r requirements.lock"; \
+	  .lockenv/bin/python -m pip freeze --exclude market_sim | grep -vxFf requirements.lock; \
+	} > requirements-test.lock.new && mv requirements-test.lock.new requirements-test.lock
 	rm -rf .lockenv
 
 clean:

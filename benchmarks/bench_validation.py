@@ -1,10 +1,10 @@
 """Time per period of each DSO validation method, against a naive one-bid-at-a-time runpp loop.
 
 Networks: ``1-MV-semiurb--2-sw`` (122 buses, PV x2, 5 periods) and ``1-MVLV-urban-all-2-sw``
-(10,458 buses, PV x2, 3 periods; the first load computes its profiles, about 1.5 min, cached
-afterwards; limits in :data:`NETWORKS`). Bids are built from every load, PV sgen and storage
-with a seeded random flexible share: 30 % of the devices offer up and down, each a uniform
-20-100 % of its current power (storage: of its rated power), times 3 for loads and storage
+(10,458 buses, PV x2, 3 periods; the first load builds the net and its profiles, under a
+minute, cached afterwards; limits in :data:`NETWORKS`). Bids are built from every load, PV sgen
+and storage with a seeded random flexible share: 30 % of the devices offer up and down, each
+a uniform 20-100 % of its current power (storage: of its rated power), times 3 for loads and storage
 (``BID_SCALE``). Periods are midday steps in spring and summer, where PV makes the unchecked
 activation violate voltage limits.
 

@@ -1,5 +1,6 @@
-"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--check]
-[--report]`` and ``market-sim report RUN_DIR [RUN_DIR ...] [--out DIR] [--period N]``."""
+"""The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--set K=V]
+[--check] [--report]``, ``market-sim report RUN_DIR ...``, ``market-sim serve CONFIG``,
+``market-sim sweep SWEEP.yaml`` and ``market-sim cache info|clear``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import os
 import subprocess
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from market_sim.config import ConfigError, load_config
+from market_sim.config_yaml import resolve_config
 from market_sim.logs import setup
 from market_sim.registry import COORDINATION_MODELS
 
@@ -24,13 +27,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Agent-based market co-simulation of TSO-DSO coordination models.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
+        parents=[common_options()],
         help="run a scenario and write one results folder per coordination model",
         description="Run a YAML scenario under its coordination models, side by side.",
     )
-    run.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    run.add_argument(
+        "config",
+        type=Path,
+        help="scenario YAML, e.g. configs/quickstart.yaml, or a shipped one by name: quickstart",
+    )
+    add_set_option(run)
     run.add_argument(
         "--model",
         choices=COORDINATION_MODELS.names,
@@ -49,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve = sub.add_parser(
         "serve",
+        parents=[common_options()],
         help="an interactive page: step a scenario period by period in the browser",
         description="Serve a page (mesa SolaraViz) that steps the scenario and shows it.",
     )
@@ -58,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true", help="write the runs' report at the end")
     report = sub.add_parser(
         "report",
+        parents=[common_options()],
         help="write figures and a report.md of run folders",
         description="Plot run folders (KPI series, models compared, one period's messages, "
         "merit order and networks) into PNG files and a report.md that embeds them.",
@@ -67,19 +79,53 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--period", type=int, help="period to show (default: the most DER dispatched)"
     )
+    _add_sweep(sub)
+    _add_cache(sub)
     return parser
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every sub-command accepts after its name too (``market-sim run -v CONFIG``):
+    pass as ``parents=[common_options()]`` to ``add_parser``."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a sub-command without -v keeps the value given before it
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    return common
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set key.path=value`` (repeatable) on a sub-command that reads a config: pass
+    ``args.set`` to :func:`market_sim.config.load_config` (or ``apply_overrides``)."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field before validation, e.g. --set seed=7 "
+        "--set dsos.0.pv_scale=2 --set dso_market.enabled=false (repeatable)",
+    )
+
+
+def _version() -> str:
+    try:
+        return version("market_sim")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup(args.verbose)
-    if args.command == "run":
-        return _run(args)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "report":
-        return _report(args.run_dirs, args.out, args.period)
-    return 2
+    commands = {
+        "run": _run,
+        "serve": _serve,
+        "report": lambda a: _report(a.run_dirs, a.out, a.period),
+        "sweep": _sweep,
+        "cache": _cache,
+    }
+    return commands[args.command](args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -87,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     from market_sim.scenario import load_scenario
 
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, args.set)
         if args.days is not None and args.days < 1:
             raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
         if args.days is not None:
@@ -131,15 +177,16 @@ def _report(run_dirs: list[Path], out: Path | None, period: int | None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Check the config here (a bad one is a one-line error, not a broken page), then hand
     over to the Solara server, which imports the page with the config's path."""
-    from market_sim.serve.page import CONFIG_ENV
-
     try:
         load_config(args.config)
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)
         return 2
+    from market_sim.serve.page import CONFIG_ENV  # after the check: solara warns on import
+
     # solara's and mesa's UserWarnings (hook rules, cookie scheme) are not the user's business
-    env = os.environ | {CONFIG_ENV: str(args.config.resolve()), "PYTHONWARNINGS": "ignore"}
+    path = resolve_config(args.config).resolve()  # a bare name: the shipped config
+    env = os.environ | {CONFIG_ENV: str(path), "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-m", "solara", "run", "market_sim.serve.page", "--production"]
     command += ["--host", args.host, "--port", str(args.port), "--no-open"]
     log.info("serving %s on http://%s:%d", args.config, args.host, args.port)
@@ -156,6 +203,79 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"--out: got '{out}'; {existing} is a file; allowed: a folder")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out: got '{out}'; {existing} is not writable; allowed: a folder")
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    cache = sub.add_parser(
+        "cache",
+        parents=[common_options()],
+        help="show or clear the cache of SimBench nets and profiles",
+        description="The on-disk cache ($MARKET_SIM_CACHE or ~/.cache/market_sim).",
+    )
+    cache.add_argument("action", choices=("info", "clear"), help="list entries, or remove all")
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from market_sim.grid.disk_cache import cache_dir, clear, entries
+
+    root = cache_dir()
+    if args.action == "clear":
+        print(f"cache {root}: removed {_mb(clear(root))}")
+        return 0
+    found = entries(root)
+    print(f"cache {root}")
+    for e in found:
+        note = "" if e.complete else "  (incomplete or old format: unused)"
+        print(f"  {e.kind:<9} {e.name:<60} {_mb(e.bytes):>10}{note}")
+    print(f"{len(found)} entries, {_mb(sum(e.bytes for e in found))}")
+    return 0
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser(
+        "sweep",
+        parents=[common_options()],
+        help="run a grid of configs on Dask and gather their KPIs in one table",
+        description="Expand SWEEP.yaml's grid over config fields into independent runs, run "
+        "them on a Dask cluster, and write sweep.parquet / sweep.csv (README, Sweeps).",
+    )
+    sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. configs/sweeps/example.yaml")
+    sweep.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://...)")
+    sweep.add_argument(
+        "--out", type=Path, default=Path("sweeps"), help="sweep directory (default: sweeps/)"
+    )
+    sweep.add_argument(
+        "--workers", type=int, help="local worker processes (default: the machine's cores)"
+    )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from market_sim.sweep import load_sweep, run_sweep, sweep_line
+
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError(f"--workers: got {args.workers}; allowed: a whole number >= 1")
+        if args.workers is not None and args.scheduler:
+            raise ConfigError("--workers: not with --scheduler (the cluster has its workers)")
+        sweep = load_sweep(args.sweep)
+        _check_writable(args.out)
+    except ConfigError as error:
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = run_sweep(sweep, args.out, args.scheduler, args.workers)
+    except ConfigError as error:  # the data checks, before any run
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted: rerun the same command to run the runs not yet complete")
+        return 130
+    print(sweep_line(result, args.out))
+    return 1 if result.failed else 0
 
 
 if __name__ == "__main__":

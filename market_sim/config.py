@@ -8,7 +8,9 @@ transmission case) is checked once by :mod:`market_sim.scenario` when it loads t
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from market_sim.config_yaml import YamlError, parse_yaml, read_yaml
 from market_sim.registry import (
     COORDINATION_MODELS,
     PRICING_RULES,
@@ -45,6 +48,12 @@ PricingRule = Annotated[str, _member_of(PRICING_RULES)]
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+_UNIQUE_NAME = (
+    "unique among the DSOs, the aggregators and the TSO ('tso'): agents are keyed by name"
+)
+#: longest repayment window (h) of a shifted load or a battery's recovery: one week (each
+#: prosumer keeps a row per period of its window; 1e300 hours would not fit in memory)
+MAX_WINDOW_HOURS = 168
 
 
 class ConfigError(ValueError):
@@ -52,7 +61,10 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """No unknown fields, no NaN or infinity, no coercion (``seed: true`` or ``seed: "7"`` is
+    an error, not 1 or 7): a config says exactly what a run uses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class LimitsConfig(_Strict):
@@ -132,8 +144,10 @@ class AgingConfig(_Strict):
         False, description="thermally upgraded paper (V = 1 at 110 degC, else at 98 degC)"
     )
     thermal: ThermalOverrides = ThermalOverrides()
-    line_thresholds_percent: tuple[Positive, Positive] = Field(
-        (80.0, 100.0),
+    line_thresholds_percent: list[Positive] = Field(
+        [80.0, 100.0],
+        min_length=2,
+        max_length=2,
         description="line loadings, %, of the KPIs line_hours_above_80pct and "
         "line_hours_above_100pct (named after these defaults)",
     )
@@ -180,7 +194,11 @@ class ConflictOfInterestConfig(_Strict):
 class DsoConfig(_Strict):
     """One DSO: a SimBench distribution network attached to a transmission bus."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the DSO's name, " + _UNIQUE_NAME,
+    )
     simbench_code: str = Field(description="SimBench network code, e.g. 1-MV-rural--2-sw")
     interface_bus: int = Field(ge=0, description="pandapower bus of the transmission case")
     limits: LimitsConfig = Field(
@@ -230,8 +248,8 @@ class PriceConfig(_Strict):
     truncated at 0 unless ``prosumers.allow_negative_prices`` is set (a negative ask would pay
     the buyer for a service, which the clearing exploits: issue 8, item 7)."""
 
-    mean: float
-    sd: NonNegative = 0.0
+    mean: float = Field(description="mean ask, EUR/MWh (>= 0 unless negative prices are allowed)")
+    sd: NonNegative = Field(0.0, description="standard deviation of the asks, EUR/MWh")
 
 
 class ProsumerPrices(_Strict):
@@ -254,8 +272,10 @@ class ProsumerConfig(_Strict):
 
     flexible_share: Fraction = Field(0.5, description="share of prosumers that offer flexibility")
     load_flex_fraction: Fraction = Field(0.2, description="share of a load that can be shifted")
-    load_shift_hours: NonNegative = Field(
+    load_shift_hours: float = Field(
         2.0,
+        ge=0,
+        le=MAX_WINDOW_HOURS,
         description="a load may defer (or advance) at most this many hours of its flexible "
         "part at peak (the bound on its shifted energy), and its baseline pays every deferred "
         "(advanced) MWh back within this many hours (rounded down to whole periods, at least "
@@ -274,6 +294,7 @@ class ProsumerConfig(_Strict):
     storage_recovery_hours: float = Field(
         4.0,
         gt=0,
+        le=MAX_WINDOW_HOURS,
         description="a battery's baseline recharges (discharges) what a dispatch moved it "
         "from its target within this many hours (rounded down to whole periods, at least "
         "one), in equal parts per period, within its power limit",
@@ -308,8 +329,14 @@ class ProsumerConfig(_Strict):
 class AggregatorConfig(_Strict):
     """An aggregator represents the flexible prosumers of the DSO areas it lists."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-    dsos: list[str] = Field(min_length=1, description="names of the DSOs whose prosumers it bids")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the aggregator's name, " + _UNIQUE_NAME,
+    )
+    dsos: list[str] = Field(
+        min_length=1, description="names of the DSOs whose prosumers it bids, each once"
+    )
 
 
 class TransmissionConfig(_Strict):
@@ -354,8 +381,12 @@ class DsoMarketConfig(_Strict):
     """
 
     enabled: bool = Field(False, description="DSOs buy flexibility for their own violations")
-    scheme: Literal["local_first", "tso_target"] = "local_first"
-    priority: PriorityRule = "criticality"
+    scheme: Literal["local_first", "tso_target"] = Field(
+        "local_first", description="dso_managed: the local market first, or the TSO's target"
+    )
+    priority: PriorityRule = Field(
+        "criticality", description="who gets a DER that TSO and DSO both want (hybrid, tso_target)"
+    )
     violation_penalty_eur_per_h: float = Field(
         5000.0,
         gt=0,
@@ -391,9 +422,16 @@ class CommunicationConfig(_Strict):
 class GatesConfig(_Strict):
     """When each phase of a period closes, in seconds after gate opening."""
 
-    bids_s: float = Field(300.0, gt=0, description="bid gate closure")
-    validation_s: float = Field(480.0, gt=0, description="validated bids / offers due at the TSO")
-    dispatch_s: float = Field(720.0, gt=0, description="dispatch commands due at the DER")
+    bids_s: float = Field(300.0, gt=0, description="bid gate closure; before validation_s")
+    validation_s: float = Field(
+        480.0, gt=0, description="validated bids / offers due at the TSO; before dispatch_s"
+    )
+    dispatch_s: float = Field(
+        720.0,
+        gt=0,
+        description="dispatch commands due at the DER; at most the period's end "
+        "(60 x period_minutes)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> GatesConfig:
@@ -405,19 +443,57 @@ class GatesConfig(_Strict):
         return self
 
 
+#: The TSO agent's name: messages, dispatch buyers and payments are keyed by agent names.
+TSO_NAME = "tso"
+
+
+def _once(field: str, values: list[str], allowed: str) -> None:
+    """A ValueError naming the first value ``values`` repeats."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{field}: got {value!r} twice; allowed: {allowed}")
+        seen.add(value)
+
+
+def _unique_agent_names(dsos: list[DsoConfig], aggregators: list[AggregatorConfig]) -> None:
+    """DSOs, aggregators and the TSO share one namespace: agents, messages and payments are
+    keyed by name, so two agents of one name would merge (or vanish from the KPIs)."""
+    owners = {TSO_NAME: "the TSO"}
+    entries = [(f"dsos.{i}.name", d.name) for i, d in enumerate(dsos)]
+    entries += [(f"aggregators.{i}.name", a.name) for i, a in enumerate(aggregators)]
+    for field, name in entries:
+        if name in owners:
+            raise ValueError(
+                f"{field}: got {name!r}, already the name of {owners[name]}; allowed: a name "
+                "no other DSO, aggregator or the TSO ('tso') has"
+            )
+        owners[name] = field.removesuffix(".name")
+
+
 class ScenarioConfig(_Strict):
     """A whole scenario. ``models`` may list several coordination models to run side by side."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = Field(ge=0)
-    start: dt.date = Field(description="first day; SimBench profiles cover 2016")
-    days: int = Field(1, ge=1, le=366)
-    period_minutes: Literal[15, 30, 60] = 15
-    models: list[ModelName] = Field(min_length=1)
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$",
+        description="names the results folder <out>/<name>/",
+    )
+    seed: int = Field(ge=0, description="seeds every random stream of a run")
+    start: dt.date = Field(strict=False, description="first day; SimBench profiles cover 2016")
+    days: int = Field(1, ge=1, le=366, description="days simulated; start + days within 2016")
+    period_minutes: Literal[15, 30, 60] = Field(15, description="length of a market period")
+    models: list[ModelName] = Field(
+        min_length=1,
+        description="coordination models run side by side, each at most once (one name alone "
+        "is a list of one)",
+    )
     transmission: TransmissionConfig = TransmissionConfig()
-    dsos: list[DsoConfig] = Field(min_length=1)
+    dsos: list[DsoConfig] = Field(min_length=1, description="the distribution networks")
     prosumers: ProsumerConfig = ProsumerConfig()
-    aggregators: list[AggregatorConfig] = Field(min_length=1)
+    aggregators: list[AggregatorConfig] = Field(
+        min_length=1, description="together they represent the prosumers of every DSO"
+    )
     forecast_error: ForecastErrorConfig = ForecastErrorConfig()
     voll_eur_per_mwh: float = Field(3000.0, gt=0, description="value of lost load")
     settlement: SettlementConfig = SettlementConfig()
@@ -442,11 +518,12 @@ class ScenarioConfig(_Strict):
         end = self.start + dt.timedelta(days=self.days)
         if end > dt.date(2017, 1, 1):
             raise ValueError(f"start {self.start} + {self.days} days runs past 2016-12-31")
+        _once("models", self.models, "each model at most once")
+        _unique_agent_names(self.dsos, self.aggregators)
         names = [d.name for d in self.dsos]
-        if len(set(names)) != len(names):
-            raise ValueError(f"dsos: names must be unique, got {names}")
         covered = set()
         for i, agg in enumerate(self.aggregators):
+            _once(f"aggregators.{i}.dsos", agg.dsos, "each DSO at most once")
             for d in agg.dsos:
                 if d not in names:
                     raise ValueError(
@@ -457,6 +534,12 @@ class ScenarioConfig(_Strict):
         missing = [n for n in names if n not in covered]
         if missing:
             raise ValueError(f"aggregators: no aggregator represents the prosumers of {missing}")
+        period_s = 60 * self.period_minutes
+        if self.gates.dispatch_s > period_s:
+            raise ValueError(
+                f"gates.dispatch_s: got {self.gates.dispatch_s}; allowed: at most the period's "
+                f"end, {period_s} s (period_minutes {self.period_minutes} x 60)"
+            )
         return self
 
     @property
@@ -475,29 +558,52 @@ class ScenarioConfig(_Strict):
         return parse_config({**self.model_dump(), **update}, f"config of {model}")
 
 
+#: What a name pattern allows, in words (pydantic would quote the regular expression).
+PATTERN_WORDS = {
+    r"^[A-Za-z0-9_-]+$": "letters, digits, '_' and '-'",
+    r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$": "letters, digits, '_', '-' and '.', not first "
+    "(no path separator, no '..': it names a folder)",
+}
+
+
+def _describe_one(e: dict) -> str:
+    where = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    scalar = "input" in e and not isinstance(e["input"], dict | list)
+    if not where:
+        return msg  # a whole-scenario check names its fields itself
+    if e["type"] == "missing":
+        return f"{where}: missing field (required)"
+    if e["type"] == "extra_forbidden":
+        return f"{where}: unknown field (not part of the schema)"
+    if e["type"] in ("literal_error", "enum"):
+        return f"{where}: got {e.get('input')!r}; {msg.lower()}"
+    if e["type"] == "string_pattern_mismatch":
+        allowed = PATTERN_WORDS.get(e["ctx"]["pattern"], f"the pattern {e['ctx']['pattern']}")
+        return f"{where}: got {e['input']!r}; allowed: {allowed}"
+    if scalar and where in msg:
+        return msg
+    if "input" in e and repr(e["input"]) in msg:  # the message names the value itself
+        return f"{where}: {msg}"
+    if "input" in e and msg.startswith("Input should be"):
+        got = repr(e["input"]) if scalar else _short(e["input"])
+        return f"{where}: got {got}; {msg.replace('Input should be', 'allowed:', 1)}"
+    return f"{where}: {msg}"
+
+
+def _short(value: object, width: int = 40) -> str:
+    """A mapping or list for a message: its kind and the start of its repr."""
+    text = repr(value)
+    kind = "a mapping" if isinstance(value, dict) else "a list"
+    return f"{kind} {text if len(text) <= width else text[: width - 3] + '...'}"
+
+
 def _describe(error: ValidationError) -> str:
-    lines = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            lines.append(f"{where}: missing field (required)")
-        elif e["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown field (not part of the schema)")
-        elif e["type"] in ("literal_error", "enum"):
-            lines.append(f"{where}: got {e.get('input')!r}; {msg.lower()}")
-        elif "input" in e and not isinstance(e["input"], dict | list) and where in msg:
-            lines.append(msg)
-        elif "input" in e and repr(e["input"]) in msg:  # the message names the value itself
-            lines.append(f"{where}: {msg}")
-        elif "input" in e and not isinstance(e["input"], dict | list):
-            lines.append(f"{where}: got {e['input']!r}; {msg}")
-        else:
-            lines.append(f"{where}: {msg}")
-    return "; ".join(lines)
+    """Every error of a validation, on one line."""
+    return "; ".join(" ".join(_describe_one(e).splitlines()) for e in error.errors())
 
 
-def parse_config(data: dict, source: str = "config") -> ScenarioConfig:
+def parse_config(data: object, source: str = "config") -> ScenarioConfig:
     """Validate a config mapping; raise :class:`ConfigError` with a one-line explanation."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
@@ -507,16 +613,75 @@ def parse_config(data: dict, source: str = "config") -> ScenarioConfig:
         raise ConfigError(f"{source}: {_describe(error)}") from None
 
 
-def load_config(path: str | Path) -> ScenarioConfig:
-    """Read and validate a YAML scenario."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+def read_raw(path: str | Path) -> tuple[object, str]:
+    """A config file's content before validation, and the path it came from (for messages).
+
+    ``path`` may be a bare name of a shipped config (``quickstart``): see
+    :func:`market_sim.config_yaml.resolve_config`.
+    """
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    return parse_config(data, str(path))
+        return read_yaml(path)
+    except YamlError as error:
+        raise ConfigError(str(error)) from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ScenarioConfig:
+    """Read a YAML scenario, apply ``--set`` overrides (``key.path=value``), validate it."""
+    data, source = read_raw(path)
+    if overrides:
+        if not isinstance(data, dict):
+            return parse_config(data, source)
+        data = apply_overrides(data, list(overrides))
+    return parse_config(data, source)
+
+
+def apply_overrides(raw: dict, items: list[str]) -> dict:
+    """``raw`` with each ``key.path=value`` of ``items`` set, in order (a new dict).
+
+    A path is dotted: mapping keys, list indices (``dsos.0.pv_scale``); missing mappings on the
+    way are created, so ``gates.bids_s=200`` works on a file without ``gates``. A value is a
+    YAML scalar (``7``, ``2.5``, ``false``, ``hybrid``; flow collections like ``[a, b]`` too).
+    This runs before validation, so a bad value fails like one in the file, naming its path.
+    """
+    data = copy.deepcopy(raw)
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set: got {item!r}; allowed: key.path=value, e.g. seed=7")
+        try:
+            value = parse_yaml(text, f"--set {key}")
+        except YamlError as error:
+            raise ConfigError(str(error)) from None
+        _set_path(data, key.split("."), value, item)
+    return data
+
+
+def _set_path(node: object, parts: list[str], value: object, item: str) -> None:
+    """Set ``value`` at ``parts`` below ``node`` (creating missing mappings)."""
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"--set {item}: {where}: no entry {part!r}; allowed: an index "
+                    f"0..{len(node) - 1}"
+                )
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            parent = ".".join(parts[:depth]) or "(top level)"
+            raise ConfigError(
+                f"--set {item}: {parent} is a value ({node!r}), not a mapping or list; "
+                "allowed: a path of mapping keys and list indices"
+            )
 
 
 def dump_config(config: ScenarioConfig) -> str:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import logging
 import warnings
 
-NOISY = ("pandapower", "numba", "simbench", "pyomo", "lightsim2grid", "matplotlib", "MESA")
+NOISY = (
+    "pandapower",
+    "numba",
+    "simbench",
+    "pyomo",
+    "lightsim2grid",
+    "matplotlib",
+    "MESA",
+    "distributed",  # Dask's scheduler and workers of a sweep: a dozen lines per worker
+)
 
 
 def quiet_third_party() -> None:

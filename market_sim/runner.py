@@ -98,10 +98,20 @@ def side_by_side(reports: list[RunReport]) -> str:
     table = pd.DataFrame({r.model: r.summary for r in reports})
     table.loc["events"] = [r.events for r in reports]
     table.loc["wall time (s)"] = [r.wall_time_s for r in reports]
-    text = table.map(lambda v: f"{v:,.1f}" if abs(v) < 1e6 else f"{v:,.0f}").to_string()
+    text = table.map(_number).to_string()
     per_link = pd.concat(
         [r.links.assign(model=r.model) for r in reports], ignore_index=True
     ).pivot_table(index="link", columns="model", values=["messages", "bytes"], fill_value=0)
     per_link = per_link.reindex(columns=[r.model for r in reports], level=1)
     folders = "\n".join(f"  {r.model}: {r.folder}" for r in reports)
     return f"{text}\n\nmessages and bytes per link:\n{per_link.to_string()}\n\nresults:\n{folders}"
+
+
+def _number(value: float) -> str:
+    """A summary figure: whole numbers (counts, zeros) as integers, others to 0.1, large ones
+    (>= 1e6) to 1."""
+    if value == 0:
+        return "0"  # also -0.0
+    if float(value).is_integer() or abs(value) >= 1e6:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"

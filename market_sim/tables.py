@@ -504,6 +504,25 @@ COUNTERFACTUAL_KPIS = (
     "aging_avoided_h",
 )
 
+#: The columns of a sweep's table, ``sweep.parquet`` and ``sweep.csv`` (:mod:`market_sim.sweep`),
+#: one row per run and KPI. Between ``run_id`` and ``status`` come the swept fields, one column
+#: each, named by their dotted path (``model``, ``seed``, ``dso_market.priority``, ...).
+SWEEP_COLUMNS: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "the run: a hash of its resolved config; its folder is runs/<run_id>/"),
+    "status": ("string", "complete, or failed (then one row: kpi and unit empty, value NaN)"),
+    "error": (
+        "string",
+        "a failed run's exception, type and message (traceback: runs/<run_id>/error.txt)",
+    ),
+    "kpi": ("string", "a KPI name of the kpis table"),
+    "value": (
+        "float64",
+        "the KPI over the whole run: its sum over the periods (NaN periods skipped, as in the "
+        "run summary); a KPI in MW times the period length, in MWh",
+    ),
+    "unit": ("string", "the unit of value: the KPI's, MWh for a KPI in MW"),
+}
+
 
 def tables_markdown() -> str:
     """The README's "Results tables" section, generated from :data:`TABLES`.

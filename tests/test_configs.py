@@ -18,6 +18,7 @@ from tests.conftest import ROOT
 #: scenarios whose networks take long to load: run by the benchmarks, not by `make test`
 SLOW = {"mvlv-urban.yaml"}
 
+#: every shipped scenario (sweep files, in configs/sweeps/, are tested by tests/test_sweep.py)
 PATHS = sorted((ROOT / "configs").glob("*.yaml"))
 CONFIGS = [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p for p in PATHS]
 

@@ -15,7 +15,8 @@ from market_sim.grid.injections import apply_bids, injections_table
 from market_sim.grid.network import DistributionNetwork, load_network, profile_step, step_of
 from market_sim.grid.pandapower_reference import replay_power_flow
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow, run_power_flow_detailed
-from market_sim.grid.profiles import PROFILE_CACHE_VERSION, ProfileArray, profile_stats
+from market_sim.grid.profile_cache import PROFILE_CACHE_VERSION
+from market_sim.grid.profiles import CompactProfile, ProfileArray, profile_stats
 from market_sim.grid.sensitivities import element_case_bus, injection_sensitivities
 from market_sim.grid.validation import validate_iterative
 from market_sim.types import DOWN, UP, Limits
@@ -95,7 +96,8 @@ def test_lazy_profiles_equal_eager_scaling(tmp_path, monkeypatch) -> None:
     rng = np.random.default_rng(0)
     eager = np.asfortranarray(rng.normal(size=(1100, 37)))
     col = rng.uniform(0.5, 2.0, 37)
-    lazy = ProfileArray(np.ascontiguousarray(eager), (), profile_stats(eager))
+    raw = CompactProfile.dense(eager)
+    lazy = ProfileArray(raw, (), profile_stats(raw))
     for scaled, ref in (
         (lazy, eager),
         (lazy.scaled(0.7), eager * 0.7),
@@ -112,14 +114,14 @@ def test_lazy_profiles_equal_eager_scaling(tmp_path, monkeypatch) -> None:
     assert lazy.scaled(1.0) is lazy
 
 
-def test_profile_cache_is_versioned_and_memory_mapped(tmp_path, monkeypatch) -> None:
-    """A second load maps the cache written by the first; other versions are never read."""
+def test_profile_cache_is_versioned_and_compact(tmp_path, monkeypatch) -> None:
+    """A second load reads the cache written by the first; other versions are never read."""
     monkeypatch.setenv("MARKET_SIM_CACHE", str(tmp_path))
     first = load_network(CODES[0], pv_scale=2.0)
     cached = list((tmp_path / "profiles").iterdir())
     assert len(cached) == 1 and f"__v{PROFILE_CACHE_VERSION}__" in cached[0].name
     again = load_network(CODES[0], pv_scale=2.0)
-    assert isinstance(again.profiles["load_p"]._raw, np.memmap)
+    assert isinstance(again.profiles["load_p"]._raw, CompactProfile)
     for key in first.profiles:
         assert np.array_equal(first.profiles[key][500], again.profiles[key][500])
     stale = (
@@ -132,7 +134,7 @@ def test_profile_cache_is_versioned_and_memory_mapped(tmp_path, monkeypatch) -> 
     cached[0].rename(stale)
     fresh = load_network(CODES[0], pv_scale=2.0)  # rebuilt, not read from the stale name
     assert np.array_equal(fresh.profiles["load_p"][500], first.profiles["load_p"][500])
-    assert (tmp_path / "profiles" / cached[0].name / "meta.npz").exists()
+    assert (tmp_path / "profiles" / cached[0].name / "manifest.json").exists()
 
 
 def test_unknown_code_raises() -> None:

@@ -3,9 +3,13 @@ converge hidden behind zero violations."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from market_sim.kpis import summary
+from market_sim.runner import RunReport, side_by_side
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +46,20 @@ def test_resource_cost_heads_the_summary_and_its_parts_add_up(noon):
 def test_the_checked_periods_hold_every_invariant(noon):
     events = noon.tables()["events"]
     assert not (events.kind == "invariant_violated").any(), events.message.tolist()
+
+
+def test_side_by_side_prints_whole_numbers_as_integers():
+    links = pd.DataFrame({"link": ["dso -> tso"], "messages": [3], "bytes": [1200]})
+    figures = {"violations": 12.0, "cost (EUR)": 1234.56, "big (EUR)": 2_345_678.9, "zero": -0.0}
+    text = side_by_side([RunReport("hybrid", Path("out"), figures, links, 7, 3.25)])
+    rows = {
+        line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in text.splitlines()[1:7]
+    }
+    assert rows == {
+        "violations": "12",
+        "cost (EUR)": "1,234.6",
+        "big (EUR)": "2,345,679",
+        "zero": "0",
+        "events": "7",
+        "wall time (s)": "3.2",
+    }

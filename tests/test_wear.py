@@ -59,7 +59,7 @@ def test_line_hours_above_each_threshold(rural):
     flow = _flow(rural.net, [40.0] * len(rural.net.trafo), line)
     _, wear = period_wear({"rural": _dso(rural)}, {"rural": flow}, {}, 12, 15)
     assert wear["rural"].line_hours_above == (0.5, 0.25)
-    dso = _dso(rural, line_thresholds_percent=(40.0, 90.0))
+    dso = _dso(rural, line_thresholds_percent=[40.0, 90.0])
     _, wear = period_wear({"rural": dso}, {"rural": flow}, {}, 12, 60)
     assert wear["rural"].line_hours_above == (len(rural.net.line) - 1.0, 1.0)
 

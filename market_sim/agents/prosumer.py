@@ -389,8 +389,15 @@ class ProsumerPopulation:
         self, dispatch: pd.DataFrame, reliability: float, rng: np.random.Generator
     ) -> pd.DataFrame:
         """What each dispatched DER delivers: all of it with probability ``reliability``, else
-        nothing (a device that fails to respond). Columns bid_id, buyer, mw, delivered_mw."""
-        delivers = rng.random(len(dispatch)) < reliability if reliability < 1 else True
+        nothing (a device that fails to respond). Columns bid_id, buyer, mw, delivered_mw.
+
+        One draw per device and period, whatever was dispatched, so that every model of a
+        scenario faces the same failures (a draw per dispatch row would follow the row order,
+        which differs between models, and the number of rows, which shifts later draws)."""
+        delivers: np.ndarray | bool = True
+        if reliability < 1:
+            responds = rng.random(len(self.devices.kind)) < reliability
+            delivers = responds[dispatch.bid_id.to_numpy(np.int64) // 2]  # up and down alike
         mw = dispatch.mw.to_numpy(float)
         return pd.DataFrame(
             {

@@ -10,9 +10,9 @@ Two things here exist because of SimBench itself:
   position is given.
 * ``simbench.get_absolute_values`` and ``simbench.get_simbench_net`` are slow (seconds). The
   unscaled profiles and the raw net are cached on disk under
-  ``${MARKET_SIM_CACHE:-~/.cache/market_sim}``; scaling is applied after loading, so one cache
-  file serves every scenario (:mod:`.disk_cache`; the profiles, memory-mapped and scaled
-  lazily, in :mod:`.profiles`).
+  ``${MARKET_SIM_CACHE:-~/.cache/market_sim}``, each entry verified by its checksums on
+  loading; scaling is applied after loading, so one cache entry serves every scenario
+  (:mod:`.disk_cache`; the profiles, compact and scaled lazily, in :mod:`.profile_cache`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import pandapower as pp
 import pandas as pd
 import simbench
 
-from market_sim.grid.disk_cache import atomic_write, cache_dir
-from market_sim.grid.profiles import N_PROFILE_STEPS, PROFILE_KEYS, ProfileArray, raw_profiles
+from market_sim.grid.disk_cache import atomic_write, cache_dir, verified, write_manifest
+from market_sim.grid.profile_cache import raw_profiles
+from market_sim.grid.profiles import N_PROFILE_STEPS, PROFILE_KEYS, ProfileArray
 from market_sim.types import Injections
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class DistributionNetwork:
 
     ``profiles`` are absolute (MW / Mvar, scaled) arrays of shape ``[35136, n_elements]``
     aligned with ``net.load`` / ``net.sgen`` positional order, as lazily scaled
-    :class:`ProfileArray` views of the memory-mapped cache (read rows: ``profiles[k][step]``).
+    :class:`ProfileArray` views of the compact cache (read rows: ``profiles[k][step]``).
     ``solver_cache`` is private state of the solvers (mostly :mod:`market_sim.grid.lightsim_model`:
     the lightsim2grid models per tap setting), kept here so that it lives exactly as long as
     the net.
@@ -169,29 +170,34 @@ def fix_tap_changers(net: Any) -> None:
         df.loc[missing, "tap_changer_type"] = "Ratio"
 
 
+#: Bump when the pickled net changes (the version is part of the entry's name and manifest).
+NET_CACHE_VERSION = 2
+_NET_FILE = "net.pkl"
+
+
 def build_net(code: str, use_cache: bool = True) -> Any:
     """The SimBench net of ``code`` with the tap-changer fix, unscaled and without profiles.
 
     With ``use_cache`` the raw net is pickled on first use (keyed by the pandapower and
-    simbench versions) because ``get_simbench_net`` reads the whole CSV data set each time.
+    simbench versions, verified by its checksum when read) because ``get_simbench_net``
+    reads the whole CSV data set each time.
     """
     check_code(code)
-    key = f"{code}__pp{pp.__version__}__sb{simbench.__version__}.pkl"
-    path = cache_dir() / "nets" / key
+    key = f"{code}__v{NET_CACHE_VERSION}__pp{pp.__version__}__sb{simbench.__version__}"
+    entry = cache_dir() / "nets" / key
     net = None
-    if use_cache and path.exists():
-        try:
-            with path.open("rb") as fh:
-                net = pickle.load(fh)
-        except Exception as exc:  # a corrupt cache must not stop a run
-            log.warning("ignoring unreadable net cache %s: %s", path, exc)
+    if use_cache and verified(entry, NET_CACHE_VERSION):
+        with (entry / _NET_FILE).open("rb") as fh:
+            net = pickle.load(fh)
     if net is None:
         try:
             net = simbench.get_simbench_net(code)
         except Exception as exc:
             raise ValueError(f"could not load SimBench code {code!r}: {exc}") from exc
         if use_cache:
-            atomic_write(path, lambda fh: pickle.dump(net, fh, protocol=pickle.HIGHEST_PROTOCOL))
+            blob = pickle.dumps(net, protocol=pickle.HIGHEST_PROTOCOL)
+            atomic_write(entry / _NET_FILE, lambda fh: fh.write(blob))
+            write_manifest(entry, [_NET_FILE], NET_CACHE_VERSION)
     fix_tap_changers(net)
     return net
 

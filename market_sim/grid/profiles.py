@@ -1,27 +1,21 @@
-"""A year of SimBench profiles, memory-mapped from the disk cache and scaled lazily.
+"""A year of SimBench profiles, stored as profile types x per-element factors, scaled lazily.
 
-A year of profiles is large (35,136 steps x 14,589 loads is 4.1 GB per array on the 10k-bus
-MV-LV grid) while a run needs a day or a few. Profiles are therefore cached as uncompressed
-float64 ``.npy`` files, opened with ``mmap_mode="r"``, and scaled lazily by
-:class:`ProfileArray` only for the rows a caller reads: loading costs milliseconds instead of
-reading and scaling 9 GB, and every value read is bit-identical to scaling the whole array.
+A year of absolute profiles is large (35,136 steps x 14,589 loads is 4.1 GB per array on the
+10k-bus MV-LV grid), but SimBench builds it as ``relative[:, type of element] * rated power``
+from a few dozen profile types. :class:`CompactProfile` keeps exactly those two factors and
+multiplies them the way SimBench does (one float64 product per value), so every value read is
+bit-identical to SimBench's absolute array while the cache holds megabytes, not gigabytes.
+:class:`ProfileArray` applies the scenario's scaling lazily, only to the rows a caller reads.
 Whole-year reductions the model needs (row sums, column maxima) are computed once when the
-cache is written and stored next to it.
+cache is written and stored with it (:mod:`.profile_cache`).
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandapower as pp
-import simbench
-
-from market_sim.grid.disk_cache import atomic_write, cache_dir
-
-log = logging.getLogger(__name__)
 
 #: SimBench profiles cover the leap year 2016 in 15-minute steps.
 N_PROFILE_STEPS = 35136
@@ -33,20 +27,45 @@ PROFILE_KEYS = (
     ("sgen_p", "sgen", "p_mw"),
 )
 
-
-#: Bump when the layout or the content of the profile cache changes: old caches are then
-#: never read (the version is part of the cache directory name).
-PROFILE_CACHE_VERSION = 2
 #: Rows per block when a whole-year reduction has to be computed (8 MB blocks on 10k loads).
 _CHUNK_ROWS = 512
 
 
+@dataclass(frozen=True)
+class CompactProfile:
+    """An absolute ``[n_steps, n_elements]`` profile as ``types[:, type_of] * factor``.
+
+    ``types`` are the relative profiles SimBench applies (one column per profile name, a
+    column of ones for elements without a profile, NaN steps replaced by 1 so that they read
+    as the element's static value, as the uncompressed cache did), ``type_of`` the column of
+    each element, ``factor`` its rated value (``p_mw`` or ``q_mvar``).
+    """
+
+    types: np.ndarray
+    type_of: np.ndarray
+    factor: np.ndarray
+
+    @classmethod
+    def dense(cls, values: np.ndarray) -> CompactProfile:
+        """An arbitrary array as a profile of its own (one type per element, factor 1: exact)."""
+        n = values.shape[1]
+        return cls(np.ascontiguousarray(values, dtype=float), np.arange(n), np.ones(n))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.types.shape[0]), int(self.type_of.shape[0]))
+
+    def take(self, rows: Any, cols: Any = slice(None)) -> np.ndarray:
+        """Values at ``rows`` (int, slice or index array) and ``cols``, as SimBench computes."""
+        return np.asarray(self.types[rows])[..., self.type_of[cols]] * self.factor[cols]
+
+
 class ProfileArray(np.lib.mixins.NDArrayOperatorsMixin):
-    """Read-only ``[n_steps, n_elements]`` profile, scaled lazily from a memory-mapped array.
+    """Read-only ``[n_steps, n_elements]`` profile, scaled lazily from a :class:`CompactProfile`.
 
     ``factors`` are applied one after the other, each a scalar or a per-element (column)
     vector, exactly as an eager ``raw * f1 * f2`` would: every element read is bit-identical
-    to that product, but only the rows (or columns) indexed are read from disk and scaled.
+    to that product, but only the rows (or columns) indexed are computed and scaled.
     ``stats`` holds whole-year reductions of ``raw`` computed when the cache was written
     (``rowsum``, ``colmax``, ``colmin``), so that ``sum(axis=1)`` and ``max/min(axis=0)`` do
     not scan gigabytes; anything else falls back to blockwise or full computation, and
@@ -57,7 +76,7 @@ class ProfileArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __init__(
         self,
-        raw: np.ndarray,
+        raw: CompactProfile,
         factors: tuple[float | np.ndarray, ...] = (),
         stats: dict[str, np.ndarray] | None = None,
     ) -> None:
@@ -81,7 +100,7 @@ class ProfileArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self._raw.shape)  # type: ignore[return-value]
+        return self._raw.shape
 
     @property
     def ndim(self) -> int:
@@ -92,7 +111,7 @@ class ProfileArray(np.lib.mixins.NDArrayOperatorsMixin):
         return np.dtype(float)
 
     def __len__(self) -> int:
-        return int(self._raw.shape[0])
+        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"ProfileArray(shape={self.shape}, factors={len(self._factors)})"
@@ -104,10 +123,7 @@ class ProfileArray(np.lib.mixins.NDArrayOperatorsMixin):
             rows, cols = key
         else:
             rows, cols = key, slice(None)
-        block = np.asarray(self._raw[rows])[..., cols]
-        if not self._factors:
-            return np.array(block, dtype=float)  # a private copy, never the mapped file
-        out = block
+        out = self._raw.take(rows, cols)  # a fresh array: callers may write into it
         for f in self._factors:
             out = out * (f[cols] if isinstance(f, np.ndarray) else f)
         return np.asarray(out, dtype=float)
@@ -184,108 +200,14 @@ def _row_sums(block: np.ndarray) -> np.ndarray:
     return np.asfortranarray(block).sum(axis=1)
 
 
-def profile_stats(arr: np.ndarray) -> dict[str, np.ndarray]:
+def profile_stats(arr: CompactProfile) -> dict[str, np.ndarray]:
     """Whole-year reductions stored with the cache, computed in row blocks (memory bounded)."""
     rowsum = np.empty(arr.shape[0])
     colmax = np.full(arr.shape[1], -np.inf)
     colmin = np.full(arr.shape[1], np.inf)
     for start in range(0, arr.shape[0], _CHUNK_ROWS):
-        block = np.asarray(arr[start : start + _CHUNK_ROWS])
+        block = arr.take(slice(start, start + _CHUNK_ROWS))
         rowsum[start : start + len(block)] = _row_sums(block)
         np.maximum(colmax, block.max(axis=0, initial=-np.inf), out=colmax)
         np.minimum(colmin, block.min(axis=0, initial=np.inf), out=colmin)
     return {"rowsum": rowsum, "colmax": colmax, "colmin": colmin}
-
-
-def _profile_cache_path(code: str) -> Path:
-    key = f"{code}__v{PROFILE_CACHE_VERSION}__pp{pp.__version__}__sb{simbench.__version__}"
-    return cache_dir() / "profiles" / key
-
-
-def _simbench_profiles(code: str, net: Any) -> dict[str, np.ndarray]:
-    """Unscaled absolute profiles, from the pre-v2 ``.npz`` cache if any, else from simbench.
-
-    The old cache holds exactly what simbench computed for the same net, so converting it
-    once spares the 1.5 min of ``get_absolute_values`` on the 10k grid.
-    """
-    legacy = cache_dir() / "profiles" / f"{code}.npz"
-    if legacy.exists():
-        try:
-            with np.load(legacy) as data:
-                if np.array_equal(data["load_index"], net.load.index.to_numpy()) and (
-                    np.array_equal(data["sgen_index"], net.sgen.index.to_numpy())
-                ):
-                    log.info("converting profile cache %s to memory-mappable .npy", legacy)
-                    return {k: data[k] for k, _, _ in PROFILE_KEYS}
-        except Exception as exc:
-            log.warning("ignoring unreadable profile cache %s: %s", legacy, exc)
-    log.info("computing SimBench profiles of %s (cached afterwards)", code)
-    absolute = simbench.get_absolute_values(net, profiles_instead_of_study_cases=True)
-    out = {}
-    for key, table, col in PROFILE_KEYS:
-        df = absolute[(table, col)].reindex(columns=net[table].index)
-        arr = df.to_numpy(dtype=float)
-        static = net[table][col].to_numpy(dtype=float)
-        out[key] = np.where(np.isnan(arr), static[None, :], arr)  # no profile -> constant
-    return out
-
-
-def _read_profile_cache(path: Path, net: Any) -> dict[str, ProfileArray] | None:
-    """The memory-mapped cache in ``path`` if complete and made for this net, else None."""
-    meta_path = path / "meta.npz"
-    if not meta_path.exists():  # written last: its absence means no (complete) cache
-        return None
-    try:
-        with np.load(meta_path) as meta:
-            if not (
-                np.array_equal(meta["load_index"], net.load.index.to_numpy())
-                and np.array_equal(meta["sgen_index"], net.sgen.index.to_numpy())
-            ):
-                log.warning("profile cache %s does not match the net; rebuilding", path)
-                return None
-            stats = {
-                k: {s: meta[f"{k}_{s}"] for s in ("rowsum", "colmax", "colmin")}
-                for k, _, _ in PROFILE_KEYS
-            }
-        out = {}
-        for key, table, _ in PROFILE_KEYS:
-            arr = np.load(path / f"{key}.npy", mmap_mode="r")
-            if arr.dtype != np.float64 or arr.shape != (N_PROFILE_STEPS, len(net[table])):
-                log.warning("profile cache %s has a wrong shape; rebuilding", path)
-                return None
-            out[key] = ProfileArray(arr, (), stats[key])
-        return out
-    except Exception as exc:  # a corrupt cache must not stop a run
-        log.warning("ignoring unreadable profile cache %s: %s", path, exc)
-        return None
-
-
-def raw_profiles(code: str, net: Any, use_cache: bool = True) -> dict[str, ProfileArray]:
-    """Unscaled absolute profiles, memory-mapped from the disk cache (written on first use).
-
-    Every file is written atomically and ``meta.npz`` last, so a reader sees either a
-    complete cache or none; the directory name carries the cache format and the pandapower
-    and simbench versions, so a stale cache is never read.
-    """
-    path = _profile_cache_path(code)
-    if use_cache:
-        cached = _read_profile_cache(path, net)
-        if cached is not None:
-            return cached
-    raw = _simbench_profiles(code, net)
-    if not use_cache:
-        return {k: ProfileArray(v, (), profile_stats(v)) for k, v in raw.items()}
-    meta: dict[str, np.ndarray] = {
-        "load_index": net.load.index.to_numpy(),
-        "sgen_index": net.sgen.index.to_numpy(),
-    }
-    for key, arr in raw.items():
-        arr = np.ascontiguousarray(arr, dtype=np.float64)
-        atomic_write(path / f"{key}.npy", lambda fh, a=arr: np.save(fh, a))
-        meta.update({f"{key}_{s}": v for s, v in profile_stats(arr).items()})
-    atomic_write(path / "meta.npz", lambda fh: np.savez(fh, **meta))
-    del raw
-    cached = _read_profile_cache(path, net)
-    if cached is None:
-        raise RuntimeError(f"profile cache {path} unreadable right after writing it")
-    return cached

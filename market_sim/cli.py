@@ -1,6 +1,7 @@
 """The command line: ``market-sim run CONFIG [--model M] [--days N] [--out DIR] [--set K=V]
 [--check] [--report]``, ``market-sim report RUN_DIR ...``, ``market-sim serve CONFIG``,
-``market-sim sweep SWEEP.yaml`` and ``market-sim cache info|clear``."""
+``market-sim sweep SWEEP.yaml``, ``market-sim cache info|clear`` and ``market-sim compare CONFIG
+[--variants V ...] [--days N] [--out DIR] [--set K=V]``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from market_sim.config import ConfigError, load_config
+from market_sim.config import ConfigError, ScenarioConfig, load_config
 from market_sim.config_yaml import resolve_config
 from market_sim.logs import setup
 from market_sim.registry import COORDINATION_MODELS
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the market's invariants after every period; exit 1 if any was violated",
     )
+    _add_compare(sub)
     serve = sub.add_parser(
         "serve",
         parents=[common_options()],
@@ -82,6 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_cache(sub)
     return parser
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    compare = sub.add_parser(
+        "compare",
+        parents=[common_options()],
+        help="run every coordination model in parallel and measure the paper's Table I",
+        description="Run every registered model (and chosen variants) on one scenario and seed; "
+        "write comparison.md, comparison.csv and one figure per measure.",
+    )
+    compare.add_argument("config", type=Path, help="scenario YAML, e.g. configs/quickstart.yaml")
+    compare.add_argument(
+        "--variants", nargs="+", default=[], metavar="VARIANT", help="e.g. pre_validation"
+    )
+    compare.add_argument("--days", type=int, help="override the number of days")
+    compare.add_argument(
+        "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
+    )
+    add_set_option(compare)
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -120,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     setup(args.verbose)
     commands = {
         "run": _run,
+        "compare": _compare,
         "serve": _serve,
         "report": lambda a: _report(a.run_dirs, a.out, a.period),
         "sweep": _sweep,
@@ -133,12 +155,7 @@ def _run(args: argparse.Namespace) -> int:
     from market_sim.scenario import load_scenario
 
     try:
-        config = load_config(args.config, args.set)
-        if args.days is not None and args.days < 1:
-            raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
-        if args.days is not None:
-            config.for_model(config.models[0], args.days)  # validates the date range
-        _check_writable(args.out)
+        config = _checked_config(args)
         t0 = time.perf_counter()
         scenario = load_scenario(config, str(args.config))
         log.info("networks loaded in %.1f s", time.perf_counter() - t0)
@@ -171,6 +188,40 @@ def _report(run_dirs: list[Path], out: Path | None, period: int | None) -> int:
         print(f"market-sim: report: {error}", file=sys.stderr)
         return 2
     print(f"report: {path}")
+    return 0
+
+
+def _checked_config(args: argparse.Namespace) -> ScenarioConfig:
+    """The config, --days and --out checked (ConfigError), before anything is loaded."""
+    config = load_config(args.config, args.set)
+    if args.days is not None and args.days < 1:
+        raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
+    if args.days is not None:
+        config.for_model(config.models[0], args.days)  # validates the date range
+    _check_writable(args.out)
+    return config
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from market_sim.compare import compare, compared_models
+    from market_sim.scenario import check_data
+
+    try:
+        config = _checked_config(args)
+        models = compared_models(args.variants)
+        check_data(config, str(args.config))
+    except ConfigError as error:
+        print(f"market-sim: config error: {error}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    try:
+        result = compare(config, str(args.config), models, args.out, args.days)
+    except KeyboardInterrupt:
+        log.error("interrupted: the run folders of the models not finished are incomplete")
+        return 130
+    log.info("compared %d models in %.1f s", len(models), time.perf_counter() - t0)
+    print((result.folder / "comparison.md").read_text())
+    print(f"results: {result.folder}")
     return 0
 
 

@@ -86,6 +86,36 @@ def write_run(folder: Path, config_yaml: str, run_info: dict, tables: dict[str, 
         table.to_parquet(folder / f"{name}.parquet", index=False)
 
 
+def markdown_table(table: pd.DataFrame, floatfmt: str = ",.1f") -> str:
+    """A DataFrame as a GitHub markdown table (index as the first column), numbers formatted
+    with ``floatfmt``; NaN shown as "n/a" (a figure that was not measured is not 0)."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return "n/a" if pd.isna(value) else format(value, floatfmt)
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = [str(table.index.name or ""), *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in table.iterrows():
+        lines.append("| " + " | ".join([cell(index), *map(cell, row.tolist())]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(folder: Path, summary: dict[str, float], links: pd.DataFrame) -> None:
+    """``summary.csv`` (name, value: the run's summary, then messages and bytes per link) and
+    ``summary.md`` (the same as two tables) in a run folder, so a run reads without Python."""
+    per_link = {f"messages: {r.link}": r.messages for r in links.itertuples()}
+    per_link |= {f"bytes: {r.link}": r.bytes for r in links.itertuples()}
+    rows = {name.strip(): float(v) for name, v in {**summary, **per_link}.items()}
+    table = pd.DataFrame({"name": list(rows), "value": list(rows.values())})
+    table.to_csv(folder / "summary.csv", index=False)
+    totals = pd.DataFrame({"value": pd.Series(summary, dtype=float)}).rename_axis("summary")
+    link_table = links.set_index("link").astype(float)
+    text = f"{markdown_table(totals)}\n{markdown_table(link_table, ',.0f')}"
+    (folder / "summary.md").write_text(text)
+
+
 def load_results(path: str | Path) -> dict[str, pd.DataFrame]:
     """The tables of a run folder as DataFrames, keyed by table name."""
     path = Path(path)

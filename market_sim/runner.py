@@ -13,7 +13,7 @@ from tqdm import tqdm
 from market_sim.config import dump_config
 from market_sim.kpis import links, summary
 from market_sim.model import MarketModel
-from market_sim.results import write_run
+from market_sim.results import write_run, write_summary
 from market_sim.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -67,17 +67,17 @@ def run_scenario(
             }
             write_run(folder, dump_config(run_config), info, tables)
             events = tables["events"]
-            reports.append(
-                RunReport(
-                    name,
-                    folder,
-                    summary(tables, sim.period_h),
-                    links(tables["messages"]),
-                    len(events),
-                    wall,
-                    int((events.kind == "invariant_violated").sum()),
-                )
+            report = RunReport(
+                name,
+                folder,
+                summary(tables, sim.period_h),
+                links(tables["messages"]),
+                len(events),
+                wall,
+                int((events.kind == "invariant_violated").sum()),
             )
+            write_summary(folder, report.summary, report.links)
+            reports.append(report)
     return reports
 
 

@@ -504,6 +504,34 @@ COUNTERFACTUAL_KPIS = (
     "aging_avoided_h",
 )
 
+#: Measures of a run in ``market-sim compare`` (``measures.csv``, one row per model, and the
+#: figures of the measured Table I), beyond every KPI of :data:`KPIS` (summed over periods;
+#: MW KPIs averaged over periods) and ``messages: <link>`` / ``bytes: <link>`` per link.
+COMPARISON_MEASURES: dict[str, tuple[str, str]] = {
+    "violations_after_delivery": ("element-periods", "voltage + line + trafo violations"),
+    "tso_compute_s": ("s", "wall time the TSO computed (timings, role tso)"),
+    "dso_compute_s_per_dso": ("s", "wall time a DSO computed, mean over the DSOs"),
+    "largest_operator_compute_s": ("s", "the largest wall time of one operator: TSO or a DSO"),
+    "tso_constraints_mean": ("count", "constraints of the TSO's balancing problem, per period"),
+    "message_steps": ("count", "distinct step labels in the message log (the paper's steps)"),
+    "tso_dso_bytes": ("bytes", "payload between the TSO and the DSOs, both directions"),
+    "tso_link_bytes": ("bytes", "payload to and from the TSO (DSOs and aggregators)"),
+    "operational_data_bytes": ("bytes", "payload of operational data, DSO -> TSO (step 1b)"),
+}
+
+#: Columns of ``comparison.csv`` (the measured Table I), one row per claim; between ``rule``
+#: and ``verdict`` one column per model run, holding the claim's figures of that model.
+COMPARISON_COLUMNS: dict[str, str] = {
+    "id": "claim id: T (TSO-managed), H (hybrid), D (DSO-managed), number, letter per measure",
+    "model": "the coordination model the claim is about",
+    "side": "advantage, or disadvantage (the paper's 'disadvantages and challenges')",
+    "claim": "the paper's words (Table I)",
+    "kpi": "the measure, its unit, and what it stands for",
+    "rule": "the rule the verdict is computed by",
+    "verdict": "supported, contradicted, or not measurable on this scenario",
+    "reason": "the figures the rule compared, or why the claim is not measurable",
+}
+
 #: The columns of a sweep's table, ``sweep.parquet`` and ``sweep.csv`` (:mod:`market_sim.sweep`),
 #: one row per run and KPI. Between ``run_id`` and ``status`` come the swept fields, one column
 #: each, named by their dotted path (``model``, ``seed``, ``dso_market.priority``, ...).

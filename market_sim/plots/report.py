@@ -24,6 +24,7 @@ from market_sim.plots.network import network_at
 from market_sim.plots.runs import Run, as_runs
 from market_sim.plots.sequence import message_sequence
 from market_sim.plots.series import kpi_series
+from market_sim.results import markdown_table
 
 log = logging.getLogger(__name__)
 DPI = 100
@@ -124,20 +125,10 @@ def _runs_table(runs: list[Run]) -> str:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    """A DataFrame as a markdown table, numbers as ``market-sim run`` prints them."""
-
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return f"{v:,.1f}" if abs(v) < 1e6 else f"{v:,.0f}"
-        return str(v)
-
-    header = ["", *map(str, table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for index, row in table.iterrows():
-        label = str(index)  # a summary part ("  schedule (EUR)") stays indented
-        label = "&emsp;" * ((len(label) - len(label.lstrip())) // 2) + label.strip()
-        lines.append("| " + " | ".join([label, *map(cell, row)]) + " |")
-    return "\n".join(lines)
+    """A DataFrame as a markdown table; a summary part ("  schedule (EUR)") stays indented."""
+    indent = table.index.map(lambda label: "&emsp;" * ((len(label) - len(label.lstrip())) // 2))
+    labelled = table.set_axis(indent + table.index.str.strip())
+    return markdown_table(labelled).rstrip("\n")
 
 
 def _slug(text: str) -> str:

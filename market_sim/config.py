@@ -68,7 +68,8 @@ class _Strict(BaseModel):
 
 
 class LimitsConfig(_Strict):
-    """Limits a DSO enforces when it validates bids (and that delivery is judged against)."""
+    """A network's physical limits: delivery is judged and violations are counted against them;
+    a DSO validates with them as moved by its ``conflict_of_interest``."""
 
     vm_min_pu: float = Field(0.95, gt=0.5, lt=1.0, description="lowest allowed bus voltage, pu")
     vm_max_pu: float = Field(1.05, gt=1.0, lt=1.5, description="highest allowed bus voltage, pu")
@@ -152,6 +153,44 @@ class AgingConfig(_Strict):
     )
 
 
+class ConflictOfInterestConfig(_Strict):
+    """How far a DSO's validation limits depart from its network's physical limits (issue 9).
+
+    The physical limits (``limits``) judge delivery and count violations; the DSO validates
+    with limits of its own choice (:mod:`market_sim.grid.validation_limits`). The defaults are a
+    neutral validator: validation limits equal to the physical ones.
+    """
+
+    loading_limit_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="validation loading limit of lines and transformers as a share of the "
+        "physical one (limits.max_loading_percent)",
+    )
+    voltage_margin_pu: float = Field(
+        0.0,
+        ge=0,
+        lt=0.2,
+        description="tightening of the voltage band on both sides, pu: the DSO validates "
+        "within [vm_min_pu + margin, vm_max_pu - margin]",
+    )
+    wear_weight: NonNegative = Field(
+        0.0,
+        description="weight of transformer wear in the DSO's validation objective, MWh of "
+        "validated flexibility per hour of transformer loss of life (equivalently MW): each "
+        "transformer's validation loading limit is where one more MW through it costs as much "
+        "loss of life (weighted) as it brings validated energy (IEC 60076-7 steady-state "
+        "hot spot of the DSO's aging model at its mean ambient; "
+        "market_sim/grid/validation_limits.py). 0: no wear term",
+    )
+
+    @property
+    def neutral(self) -> bool:
+        """Validation limits equal to the physical ones, no wear term: a neutral validator."""
+        return self == ConflictOfInterestConfig()
+
+
 class DsoConfig(_Strict):
     """One DSO: a SimBench distribution network attached to a transmission bus."""
 
@@ -162,7 +201,19 @@ class DsoConfig(_Strict):
     )
     simbench_code: str = Field(description="SimBench network code, e.g. 1-MV-rural--2-sw")
     interface_bus: int = Field(ge=0, description="pandapower bus of the transmission case")
-    limits: LimitsConfig = LimitsConfig()
+    limits: LimitsConfig = Field(
+        LimitsConfig(),
+        description="the network's physical limits: delivery is judged and violations are "
+        "counted against them (the DSO validates with its validation limits)",
+    )
+    conflict_of_interest: ConflictOfInterestConfig = ConflictOfInterestConfig()
+    independent_dso: bool = Field(
+        False,
+        description="an independent DSO (iDSO): a neutral operator that validates with the "
+        "physical limits and no wear weight, and every period receives the network status "
+        "from the asset-owning DSO (<name>_owner, step 0 of hybrid and dso_managed). "
+        "tso_managed: no DSO validates, a no-op",
+    )
     validation: ValidationConfig = ValidationConfig()
     flexibility_area: bool = Field(
         False,
@@ -173,6 +224,23 @@ class DsoConfig(_Strict):
     storage_scale: NonNegative = Field(1.0, description="multiplies battery power and energy")
     load_scale: NonNegative = Field(1.0, description="multiplies load profiles")
     aging: AgingConfig = AgingConfig()
+
+    @model_validator(mode="after")
+    def _coi_consistent(self) -> DsoConfig:
+        margin = self.conflict_of_interest.voltage_margin_pu
+        half_band = (self.limits.vm_max_pu - self.limits.vm_min_pu) / 2
+        if margin >= half_band:
+            raise ValueError(
+                f"conflict_of_interest.voltage_margin_pu: got {margin}; allowed: below half "
+                f"the voltage band of limits ({half_band:.4f} pu)"
+            )
+        if self.independent_dso and not self.conflict_of_interest.neutral:
+            raise ValueError(
+                f"conflict_of_interest: got {self.conflict_of_interest.model_dump()} with "
+                "independent_dso true; allowed: the defaults (an iDSO validates with the "
+                "physical limits and no wear weight)"
+            )
+        return self
 
 
 class PriceConfig(_Strict):

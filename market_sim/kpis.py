@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from market_sim.tables import KPIS
+from market_sim.tables import COUNTERFACTUAL_KPIS, KPIS
 from market_sim.types import DOWN, UP, PowerFlowResult, signed_mw
 from market_sim.wear import Wear
 
@@ -57,13 +57,15 @@ def period_kpis(
     priority_effects: dict[str, float] | None = None,
     wear: Mapping[str, Wear] | None = None,
     baseline_wear: Mapping[str, Wear] | None = None,
+    withheld: Mapping[str, float] | None = None,
 ) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every KPI of one period, in the order of :data:`KPIS`.
 
     ``bus_price``: the balancing price per transmission bus (EUR/MWh, NaN if the clearing
     failed), at which a DER's undelivered energy is covered. ``wear`` and ``baseline_wear``:
     each DSO network's asset wear after delivery and at the baseline (none given: no assets
-    counted).
+    counted). ``withheld``: the KPIs of the conflicted DSOs' counterfactual (withheld volume,
+    its TSO cost, aging avoided: :mod:`market_sim.counterfactual`), 0 without.
     """
     effects = priority_effects or {}
     values = {
@@ -87,6 +89,8 @@ def period_kpis(
         **violation_kpis(grid),
         **wear_kpis(wear or {}, baseline_wear or {}),
         "interface_deviation_mw": interface_deviation(grid, dispatch),
+        **{name: 0.0 for name in COUNTERFACTUAL_KPIS},
+        **(withheld or {}),
         **message_kpis(messages),
     }
     missing = set(KPIS) ^ set(values)

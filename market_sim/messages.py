@@ -24,6 +24,7 @@ class Kind(StrEnum):
     DISPATCH = "dispatch"  # individual dispatch of DER (to aggregators)
     AGGREGATED_DISPATCH = "aggregated_dispatch"  # dispatch of an aggregated offer (TSO -> DSO)
     INTERFACE_TARGET = "interface_target"  # TSO requirement at a TSO-DSO interface
+    NETWORK_STATUS = "network_status"  # network state table (asset-owning DSO -> its iDSO)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The market model: agents (mesa), time (simpy), and one market period in the order it happens.
 
 forecast -> bids -> coordination (validation, clearing, dispatch: the coordination model's
-steps) -> delivery -> wear (assets' aging) -> settlement -> record. ``MarketModel.step()``
-runs one period, so a notebook can step through a day; each stage hands the next one values,
-and what carries from one period to the next is in one :class:`~market_sim.run_state.RunState`.
+steps) -> the conflicted DSOs' neutral counterfactual (a what-if, not dispatched) -> delivery
+-> wear (assets' aging) -> settlement -> record. ``MarketModel.step()`` runs one period, so a
+notebook can step through a day; each stage hands the next one values, and what carries from
+one period to the next is in one :class:`~market_sim.run_state.RunState`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 import simpy
 
 from market_sim.agents.aggregator import Aggregator
+from market_sim.agents.asset_owner import AssetOwner
 from market_sim.agents.dso import DSO
 from market_sim.agents.prosumer import ProsumerPopulation
 from market_sim.agents.tso import TSO
@@ -30,6 +32,8 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     accepted_none,
 )
+from market_sim.counterfactual import Thermal, counterfactual_rows
+from market_sim.counterfactual import period_kpis as withheld_kpis
 from market_sim.delivery import Delivered, baseline, deliver
 from market_sim.grid.lightsim_model import forget_models
 from market_sim.grid.network import DistributionNetwork, profile_step
@@ -99,8 +103,15 @@ class MarketModel(mesa.Model):
         self.population = ProsumerPopulation(config.prosumers, self.period_h)
         covering = {d: [a.name for a in config.aggregators if d in a.dsos] for d in self.dsos}
         self.population.build(self, self.networks, covering)
+        #: the asset owner behind each independent DSO (built after the prosumers, whose
+        #: agent ids are their bids' prosumer ids)
+        self.owners = {
+            d.name: AssetOwner(self, d.name, self.networks[d.name], self.dsos[d.name].limits)
+            for d in config.dsos
+            if d.independent_dso
+        }
         self.coordination = COORDINATION_MODELS.load(config.models[0])(
-            Parties(self.tso, self.dsos, self.aggregators),
+            Parties(self.tso, self.dsos, self.aggregators, self.owners),
             config.dso_market,
             config.voll_eur_per_mwh,
         )
@@ -176,11 +187,15 @@ class MarketModel(mesa.Model):
         inputs = self._gate_opening(clock.period)
         context = PeriodContext(clock, self.post, self.timed, self.record_event)
         outcome: PeriodOutcome = yield self.env.process(self.coordination.run(context, inputs))
+        thermal = Thermal(self.state.thermal, self._hour_of_day(clock.period), self._minutes)
+        counterfactual = counterfactual_rows(
+            self.dsos, self.tso, inputs, outcome, thermal, self.timed
+        )
         yield self.post.wait_until(clock.delivery)
         delivery, delivered, base = self._deliver(inputs, outcome)
         wear = self._wear(clock.period, delivered, base)
         dispatch, settlement = self._settle(inputs, outcome, delivery)
-        self._record(inputs, outcome, delivered, base, wear, dispatch, settlement)
+        self._record(inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual)
         if self.check:
             self._check(inputs, outcome, dispatch, settlement)
 
@@ -247,13 +262,20 @@ class MarketModel(mesa.Model):
                     self.record_event("power_flow_not_converged", f"{name}: {stage} power flow")
         return delivery, delivered, base
 
+    @property
+    def _minutes(self) -> int:
+        return self.config.period_minutes
+
+    def _hour_of_day(self, period: int) -> float:
+        """The middle of ``period`` in hours of its day (a run starts at 0:00): the ambient's."""
+        return ((period + 0.5) * self._minutes / 60) % 24
+
     def _wear(
         self, period: int, delivered: Mapping[str, Delivered], base: Mapping[str, Delivered]
     ) -> tuple[dict[str, Wear], dict[str, Wear]]:
         """Each network's transformer aging and line loading hours in the period: after
         delivery and at the baseline, each carried on from its own thermal state."""
-        minutes = self.config.period_minutes
-        hour = ((period + 0.5) * minutes / 60) % 24  # the period's middle; a run starts at 0:00
+        minutes, hour = self._minutes, self._hour_of_day(period)
         self.state.thermal, after = self.timed(
             "grid", "wear", period_wear, self.dsos, delivered, self.state.thermal, hour, minutes
         )
@@ -295,10 +317,12 @@ class MarketModel(mesa.Model):
         wear: tuple[Mapping[str, Wear], Mapping[str, Wear]],
         dispatch: pd.DataFrame,
         settlement: pd.DataFrame,
+        counterfactual: pd.DataFrame,
     ) -> None:
         """Write the period's rows into the results tables, then its KPIs."""
         period, rec = inputs.period, self.recorder
         record_outcome(rec, outcome)
+        rec.add("counterfactual", counterfactual.assign(period=period))
         devices = self.population.device_state(self.state.energy)
         frames = {"bids": inputs.bids, "settlement": settlement, "devices": devices}
         record_frames(rec, period, frames | {"validation": outcome.validation})
@@ -313,11 +337,13 @@ class MarketModel(mesa.Model):
         record_wear(rec, period, wear[0])
         record_balancing(rec, period, self.transmission, inputs.plan, clearing)
         record_baseline(rec, period, {n: d.network for n, d in self.dsos.items()}, inputs.forecasts)
-        kpis = self._kpis(inputs, outcome, delivered, base, wear, dispatch, settlement)
+        kpis = self._kpis(
+            inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
+        )
         rec.add("kpis", kpi_rows(period, kpis))
 
     def _kpis(
-        self, inputs, outcome, delivered, base, wear, dispatch, settlement
+        self, inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
     ) -> list[tuple[str, float, str]]:
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
@@ -346,6 +372,7 @@ class MarketModel(mesa.Model):
             },
             wear=wear[0],
             baseline_wear=wear[1],
+            withheld=withheld_kpis(counterfactual),
         )
 
     def _check(self, inputs, outcome, dispatch, settlement) -> None:
@@ -387,7 +414,8 @@ class MarketModel(mesa.Model):
     def role(self, name: str) -> str:
         if name == TSO.name:
             return "tso"
-        return "dso" if name in self.dsos else "aggregator"
+        owners = {o.name for o in self.owners.values()}
+        return "dso" if name in self.dsos or name in owners else "aggregator"
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every results table of the periods run so far (since the last :meth:`take_tables`):

@@ -157,9 +157,9 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "vm_max_pu": ("float64", "highest MV/LV bus voltage, pu"),
         "max_line_loading_percent": ("float64", "highest line loading, %"),
         "max_trafo_loading_percent": ("float64", "highest transformer loading, %"),
-        "n_voltage_violations": ("int64", "buses outside the DSO's voltage band"),
-        "n_line_violations": ("int64", "lines above the DSO's loading limit"),
-        "n_trafo_violations": ("int64", "transformers above the DSO's loading limit"),
+        "n_voltage_violations": ("int64", "buses outside the physical voltage band (limits)"),
+        "n_line_violations": ("int64", "lines above the physical loading limit"),
+        "n_trafo_violations": ("int64", "transformers above the physical loading limit"),
         "interface_p_mw": ("float64", "net injection into the transmission network, MW"),
         "interface_q_mvar": ("float64", "net reactive injection into transmission, Mvar"),
     },
@@ -322,6 +322,42 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "va_degree": ("float32", "bus voltage angle (bus rows), degree"),
         "loading_percent": ("float32", "line or transformer loading, %"),
     },
+    "counterfactual": {
+        "period": ("int64", "market period"),
+        "dso": ("string", "a DSO whose conflict-of-interest parameters are not neutral"),
+        "validated_up_mw": ("float64", "what it validated up, with its validation limits, MW"),
+        "validated_down_mw": ("float64", "what it validated down, MW"),
+        "neutral_up_mw": (
+            "float64",
+            "what a neutral validator (physical limits, no wear) validates up of the same bids "
+            "at the same forecast point, same method (not dispatched), MW",
+        ),
+        "neutral_down_mw": ("float64", "the same down, MW"),
+        "withheld_up_mw": ("float64", "neutral_up_mw - validated_up_mw, MW (signed)"),
+        "withheld_down_mw": ("float64", "neutral_down_mw - validated_down_mw, MW (signed)"),
+        "withheld_mwh": ("float64", "(withheld_up_mw + withheld_down_mw) x period length, MWh"),
+        "neutral_converged": ("bool", "the neutral validation found a safe set in both directions"),
+        "tso_cost_eur_per_h": (
+            "float64",
+            "what-if balancing objective with every DSO's validated bids (resource cost at asks "
+            "+ unserved at VOLL, no payments), EUR/h; NaN if that clearing failed",
+        ),
+        "neutral_tso_cost_eur_per_h": (
+            "float64",
+            "the same with this DSO's neutral validated set instead of its own, EUR/h",
+        ),
+        "withheld_tso_cost_eur": (
+            "float64",
+            "(tso_cost_eur_per_h - neutral_tso_cost_eur_per_h) x period length: the TSO cost "
+            "the withheld volume caused, EUR",
+        ),
+        "aging_avoided_h": (
+            "float64",
+            "transformer loss of life over the period (IEC 60076-7, from the delivered thermal "
+            "state) with the neutral set fully activated minus with the own set, each in its "
+            "worse direction, summed over transformers, h; NaN if a power flow did not converge",
+        ),
+    },
 }
 
 #: KPI name -> (unit, meaning): the rows of the ``kpis`` table, one per period and name, in this
@@ -435,11 +471,38 @@ KPIS: dict[str, tuple[str, str]] = {
         "sum over DSOs of abs(interface P after delivery - at the baseline - DER dispatched in "
         "the area): undelivered DER and changed losses as the transmission network sees them",
     ),
+    "withheld_up_mw": (
+        "MW",
+        "up volume the conflicted DSOs withheld: a neutral validator's minus their own, summed "
+        "(counterfactual table; 0 without conflicted DSOs)",
+    ),
+    "withheld_down_mw": ("MW", "the same down"),
+    "withheld_mwh": ("MWh", "withheld up and down volume x period length"),
+    "withheld_tso_cost_eur": (
+        "EUR",
+        "the TSO's balancing cost the withheld volume caused (what-if clearings, no payments); "
+        "NaN if a what-if clearing failed",
+    ),
+    "aging_avoided_h": (
+        "h",
+        "transformer loss of life the conflicted DSOs avoided: with their neutral sets fully "
+        "activated minus with their own (counterfactual table), summed",
+    ),
     "messages": ("count", "messages between agents (steps inside one agent excluded)"),
     "message_bytes": ("bytes", "their payload size"),
     "late_messages": ("count", "of them, arrived after their gate closed (rejected)"),
 }
 
+
+#: The KPIs of the conflicted DSOs' counterfactual (market_sim/counterfactual.py), each the sum
+#: over DSOs of the ``counterfactual`` column of the same name.
+COUNTERFACTUAL_KPIS = (
+    "withheld_up_mw",
+    "withheld_down_mw",
+    "withheld_mwh",
+    "withheld_tso_cost_eur",
+    "aging_avoided_h",
+)
 
 #: Measures of a run in ``market-sim compare`` (``measures.csv``, one row per model, and the
 #: figures of the measured Table I), beyond every KPI of :data:`KPIS` (summed over periods;

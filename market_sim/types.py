@@ -51,11 +51,23 @@ def signed_mw(direction: pd.Series | np.ndarray, mw: pd.Series | np.ndarray) -> 
 
 @dataclass(frozen=True)
 class Limits:
-    """Operating limits a validator enforces on a distribution network."""
+    """Operating limits a validator enforces on a distribution network.
+
+    ``trafo_loading_percent``: a loading limit per transformer (aligned with ``net.trafo``)
+    where it is tighter than ``max_loading_percent`` (a DSO's wear-derived validation limit,
+    :mod:`market_sim.grid.validation_limits`); None: ``max_loading_percent`` for all.
+    """
 
     vm_min_pu: float = 0.95
     vm_max_pu: float = 1.05
     max_loading_percent: float = 100.0
+    trafo_loading_percent: tuple[float, ...] | None = None
+
+    def trafo_limits(self, n: int) -> np.ndarray:
+        """The loading limit of each of ``n`` transformers, %."""
+        if self.trafo_loading_percent is None:
+            return np.full(n, self.max_loading_percent)
+        return np.fmin(np.asarray(self.trafo_loading_percent, float), self.max_loading_percent)
 
 
 @dataclass

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 
 from market_sim.config import DsoConfig
+from market_sim.grid.aging import with_overrides
 from market_sim.grid.flexibility_area import flexibility_area
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import run_power_flow_detailed
-from market_sim.grid.state import network_state_table
+from market_sim.grid.state import measured_state
 from market_sim.grid.validation import validate
+from market_sim.grid.validation_limits import validation_limits
 from market_sim.markets.aggregation import aggregate_offer, disaggregate
 from market_sim.markets.local_market import LocalMarketResult, clear_local_market
 from market_sim.types import Injections, Limits, ValidationResult
@@ -22,6 +23,13 @@ class DSO(mesa.Agent):
 
     It holds no state of a period: the operating points it works at are passed in and handed
     back, so that each stage sees only what the stage before it produced.
+
+    Two sets of limits (issue 9): ``limits``, the network's physical limits, which delivery is
+    judged by, violations are counted against, the TSO's integrated problem (tso_managed)
+    uses, and the DSO's local market buys relief for (a need others pay for is a physical
+    one); and ``validation_limits``, what the DSO validates bids and computes its P-Q area
+    with: the physical ones moved by its conflict of interest
+    (:mod:`market_sim.grid.validation_limits`), equal to them for a neutral or independent DSO.
     """
 
     def __init__(self, model: mesa.Model, config: DsoConfig, network: DistributionNetwork) -> None:
@@ -30,6 +38,15 @@ class DSO(mesa.Agent):
         self.config = config
         self.network = network
         self.limits = Limits(**config.limits.model_dump())
+        aging = config.aging
+        self.validation_limits = validation_limits(
+            self.limits,
+            config.conflict_of_interest,
+            network.net.trafo.sn_mva.to_numpy(float),
+            with_overrides(aging.thermal.model_dump()),
+            aging.ambient_c,
+            aging.upgraded_paper,
+        )
         self.interface_bus = config.interface_bus  # bus of the transmission case
 
     def forecast(self, profile_step: int) -> Injections:
@@ -45,17 +62,30 @@ class DSO(mesa.Agent):
         this point (tso_managed), and the DSOs of the other models validate at their forecast;
         a state one period old would make "validated" mean another thing in each model.
         """
-        flow = run_power_flow_detailed(self.network, forecast, self.limits, write=False)
-        return network_state_table(self.network, forecast, flow)
+        return measured_state(self.network, forecast, self.limits)
+
+    @property
+    def conflicted(self) -> bool:
+        """Its conflict-of-interest parameters are not neutral: the run also computes what a
+        neutral validator would have validated (:mod:`market_sim.counterfactual`)."""
+        return not self.config.conflict_of_interest.neutral
 
     def validate(self, bids: pd.DataFrame, forecast: Injections) -> ValidationResult:
-        """Validate bids against the period's forecast within this DSO's limits."""
+        """Validate bids against the period's forecast within this DSO's validation limits."""
+        return self._validate(bids, forecast, self.validation_limits)
+
+    def validate_neutral(self, bids: pd.DataFrame, forecast: Injections) -> ValidationResult:
+        """What a neutral validator (the physical limits, no wear) validates of the same bids,
+        with the same method, fairness and taps: the counterfactual of a conflicted DSO."""
+        return self._validate(bids, forecast, self.limits)
+
+    def _validate(self, bids: pd.DataFrame, forecast: Injections, limits: Limits):
         how = self.config.validation
         return validate(
             self.network,
             forecast,
             bids,
-            self.limits,
+            limits,
             method=how.method,
             fairness=how.fairness,
             oltc=how.oltc,
@@ -75,7 +105,7 @@ class DSO(mesa.Agent):
 
         Note: the validated bids are assumed *after* any local-market purchase (scheme i).
         """
-        area = flexibility_area(self.network, point, validated, self.limits)
+        area = flexibility_area(self.network, point, validated, self.validation_limits)
         vertices = area.vertices.reset_index(drop=True)
         return vertices.assign(
             dso=self.name, vertex=np.arange(len(vertices)), verified=area.verified

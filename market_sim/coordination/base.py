@@ -9,6 +9,7 @@ bids) and after (delivery, settlement, KPIs) is common and lives in :mod:`market
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -24,6 +25,7 @@ from market_sim.coordination.period import (
     as_dispatch,
     concat,
 )
+from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.tso_markets import TsoPlan
@@ -32,6 +34,13 @@ from market_sim.types import Injections, ValidationResult
 
 if TYPE_CHECKING:
     from market_sim.markets.balancing import BalancingResult
+
+
+#: Step 0 of the models where DSOs validate (issue 9): each independent DSO's asset owner sends
+#: it the period's network status. Declared by the models that support it, sent only with iDSOs.
+NETWORK_STATUS_STEP = Step(
+    "0", "dso", "dso", Kind.NETWORK_STATUS, "asset owners send their iDSO the network status"
+)
 
 
 class CoordinationModel:
@@ -67,6 +76,33 @@ class CoordinationModel:
         return books
 
     # -- helpers shared by the models ----------------------------------------------------------
+    def exchange_status(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
+        """Step 0 (models that declare it): each independent DSO's asset owner sends it the
+        network status at the period's forecast point, due by the bid gate; returns the inputs
+        with each iDSO's forecast rebuilt from the status it received (where it validates).
+
+        An iDSO whose status did not arrive validates at its own forecast (an event says so).
+        Without iDSOs nothing is sent and the inputs come back unchanged.
+        """
+        owners = self.parties.owners
+        if not owners:
+            return inputs
+        tables = {
+            (owner.name, name): ctx.timed(
+                owner.name, "network_status", owner.network_status, inputs.forecasts[name]
+            )
+            for name, owner in owners.items()
+        }
+        yield ctx.send(NETWORK_STATUS_STEP, tables, ctx.clock.bids_gate)
+        forecasts = dict(inputs.forecasts)
+        for name, owner in owners.items():
+            status = ctx.inbox(name, Kind.NETWORK_STATUS).get(owner.name)
+            if status is None:
+                ctx.event("network_status_missing", f"{name}: no status from {owner.name}")
+                continue
+            forecasts[name] = injections_from_table(self.parties.dsos[name].network, status)
+        return replace(inputs, forecasts=forecasts)
+
     def step(self, label: str, kind: Kind | None = None) -> Step:
         """The declared step of ``label`` (of ``kind``, where a label carries several)."""
         return next(s for s in self.steps if s.label == label and kind in (None, s.kind))

@@ -1,5 +1,6 @@
 """C. DSO-managed model (the paper's Fig. 3).
 
+0. (independent DSOs only) asset owner -> iDSO: the network status of the period.
 1. DER -> DSO: bids.  2a. The DSO validates and aggregates them.
 2b. DSO -> TSO: aggregated offers at the interface (a price-quantity curve).
 3. The TSO dispatches TER and aggregated offers; TSO -> DSO: aggregated dispatch.
@@ -20,7 +21,7 @@ from dataclasses import replace
 import pandas as pd
 
 from market_sim.agents.dso import validated_bids
-from market_sim.coordination.base import CoordinationModel
+from market_sim.coordination.base import NETWORK_STATUS_STEP, CoordinationModel
 from market_sim.coordination.period import (
     PeriodContext,
     PeriodInputs,
@@ -44,6 +45,7 @@ OFFER_ID_BLOCK = 1_000_000
 class DsoManaged(CoordinationModel):
     name = "dso_managed"
     steps = (
+        NETWORK_STATUS_STEP,
         Step("1", "aggregator", "dso", Kind.BIDS, "DER send their bids to their DSO"),
         Step("2a", "dso", "dso", Kind.VALIDATION, "each DSO validates and aggregates"),
         Step("2b", "dso", "tso", Kind.AGGREGATED_OFFER, "DSOs send aggregated offers"),
@@ -64,6 +66,7 @@ class DsoManaged(CoordinationModel):
             )
 
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
+        inputs = yield from self.exchange_status(ctx, inputs)
         clock, bids, dsos = ctx.clock, inputs.bids, self.parties.dsos
         self.send_bids(ctx, bids)
         yield ctx.wait_until(clock.bids_gate)

@@ -1,5 +1,6 @@
 """B. TSO-DSO hybrid-managed model (the paper's Fig. 2).
 
+0. (independent DSOs only) asset owner -> iDSO: the network status of the period.
 1. DER -> TSO: bids.  2. TSO -> DSO: the DSO is informed of the bids in its network.
 3a. The DSO validates.  3b. DSO -> TSO: validated bids.
 4. The TSO dispatches TER and validated DER without distribution constraints; TSO -> DER.
@@ -12,7 +13,7 @@ from collections.abc import Generator
 import pandas as pd
 
 from market_sim.agents.dso import validated_bids
-from market_sim.coordination.base import CoordinationModel
+from market_sim.coordination.base import NETWORK_STATUS_STEP, CoordinationModel
 from market_sim.coordination.period import (
     PeriodContext,
     PeriodInputs,
@@ -31,6 +32,7 @@ from market_sim.messages import Kind
 class Hybrid(CoordinationModel):
     name = "hybrid"
     steps = (
+        NETWORK_STATUS_STEP,
         Step("1", "aggregator", "tso", Kind.BIDS, "DER send their bids to the TSO"),
         Step("2", "tso", "dso", Kind.BIDS_INFORMED, "the TSO informs each DSO of its bids"),
         Step("3a", "dso", "dso", Kind.VALIDATION, "each DSO validates the bids"),
@@ -39,6 +41,7 @@ class Hybrid(CoordinationModel):
     )
 
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
+        inputs = yield from self.exchange_status(ctx, inputs)
         clock, bids, dsos = ctx.clock, inputs.bids, self.parties.dsos
         books = {(a.name, "tso"): a.bid_book(bids) for a in self.parties.aggregators.values()}
         ctx.send(self.step("1"), books, clock.bids_gate)

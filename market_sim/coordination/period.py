@@ -24,6 +24,7 @@ from market_sim.types import Injections
 
 if TYPE_CHECKING:
     from market_sim.agents.aggregator import Aggregator
+    from market_sim.agents.asset_owner import AssetOwner
     from market_sim.agents.dso import DSO
     from market_sim.agents.tso import TSO
     from market_sim.markets.balancing import BalancingResult
@@ -44,11 +45,13 @@ class Step:
 
 @dataclass(frozen=True)
 class Parties:
-    """The agents a coordination model routes messages between."""
+    """The agents a coordination model routes messages between; ``owners``: the asset
+    owner behind each independent DSO, by the iDSO's name."""
 
     tso: TSO
     dsos: Mapping[str, DSO]
     aggregators: Mapping[str, Aggregator]
+    owners: Mapping[str, AssetOwner] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

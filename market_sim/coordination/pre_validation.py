@@ -3,6 +3,7 @@
 "DER send all bids first to the DSO who validates them so DER can directly send validated bids
 to the TSO." The paper numbers no steps for this variant; the labels map it onto Fig. 2:
 
+0.  (independent DSOs only) asset owner -> iDSO: the network status, as in the hybrid model.
 1.  DER -> DSO: bids (replaces the hybrid model's steps 1 and 2: the DSO sees them first).
 3a. The DSO validates (as in the hybrid model).
 3b. DSO -> DER: validated bids (Fig. 2's step 3b in blue), each at its validated MW; with a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from market_sim.coordination.base import NETWORK_STATUS_STEP
 from market_sim.coordination.hybrid import Hybrid
 from market_sim.coordination.period import (
     PeriodContext,
@@ -32,6 +34,7 @@ from market_sim.messages import Kind
 class PreValidation(Hybrid):
     name = "hybrid+pre_validation"
     steps = (
+        NETWORK_STATUS_STEP,
         Step("1", "aggregator", "dso", Kind.BIDS, "DER send their bids to their DSO first"),
         Step("3a", "dso", "dso", Kind.VALIDATION, "each DSO validates the bids"),
         Step("3b", "dso", "aggregator", Kind.VALIDATED_BIDS, "DSOs return validated bids to DER"),
@@ -41,6 +44,7 @@ class PreValidation(Hybrid):
     )
 
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
+        inputs = yield from self.exchange_status(ctx, inputs)
         clock, bids = ctx.clock, inputs.bids
         ctx.send(self.step("1"), self.books_by_dso(bids), clock.bids_gate)
         yield ctx.wait_until(clock.bids_gate)

@@ -65,8 +65,10 @@ def effective_limits(dn: DistributionNetwork, base: PowerFlowDetail, limits: Lim
             line_on, np.fmax(limits.max_loading_percent, base.line_loading_percent), np.nan
         ),
         trafo=np.where(
-            trafo_on, np.fmax(limits.max_loading_percent, base.trafo_loading_percent), np.nan
-        ),
+            trafo_on,
+            np.fmax(limits.trafo_limits(len(trafo_on)), base.trafo_loading_percent),
+            np.nan,
+        ),  # fmt: skip
     )
 
 

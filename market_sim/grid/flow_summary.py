@@ -78,7 +78,7 @@ def violation_masks(net: Any, flows: Flows, limits: Limits) -> dict[str, np.ndar
             "bus": (vm > limits.vm_max_pu + VIOLATION_TOL)
             | (vm < limits.vm_min_pu - VIOLATION_TOL),
             "line": line > limits.max_loading_percent + VIOLATION_TOL,
-            "trafo": trafo > limits.max_loading_percent + VIOLATION_TOL,
+            "trafo": trafo > limits.trafo_limits(len(trafo)) + VIOLATION_TOL,
         }
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 
 from market_sim.grid.injections import tap_positions
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import PowerFlowDetail
-from market_sim.types import ELEMENT_TABLES, Injections
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.types import ELEMENT_TABLES, Injections, Limits
 
 
 def injections_from_table(network: DistributionNetwork, table: pd.DataFrame) -> Injections:
@@ -92,6 +92,16 @@ def network_state_table(
         dtype = STATE_WIRE_TYPES.get(column, "int64" if column == "element_index" else "float64")
         table[column] = np.concatenate([b[column] for b in blocks]).astype(dtype)
     return pd.DataFrame(table)
+
+
+def measured_state(
+    network: DistributionNetwork, injections: Injections, limits: Limits
+) -> pd.DataFrame:
+    """The state table (:func:`network_state_table`) of one operating point, from its AC
+    power flow: what an operator measures and reports (tso_managed's operational data, an
+    asset owner's network status to its iDSO)."""
+    flow = run_power_flow_detailed(network, injections, limits, write=False)
+    return network_state_table(network, injections, flow)
 
 
 def _block(net: Any, element: str, **values) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def statutory_caps(dn: DistributionNetwork, limits: Limits) -> Caps:
         vmax=np.where(mon, limits.vm_max_pu, np.nan),
         vmin=np.where(mon, limits.vm_min_pu, np.nan),
         line=np.where(line_on, limits.max_loading_percent, np.nan),
-        trafo=np.where(trafo_on, limits.max_loading_percent, np.nan),
+        trafo=np.where(trafo_on, limits.trafo_limits(len(trafo_on)), np.nan),
     )
 
 

@@ -68,11 +68,24 @@ def violation_masks(net: Any, flows: Flows, limits: Limits) -> dict[str, np.ndar
     The one rule both the counts of :func:`summarise` and the element labels of
     :func:`violated_elements` come from.
     """
+    return _masks(*_monitored(net, flows), limits)
+
+
+def _monitored(net: Any, flows: Flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bus voltages, line and trafo loadings of the monitored elements (NaN elsewhere)."""
     vm = np.where(monitored_buses(net), flows.vm_pu, np.nan)
     line = np.where(net.line["in_service"].to_numpy(dtype=bool), flows.line_loading_percent, np.nan)
     trafo = np.where(
         net.trafo["in_service"].to_numpy(dtype=bool), flows.trafo_loading_percent, np.nan
     )
+    return vm, line, trafo
+
+
+def _masks(
+    vm: np.ndarray, line: np.ndarray, trafo: np.ndarray, limits: Limits
+) -> dict[str, np.ndarray]:
+    """The rule of :func:`violation_masks` on the arrays of :func:`_monitored` (which
+    :func:`summarise` reads once per power flow: thousands a day)."""
     with np.errstate(invalid="ignore"):
         return {
             "bus": (vm > limits.vm_max_pu + VIOLATION_TOL)
@@ -95,12 +108,8 @@ def violated_elements(net: Any, flows: Flows, limits: Limits) -> frozenset[str]:
 
 def summarise(net: Any, flows: Flows, limits: Limits) -> PowerFlowResult:
     """Count the limit violations of one converged power flow."""
-    vm = np.where(monitored_buses(net), flows.vm_pu, np.nan)
-    line = np.where(net.line["in_service"].to_numpy(dtype=bool), flows.line_loading_percent, np.nan)
-    trafo = np.where(
-        net.trafo["in_service"].to_numpy(dtype=bool), flows.trafo_loading_percent, np.nan
-    )
-    masks = violation_masks(net, flows, limits)
+    vm, line, trafo = _monitored(net, flows)
+    masks = _masks(vm, line, trafo, limits)  # the rule of violation_masks, on the same arrays
     fin = vm[np.isfinite(vm)]
     return PowerFlowResult(
         converged=True,

@@ -146,7 +146,14 @@ def _build_model(dn: DistributionNetwork, taps: np.ndarray) -> Model:
     if "solver_net" not in cache:
         cache["solver_net"] = solver_net(net)
     snet, fused, open_ends = cache["solver_net"]
-    vm_ref = _no_load_reference(net, taps)
+    # The reference depends on the net's parameters, ``taps`` and the slack's set-point only
+    # (every set-point is zero): kept like the solver net, so that the grids rebuilt at every
+    # checkpoint boundary (forget_models) are checked without another runpp.
+    ref_key = (tuple(np.asarray(taps, dtype=float).tolist()), float(net.ext_grid["vm_pu"].iloc[0]))
+    references = cache.setdefault("no_load_reference", {})
+    if ref_key not in references:
+        references[ref_key] = _no_load_reference(net, taps)
+    vm_ref = references[ref_key]
     for t in ELEMENT_TABLES:
         snet[t]["p_mw"] = 0.0
         snet[t]["q_mvar"] = 0.0

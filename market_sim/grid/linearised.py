@@ -405,13 +405,26 @@ def box_vertices(
     a = np.vstack([g * layout.inj_sign for g in grads])
     excess = np.concatenate(
         [
-            np.array([values(p, k)[i] - cap_of(caps, k)[i] for k, i in keys])
+            _excess_at(p, keys, caps)
             + worst_case(g * layout.inj_sign) @ q
             - (g * layout.inj_sign) @ x
             for (p, x), g in zip(ends, grads, strict=True)
         ]
     )
     return critical_vertices(a, q, excess, np.tile(near_rows(keys), len(ends)), fulls)
+
+
+def _excess_at(d: PowerFlowDetail, keys: list[Key], caps: Caps) -> np.ndarray:
+    """``values(d, k)[i] - cap_of(caps, k)[i]`` of every key ``(k, i)``, one kind at a time
+    (the same numbers as key by key, without negating a whole array per ``vmin`` key)."""
+    kinds = np.array([k for k, _ in keys], dtype=object)
+    pos = np.array([i for _, i in keys], dtype=np.int64)
+    out = np.empty(len(keys))
+    for kind in KINDS:
+        sel = kinds == kind
+        if sel.any():
+            out[sel] = values(d, kind)[pos[sel]] - cap_of(caps, kind)[pos[sel]]
+    return out
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def injection_sensitivities(
         return None
     model, v = state.model, state.v
     grad = constraint_gradients(model, v, constraints)
-    factors = _factors(model, v, {} if reuse is None else reuse, reuse_tol)
+    factors = _exact_factors(model, v) if reuse is None else _factors(model, v, reuse, reuse_tol)
     if buses is None:
         has_p = model.a_pos >= 0
         lam = adjoint_solve(factors, grad, model.a_pos[has_p])
@@ -91,5 +91,31 @@ def constraint_gradients(
 def _factors(model: Model, v: np.ndarray, reuse: dict, reuse_tol: float) -> tuple:
     """The Jacobian factors at ``v``, or those kept in ``reuse`` if ``v`` is close enough."""
     if reuse.get("model") is not model or np.max(np.abs(v - reuse["v"]), initial=0.0) > reuse_tol:
-        reuse.update(model=model, v=v.copy(), lu=factorise(jacobian(model, v)))
+        reuse.update(model=model, v=v.copy(), lu=_exact_factors(model, v))
     return reuse["lu"]
+
+
+#: The last few factorisations, each with the model and the voltages it was computed at.
+_RECENT: list[tuple[Model, np.ndarray, tuple]] = []
+#: How many are kept: a validation linearises at its baseline again in every round of both
+#: directions, with OLTC at each tap candidate's own baseline (5 on the quickstart).
+_RECENT_SIZE = 8
+
+
+def _exact_factors(model: Model, v: np.ndarray) -> tuple:
+    """The factors of the Jacobian of ``model`` at ``v``: recomputed, or the same factors
+    computed earlier at exactly (bit for bit) the same ``v`` on the same model object.
+
+    Exact by construction: the Jacobian is a function of the model's admittances and ``v``
+    only, and SuperLU factorises the same matrix the same way, so a hit returns what a new
+    factorisation would. The entry holds the model, so no other model can take its identity
+    (a new grid after :func:`~market_sim.grid.lightsim_model.forget_models` never matches).
+    """
+    for i, (m, at, factors) in enumerate(_RECENT):
+        if m is model and np.array_equal(at, v):
+            _RECENT.insert(0, _RECENT.pop(i))
+            return factors
+    factors = factorise(jacobian(model, v))
+    _RECENT.insert(0, (model, v.copy(), factors))
+    del _RECENT[_RECENT_SIZE:]
+    return factors

@@ -56,6 +56,9 @@ class DistributionModel:
     #: Rows linearised where an AC check failed (a part of a dispatch), kept like the DSOs'
     #: loading cuts: a flow that the bids reverse is missed by a linearisation at the state.
     cuts: list[tuple[np.ndarray, np.ndarray, list[Key]]] = field(default_factory=list, repr=False)
+    #: The last rows at the reported state, with the keys and margin failures they are for:
+    #: :meth:`validated` asks for the rows the clearing ended with, at the same state.
+    _at_state: tuple[tuple, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def at(
@@ -101,12 +104,22 @@ class DistributionModel:
         if not self.row_keys():
             return a, b
         if self.keys:
+            a, b = self._rows_at_state()
+        a_all = np.vstack([worst_case(a), *(c for c, _, _ in self.cuts)])
+        return a_all, np.concatenate([np.maximum(b, 0.0), *(d for _, d, _ in self.cuts)])
+
+    def _rows_at_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of :attr:`keys` at the reported state (margin grown by :attr:`stuck`),
+        linearised again only when the keys or the margin changed (the same inputs give the
+        same rows: the point, caps and bids of this model are fixed, the factorisation too)."""
+        memo = (tuple(self.keys), self.stuck)
+        if self._at_state is None or self._at_state[0] != memo:
             layout = BidLayout.of(self.network, self.bids)
             scale = TSO_MANAGED.margin_scale(self.stuck)
             a, b = rows(self.point, self.keys, layout, self.caps, TSO_MANAGED, scale,
                         reuse=self.reuse)  # fmt: skip
-        a_all = np.vstack([worst_case(a), *(c for c, _, _ in self.cuts)])
-        return a_all, np.concatenate([np.maximum(b, 0.0), *(d for _, d, _ in self.cuts)])
+            self._at_state = (memo, a, b)
+        return self._at_state[1], self._at_state[2]
 
     def learn_at(self, where: Vertex, keys: list[Key]) -> None:
         """Rows of ``keys`` linearised at a part of a dispatch that failed its AC check."""

@@ -383,6 +383,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument(
         "--workers", type=int, help="local worker processes (default: the machine's cores)"
     )
+    add_set_option(sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -393,7 +394,7 @@ def _sweep(args: argparse.Namespace) -> int:
             raise ConfigError(f"--workers: got {args.workers}; allowed: a whole number >= 1")
         if args.workers is not None and args.scheduler:
             raise ConfigError("--workers: not with --scheduler (the cluster has its workers)")
-        sweep = load_sweep(args.sweep)
+        sweep = load_sweep(args.sweep, args.set)
         _check_writable(args.out)
     except ConfigError as error:
         print(f"market-sim: config error: {error}", file=sys.stderr)

@@ -77,6 +77,15 @@ def test_example_sweep_expands() -> None:
     assert all(r.config.days == 1 and len(r.config.models) == 1 for r in sweep.runs)
 
 
+def test_set_overrides_the_base_of_every_run_but_not_the_grid() -> None:
+    path = ROOT / "configs" / "sweeps" / "example.yaml"
+    sweep = load_sweep(path, ["voll_eur_per_mwh=2500", "seed=7"])
+    assert {r.config.voll_eur_per_mwh for r in sweep.runs} == {2500.0}
+    assert {r.config.seed for r in sweep.runs} == {42, 43}  # the grid sweeps the seed
+    with pytest.raises(ConfigError, match="voll_eur_per_mwh"):
+        load_sweep(path, ["voll_eur_per_mwh=-1"])
+
+
 def test_bad_sweep_exits_2_with_one_line(tmp_path, capsys) -> None:
     path = write_sweep(tmp_path, "seed: [1]\n", extra="repeats: 3\n")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from market_sim.config import ConfigError, ScenarioConfig, parse_config
+from market_sim.config import ConfigError, ScenarioConfig, apply_overrides, parse_config
 
 #: The grid key that chooses a run's coordination model (the config's ``models: [value]``).
 MODEL_KEY = "model"
@@ -125,8 +125,10 @@ def _grid(spec: dict, source: Path, base_models: list[str]) -> dict[str, list]:
     return grid
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read a sweep file and expand it; every run's config is validated here."""
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+    """Read a sweep file and expand it; every run's config is validated here. ``overrides``
+    (``--set key.path=value``) change the base config after the file's ``set``, before the
+    grid: a field the grid sweeps is the grid's."""
     source = Path(path)
     spec = _read_yaml(source, "sweep")
     if not isinstance(spec, dict) or "base" not in spec:
@@ -141,6 +143,7 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError(f"{source}: base and set must be mappings of config fields")
     for key, value in fixed.items():
         _apply(base, key, value, source)
+    base = apply_overrides(base, list(overrides))
     grid = _grid(spec, source, list(parse_config(base, str(base_path)).models))
     runs, seen = [], set()
     for combo in itertools.product(*grid.values()):

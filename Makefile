@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-# The test tools and notebook kernel (the test and notebooks extras), pinned apart from the
+# The test tools and notebook kernel (the test extra), pinned apart from the
 # runtime so that `make run` (and a user's `pip install -r requirements.lock`) never gets them.
 $(TEST_STAMP): requirements-test.lock $(STAMP)
 	$(BIN)/python -m pip install -q -r requirements-test.lock
@@ -53,8 +53,8 @@ lock:
 	.lockenv/bin/python -m pip install -q --upgrade pip
 	.lockenv/bin/python -m pip install -q .
 	.lockenv/bin/python -m pip freeze --exclude market_sim > requirements.lock
-	.lockenv/bin/python -m pip install -q ".[test,notebooks]" -c requirements.lock
-	{ echo "# The test and notebooks extras on top of the runtime lock (make test installs it)"; \
+	.lockenv/bin/python -m pip install -q ".[test]" -c requirements.lock
+	{ echo "# The test extra on top of the runtime lock (make test installs it)"; \
 	  echo "-r requirements.lock"; \
 	  .lockenv/bin/python -m pip freeze --exclude market_sim | grep -vxFf requirements.lock; \
 	} > requirements-test.lock.new && mv requirements-test.lock.new requirements-test.lock

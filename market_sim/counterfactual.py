@@ -39,7 +39,7 @@ from market_sim.grid.injections import apply_bids
 from market_sim.grid.powerflow import run_power_flow_detailed
 from market_sim.tables import COUNTERFACTUAL_KPIS, column_dtypes
 from market_sim.types import DIRECTIONS, Injections, ValidationResult
-from market_sim.wear import age_transformers, ambient_c
+from market_sim.wear import age_transformers, ambient_c, in_service
 
 Timer = Callable[..., Any]
 
@@ -134,15 +134,13 @@ def _loss_of_life_h(
     of that direction activated at ``point``."""
     cfg = dso.config.aging
     ambient = ambient_c(cfg, thermal.hour_of_day)
-    net = dso.network.net
     worst = 0.0
     for direction in DIRECTIONS:
         injections = apply_bids(dso.network, point, validated[validated.direction == direction])
         flow = run_power_flow_detailed(dso.network, injections, dso.limits, write=False)
         if not flow.result.converged:
             return float("nan")
-        on = net.trafo["in_service"].to_numpy(dtype=bool)
-        load = np.where(on, flow.trafo_loading_percent / 100.0, np.nan)
+        load = in_service(dso.network.net.trafo, flow.trafo_loading_percent) / 100.0
         state = thermal.states.get(dso.name)
         _, columns = age_transformers(load, state, cfg, ambient, thermal.minutes)
         worst = max(worst, float(np.nansum(columns["loss_of_life_h"])))

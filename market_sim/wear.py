@@ -72,12 +72,12 @@ def period_wear(
         dso = dsos[name]
         cfg: AgingConfig = dso.config.aging
         net = dso.network.net
-        trafo = _in_service(net.trafo, flow.trafo_loading_percent)
+        trafo = in_service(net.trafo, flow.trafo_loading_percent)
         new_states[name], columns = age_transformers(
             trafo / 100.0, states.get(name), cfg, ambient_c(cfg, hour_of_day), minutes
         )
         rows = pd.DataFrame({"dso": name, "trafo": net.trafo.index.to_numpy(np.int64), **columns})
-        line = _in_service(net.line, flow.line_loading_percent)
+        line = in_service(net.line, flow.line_loading_percent)
         hours = minutes / 60.0
         above = tuple(float(np.sum(line > t)) * hours for t in cfg.line_thresholds_percent)
         wears[name] = Wear(rows, above)
@@ -118,7 +118,7 @@ def age_transformers(
     return kept, columns
 
 
-def _in_service(table: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+def in_service(table: pd.DataFrame, values: np.ndarray) -> np.ndarray:
     """``values`` where the element is in service, NaN elsewhere (and where not computed)."""
     on = table["in_service"].to_numpy(dtype=bool)
     return np.where(on, values, np.nan)

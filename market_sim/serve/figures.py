@@ -16,16 +16,16 @@ from matplotlib.figure import Figure
 
 from market_sim.grid.powerflow import run_power_flow_detailed
 from market_sim.model import MarketModel
-from market_sim.plots import network
+from market_sim.plots import Run, kpi_series, network
 
-#: KPIs charted per period, with the axis they share.
-CHARTED = {
-    "resource_cost_eur": "EUR",
-    "der_dispatched_up_mwh": "MWh",
-    "der_dispatched_down_mwh": "MWh",
-    "baseline_violations": "count",
-    "der_caused_violations": "count",
-}
+#: KPIs charted per period: the plots' default panels without the balancing price.
+CHARTED = (
+    "resource_cost_eur",
+    "der_dispatched_up_mwh",
+    "der_dispatched_down_mwh",
+    "baseline_violations",
+    "der_caused_violations",
+)
 
 
 def network_figures(model: MarketModel) -> list[Figure]:
@@ -49,16 +49,7 @@ def message_rows(model: MarketModel) -> pd.DataFrame:
 
 
 def kpi_figure(model: MarketModel) -> Figure:
-    """The charted KPIs over the periods run so far, one panel per unit."""
-    kpis = model.recorder.table("kpis")
-    units = sorted(set(CHARTED.values()))
-    fig = Figure(figsize=(10, 2.4 * len(units)), layout="constrained")
-    axes = fig.subplots(len(units), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, unit in zip(axes, units, strict=True):
-        for name in (k for k, u in CHARTED.items() if u == unit):
-            series = kpis[kpis.name == name]
-            ax.plot(series.period, series.value, marker=".", label=name)
-        ax.set_ylabel(unit)
-        ax.legend(loc="upper left", fontsize="small")
-    axes[-1].set_xlabel("period")
-    return fig
+    """The charted KPIs over the periods run so far (:func:`market_sim.plots.kpi_series` on
+    the model's recorded rows)."""
+    run = Run(model.name, {"kpis": model.recorder.table("kpis")}, model.config)
+    return kpi_series(run, CHARTED)

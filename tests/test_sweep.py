@@ -93,6 +93,13 @@ def test_bad_sweep_exits_2_with_one_line(tmp_path, capsys) -> None:
     assert "repeats" in err and len(err.splitlines()) == 1
 
 
+def test_a_sweep_file_is_read_as_strictly_as_a_config(tmp_path, capsys) -> None:
+    path = write_sweep(tmp_path, "seed: [1]\n", extra="set:\n  days: 1\nset:\n  days: 2\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "duplicate key 'set'" in err and len(err.splitlines()) == 1
+
+
 def test_sweep_with_bad_data_exits_2_before_any_run(tmp_path, capsys) -> None:
     path = write_sweep(tmp_path, "dsos.0.interface_bus: [3, 999]\n")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from market_sim.config import ConfigError, ScenarioConfig, apply_overrides, parse_config
+from market_sim.config_yaml import YamlError, read_yaml
 
 #: The grid key that chooses a run's coordination model (the config's ``models: [value]``).
 MODEL_KEY = "model"
@@ -103,14 +102,13 @@ def run_id(config: ScenarioConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _read_yaml(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {what} file")
+def _read_yaml(path: Path) -> Any:
+    """A sweep file or its base config, read by the scenario files' strict loader (duplicate
+    keys, non-UTF-8 bytes and syntax errors as one line)."""
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        line = str(error).replace("\n", " ")
-        raise ConfigError(f"{path}: not valid YAML ({line})") from None
+        return read_yaml(path)[0]
+    except YamlError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _grid(spec: dict, source: Path, base_models: list[str]) -> dict[str, list]:
@@ -130,14 +128,14 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     (``--set key.path=value``) change the base config after the file's ``set``, before the
     grid: a field the grid sweeps is the grid's."""
     source = Path(path)
-    spec = _read_yaml(source, "sweep")
+    spec = _read_yaml(source)
     if not isinstance(spec, dict) or "base" not in spec:
         raise ConfigError(f"{source}: expected a mapping with base, grid and optionally set")
     unknown = sorted(set(spec) - _SWEEP_KEYS)
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown field; allowed: {sorted(_SWEEP_KEYS)}")
     base_path = (source.parent / str(spec["base"])).resolve()
-    base = _read_yaml(base_path, "base config")
+    base = _read_yaml(base_path)
     fixed = spec.get("set") or {}
     if not isinstance(base, dict) or not isinstance(fixed, dict):
         raise ConfigError(f"{source}: base and set must be mappings of config fields")

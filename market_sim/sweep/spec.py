@@ -57,8 +57,10 @@ class Sweep:
 def set_dotted(raw: dict, path: str, value: Any) -> None:
     """Set ``a.b.0.c`` (``*``: every list item) in a raw config mapping, creating mappings.
 
-    Written here because ``config.apply_overrides`` (the ``--set`` of issue 10) is not on main
-    yet; replace this by it once it is. Raises ConfigError naming the path if it cannot apply.
+    A twin of ``config._set_path`` (``--set``), which takes one path of text values; this one
+    takes typed values from the sweep file and expands ``*``. Making one serve both would change
+    the messages either reports (issue 10 note). Raises ConfigError naming the path if it
+    cannot apply.
     """
     _set(raw, path.split("."), value, path)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from market_sim import kernels
 from market_sim.agents.aggregator import Aggregator
 from market_sim.agents.asset_owner import AssetOwner
 from market_sim.agents.dso import DSO
@@ -169,12 +170,26 @@ class MarketModel(mesa.Model):
             for network in self.networks.values():
                 forget_models(network)
         clock = self.clock(self.period)
+        kernels.take()  # what ran between periods (a notebook's own calls) is not this period's
+        t0 = time.perf_counter()
         self.env.process(self._period(clock))
         self.env.run(until=clock.start_s + clock.length_s + 1e-6)
         self.post.clear()
+        self._time_period(time.perf_counter() - t0)
         self.state.period += 1
         self.state.time_s = self.env.now
         self.running = self.period < self.config.n_periods  # mesa's end-of-run flag
+
+    def _time_period(self, seconds: float) -> None:
+        """The period's whole wall time and the part of it spent in the numerical kernels
+        (:mod:`market_sim.kernels`): ``timings`` rows of role ``run``, from which the engine's
+        own share of a run is read."""
+        spent = {"period": seconds} | kernels.take()
+        rows = [
+            {"period": self.period, "role": "run", "stage": stage, "seconds": value}
+            for stage, value in spent.items()
+        ]
+        self.recorder.add("timings", rows)
 
     def run(self, periods: int | None = None, progress: Callable[[], None] | None = None) -> None:
         for _ in range(self.config.n_periods if periods is None else periods):

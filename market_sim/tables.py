@@ -213,10 +213,15 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
     },
     "timings": {
         "period": ("int64", "market period"),
-        "role": ("string", "who computed: tso, a DSO, prosumers, grid, market"),
+        "role": (
+            "string",
+            "who computed: tso, a DSO, prosumers, grid, market; run: the whole period",
+        ),
         "stage": (
             "string",
-            "forecast, bids, validation, schedule, clearing, baseline, delivery, ...",
+            "forecast, bids, validation, schedule, clearing, baseline, delivery, ...; of role "
+            "run: period (its whole wall time), power_flows and solves (the part of it in AC "
+            "power flows and in LP/QP/MILP solves, over every role)",
         ),
         "seconds": ("float64", "wall time, s (the only table that differs between reruns)"),
     },

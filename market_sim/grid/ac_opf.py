@@ -29,6 +29,7 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 
+from market_sim import kernels
 from market_sim.grid.constraints import (
     MIN_MW,
     BidLayout,
@@ -149,7 +150,8 @@ def validate_direction(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pp.runopp(net, calculate_voltage_angles=True, numba=False)  # init="pf" diverges
+                with kernels.timed("power_flows"):  # init="pf" diverges
+                    pp.runopp(net, calculate_voltage_angles=True, numba=False)
             ok = bool(net.OPF_converged)
         except Exception as exc:  # OPFNotConverged and solver errors
             log.debug("%s: runopp failed: %s", dn.code, exc)

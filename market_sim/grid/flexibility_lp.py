@@ -12,6 +12,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from market_sim import kernels
 from market_sim.grid.adjoint import adjoint_solve, factorise
 from market_sim.grid.constraints import Caps, values
 from market_sim.grid.jacobian import jacobian
@@ -136,7 +137,8 @@ class SupportLp:
         n = self.n_z + self.n_w
         cost = np.r_[np.zeros(self.n_z), -np.asarray(c_w, float)]
         self.h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
-        self.h.run()
+        with kernels.timed("solves"):
+            self.h.run()
         self.solves += 1
         if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None

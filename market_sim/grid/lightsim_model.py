@@ -24,6 +24,7 @@ import numpy as np
 import pandapower as pp
 import scipy.sparse as sp
 
+from market_sim import kernels
 from market_sim.grid.flow_summary import Flows
 from market_sim.grid.lightsim_conversion import OpenEnd, solver_net, unsupported_reason
 from market_sim.grid.network import DistributionNetwork
@@ -187,7 +188,8 @@ def _no_load_reference(net: Any, taps: np.ndarray) -> np.ndarray:
             net[t]["p_mw"] = 0.0
             net[t]["q_mvar"] = 0.0
         net.trafo["tap_pos"] = taps
-        pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc")
+        with kernels.timed("power_flows"):
+            pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc")
         return net.res_bus["vm_pu"].to_numpy(dtype=float)
     finally:
         for t, df in saved.items():
@@ -217,7 +219,8 @@ def _no_load_grid(snet: Any, open_ends: list[OpenEnd], vm_ext: float) -> tuple[A
     # A DC power flow first puts the angles of the phase-shifting (150 degree) trafos in.
     v_dc = grid.dc_pf(v_flat.copy(), NR_MAX_IT, NR_TOL)
     start = v_dc if len(v_dc) == len(v_flat) and np.all(np.isfinite(v_dc)) else v_flat
-    v0 = np.array(grid.ac_pf(start.copy(), NR_MAX_IT, NR_TOL))  # a copy (see _assemble)
+    with kernels.timed("power_flows"):
+        v0 = np.array(grid.ac_pf(start.copy(), NR_MAX_IT, NR_TOL))  # a copy (see _assemble)
     if len(v0) == 0:
         raise Unsupported("lightsim2grid finds no no-load solution")
     return grid, v0
@@ -333,7 +336,8 @@ def _send_injections(model: Model, injections: Injections) -> None:
 def _solve(model: Model, v_start: np.ndarray) -> np.ndarray | None:
     """lightsim2grid Newton-Raphson from ``v_start``; the grid-model voltages or None."""
     try:
-        v = np.array(model.grid.ac_pf(v_start.copy(), NR_MAX_IT, NR_TOL))
+        with kernels.timed("power_flows"):
+            v = np.array(model.grid.ac_pf(v_start.copy(), NR_MAX_IT, NR_TOL))
     except RuntimeError as exc:  # lightsim2grid's own failure (a C++ exception)
         log.debug("lightsim2grid power flow failed: %s", exc)
         v = np.zeros(0, dtype=complex)

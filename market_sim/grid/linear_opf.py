@@ -58,6 +58,7 @@ import highspy
 import numpy as np
 import pandas as pd
 
+from market_sim import kernels
 from market_sim.grid.constraints import (
     MIN_MW,
     BidLayout,
@@ -124,7 +125,8 @@ def solve_lp(
     n = len(offered)
     equitable = fairness == "equitable" and n > 0
     _pass_lp(h, a, rhs, offered, equitable)
-    h.run()
+    with kernels.timed("solves"):
+        h.run()
     solves = 1
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None, solves
@@ -214,7 +216,8 @@ def _progressive_filling(h: highspy.Highs, m: int, offered: np.ndarray) -> tuple
         if not free.any():
             break
         h.changeColBounds(n, t, 1.0)
-        h.run()
+        with kernels.timed("solves"):
+            h.run()
         solves += 1
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return solves, False
@@ -224,7 +227,8 @@ def _progressive_filling(h: highspy.Highs, m: int, offered: np.ndarray) -> tuple
         h.changeColBounds(i, max(0.0, t * offered[i] - 1e-7), offered[i])
     h.changeColBounds(n, 0.0, 1.0)
     h.changeColsCost(ncol, np.arange(ncol, dtype=np.int32), np.r_[-np.ones(n), 0.0])
-    h.run()
+    with kernels.timed("solves"):
+        h.run()
     solves += 1
     return solves, h.getModelStatus() == highspy.HighsModelStatus.kOptimal
 

@@ -16,6 +16,7 @@ import pandapower as pp
 import pandas as pd
 from pandapower.powerflow import LoadflowNotConverged
 
+from market_sim import kernels
 from market_sim.grid.flow_summary import Flows, not_converged, summarise
 from market_sim.grid.injections import apply_table
 from market_sim.grid.network import build_net
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 def runpp_flows(net: Any, code: str = "") -> Flows | None:
     """``runpp`` of ``net`` as it stands; None if it does not converge."""
     try:
-        pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc")
+        with kernels.timed("power_flows"):
+            pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc")
     except LoadflowNotConverged as exc:
         log.debug("%s: pandapower runpp did not converge: %s", code, exc)
         return None

@@ -28,6 +28,8 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.solvers.highs import Highs
 from scipy import sparse
 
+from market_sim import kernels
+
 #: A constraint matrix: dense, or scipy.sparse (array or matrix).
 Matrix = np.ndarray | sparse.sparray | sparse.spmatrix
 
@@ -163,7 +165,8 @@ class LoadedModel:
         """
         self._solution = None
         try:
-            self.highs.run()
+            with kernels.timed("solves"):
+                self.highs.run()
             status = self.highs.getModelStatus()
             if status == highspy.HighsModelStatus.kUnknown:
                 status = self._run_without_presolve()
@@ -188,7 +191,8 @@ class LoadedModel:
         self.highs.clearSolver()
         self.highs.setOptionValue("presolve", "off")
         try:
-            self.highs.run()
+            with kernels.timed("solves"):
+                self.highs.run()
         finally:
             self.highs.setOptionValue("presolve", presolve)
         return self.highs.getModelStatus()

@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
+from market_sim import kernels
 from market_sim.markets.devices import device_of, partner_used, washed_devices
 from market_sim.registry import PRIORITY_RULES
 from market_sim.types import DOWN, UP
@@ -303,7 +304,8 @@ def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None,
     device = np.where(bid_id >= 0, device_of(bid_id), -1)
     is_up = (der.direction == UP).to_numpy()
     deciding = np.zeros(n, dtype=bool)
-    result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+    with kernels.timed("solves"):
+        result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
     while result.status == 0:
         per_der = result.x[: n_sides * n].reshape(n_sides, n).sum(axis=0)
         washing = washed_devices(device, is_up, per_der)
@@ -323,12 +325,13 @@ def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None,
         a = sparse.vstack([sparse.hstack([a_ub, sparse.csr_array((a_ub.shape[0], k))]),
                            sparse.hstack([pick, z])], format="csr")  # fmt: skip
         upper = np.r_[b_ub, np.where(is_up[rows], 0.0, cap[rows])]
-        result = milp(
-            np.r_[cost, np.zeros(k)],
-            integrality=np.r_[np.zeros(n_var), np.ones(k)],
-            bounds=Bounds(0.0, np.r_[np.full(n_var, np.inf), np.ones(k)]),
-            constraints=LinearConstraint(a, -np.inf, upper),
-        )
+        with kernels.timed("solves"):
+            result = milp(
+                np.r_[cost, np.zeros(k)],
+                integrality=np.r_[np.zeros(n_var), np.ones(k)],
+                bounds=Bounds(0.0, np.r_[np.full(n_var, np.inf), np.ones(k)]),
+                constraints=LinearConstraint(a, -np.inf, upper),
+            )
     return None, result.message
 
 

@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="go on with a killed or interrupted run: a model's or a scenario's results folder",
     )
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run the models in this many processes, each loading the networks once (default 1)",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument(
         "--check",
@@ -180,6 +186,8 @@ def _run(args: argparse.Namespace) -> int:
     from market_sim.scenario import load_scenario
 
     try:
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs: got {args.jobs}; allowed: a whole number >= 1")
         if args.resume is not None:
             folders, config, source = _resume_target(args)
         else:
@@ -196,11 +204,11 @@ def _run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     try:
         if folders is not None:
-            reports = resume_scenario(scenario, folders, progress, args.check)
+            reports = resume_scenario(scenario, folders, progress, args.check, args.jobs, source)
         else:
             reports = run_scenario(
                 scenario, args.out, args.model, args.days, progress, args.check,
-                overwrite=args.overwrite,
+                overwrite=args.overwrite, jobs=args.jobs, source=source,
             )  # fmt: skip
     except RunFolderError as error:  # another run took the folder since the check
         print(f"market-sim: {error}", file=sys.stderr)

@@ -7,17 +7,14 @@ model) and judges the paper's claims on them (:mod:`market_sim.table_one`). The 
 folder holds ``comparison.md``, ``comparison.csv`` (one row per claim), ``measures.csv`` (every
 measure per model) and one bar chart per measure.
 
-Why processes and not threads: a run is pure Python, numpy and HiGHS under the GIL; why spawn
-and not fork: a forked HiGHS or numba state (threads) can hang a child.
+The processes are :func:`market_sim.runner.in_processes`'s, as for ``market-sim run --jobs``.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,20 +22,16 @@ import pandas as pd
 
 from market_sim.config import ConfigError, ScenarioConfig
 from market_sim.kpis import VIOLATION_KPIS, links
-from market_sim.logs import quiet_third_party
 from market_sim.plots.bars import model_bars
 from market_sim.registry import COORDINATION_MODELS
 from market_sim.results import load_results, markdown_table
 from market_sim.run_folder import RunLock, check_new_run, clear_earlier_run
-from market_sim.runner import RunReport, run_models
-from market_sim.scenario import Scenario, load_scenario
+from market_sim.runner import RunReport, in_processes, run_models, worker_scenario
 from market_sim.table_one import CLAIMS, verdicts
 from market_sim.tables import COMPARISON_MEASURES, KPIS
 from market_sim.verdict_rules import CORE, VERDICTS
 
 log = logging.getLogger(__name__)
-
-_SCENARIO: Scenario | None = None  # a worker process's scenario, loaded once per process
 
 
 @dataclass(frozen=True)
@@ -75,19 +68,13 @@ def compare(
     ``overwrite``; this process holds its lock while the workers write into it."""
     workers = min(len(models), os.cpu_count() or 1)
     log.info("comparing %s in %d processes", ", ".join(models), workers)
-    context = multiprocessing.get_context("spawn")
     scenario_folder = out / config.name
     with RunLock(scenario_folder):
         check_new_run(scenario_folder, overwrite)
         if overwrite:
             clear_earlier_run(scenario_folder)
-        with ProcessPoolExecutor(workers, context, _load, (config, source)) as pool:
-            futures = [pool.submit(_run_one, m, scenario_folder, days) for m in models]
-            try:
-                done = [f.result() for f in futures]
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        tasks = [(_run_one, (m, scenario_folder, days)) for m in models]
+        done = in_processes(config, source, workers, tasks)
     reports = [report for report, _ in done]
     measures = pd.DataFrame({r.model: m for r, m in done}).T.rename_axis("model")
     # a link a model never uses carried no message: a measured 0, not an unknown
@@ -99,19 +86,12 @@ def compare(
     return Comparison(folder, reports, measures, table)
 
 
-def _load(config: ScenarioConfig, source: str) -> None:
-    """Worker initialiser: load the scenario's networks once for every run of this process."""
-    global _SCENARIO
-    quiet_third_party()
-    _SCENARIO = load_scenario(config, source)
-
-
 def _run_one(model: str, folder: Path, days: int | None) -> tuple[RunReport, dict[str, float]]:
-    """One model's run into the scenario folder (whose lock the parent holds) and its
-    measures."""
-    assert _SCENARIO is not None, "worker started without its scenario"
-    (report,) = run_models(_SCENARIO, folder, [model], days, progress=False)
-    hours = _SCENARIO.config.period_minutes / 60
+    """One model's run, in a worker process, into the scenario folder (whose lock the parent
+    holds) and its measures."""
+    scenario = worker_scenario()
+    (report,) = run_models(scenario, folder, [model], days, progress=False)
+    hours = scenario.config.period_minutes / 60
     return report, run_measures(load_results(report.folder), hours)
 
 

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from market_sim.config import ScenarioConfig, dump_config, load_config
 from market_sim.kpis import links, summary
+from market_sim.logs import setup
 from market_sim.model import MarketModel
 from market_sim.progress import Progress
 from market_sim.results import package_versions, read_table, write_summary
@@ -32,7 +36,7 @@ from market_sim.run_folder import (
     clear_earlier_run,
 )
 from market_sim.run_state import RunState
-from market_sim.scenario import Scenario
+from market_sim.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +66,33 @@ class Interrupted(Exception):
 
 @dataclass
 class _Stop:
-    requested: bool = False
+    """Whether the run was asked to stop: by Ctrl-C in this process, or (``shared``, a
+    multiprocessing Event) by the parent process of ``--jobs`` runs."""
+
+    asked: bool = False
+    shared: Any = None
+
+    @property
+    def requested(self) -> bool:
+        return self.asked or (self.shared is not None and self.shared.is_set())
 
 
 @contextlib.contextmanager
-def _stop_on_ctrl_c() -> Iterator[_Stop]:
+def _stop_on_ctrl_c(shared: Any = None, handle_signal: bool = True) -> Iterator[_Stop]:
     """The first Ctrl-C asks the run to stop after the current period (a period cut in the
-    middle would be lost anyway); a second one stops it at once."""
-    stop = _Stop()
-    if threading.current_thread() is not threading.main_thread():
+    middle would be lost anyway), and sets ``shared`` so that worker processes stop too; a
+    second one stops it at once. ``handle_signal=False``: only ``shared`` stops it."""
+    stop = _Stop(shared=shared)
+    if not handle_signal or threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     def handler(signum: int, frame: object) -> None:
-        if stop.requested:
+        if stop.asked:
             raise KeyboardInterrupt
-        stop.requested = True
+        stop.asked = True
+        if shared is not None:
+            shared.set()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -94,19 +109,24 @@ def run_scenario(
     progress: bool = True,
     check: bool = False,
     overwrite: bool = False,
+    jobs: int = 1,
+    source: str = "config",
 ) -> list[RunReport]:
     """Run each model of the scenario (networks loaded once, shared); write a folder per run
     into ``out/<scenario>/``, which must not hold an earlier run unless ``overwrite``.
 
     ``check``: check the invariants after every period (each violation an error and an
-    ``invariant_violated`` event, counted in the report).
+    ``invariant_violated`` event, counted in the report). ``jobs``: run the models in that
+    many processes, each loading the networks once (``source``: the config's file, for its
+    messages).
     """
     folder = out / scenario.config.name
     with RunLock(folder):
         check_new_run(folder, overwrite)
         if overwrite:
             clear_earlier_run(folder)
-        return run_models(scenario, folder, models, days, progress, check)
+        runs = _new_runs(scenario.config, folder, models, days)
+        return _run_all(scenario, runs, progress, check, jobs, source)
 
 
 def run_models(
@@ -120,7 +140,13 @@ def run_models(
     """Run each model into its folder of the scenario folder ``folder``, whose lock the caller
     holds and which it has checked for earlier runs (:func:`run_scenario` does both; compare's
     processes run one model each under their parent's lock)."""
-    config = scenario.config
+    return _run_all(scenario, _new_runs(scenario.config, folder, models, days), progress, check)
+
+
+def _new_runs(
+    config: ScenarioConfig, folder: Path, models: list[str] | None, days: int | None
+) -> list[tuple[ScenarioConfig, ModelFolder]]:
+    """A new folder for each model's run, its config and ``run.json`` written."""
     runs = []
     for name in models or list(config.models):
         run_config = config.for_model(name, days)
@@ -135,22 +161,31 @@ def run_models(
         }
         model_folder.create(dump_config(run_config), info)
         runs.append((run_config, model_folder))
-    return _run_all(scenario, runs, progress, check)
+    return runs
 
 
 def resume_scenario(
-    scenario: Scenario, folders: list[Path], progress: bool = True, check: bool = False
+    scenario: Scenario,
+    folders: list[Path],
+    progress: bool = True,
+    check: bool = False,
+    jobs: int = 1,
+    source: str = "config",
 ) -> list[RunReport]:
     """Go on with the runs of ``folders`` (model folders of one scenario folder) from their
     last complete chunk, each with the config it was started with; complete ones are only
-    reported."""
+    reported. ``jobs``, ``source``: as for :func:`run_scenario`."""
     runs = [(load_config(f / "config.yaml"), ModelFolder(f)) for f in folders]
     with RunLock(folders[0].parent):
-        return _run_all(scenario, runs, progress, check)
+        return _run_all(scenario, runs, progress, check, jobs, source)
 
 
 def _chunk_periods(config: ScenarioConfig) -> int:
     return config.chunk_days * config.periods_per_day
+
+
+#: A run still to do: its config, its folder, and the checkpoint it starts from.
+_Todo = tuple[ScenarioConfig, ModelFolder, Checkpoint]
 
 
 def _run_all(
@@ -158,22 +193,144 @@ def _run_all(
     runs: list[tuple[ScenarioConfig, ModelFolder]],
     progress: bool,
     check: bool,
+    jobs: int = 1,
+    source: str = "config",
 ) -> list[RunReport]:
-    """Run (or go on with) each run in turn, one progress count over all of them. Stopped,
-    the scenario folder (or the one model's folder) is what to resume."""
+    """Run (or go on with) each run, in turn or (``jobs`` > 1) in that many processes, one
+    progress count over all of them. Stopped, the scenario folder (or the one model's folder)
+    is what to resume."""
     resume_at = runs[0][1].path if len(runs) == 1 else runs[0][1].path.parent
     todo = [(c, f, f.checkpoint()) for c, f in runs if f.info()["status"] != "complete"]
     left = sum(c.n_periods - _first_period(cp) for c, _, cp in todo)
-    with _stop_on_ctrl_c() as stop, Progress(left, progress) as bar:
-        for config, folder, checkpoint in todo:
-            bar.describe(config.models[0])
-            try:
-                _run_model(scenario, config, folder, checkpoint, bar, stop, check)
-            except (Interrupted, KeyboardInterrupt):
-                info = folder.info()
-                last, periods = info["last_completed_period"], info["periods"]
-                raise Interrupted(resume_at, last, periods) from None
+    parallel = jobs > 1 and len(todo) > 1
+    shared = multiprocessing.get_context("spawn").Event() if parallel else None
+    with _stop_on_ctrl_c(shared) as stop, Progress(left, progress) as bar:
+        if parallel:
+            stopped = _run_in_processes(scenario.config, source, todo, jobs, bar, shared, check)
+        else:
+            stopped = _run_in_turn(scenario, todo, bar, stop, check)
+    if stopped is not None:
+        info = stopped.info()
+        raise Interrupted(resume_at, info["last_completed_period"], info["periods"])
     return [_report(f.path, c) for c, f in runs]
+
+
+def _run_in_turn(
+    scenario: Scenario, todo: list[_Todo], bar: Progress, stop: _Stop, check: bool
+) -> ModelFolder | None:
+    """Each run after the other in this process; the folder of the one stopped, if any."""
+    for config, folder, checkpoint in todo:
+        bar.describe(config.models[0])
+        try:
+            _run_model(scenario, config, folder, checkpoint, bar, stop, check)
+        except (Interrupted, KeyboardInterrupt):
+            return folder
+    return None
+
+
+def _run_in_processes(
+    config: ScenarioConfig,
+    source: str,
+    todo: list[_Todo],
+    jobs: int,
+    bar: Progress,
+    shared: Any,
+    check: bool,
+) -> ModelFolder | None:
+    """Each run in one of ``jobs`` processes (:func:`in_processes`), the bar counting the
+    periods their folders report written; the folder of the first run stopped, if any."""
+    bar.describe(f"{len(todo)} models in {min(jobs, len(todo))} processes")
+    written = {f.path: _written(f) for _, f, _ in todo}
+
+    def count_written() -> None:
+        for _, folder, _ in todo:
+            now = _written(folder)
+            for _ in range(now - written[folder.path]):
+                bar.update()
+            written[folder.path] = max(now, written[folder.path])
+
+    tasks = [(_run_in_worker, (c, f.path, check)) for c, f, _ in todo]
+    try:
+        statuses = in_processes(config, source, jobs, tasks, shared, count_written)
+    except KeyboardInterrupt:  # a second Ctrl-C: the workers stop after their period
+        statuses = [f.info()["status"] for _, f, _ in todo]
+    return next((f for (_, f, _), s in zip(todo, statuses, strict=True) if s != "complete"), None)
+
+
+def _written(folder: ModelFolder) -> int:
+    last = folder.info()["last_completed_period"]
+    return 0 if last is None else last + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Worker processes (``--jobs``, ``market-sim compare``)
+
+_SCENARIO: Scenario | None = None  # a worker process's scenario, loaded once per process
+_SHARED_STOP: Any = None  # the parent's stop request, seen by every worker
+
+
+def in_processes(
+    config: ScenarioConfig,
+    source: str,
+    jobs: int,
+    tasks: list[tuple[Callable[..., Any], tuple]],
+    shared: Any = None,
+    poll: Callable[[], None] | None = None,
+) -> list[Any]:
+    """Call each task (a module-level function and its arguments) in one of ``jobs`` spawned
+    processes, each of which loads the scenario's networks once (:func:`worker_scenario`);
+    their results in task order. ``poll`` is called every second while they run; the first
+    failure cancels the tasks not started and is raised.
+
+    Why processes and not threads: a run is pure Python, numpy and HiGHS under the GIL; why
+    spawn and not fork: a forked HiGHS or numba state (threads) can hang a child. Workers
+    ignore Ctrl-C: the parent sets ``shared`` (a multiprocessing Event), and the runs stop
+    after their period, writing what is complete.
+    """
+    context = multiprocessing.get_context("spawn")
+    level = logging.getLogger().getEffectiveLevel()
+    start = (config, source, level, shared)
+    with ProcessPoolExecutor(min(jobs, len(tasks)), context, _start_worker, start) as pool:
+        futures: list[Future] = [pool.submit(func, *args) for func, args in tasks]
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+                if poll is not None:
+                    poll()
+                for future in done:
+                    future.result()  # the first failure, raised here
+            return [f.result() for f in futures]
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _start_worker(config: ScenarioConfig, source: str, level: int, shared: Any) -> None:
+    """Worker initialiser: the parent's log level, Ctrl-C left to the parent, and the
+    scenario's networks loaded once for every run of this process."""
+    global _SCENARIO, _SHARED_STOP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup(level <= logging.DEBUG)
+    logging.getLogger().setLevel(level)
+    _SHARED_STOP = shared
+    _SCENARIO = load_scenario(config, source)
+
+
+def worker_scenario() -> Scenario:
+    """The scenario this worker process loaded (:func:`in_processes`)."""
+    assert _SCENARIO is not None, "worker started without its scenario"
+    return _SCENARIO
+
+
+def _run_in_worker(config: ScenarioConfig, folder: Path, check: bool) -> str:
+    """One run in a worker process; its folder's status at the end (``interrupted`` when the
+    parent asked it to stop)."""
+    run_folder = ModelFolder(folder)
+    todo = [(config, run_folder, run_folder.checkpoint())]
+    with _stop_on_ctrl_c(_SHARED_STOP, handle_signal=False) as stop, Progress(0, False) as bar:
+        _run_in_turn(worker_scenario(), todo, bar, stop, check)
+    return run_folder.info()["status"]
 
 
 def _first_period(checkpoint: Checkpoint) -> int:

@@ -321,6 +321,36 @@ def test_a_scenario_folder_resumes_each_unfinished_model(tiny, tmp_path, monkeyp
         assert load_results(scenario / model)["grid"].period.tolist() == list(range(24))
 
 
+def test_jobs_run_the_models_in_processes_with_the_tables_of_a_run_in_turn(tiny, tmp_path):
+    models = ["--model", "hybrid", "--days", "1"]
+    assert main([*_argv(tiny, tmp_path / "in_turn"), *models]) == 0
+    assert main([*_argv(tiny, tmp_path / "jobs"), *models, "--jobs", "2"]) == 0
+    for model in (MODEL, "hybrid"):
+        folder = tmp_path / "jobs" / "quickstart" / model
+        assert _info(folder)["status"] == "complete"
+        _assert_same_tables(tmp_path / "in_turn" / "quickstart" / model, folder)
+
+
+def test_ctrl_c_of_a_jobs_run_stops_every_worker_after_its_period_and_resumes(
+    straight, tiny, tmp_path, start
+):
+    """Ctrl-C reaches the parent (here alone): it asks its workers to stop, each writes what
+    is complete; the scenario folder resumes, with the tables of an uninterrupted run."""
+    child = start(tiny, tmp_path, "--model", "hybrid", "--jobs", "2")
+    scenario = tmp_path / "quickstart"
+    _wait_for_chunk(scenario / MODEL, child)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 130 and "Traceback" not in err, err
+    assert err.splitlines()[-1].endswith(f"resume with: market-sim run --resume {scenario}")
+    statuses = {m: _info(scenario / m)["status"] for m in (MODEL, "hybrid")}
+    assert "interrupted" in statuses.values() and "running" not in statuses.values()
+
+    assert main(["run", "--resume", str(scenario), "--no-progress", "--jobs", "2"]) == 0
+    assert all(_info(scenario / m)["status"] == "complete" for m in (MODEL, "hybrid"))
+    _assert_same_tables(straight, scenario / MODEL)
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
@@ -329,6 +359,7 @@ def test_a_scenario_folder_resumes_each_unfinished_model(tiny, tmp_path, monkeyp
         (["run", str(QUICKSTART), "--resume", "x"], "--resume: got CONFIG too; allowed:"),
         (["run", "--resume", "x", "--overwrite"], "--resume: got --overwrite too; allowed:"),
         (["run"], "run: missing CONFIG; allowed: a scenario YAML, or --resume RUN_DIR"),
+        (["run", str(QUICKSTART), "--jobs", "0"], "--jobs: got 0; allowed: a whole number >= 1"),
     ],
 )
 def test_bad_run_options_are_one_line_and_exit_2(argv, expected, capsys, tmp_path):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -162,3 +167,35 @@ def test_sweep_reports_a_failed_run_and_a_rerun_skips_finished_ones(tmp_path, mo
     assert set(table.status) == {"complete"}
     unchanged = table[table.run_id == ids[0]].reset_index(drop=True)
     assert unchanged.equals(first.table[first.table.run_id == ids[0]].reset_index(drop=True))
+
+
+def test_ctrl_c_stops_a_sweep_with_one_line_and_a_rerun_skips_the_finished_runs(tmp_path):
+    """Ctrl-C (SIGINT to the command) once a run is sealed: exit 130, one line, no
+    traceback; the rerun of the same command runs only the runs not complete."""
+    path = write_sweep(tmp_path, "seed: [1, 2, 3]\n")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "market_sim.cli", "sweep", str(path), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([*argv, "--workers", "1"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not any(out.glob(f"runs/*/{execute.MARKER}")):
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, "no run sealed in time"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130 and "Traceback" not in err, err
+    assert err.splitlines()[-1].endswith(
+        "interrupted: rerun the same command to run the runs not yet complete"
+    ), err
+    sealed = {p.parent.name for p in out.glob(f"runs/*/{execute.MARKER}")}
+    finished = {run_id for run_id in sealed if execute.completed(out / "runs" / run_id)}
+    assert finished and not (out / "sweep.parquet").exists()
+
+    again = run_sweep(load_sweep(path), out, workers=1, processes=False)
+    assert set(again.skipped) == finished and not again.failed
+    assert len(again.ran) + len(again.skipped) == 3

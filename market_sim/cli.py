@@ -16,7 +16,7 @@ from pathlib import Path
 
 from market_sim.config import ConfigError, ScenarioConfig, load_config
 from market_sim.config_yaml import resolve_config
-from market_sim.logs import setup
+from market_sim.logs import quiet_resource_tracker, setup
 from market_sim.registry import COORDINATION_MODELS
 
 log = logging.getLogger("market_sim")
@@ -395,6 +395,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    quiet_resource_tracker()
     from market_sim.sweep import load_sweep, run_sweep, sweep_line
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 NOISY = (
@@ -50,3 +51,17 @@ def setup(verbose: bool = False) -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     quiet_third_party()
+
+
+#: The warning filter of the resource tracker's report of a killed process's semaphores.
+LEAKED_SEMAPHORES = "ignore:resource_tracker:UserWarning"
+
+
+def quiet_resource_tracker() -> None:
+    """A worker process still running when a Dask cluster stops (Ctrl-C during a sweep) is
+    killed, leaving its semaphores to multiprocessing's resource tracker, whose warning about
+    them would be the last line on the terminal. The tracker process takes its warning
+    filters from ``sys.warnoptions`` when it starts (importing the sweep starts it): call this
+    before."""
+    if LEAKED_SEMAPHORES not in sys.warnoptions:
+        sys.warnoptions.append(LEAKED_SEMAPHORES)

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import threading
 import time
 import traceback
@@ -37,9 +36,6 @@ from market_sim.sweep.spec import Sweep, SweepRun
 from market_sim.tables import KPIS, SWEEP_COLUMNS
 
 log = logging.getLogger(__name__)
-
-#: The warning filter of the resource tracker's report of a killed worker's semaphores.
-LEAKED_SEMAPHORES = "ignore:resource_tracker:UserWarning"
 
 MARKER = "sweep_run.json"
 #: Distinct network sets a worker process keeps loaded (a DER-scale sweep loads one per scale).
@@ -136,12 +132,6 @@ class SweepResult:
 @contextmanager
 def _client(scheduler: str | None, workers: int | None, processes: bool) -> Iterator[Any]:
     """A Dask client: of the cluster at ``scheduler``, or of a LocalCluster we start and stop."""
-    # A worker still running when the cluster stops (Ctrl-C) is killed and leaves its
-    # semaphores to multiprocessing's resource tracker, whose warning about them would be
-    # the last line on the terminal; the tracker process, started with distributed, takes its
-    # warning filters from here
-    if LEAKED_SEMAPHORES not in sys.warnoptions:
-        sys.warnoptions.append(LEAKED_SEMAPHORES)
     from distributed import Client, LocalCluster
 
     quiet_third_party()  # distributed sets its loggers' levels when imported

@@ -22,7 +22,8 @@ class Aggregator(mesa.Agent):
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
-        return population_bids[population_bids.aggregator == self.name].reset_index(drop=True)
+        mine = np.flatnonzero(population_bids.aggregator.to_numpy(object) == self.name)
+        return population_bids.take(mine).reset_index(drop=True)  # cheaper than a boolean index
 
     def validated_book(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """What it offers the TSO after pre-validation: the bids its DSOs returned, each at

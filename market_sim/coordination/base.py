@@ -25,6 +25,7 @@ from market_sim.coordination.period import (
     accepted_der,
     as_dispatch,
     concat,
+    rows_where,
 )
 from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
@@ -73,7 +74,7 @@ class CoordinationModel:
         for agg in self.parties.aggregators.values():
             book = agg.bid_book(bids)
             for name in agg.dsos:
-                books[(agg.name, name)] = book[book.dso == name].reset_index(drop=True)
+                books[(agg.name, name)] = rows_where(book, "dso", name)
         return books
 
     # -- helpers shared by the models ----------------------------------------------------------

@@ -153,9 +153,13 @@ def period_kpis(rows: pd.DataFrame) -> dict[str, float]:
     return {name: float(rows[name].sum(skipna=False)) for name in COUNTERFACTUAL_KPIS}
 
 
+#: A ``counterfactual`` table with no rows, built once: most periods of most runs have none,
+#: and building a table of its 15 columns costs more than the rest of the stage.
+_NO_ROWS = pd.DataFrame({c: pd.Series(dtype=t) for c, t in column_dtypes("counterfactual").items()})
+
+
 def empty_counterfactual() -> pd.DataFrame:
-    dtypes = column_dtypes("counterfactual")
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
+    return _NO_ROWS.copy()
 
 
 def _validated_by_all(validation: pd.DataFrame, bids: pd.DataFrame) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.settlement import prices_at
 from market_sim.tables import COUNTERFACTUAL_KPIS, KPIS
 from market_sim.types import DOWN, UP, PowerFlowResult, signed_mw
 from market_sim.wear import Wear
@@ -104,23 +105,51 @@ def volumes(
 ) -> dict[str, float]:
     """DER energy offered, validated, dispatched and delivered, and TER energy activated, per
     direction (MWh): up and down of one device are two services, never added together."""
-    direction = bids.set_index("bid_id").direction
-    validated = validation.assign(direction=validation.bid_id.map(direction))
-    der = dispatch[dispatch.resource == "der"]
-    ter = dispatch[dispatch.resource == "ter"]
-    stages = {
-        "der_offered": (bids, "mw"),
-        "der_validated": (validated, "validated_mw"),
-        "der_dispatched": (der, "mw"),
-        "der_delivered": (der, "delivered_mw"),
-        "ter_activated": (ter, "mw"),
+    direction = bids.direction.to_numpy(object)
+    validated_direction = _directions_of(validation.bid_id.to_numpy(np.int64), bids)
+    der = _column(dispatch, "resource") == "der"
+    ter = _column(dispatch, "resource") == "ter"
+    dispatched = _column(dispatch, "direction")
+    mw, delivered = dispatch.mw.to_numpy(float), dispatch.delivered_mw.to_numpy(float)
+    stages = {  # (direction, MW) of each row of the stage
+        "der_offered": (direction, bids.mw.to_numpy(float)),
+        "der_validated": (validated_direction, validation.validated_mw.to_numpy(float)),
+        "der_dispatched": (dispatched[der], mw[der]),
+        "der_delivered": (dispatched[der], delivered[der]),
+        "ter_activated": (dispatched[ter], mw[ter]),
     }
     out = {}
-    for stage, (table, column) in stages.items():
+    for stage, (table_direction, table_mw) in stages.items():
         for d in (UP, DOWN):
-            out[f"{stage}_{d}_mwh"] = float(table.loc[table.direction == d, column].sum()) * hours
-    out["dso_purchased_mwh"] = float(der.loc[der.buyer != "tso", "mw"].sum()) * hours
+            out[f"{stage}_{d}_mwh"] = _total(table_mw[table_direction == d]) * hours
+    bought = _column(dispatch, "buyer")[der] != "tso"
+    out["dso_purchased_mwh"] = _total(mw[der][bought]) * hours
     return out
+
+
+def _column(table: pd.DataFrame, name: str) -> np.ndarray:
+    """A text column as an object array: comparing it costs far less than a Series'."""
+    return table[name].to_numpy(object)
+
+
+def _total(values: np.ndarray) -> float:
+    """Sum skipping NaN, as ``Series.sum()`` adds (the same additions, in the same order)."""
+    return float(np.nansum(values))
+
+
+def _directions_of(bid_ids: np.ndarray, bids: pd.DataFrame) -> np.ndarray:
+    """The direction of each of ``bid_ids`` in the bid book ("" where it is not in it)."""
+    at = pd.Index(bids.bid_id).get_indexer(bid_ids)
+    found = at >= 0
+    direction = np.full(len(at), "", dtype=object)
+    direction[found] = bids.direction.to_numpy(object)[at[found]]
+    return direction
+
+
+def _sums_by(keys: np.ndarray, values: np.ndarray) -> dict:
+    """Sum of ``values`` per key: one pandas groupby, whose compensated sum the KPIs have
+    always used (a plain sum may differ in the last bit)."""
+    return pd.Series(values).groupby(keys).sum().to_dict()
 
 
 def resource_cost(
@@ -140,9 +169,12 @@ def resource_cost(
     market has no price: nobody covers it). So a DER that fails to deliver never lowers the
     resource cost: what it saves at its ask, at least that much is spent covering for it.
     """
-    activation = float((dispatch.bid_price_eur_per_mwh * dispatch.delivered_mw).sum()) * hours
-    undelivered = (dispatch.mw - dispatch.delivered_mw).clip(lower=0.0).to_numpy(float)
-    price = np.abs(bus_price.reindex(dispatch.bus.to_numpy()).to_numpy(float))
+    bid_price = dispatch.bid_price_eur_per_mwh.to_numpy(float)
+    mw, delivered = dispatch.mw.to_numpy(float), dispatch.delivered_mw.to_numpy(float)
+    activation = _total(bid_price * delivered) * hours
+    short = mw - delivered
+    undelivered = np.where(short < 0.0, 0.0, short)  # NaN kept, as Series.clip keeps it
+    price = np.abs(prices_at(bus_price, dispatch.bus.to_numpy(np.int64)))
     cover = float((undelivered * np.where(np.isnan(price), voll_eur_per_mwh, price)).sum())
     parts = {
         "schedule_cost_eur": schedule_cost_eur,
@@ -157,9 +189,12 @@ def party_kpis(dispatch: pd.DataFrame, settlement: pd.DataFrame, hours: float) -
     """Payments received per role (EUR, net of what it paid: transfers that sum to zero) and
     surplus per role: payments less the cost, at their asks, of what its resources delivered
     (TER: generators, prosumer: DER; the TSO, DSOs and aggregators own none here)."""
-    paid = settlement.groupby("role").amount_eur.sum()
-    delivered_cost = dispatch.bid_price_eur_per_mwh * dispatch.delivered_mw * hours
-    own = delivered_cost.groupby(dispatch.resource.map({"ter": "ter", "der": "prosumer"})).sum()
+    paid = _sums_by(_column(settlement, "role"), settlement.amount_eur.to_numpy(float))
+    bid_price = dispatch.bid_price_eur_per_mwh.to_numpy(float)
+    delivered_cost = bid_price * dispatch.delivered_mw.to_numpy(float) * hours
+    # a TER's resources are the generator's, a DER's its prosumer's
+    owner = np.where(_column(dispatch, "resource") == "ter", "ter", "prosumer")
+    own = _sums_by(owner, delivered_cost)
     out = {f"payments_{r}_eur": float(paid.get(r, 0.0)) for r in ROLES}
     out |= {f"surplus_{r}_eur": float(paid.get(r, 0.0) - own.get(r, 0.0)) for r in ROLES}
     return out
@@ -202,8 +237,9 @@ def interface_deviation(grid: Mapping[str, NetworkCheck], dispatch: pd.DataFrame
     """Sum over DSOs of |interface change - DER dispatched in the area| (MW): how far the
     interfaces really moved from what was dispatched behind them (undelivered DER, and the
     change of the network's losses), from the delivery and the baseline power flows."""
-    der = dispatch[dispatch.resource == "der"]
-    signed = pd.Series(signed_mw(der.direction, der.mw), index=der.index).groupby(der.dso).sum()
+    der = _column(dispatch, "resource") == "der"
+    mw = signed_mw(_column(dispatch, "direction")[der], dispatch.mw.to_numpy(float)[der])
+    signed = _sums_by(_column(dispatch, "dso")[der], mw)
     total = 0.0
     for name, c in grid.items():
         moved = c.delivered.interface_p_mw - c.baseline.interface_p_mw
@@ -215,11 +251,11 @@ def interface_deviation(grid: Mapping[str, NetworkCheck], dispatch: pd.DataFrame
 def message_kpis(messages: pd.DataFrame) -> dict[str, float]:
     """Messages between agents (steps inside one agent excluded), their bytes, and how many
     arrived after their gate closed (rejected)."""
-    external = messages[messages.sender != messages.receiver]
+    external = _column(messages, "sender") != _column(messages, "receiver")
     return {
-        "messages": float(len(external)),
-        "message_bytes": float(external.bytes.sum()),
-        "late_messages": float(external.late.sum()),
+        "messages": float(external.sum()),
+        "message_bytes": float(messages.bytes.to_numpy()[external].sum()),
+        "late_messages": float(messages.late.to_numpy()[external].sum()),
     }
 
 

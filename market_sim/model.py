@@ -257,7 +257,7 @@ class MarketModel(mesa.Model):
             self.config.settlement.delivery_reliability,
             self.state.streams["delivery"],
         )
-        delivered_mw = delivery[["bid_id"]].assign(mw=delivery.delivered_mw)
+        delivered_mw = pd.DataFrame({"bid_id": delivery.bid_id, "mw": delivery.delivered_mw})
         delivered = self.timed(
             "grid", "delivery", deliver, self.dsos, outcome.operating_points, delivered_mw,
             inputs.bids,
@@ -362,6 +362,8 @@ class MarketModel(mesa.Model):
     ) -> list[tuple[str, float, str]]:
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
+        # the period's log rows, without the roles message_table adds row by row: not needed
+        messages = pd.DataFrame(self._latest_messages(inputs.period), columns=list(MESSAGE_COLUMNS))
         grid = {
             n: NetworkCheck(d.power_flow, d.violated, base[n].power_flow, base[n].violated)
             for n, d in delivered.items()
@@ -379,7 +381,7 @@ class MarketModel(mesa.Model):
             unserved_mw=sum(_unserved(clearing)),
             voll_eur_per_mwh=self.config.voll_eur_per_mwh,
             grid=grid,
-            messages=self.message_table(self._latest_messages(inputs.period)),
+            messages=messages,
             reserve_shortfall_mw=clearing.reserve_shortfall_mw if clearing is not None else 0.0,
             priority_effects={
                 "tso_extra_cost_eur_per_h": records.tso_extra_cost_eur_per_h,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mesa
+import numpy as np
 import pandas as pd
 
 from market_sim.types import empty_bids
@@ -21,7 +22,8 @@ class Aggregator(mesa.Agent):
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
-        return population_bids[population_bids.aggregator == self.name].reset_index(drop=True)
+        mine = np.flatnonzero(population_bids.aggregator.to_numpy(object) == self.name)
+        return population_bids.take(mine).reset_index(drop=True)  # cheaper than a boolean index
 
     def validated_book(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """What it offers the TSO after pre-validation: the bids its DSOs returned, each at
@@ -39,11 +41,27 @@ def collect_dispatch(tables: list[pd.DataFrame]) -> pd.DataFrame:
 
     One row per bid and buyer: a DER can serve the TSO and its DSO in the same period.
     """
-    columns = ["bid_id", "buyer", "mw"]
-    frames = [t[columns] for t in tables if len(t)]
-    return (
-        pd.concat(frames, ignore_index=True).groupby(columns[:2], as_index=False)["mw"].sum()
-        if frames
-        else pd.DataFrame({"bid_id": pd.Series(dtype="int64"),
-                           "buyer": pd.Series(dtype=object), "mw": pd.Series(dtype=float)})
-    )  # fmt: skip
+    frames = [t for t in tables if len(t)]
+    if not frames:
+        return pd.DataFrame(
+            {
+                "bid_id": pd.Series(dtype="int64"),
+                "buyer": pd.Series(dtype=object),
+                "mw": pd.Series(dtype=float),
+            }
+        )
+    bid_id = np.concatenate([t.bid_id.to_numpy(np.int64) for t in frames])
+    buyer = np.concatenate([t.buyer.to_numpy(object) for t in frames])
+    mw = np.concatenate([t.mw.to_numpy(float) for t in frames])
+    # one groupby on an integer code that sorts as (bid_id, buyer) does: its sum is the one
+    # of a groupby on the two columns (compensated, in row order), at a fraction of its cost
+    buyers, buyer_code = np.unique(buyer, return_inverse=True)
+    summed = pd.Series(mw).groupby(bid_id * len(buyers) + buyer_code, sort=True).sum()
+    code = summed.index.to_numpy()
+    return pd.DataFrame(
+        {
+            "bid_id": code // len(buyers),
+            "buyer": buyers[code % len(buyers)],
+            "mw": summed.to_numpy(),
+        }
+    )

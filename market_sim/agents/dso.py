@@ -13,7 +13,7 @@ from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.state import measured_state
 from market_sim.grid.validation import validate
 from market_sim.grid.validation_limits import validation_limits
-from market_sim.markets.aggregation import aggregate_offer, disaggregate
+from market_sim.markets.aggregation import aggregate_offer, disaggregate, target_by_direction
 from market_sim.markets.local_market import LocalMarketResult, clear_local_market
 from market_sim.types import Injections, Limits, ValidationResult
 
@@ -118,9 +118,9 @@ class DSO(mesa.Agent):
         self, validated: pd.DataFrame, offer: pd.DataFrame, accepted: pd.DataFrame
     ) -> pd.DataFrame:
         """Turn the TSO's aggregated dispatch into individual dispatch, cheapest bids first."""
-        taken = offer.merge(accepted[["offer_id", "mw"]], on="offer_id", suffixes=("_offer", ""))
-        target = taken.groupby("direction")["mw"].sum().to_dict()
-        return disaggregate(validated, target).assign(buyer="tso")
+        dispatch = disaggregate(validated, target_by_direction(offer, accepted))
+        dispatch["buyer"] = np.full(len(dispatch), "tso", dtype=object)
+        return dispatch
 
     def local_market(
         self, validated: pd.DataFrame, point: Injections, penalty_eur_per_h: float
@@ -131,6 +131,12 @@ class DSO(mesa.Agent):
 
 def validated_bids(bids: pd.DataFrame, result: ValidationResult) -> pd.DataFrame:
     """Bids with ``mw`` replaced by the validated MW (bids cut to zero are dropped)."""
-    mw = result.table.set_index("bid_id")["validated_mw"].reindex(bids.bid_id).to_numpy()
-    out = bids.assign(mw=np.nan_to_num(mw))
-    return out[out.mw > 1e-9].reset_index(drop=True)
+    # by position (a few hundred bids: pandas' reindex, assign and boolean index cost more)
+    at = pd.Index(result.table.bid_id).get_indexer(bids.bid_id.to_numpy(np.int64))
+    found = at >= 0
+    mw = np.zeros(len(at))  # a bid the validation does not name: 0 MW
+    mw[found] = np.nan_to_num(result.table.validated_mw.to_numpy(float)[at[found]])
+    kept = np.flatnonzero(mw > 1e-9)
+    out = bids.take(kept).reset_index(drop=True)
+    out["mw"] = mw[kept]
+    return out

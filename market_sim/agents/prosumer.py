@@ -368,21 +368,23 @@ class ProsumerPopulation:
         down = np.where(flexible & ~np.isnan(d.price_down), down, 0.0)
         rows = np.concatenate([np.flatnonzero(up > 1e-6), np.flatnonzero(down > 1e-6)])
         is_up = np.arange(len(rows)) < int((up > 1e-6).sum())
-        book = pd.DataFrame(
-            {
-                "bid_id": 2 * rows + np.where(is_up, 0, 1),
-                "prosumer": d.prosumer[rows],
-                "aggregator": d.aggregator[rows],
-                "dso": d.dso[rows],
-                "element": [_TABLE[k] for k in d.kind[rows]],
-                "element_index": d.element_index[rows],
-                "bus": d.bus[rows],
-                "direction": np.where(is_up, UP, DOWN),
-                "mw": np.floor(np.where(is_up, up[rows], down[rows]) * 1e6) / 1e6,
-                "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
-            }
-        )
-        return book.sort_values("bid_id", kind="stable").astype(BID_COLUMNS).reset_index(drop=True)
+        bid_id = 2 * rows + np.where(is_up, 0, 1)
+        order = np.argsort(bid_id, kind="stable")  # the book is sorted by bid id
+        rows, is_up = rows[order], is_up[order]
+        columns = {
+            "bid_id": bid_id[order],
+            "prosumer": d.prosumer[rows],
+            "aggregator": d.aggregator[rows],
+            "dso": d.dso[rows],
+            "element": [_TABLE[k] for k in d.kind[rows]],
+            "element_index": d.element_index[rows],
+            "bus": d.bus[rows],
+            "direction": np.where(is_up, UP, DOWN),
+            "mw": np.floor(np.where(is_up, up[rows], down[rows]) * 1e6) / 1e6,
+            "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
+        }
+        # each column built with its dtype: one frame, no sort and cast of a frame
+        return pd.DataFrame({c: pd.array(columns[c], dtype=t) for c, t in BID_COLUMNS.items()})
 
     # -- delivery -------------------------------------------------------------------------------
     def delivery(

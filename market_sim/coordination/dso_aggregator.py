@@ -31,7 +31,7 @@ import pandas as pd
 
 from market_sim.agents.aggregator import collect_dispatch
 from market_sim.coordination.dso_managed import DsoManaged
-from market_sim.coordination.period import PeriodContext, Step
+from market_sim.coordination.period import PeriodContext, Step, rows_where
 from market_sim.messages import Kind
 
 _DECIDES = "each DSO decides its DER's bids within its network's limits and aggregates them"
@@ -54,7 +54,7 @@ class DsoIsAggregator(DsoManaged):
 
     def bids_of(self, ctx: PeriodContext, name: str, bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of the DER in DSO ``name``'s network, from its models of them."""
-        return bids[bids.dso == name].reset_index(drop=True)
+        return rows_where(bids, "dso", name)
 
     def dispatch_individual(
         self, ctx: PeriodContext, individual: dict[str, pd.DataFrame], bids: pd.DataFrame

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 
 from market_sim.agents.dso import validated_bids
@@ -32,6 +33,7 @@ from market_sim.coordination.period import (
     concat,
     no_validation,
 )
+from market_sim.markets.aggregation import accepted_steps
 from market_sim.markets.offers import empty_offers
 from market_sim.markets.priority import left_after, taken
 from market_sim.markets.tso_markets import TsoPlan
@@ -171,10 +173,10 @@ class DsoManaged(CoordinationModel):
         Returns the dispatch and the MW of the TSO's aggregate or target it could not meet.
         """
         dso = self.parties.dsos[name]
-        target = offer.merge(aggregate[["offer_id", "mw"]], on="offer_id", suffixes=("_o", ""))
-        wanted = float(target.mw.sum())
+        direction, target_mw = accepted_steps(offer, aggregate)
+        wanted = float(np.nansum(target_mw))  # nansum: the sum Series.sum() makes
         if self.scheme == "tso_target":  # meet the target and the DSO's needs, by priority
-            signed = float((target.mw * (target.direction == "up").map({True: 1, False: -1})).sum())
+            signed = float(np.nansum(target_mw * np.where(direction == "up", 1, -1)))
             requests = self.dso_requests(ctx, {name: validated}, points)
             dispatch = self.share(
                 ctx,
@@ -197,7 +199,8 @@ class DsoManaged(CoordinationModel):
                     taken(dispatch, local.bid_id),
                 )
                 dispatch = pd.concat([dispatch, local], ignore_index=True)
-        met = float(dispatch.loc[dispatch.buyer == "tso", "mw"].sum())
+        to_tso = dispatch.buyer.to_numpy(object) == "tso"
+        met = float(np.nansum(dispatch.mw.to_numpy(float)[to_tso]))
         if wanted - met > 1e-6:
             ctx.event(
                 "interface_shortfall", f"{name}: {wanted - met:.3f} MW of the TSO's target unmet"

@@ -22,6 +22,7 @@ from market_sim.coordination.period import (
     as_dispatch,
     concat,
     no_validation,
+    rows_where,
 )
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import taken
@@ -48,7 +49,7 @@ class Hybrid(CoordinationModel):
         yield ctx.wait_until(clock.bids_gate)
         received = concat(ctx.inbox("tso", Kind.BIDS).values(), bids)
 
-        informed = {("tso", n): received[received.dso == n].reset_index(drop=True) for n in dsos}
+        informed = {("tso", n): rows_where(received, "dso", n) for n in dsos}
         yield ctx.send(self.step("2"), informed, clock.validation_gate)
         validation, validated, points = self.validate(ctx, inputs, Kind.BIDS_INFORMED)
         # a DSO that buys for its own needs on the central market sends its request with them

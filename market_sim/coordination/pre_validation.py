@@ -27,6 +27,7 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     Step,
     concat,
+    rows_where,
 )
 from market_sim.messages import Kind
 
@@ -78,7 +79,7 @@ class PreValidation(Hybrid):
     def _returned(self, validated: dict) -> dict:
         """Step 3b: each DSO's validated bids, one message to each aggregator it covers."""
         return {
-            (name, agg.name): table[table.aggregator == agg.name].reset_index(drop=True)
+            (name, agg.name): rows_where(table, "aggregator", agg.name)
             for name, table in validated.items()
             for agg in self.parties.aggregators.values()
             if name in agg.dsos

@@ -119,13 +119,14 @@ def ter_offers(
 
 
 def _ter_frame(ids, element, bus, direction, mw, price) -> pd.DataFrame:
+    """The TER offer table (its columns as arrays of their dtypes: no Series each)."""
     return pd.DataFrame(
         {
-            "offer_id": pd.Series(ids, dtype="int64"),
-            "element": pd.Series(element, dtype="string"),
-            "bus": pd.Series(bus, dtype="int64"),
-            "direction": pd.Series(direction, dtype="string"),
-            "mw": pd.Series(mw, dtype="float64"),
-            "price_eur_per_mwh": pd.Series(price, dtype="float64"),
+            "offer_id": pd.array(ids, dtype="int64"),
+            "element": pd.array(element, dtype="string"),
+            "bus": pd.array(bus, dtype="int64"),
+            "direction": pd.array(direction, dtype="string"),
+            "mw": pd.array(mw, dtype="float64"),
+            "price_eur_per_mwh": pd.array(price, dtype="float64"),
         }
     )

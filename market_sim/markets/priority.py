@@ -197,7 +197,7 @@ def left_after(bids: pd.DataFrame, used: pd.DataFrame) -> pd.DataFrame:
     device's up and down bids are mutually exclusive, whoever buys them)."""
     used_mw = taken(used, bids.bid_id)
     left = np.clip(bids.mw.to_numpy(float) - used_mw, 0.0, None)
-    other_way = partner_used(bids.bid_id, (bids.direction == UP).to_numpy(), used_mw)
+    other_way = partner_used(bids.bid_id, bids.direction.to_numpy(object) == UP, used_mw)
     return bids.assign(mw=np.where(other_way, 0.0, left))
 
 
@@ -354,5 +354,10 @@ def priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw) -> pd.DataFrame
 
 def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
     """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
-    mw = dispatch.groupby("bid_id")["mw"].sum()
-    return bid_ids.map(mw).fillna(0.0).to_numpy(float)
+    # a pandas groupby (its compensated sum, as ever) on arrays, looked up by position
+    mw = pd.Series(dispatch.mw.to_numpy(float)).groupby(dispatch.bid_id.to_numpy(np.int64)).sum()
+    at = mw.index.get_indexer(np.asarray(bid_ids, dtype=np.int64))
+    found = at >= 0
+    out = np.zeros(len(at))
+    out[found] = mw.to_numpy()[at[found]]
+    return out

@@ -64,19 +64,22 @@ def dispatch_table(
     of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh; ``der_price``:
     price of injection at a DER bid's own location (index bid_id, EUR/MWh) where the clearing
     priced it there (TSO-managed: its DLMP), else the DER is priced at its interface bus.
+
+    The rows are built as numpy columns (a period has a few hundred): pandas' cost per
+    operation would be most of the stage's time.
     """
     rule = PRICING_RULES.load(terms.pricing)
-    table = pd.concat(
-        [_ter_rows(accepted, offers), _der_rows(delivery, bids, interface_bus)],
-        ignore_index=True,
-    )
-    table = table[table.mw > 1e-9].reset_index(drop=True)
+    ter, der = _ter_rows(accepted, offers), _der_rows(delivery, bids, interface_bus)
+    table = {c: np.concatenate([ter[c], der[c]]) for c in ter}
+    kept = table["mw"] > 1e-9
+    table = {c: values[kept] for c, values in table.items()}
+    mw, delivered_mw = table["mw"], table["delivered_mw"]
     # the TSO settles by the pricing rule; a DSO's local purchase is paid as bid
-    by_dso = (table.buyer != TSO).to_numpy()
+    by_dso = table["buyer"] != TSO
     terms_of_service = (
-        table.direction,
-        table.mw.to_numpy(float),
-        table.bid_price_eur_per_mwh.to_numpy(float),
+        table["direction"],
+        mw,
+        table["bid_price_eur_per_mwh"],
         _location_price(table, bus_price, der_price),
     )
     tso_price, tso_rate = rule(*terms_of_service)
@@ -84,101 +87,161 @@ def dispatch_table(
     price = np.where(by_dso, dso_price, tso_price)
     table["price_eur_per_mwh"] = price
     table["payment_eur"] = np.where(by_dso, dso_rate, tso_rate) * hours
-    undelivered = (table.mw - table.delivered_mw).clip(lower=0.0)
+    undelivered = _clip_negative(mw - delivered_mw)
     table["imbalance_eur"] = undelivered * np.abs(price) * terms.imbalance_price_factor * hours
-    return table[list(DISPATCH_DTYPES)].astype(DISPATCH_DTYPES)
+    return _frame(table, DISPATCH_DTYPES)
 
 
 def _location_price(
-    table: pd.DataFrame, bus_price: pd.Series, der_price: pd.Series | None
+    table: dict[str, np.ndarray], bus_price: pd.Series, der_price: pd.Series | None
 ) -> np.ndarray:
     """Price of injection where each row is settled: its bus, or a DER's own location."""
-    price = bus_price.reindex(table.bus.to_numpy()).to_numpy(float)
+    price = prices_at(bus_price, table["bus"])
     if der_price is None or not len(der_price):
         return price
-    own = der_price.reindex(table.id.to_numpy()).to_numpy(float)
-    located = (table.resource == "der").to_numpy() & ~np.isnan(own)
+    own = prices_at(der_price, table["id"])
+    located = (table["resource"] == "der") & ~np.isnan(own)
     return np.where(located, own, price)
 
 
-def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> pd.DataFrame:
-    """Accepted generator offers (negative offer ids) as dispatch rows."""
-    ter_columns = ["offer_id", "element", "bus", "direction", "price_eur_per_mwh"]
-    ter = accepted.loc[accepted.offer_id < 0, ["offer_id", "mw"]].merge(
-        offers.reindex(columns=ter_columns), on="offer_id"
-    )
-    return pd.DataFrame(
-        {
-            "resource": "ter",
-            "id": ter.offer_id,
-            "name": ter.element,
-            "dso": "",
-            "prosumer": -1,
-            "buyer": TSO,
-            "bus": ter.bus,
-            "direction": ter.direction,
-            "mw": ter.mw,
-            "delivered_mw": ter.mw,
-            "bid_price_eur_per_mwh": ter.price_eur_per_mwh,
-        }
-    )
+def prices_at(series: pd.Series, keys: np.ndarray) -> np.ndarray:
+    """``series.reindex(keys)`` as floats, NaN where a key is absent (no Series built): the
+    price at each row's bus (or bid)."""
+    at = series.index.get_indexer(keys)
+    found = at >= 0
+    values = np.full(len(keys), np.nan)
+    values[found] = series.to_numpy(float)[at[found]]
+    return values
+
+
+def _clip_negative(values: np.ndarray) -> np.ndarray:
+    """Negative values set to 0, NaN and -0.0 kept: what ``Series.clip(lower=0.0)`` gives."""
+    return np.where(values < 0.0, 0.0, values)
+
+
+def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
+    """A table of ``columns`` with the ``dtypes`` of its declaration, in their order."""
+    return pd.DataFrame({c: pd.array(columns[c], dtype=t) for c, t in dtypes.items()})
+
+
+def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Accepted generator offers (negative offer ids) as dispatch rows, in accepted order;
+    an accepted id that was not offered has no row (offer ids are unique)."""
+    ids = accepted.offer_id.to_numpy(np.int64)
+    generator = ids < 0
+    at = pd.Index(offers.offer_id).get_indexer(ids[generator])
+    offered = at >= 0
+    at, mw = at[offered], accepted.mw.to_numpy(float)[generator][offered]
+    n = len(at)
+    if "element" in offers:
+        element = offers.element.to_numpy(object)[at]
+    else:  # an empty offer book (no clearing) has no element column
+        element = np.full(n, None, dtype=object)
+    return {
+        "resource": np.full(n, "ter", dtype=object),
+        "id": ids[generator][offered],
+        "name": element,
+        "dso": np.full(n, "", dtype=object),
+        "prosumer": np.full(n, -1, dtype=np.int64),
+        "buyer": np.full(n, TSO, dtype=object),
+        "bus": offers.bus.to_numpy(np.int64)[at],
+        "direction": offers.direction.to_numpy(object)[at],
+        "mw": mw,
+        "delivered_mw": mw,
+        "bid_price_eur_per_mwh": offers.price_eur_per_mwh.to_numpy(float)[at],
+    }
 
 
 def _der_rows(
     delivery: pd.DataFrame, bids: pd.DataFrame, interface_bus: dict[str, int]
-) -> pd.DataFrame:
-    """Dispatched DER (with what they delivered) as dispatch rows at their interface bus."""
-    der = delivery.merge(bids.drop(columns="mw"), on="bid_id")
-    return pd.DataFrame(
-        {
-            "resource": "der",
-            "id": der.bid_id,
-            "name": der.aggregator,
-            "dso": der.dso,
-            "prosumer": der.prosumer,
-            "buyer": der.buyer,
-            "bus": der.dso.map(interface_bus),
-            "direction": der.direction,
-            "mw": der.mw,
-            "delivered_mw": der.delivered_mw,
-            "bid_price_eur_per_mwh": der.price_eur_per_mwh,
-        }
-    )
+) -> dict[str, np.ndarray]:
+    """Dispatched DER (with what they delivered) as dispatch rows at their interface bus, in
+    delivery order; a delivered bid that is not in the bid book has no row."""
+    bid_id = delivery.bid_id.to_numpy(np.int64)
+    at = pd.Index(bids.bid_id).get_indexer(bid_id)
+    booked = at >= 0
+    at = at[booked]
+    dso = bids.dso.to_numpy(object)[at]
+    return {
+        "resource": np.full(len(at), "der", dtype=object),
+        "id": bid_id[booked],
+        "name": bids.aggregator.to_numpy(object)[at],
+        "dso": dso,
+        "prosumer": bids.prosumer.to_numpy(np.int64)[at],
+        "buyer": delivery.buyer.to_numpy(object)[booked],
+        "bus": np.array([interface_bus[d] for d in dso], dtype=np.int64),
+        "direction": bids.direction.to_numpy(object)[at],
+        "mw": delivery.mw.to_numpy(float)[booked],
+        "delivered_mw": delivery.delivered_mw.to_numpy(float)[booked],
+        "bid_price_eur_per_mwh": bids.price_eur_per_mwh.to_numpy(float)[at],
+    }
 
 
 def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerms) -> pd.DataFrame:
     """Net amount per party and item for the period (positive: the party receives).
 
-    Rows without the period column: party, role, item, amount_eur.
+    Rows without the period column: party, role, item, amount_eur, sorted by party and item.
     """
-    ter = dispatch[dispatch.resource == "ter"]
-    der = dispatch[dispatch.resource == "der"]
-    prosumer = "prosumer " + der.prosumer.astype(str)
-    fee = terms.aggregator_fee_eur_per_mwh * der.mw * hours
+    ter = _rows_of(dispatch, "ter")
+    der = _rows_of(dispatch, "der")
+    prosumer = np.array([f"prosumer {p}" for p in der["prosumer"]], dtype=object)
+    fee = terms.aggregator_fee_eur_per_mwh * der["mw"] * hours
     transfers = [
-        # payer, payee, item, amount (each a Series aligned with its rows)
-        (TSO, ter.name, "balancing_energy", ter.payment_eur),
-        (der.buyer, der.name, "balancing_energy", der.payment_eur),
-        (der.name, prosumer, "balancing_energy", der.payment_eur),
-        (prosumer, der.name, "aggregator_fee", fee),
-        (prosumer, der.name, "imbalance", der.imbalance_eur),
-        (der.name, der.buyer, "imbalance", der.imbalance_eur),
+        # payer, payee, item, amount (arrays aligned with the rows of ter or der)
+        (TSO, ter["name"], "balancing_energy", ter["payment_eur"]),
+        (der["buyer"], der["name"], "balancing_energy", der["payment_eur"]),
+        (der["name"], prosumer, "balancing_energy", der["payment_eur"]),
+        (prosumer, der["name"], "aggregator_fee", fee),
+        (prosumer, der["name"], "imbalance", der["imbalance_eur"]),
+        (der["name"], der["buyer"], "imbalance", der["imbalance_eur"]),
     ]
-    legs = []
+    parties, items, amounts = [], [], []
     for payer, payee, item, amount in transfers:
         if not len(amount):
             continue
         for party, sign in ((payee, 1.0), (payer, -1.0)):
-            party = party if isinstance(party, pd.Series) else pd.Series(party, amount.index)
-            legs.append(pd.DataFrame({"party": party, "item": item, "amount_eur": sign * amount}))
-    if not legs:
+            parties.append(np.broadcast_to(np.asarray(party, dtype=object), amount.shape))
+            items.append(np.full(len(amount), item, dtype=object))
+            amounts.append(sign * amount)
+    if not amounts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SETTLEMENT_DTYPES.items()})
-    table = pd.concat(legs, ignore_index=True)
-    table = table.groupby(["party", "item"], as_index=False, sort=True)["amount_eur"].sum()
+    party, item, amount_eur = _net(
+        np.concatenate(parties), np.concatenate(items), np.concatenate(amounts)
+    )
     # a DSO is a DSO also where it is its DER's aggregator (dso_managed+dso_is_aggregator)
-    aggregators, dsos = set(der.name), (set(der.buyer) - {TSO}) | set(der.dso)
-    table.insert(1, "role", table.party.map(lambda p: _role(p, aggregators, dsos)))
-    return table
+    aggregators, dsos = set(der["name"]), (set(der["buyer"]) - {TSO}) | set(der["dso"])
+    role = np.array([_role(p, aggregators, dsos) for p in party], dtype=object)
+    return pd.DataFrame({"party": party, "role": role, "item": item, "amount_eur": amount_eur})
+
+
+def _rows_of(dispatch: pd.DataFrame, resource: str) -> dict[str, np.ndarray]:
+    """The columns settlement reads of the dispatch rows of one resource (ter or der)."""
+    rows = (dispatch.resource == resource).to_numpy(bool)
+    return {
+        "name": dispatch.name.to_numpy(object)[rows],
+        "dso": dispatch.dso.to_numpy(object)[rows],
+        "prosumer": dispatch.prosumer.to_numpy(np.int64)[rows],
+        "buyer": dispatch.buyer.to_numpy(object)[rows],
+        "mw": dispatch.mw.to_numpy(float)[rows],
+        "payment_eur": dispatch.payment_eur.to_numpy(float)[rows],
+        "imbalance_eur": dispatch.imbalance_eur.to_numpy(float)[rows],
+    }
+
+
+def _net(
+    party: np.ndarray, item: np.ndarray, amount: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum of ``amount`` per (party, item), sorted by party then item.
+
+    One pandas groupby on integer codes: its sum (compensated, in row order) is the one the
+    settlement has always used, so the amounts stay the same to the last bit.
+    """
+    parties, party_code = np.unique(party, return_inverse=True)
+    items, item_code = np.unique(item, return_inverse=True)
+    code = party_code * len(items) + item_code
+    net = pd.Series(amount).groupby(code, sort=True).sum()
+    group = net.index.to_numpy()
+    return parties[group // len(items)], items[group % len(items)], net.to_numpy()
 
 
 def _role(party: str, aggregators: set[str], dsos: set[str]) -> str:

@@ -111,12 +111,13 @@ class TSO(mesa.Agent):
         The TSO holds the DSOs' network models but sees only the state each reported; it
         cannot use DSO assets (taps stay as reported).
         """
+        area, positive = bids.dso.to_numpy(), bids.mw.to_numpy(float) > 1e-9
         models = [
             DistributionModel.at(
                 name,
                 dso.network,
                 injections_from_table(dso.network, operational_data[name]),
-                bids[(bids.dso == name) & (bids.mw > 1e-9)],
+                bids[(area == name) & positive],
                 dso.limits,
             )
             for name, dso in dsos.items()

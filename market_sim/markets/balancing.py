@@ -122,6 +122,31 @@ def _devices(offers: pd.DataFrame) -> np.ndarray:
     return offers["device"].fillna(-1).to_numpy(dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class _Book:
+    """The offer columns a clearing computes with, read from the table once: pandas column
+    access and comparisons, repeated in every step, cost more than the LP's array writes."""
+
+    offer_id: np.ndarray
+    bus: np.ndarray
+    is_up: np.ndarray
+    mw: np.ndarray
+    price: np.ndarray
+    device: np.ndarray  # -1: no device
+
+    @classmethod
+    def of(cls, offers: pd.DataFrame) -> _Book:
+        """The columns of a checked table (directions are up or down)."""
+        return cls(
+            offer_id=offers["offer_id"].to_numpy(dtype=np.int64),
+            bus=offers["bus"].to_numpy(dtype=np.int64),
+            is_up=offers["direction"].to_numpy() == UP,
+            mw=offers["mw"].to_numpy(dtype=float),
+            price=offers["price_eur_per_mwh"].to_numpy(dtype=float),
+            device=_devices(offers),
+        )
+
+
 def _empty_accepted() -> pd.DataFrame:
     """The accepted table of a failed clearing (the columns of an accepted one)."""
     return pd.DataFrame(
@@ -241,10 +266,9 @@ class BalancingMarket:
 
     # ---- per period --------------------------------------------------------------------------
 
-    def _slots_for(self, offers: pd.DataFrame) -> np.ndarray:
+    def _slots_for(self, book: _Book) -> np.ndarray:
         """Slot index of every offer; grows the capacity and rebuilds if a bus overflows."""
-        pos = self.network.bus_position(offers["bus"].to_numpy()) if len(offers) else np.zeros(0)
-        key = 2 * pos.astype(np.int64) + (offers["direction"].to_numpy() == DOWN).astype(np.int64)
+        key = 2 * self.network.bus_position(book.bus) + (~book.is_up).astype(np.int64)
         counts = np.bincount(key, minlength=self.capacity.size).reshape(self.capacity.shape)
         if np.any(counts > self.capacity):
             new = self.capacity.copy()
@@ -283,9 +307,10 @@ class BalancingMarket:
         price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
         if not (np.all(np.isfinite(mw)) and np.all(mw >= 0) and np.all(np.isfinite(price))):
             raise ValueError("offer mw must be finite and >= 0 and prices finite")
-        unknown = set(offers["bus"].astype(int)) - set(self.network.bus_lookup)
+        buses = np.unique(offers["bus"].to_numpy(dtype=np.int64)).tolist()
+        unknown = [b for b in buses if b not in self.network.bus_lookup]
         if unknown:
-            raise ValueError(f"offers at buses {sorted(unknown)} not in {self.network.name!r}")
+            raise ValueError(f"offers at buses {unknown} not in {self.network.name!r}")
         if offers["offer_id"].duplicated().any():
             raise ValueError("offer_id must be unique")
 
@@ -303,9 +328,10 @@ class BalancingMarket:
         self._lp.set_row_bounds(self._flow_rows, -limit - base, limit - base)
         # A schedule at a line's rating meets it to solver precision (1e-12 MW): not an overload.
         over = self._rated[np.abs(base) > rating + MW_TOL]
+        if not len(over):
+            return ()
         names = tuple(self.network.branches["element"].iloc[over].astype(str))
-        if names:
-            logger.info("balancing: base flow exceeds rating on %s; limits relaxed", names)
+        logger.info("balancing: base flow exceeds rating on %s; limits relaxed", names)
         return names
 
     def clear(
@@ -332,19 +358,20 @@ class BalancingMarket:
             else np.asarray(base_flow_mw, dtype=float)
         )
         self._check_inputs(offers, need, base_flow)
-        slot = self._slots_for(offers)  # may rebuild, so before touching the model
+        book = _Book.of(offers)
+        slot = self._slots_for(book)  # may rebuild, so before touching the model
 
         t0 = time.perf_counter()
-        relaxed = self._write_period(offers, slot, need, base_flow)
+        relaxed = self._write_period(book, slot, need, base_flow)
         matrix, upper = offer_rows if offer_rows is not None else (np.zeros((0, 0)), np.zeros(0))
         with self._lp.extra_rows(matrix, self._q_cols[slot], upper):
-            msg = self._run_exclusive(offers, slot)
+            msg = self._run_exclusive(book, slot)
         note = f"; limits relaxed on {', '.join(relaxed)}" if relaxed else ""
         if msg is not None:
             logger.warning("balancing market failed: %s", msg)
             result = self._failed(offers, msg + note, time.perf_counter() - t0, relaxed)
         else:
-            result = self._solved(offers, slot, "optimal" + note, relaxed, t0, len(upper))
+            result = self._solved(offers, book, slot, "optimal" + note, relaxed, t0, len(upper))
         rows = (_as_sparse(matrix, (len(upper), len(offers))), np.asarray(upper, dtype=float))
         limit = self.flow_limits(base_flow)
         return replace(
@@ -356,7 +383,7 @@ class BalancingMarket:
             voll_eur_per_mwh=self.voll_eur_per_mwh,
         )
 
-    def _run_exclusive(self, offers: pd.DataFrame, slot: np.ndarray) -> str | None:
+    def _run_exclusive(self, book: _Book, slot: np.ndarray) -> str | None:
         """Solve, with a device's up and down offers mutually exclusive.
 
         Accepting both directions of a device moves it by their difference while paying for
@@ -367,10 +394,8 @@ class BalancingMarket:
         the LP is solved again, so that the prices are the LP's duals at the dispatch it
         reports. Each round adds at least one device to those decided, so the loop ends.
         """
-        offered = offers["mw"].to_numpy(dtype=float)
-        device = _devices(offers)
-        is_up = (offers["direction"] == UP).to_numpy()
-        deciding, mw = np.zeros(len(offers), dtype=bool), offered
+        offered, device, is_up = book.mw, book.device, book.is_up
+        deciding, mw = np.zeros(len(offered), dtype=bool), offered
         while True:
             self._set_offered(slot, mw)
             msg = self._lp.run()
@@ -425,20 +450,20 @@ class BalancingMarket:
         self._lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
 
     def _write_period(
-        self, offers: pd.DataFrame, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray
+        self, book: _Book, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray
     ) -> tuple[str, ...]:
         """Write the period's offers into their slots, the needs and the flow limits (only
         what changed); returns the branches whose limits were relaxed."""
-        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
-        self._set_offered(slot, offers["mw"].to_numpy(dtype=float))
+        self._set_offered(slot, book.mw)
         # Costs of unused slots are left as they are: their columns are fixed at 0.
-        self._lp.set_col_costs(self._q_cols[slot], offer_price + TIE_BREAK_EUR_PER_MWH)
+        self._lp.set_col_costs(self._q_cols[slot], book.price + TIE_BREAK_EUR_PER_MWH)
         self._lp.set_row_bounds(self._balance_rows, need, need)
         return self._set_flow_limits(base_flow)
 
     def _solved(
         self,
         offers: pd.DataFrame,
+        book: _Book,
         slot: np.ndarray,
         message: str,
         relaxed: tuple[str, ...],
@@ -451,13 +476,13 @@ class BalancingMarket:
         taken = q > MW_TOL
         unserved_up = float(x[self._unserved_up_cols].sum())
         unserved_down = float(x[self._unserved_down_cols].sum())
-        offer_price = offers["price_eur_per_mwh"].to_numpy(dtype=float)
+        offer_price = book.price
         nodal = duals[self._balance_rows]
         accepted = pd.DataFrame(
             {
-                "offer_id": offers["offer_id"].to_numpy(dtype=np.int64)[taken],
-                "bus": offers["bus"].to_numpy(dtype=np.int64)[taken],
-                "direction": pd.Series(offers["direction"].to_numpy()[taken], dtype="string"),
+                "offer_id": book.offer_id[taken],
+                "bus": book.bus[taken],
+                "direction": pd.array(offers["direction"].to_numpy()[taken], dtype="string"),
                 "mw": q[taken],
                 "price_eur_per_mwh": offer_price[taken],
                 "bus_price_eur_per_mwh": nodal[self._slot_bus[slot[taken]]],
@@ -477,7 +502,7 @@ class BalancingMarket:
             offers=offers,
             relaxed_branches=relaxed,
             # the period's rows come after the model's own (LoadedModel.extra_rows)
-            row_duals=duals[self._lp.n_rows : self._lp.n_rows + extra_rows],
+            row_duals=duals[self._lp.n_rows : self._lp.n_rows + extra_rows].copy(),
         )
 
     def _failed(

@@ -34,7 +34,7 @@ from market_sim.grid.linearised import (
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
-from market_sim.types import DOWN, UP, Injections, Limits, empty_bids
+from market_sim.types import UP, Injections, Limits, empty_bids
 
 
 @dataclass
@@ -56,9 +56,14 @@ class DistributionModel:
     #: Rows linearised where an AC check failed (a part of a dispatch), kept like the DSOs'
     #: loading cuts: a flow that the bids reverse is missed by a linearisation at the state.
     cuts: list[tuple[np.ndarray, np.ndarray, list[Key]]] = field(default_factory=list, repr=False)
+    #: Where the bids act (fixed with the bids; every linearisation and AC check uses it).
+    layout: BidLayout | None = field(default=None, repr=False)
     #: The last rows at the reported state, with the keys and margin failures they are for:
     #: :meth:`validated` asks for the rows the clearing ended with, at the same state.
     _at_state: tuple[tuple, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    #: The last :meth:`rows`, with what they were built from (keys, margin failures, cuts):
+    #: the clearing and :meth:`validated` ask for the same rows.
+    _rows: tuple[tuple, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def at(
@@ -73,13 +78,14 @@ class DistributionModel:
         state, or pushed past it by all up or all down bids activated together."""
         point = run_power_flow_detailed(dn, state, limits, write=False)
         caps = effective_limits(dn, point, limits) if point.result.converged else None
-        model = cls(name, dn, state, bids.reset_index(drop=True), limits, point, caps, [])
+        bids = bids.reset_index(drop=True)
+        layout = BidLayout.of(dn, bids)
+        model = cls(name, dn, state, bids, limits, point, caps, [], layout=layout)
         if caps is None or not len(bids):
             return model
-        layout = BidLayout.of(dn, model.bids)
-        points = [point]
-        for direction in (UP, DOWN):
-            x = np.where(model.bids.direction == direction, layout.offered, 0.0)
+        points, up = [point], layout.inj_sign > 0
+        for direction in (up, ~up):
+            x = np.where(direction, layout.offered, 0.0)
             points.append(run_power_flow_detailed(dn, layout.injections(state, x), limits,
                                                   write=False))  # fmt: skip
         model.keys = screen(dn, caps, points, TSO_MANAGED)
@@ -100,6 +106,13 @@ class DistributionModel:
         The right-hand sides are at least 0: no dispatch (x = 0) is the reported forecast
         point, within the limits by construction of the caps, so a row below 0 is the margin.
         """
+        memo = (tuple(self.keys), self.stuck, len(self.cuts))
+        if self._rows is None or self._rows[0] != memo:
+            self._rows = (memo, *self._stacked_rows())
+        return self._rows[1], self._rows[2]
+
+    def _stacked_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`rows` built: the worst case of the rows at the state, then the cuts."""
         a, b = np.zeros((0, len(self.bids))), np.zeros(0)
         if not self.row_keys():
             return a, b
@@ -114,9 +127,8 @@ class DistributionModel:
         same rows: the point, caps and bids of this model are fixed, the factorisation too)."""
         memo = (tuple(self.keys), self.stuck)
         if self._at_state is None or self._at_state[0] != memo:
-            layout = BidLayout.of(self.network, self.bids)
             scale = TSO_MANAGED.margin_scale(self.stuck)
-            a, b = rows(self.point, self.keys, layout, self.caps, TSO_MANAGED, scale,
+            a, b = rows(self.point, self.keys, self.layout, self.caps, TSO_MANAGED, scale,
                         reuse=self.reuse)  # fmt: skip
             self._at_state = (memo, a, b)
         return self._at_state[1], self._at_state[2]
@@ -125,16 +137,15 @@ class DistributionModel:
         """Rows of ``keys`` linearised at a part of a dispatch that failed its AC check."""
         if not keys or where.detail.state is None:
             return
-        layout = BidLayout.of(self.network, self.bids)
         scale = TSO_MANAGED.margin_scale(self.stuck)
-        a, b = rows(where.detail, keys, layout, self.caps, TSO_MANAGED, scale, x_at=where.x)
+        a, b = rows(where.detail, keys, self.layout, self.caps, TSO_MANAGED, scale, x_at=where.x)
         self.cuts.append((worst_case(a), np.maximum(b, 0.0), list(keys)))
 
     def violated(self, mw: np.ndarray) -> tuple[list[Key], Vertex | None]:
         """Constraints an AC power flow of the reported state with ``mw`` dispatched, or with
         a critical vertex of the box [0, mw] (each direction's full set included), violates,
         and the part that failed worst (None when none converged)."""
-        layout = BidLayout.of(self.network, self.bids)
+        layout = self.layout
         d, viol = ac_check(self.network, layout.injections(self.state, mw), self.limits, self.caps)
         if viol is None:
             return [("nonconvergence", -1)], None
@@ -160,9 +171,8 @@ class DistributionModel:
         """
         a, b = self.rows()
         out = dispatched.astype(float).copy()
-        offered = self.bids.mw.to_numpy(float)
-        for direction in (UP, DOWN):
-            sel = (self.bids.direction == direction).to_numpy()
+        offered, up = self.layout.offered, self.layout.inj_sign > 0
+        for sel in (up, ~up):
             if not sel.any():
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
@@ -216,6 +226,25 @@ def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
     )
 
 
+def _block_bids(models: list[DistributionModel]) -> pd.DataFrame:
+    """The DSOs' bids end to end, in the order of :func:`block_rows`' columns (one DSO's
+    own frame as it is: a concatenation costs more than the rest of a small clearing)."""
+    if len(models) == 1:
+        return models[0].bids
+    return pd.concat([empty_bids()] + [m.bids for m in models], ignore_index=True)
+
+
+def _lookup(
+    ids: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing: float = 0.0
+) -> np.ndarray:
+    """The value of each of ``wanted`` among unique ``ids`` (``missing`` where it is not
+    there): a Series ``map``/``reindex`` on arrays, without building the Series."""
+    if not len(ids):
+        return np.full(len(wanted), missing)
+    pos = pd.Index(ids).get_indexer(wanted)
+    return np.where(pos >= 0, values[pos], missing)
+
+
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     """``parts`` end to end, without a copy when there is only one."""
     if len(parts) == 1:
@@ -248,14 +277,15 @@ class _Integrated:
         self.active: list[DistributionModel] = []
         self.failing: list[tuple[DistributionModel, list[Key], Vertex | None]] = []
         self.accepted: dict[str, np.ndarray] = {}
+        #: the last clearing's result, bids and rows (set by the first :meth:`solve`)
         self.result = None
-        self.bids = empty_bids()
+        self.bids: pd.DataFrame | None = None
         self.rows: tuple[sp.csr_matrix, np.ndarray] = (sp.csr_matrix((0, 0)), np.zeros(0))
         self.clearings = self.n_rows = 0
 
     def solve(self, margin_scale: float) -> np.ndarray | None:
         self.active = [m for m in self.models if m.name not in self.excluded and len(m.bids)]
-        bids = pd.concat([empty_bids()] + [m.bids for m in self.active], ignore_index=True)
+        bids = _block_bids(self.active)
         a, b = block_rows(self.active)
         self.bids, self.rows = bids, (a, b)
         self.result = self.clear(bids, (a, b), row_labels(self.active))
@@ -263,12 +293,11 @@ class _Integrated:
         self.n_rows = len(b)
         if not self.result.ok:
             return None
-        if not len(bids):
-            return np.zeros(0)
-        return (
-            bids.bid_id.map(self.result.accepted.set_index("offer_id").mw)
-            .fillna(0.0)
-            .to_numpy(float)
+        accepted = self.result.accepted
+        return _lookup(
+            accepted.offer_id.to_numpy(np.int64),
+            accepted.mw.to_numpy(float),
+            bids.bid_id.to_numpy(np.int64),
         )
 
     def check(self, mw: np.ndarray, spare_flows: int) -> Checked:
@@ -332,12 +361,15 @@ def dlmp(result, bids: pd.DataFrame, a: sp.csr_matrix, b: np.ndarray) -> pd.Seri
     (:func:`~market_sim.markets.tso_markets.stack_rows` puts the reserve rows first).
     """
     duals = result.row_duals[len(result.row_duals) - len(b) :]
-    per_mw = pd.Series(a.T @ duals if len(b) else np.zeros(len(bids)), index=bids.bid_id)
-    der = result.accepted[result.accepted.offer_id >= 0]
-    sign = np.where(der.direction.to_numpy() == UP, 1.0, -1.0)
-    value = per_mw.reindex(der.offer_id).to_numpy(float)  # EUR/h per MW of its service
-    price = der.bus_price_eur_per_mwh.to_numpy(float) + sign * value
-    return pd.Series(price, index=der.offer_id.to_numpy(np.int64), dtype=float)
+    per_mw = a.T @ duals if len(b) else np.zeros(len(bids))
+    accepted = result.accepted
+    offer_id = accepted.offer_id.to_numpy(np.int64)
+    der = offer_id >= 0
+    sign = np.where(accepted.direction.to_numpy()[der] == UP, 1.0, -1.0)
+    # EUR/h per MW of its service
+    value = _lookup(bids.bid_id.to_numpy(np.int64), per_mw, offer_id[der], missing=np.nan)
+    price = accepted.bus_price_eur_per_mwh.to_numpy(float)[der] + sign * value
+    return pd.Series(price, index=offer_id[der], dtype=float)
 
 
 def with_dlmp(result, bids: pd.DataFrame, a: sp.csr_matrix, b: np.ndarray):

@@ -68,6 +68,9 @@ class LoadedModel:
         self._row_lower = np.array(lp.row_lower_, dtype=float)
         self._row_upper = np.array(lp.row_upper_, dtype=float)
         self._solution: highspy.HighsSolution | None = None
+        #: fields of ``_solution`` as arrays (converted once per solve), and which solution
+        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays_of: highspy.HighsSolution | None = None
 
     @property
     def n_cols(self) -> int:
@@ -198,12 +201,25 @@ class LoadedModel:
         return self.highs.getModelStatus()
 
     def values(self) -> np.ndarray:
-        """Primal value of every column (after a successful ``run``)."""
-        return np.asarray(self._checked().col_value, dtype=float)
+        """Primal value of every column (after a successful ``run``; read-only)."""
+        return self._array("col_value")
 
     def duals(self) -> np.ndarray:
-        """Dual of every row, as pyomo reports it: d objective / d row bound (minimisation)."""
-        return np.asarray(self._checked().row_dual, dtype=float)
+        """Dual of every row, as pyomo reports it: d objective / d row bound (minimisation;
+        read-only)."""
+        return self._array("row_dual")
+
+    def _array(self, name: str) -> np.ndarray:
+        """A field of the solution as a read-only array, converted from HiGHS's list once per
+        solve (a clearing reads the values more than once)."""
+        solution = self._checked()
+        if self._arrays_of is not solution:
+            self._arrays, self._arrays_of = {}, solution
+        if name not in self._arrays:
+            array = np.asarray(getattr(solution, name), dtype=float)
+            array.flags.writeable = False
+            self._arrays[name] = array
+        return self._arrays[name]
 
     def objective(self) -> float:
         self._checked()

@@ -61,6 +61,10 @@ class TsoMarkets:
         self.reserve_mw = reserve_mw
         self.energy = EnergySchedule(network, relief_eur_per_mwh=voll_eur_per_mwh)
         self.balancing = BalancingMarket(network, voll_eur_per_mwh)
+        self._reserve_labels = reserve_labels(reserve_mw)
+        #: the last schedule's TER offers: a period asks for them more than once (its
+        #: clearings, the sharing of bids with the DSOs), and they depend on the schedule only
+        self._ter: tuple[ScheduleResult, pd.DataFrame] | None = None
 
     def forget_warm_starts(self) -> None:
         """Solve the next period from scratch, as freshly built markets would (a checkpoint)."""
@@ -75,7 +79,9 @@ class TsoMarkets:
         """The generators' balancing offers around ``schedule`` (none if it failed)."""
         if not schedule.ok:
             return empty_offers()
-        return ter_offers(self.network, schedule, self.ramp_mw)
+        if self._ter is None or self._ter[0] is not schedule:
+            self._ter = (schedule, ter_offers(self.network, schedule, self.ramp_mw))
+        return self._ter[1]
 
     def clear(
         self,
@@ -96,7 +102,7 @@ class TsoMarkets:
         reserve, shortfall = reserve_rows(offers, self.reserve_mw)
         rows = stack_rows(reserve, len(ter), der_rows)
         result = self.balancing.clear(offers, plan.need_mw, self._base_flow(plan.schedule), rows)
-        labels = row_labels(self.reserve_mw, der_labels, len(rows[1]))
+        labels = row_labels(self._reserve_labels, der_labels, len(rows[1]))
         return replace(result, reserve_shortfall_mw=shortfall, row_labels=labels)
 
     def cost_with_all(self, plan: TsoPlan, der_offers: pd.DataFrame) -> float:
@@ -117,13 +123,11 @@ def reserved(reserve_mw: dict[str, float]) -> list[str]:
     return [direction for direction, reserve in reserve_mw.items() if reserve > 0]
 
 
-def row_labels(
-    reserve_mw: dict[str, float], der_labels: pd.DataFrame | None, n_rows: int
-) -> pd.DataFrame:
-    """What each row of :func:`stack_rows` is: ``reserve_up`` / ``reserve_down`` (no DSO,
-    no element), then the DER rows' own labels."""
+def reserve_labels(reserve_mw: dict[str, float]) -> pd.DataFrame:
+    """What the reserve rows of :func:`stack_rows` are: ``reserve_up`` / ``reserve_down`` (no
+    DSO, no element)."""
     directions = reserved(reserve_mw)
-    reserve = pd.DataFrame(
+    return pd.DataFrame(
         {
             "kind": [f"reserve_{d}" for d in directions],
             "dso": "",
@@ -131,6 +135,11 @@ def row_labels(
             "element_index": np.full(len(directions), -1, dtype=np.int64),
         }
     )
+
+
+def row_labels(reserve: pd.DataFrame, der_labels: pd.DataFrame | None, n_rows: int) -> pd.DataFrame:
+    """What each row of :func:`stack_rows` is: the reserve rows' labels
+    (:func:`reserve_labels`), then the DER rows' own labels."""
     labels = (
         pd.concat([reserve, der_labels], ignore_index=True) if der_labels is not None else reserve
     )

@@ -55,9 +55,10 @@ def apply_bids(
 def tap_positions(dn: DistributionNetwork, injections: Injections) -> np.ndarray:
     """Tap of every transformer: the injections' own, the network default where missing."""
     taps = np.asarray(injections.trafo_tap_pos, dtype=float)
-    if taps.shape != (len(dn.net.trafo),):
+    default = dn.initial_taps  # one per transformer, read-only here (every power flow asks)
+    if taps.shape != default.shape:
         return dn.default_taps()
-    return np.where(np.isnan(taps), dn.default_taps(), taps)
+    return np.where(np.isnan(taps), default, taps)
 
 
 def write_injections(dn: DistributionNetwork, injections: Injections) -> None:

@@ -72,7 +72,7 @@ class Model:
     bus_kv: np.ndarray  # solver bus -> nominal kV
     a_pos: np.ndarray  # solver bus -> index of its angle in the NR state, -1 if none
     m_pos: np.ndarray  # solver bus -> index of its magnitude in the NR state, -1 if none
-    jac_pattern: tuple | None = None
+    jac_pattern: Any = None  # jacobian._Pattern
     branch_y: dict[str, tuple] = field(default_factory=dict)
 
 

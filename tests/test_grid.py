@@ -11,11 +11,16 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from market_sim.grid.constraints import element_positions
 from market_sim.grid.flow_summary import monitored_buses
 from market_sim.grid.injections import apply_bids, injections_table
 from market_sim.grid.jacobian import jacobian
-from market_sim.grid.network import DistributionNetwork, load_network, profile_step, step_of
+from market_sim.grid.network import (
+    DistributionNetwork,
+    element_positions,
+    load_network,
+    profile_step,
+    step_of,
+)
 from market_sim.grid.pandapower_reference import replay_power_flow
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow, run_power_flow_detailed
 from market_sim.grid.profile_cache import PROFILE_CACHE_VERSION

@@ -19,7 +19,7 @@ import pandas as pd
 
 from market_sim.grid.flow_summary import VIOLATION_TOL
 from market_sim.grid.injections import UP_SIGN
-from market_sim.grid.network import DistributionNetwork
+from market_sim.grid.network import DistributionNetwork, element_positions
 from market_sim.grid.powerflow import PowerFlowDetail, monitored, run_power_flow_detailed
 from market_sim.grid.sensitivities import element_case_bus
 from market_sim.types import ELEMENT_TABLES, UP, Injections, Limits
@@ -186,34 +186,6 @@ class BidLayout:
             if sel.any():
                 out[sel] = element_case_bus(d, table, self.positions[sel])
         return out
-
-
-def element_positions(
-    dn: DistributionNetwork, tables: np.ndarray, labels: np.ndarray
-) -> np.ndarray:
-    """Position in ``dn.net[tables[i]]`` of the element labelled ``labels[i]`` (-1: none).
-
-    pandas' ``get_indexer``, looked up in a dict per table that is built once per index
-    object (a validation locates the same bids at every tap candidate and in every method).
-    Labels compare as Python values, as in pandas (3 and 3.0 are the same element).
-    """
-    out = np.full(len(tables), -1, dtype=np.int64)
-    for table in ELEMENT_TABLES:
-        sel = tables == table
-        if sel.any():
-            lookup = _label_positions(dn, table)
-            out[sel] = [lookup.get(label, -1) for label in labels[sel].tolist()]
-    return out
-
-
-def _label_positions(dn: DistributionNetwork, table: str) -> dict[object, int]:
-    """Label -> position of ``dn.net[table]``, rebuilt whenever the table's index is replaced."""
-    index = dn.net[table].index
-    kept = dn.solver_cache.setdefault("label_positions", {}).get(table)
-    if kept is None or kept[0] is not index:
-        kept = (index, {label: pos for pos, label in enumerate(index.tolist())})
-        dn.solver_cache["label_positions"][table] = kept
-    return kept[1]
 
 
 @dataclass

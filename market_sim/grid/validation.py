@@ -48,6 +48,7 @@ import pandas as pd
 
 from market_sim.grid.constraints import (
     MIN_MW,
+    BidLayout,
     Caps,
     DirectionOutcome,
     effective_limits,
@@ -70,7 +71,8 @@ from market_sim.types import (
 
 log = logging.getLogger(__name__)
 
-#: (dn, baseline, base power flow, bids of one direction, caps, limits, fairness, **options)
+#: (dn, baseline, base power flow, bids of one direction, caps, limits, fairness, **options,
+#: layout=their BidLayout)
 DirectionValidator = Callable[..., DirectionOutcome]
 
 #: Bids of one direction (mask over the bid book) and what validating them produced.
@@ -78,13 +80,22 @@ Outcomes = dict[str, tuple[np.ndarray, DirectionOutcome]]
 
 
 @dataclass(frozen=True)
+class _Book:
+    """The active bids (known element, positive quantity) of one direction: their mask over
+    the bid book, their rows and where they act, found once per :func:`validate` (with OLTC
+    every tap candidate validates the same bids)."""
+
+    sel: np.ndarray
+    rows: pd.DataFrame
+    layout: BidLayout
+
+
+@dataclass(frozen=True)
 class _Problem:
     """Everything a validation method is called with, fixed for one call of :func:`validate`."""
 
     dn: DistributionNetwork
-    #: Per direction with active bids (known element, positive quantity): their mask over
-    #: the bid book and their rows, sliced once (every tap candidate validates the same rows).
-    books: dict[str, tuple[np.ndarray, pd.DataFrame]]
+    books: dict[str, _Book]  # per direction that has active bids, in DIRECTIONS order
     caps: Caps
     limits: Limits
     solver: DirectionValidator
@@ -142,7 +153,7 @@ def validate(
     known = _known(dn, bids)
     mw = bids["mw"].to_numpy(dtype=float)
     caps = effective_limits(dn, base, limits)
-    books = _books(bids, known & np.isfinite(mw) & (mw > MIN_MW))
+    books = _books(dn, bids, known & np.isfinite(mw) & (mw > MIN_MW))
     problem = _Problem(dn, books, caps, limits, solver, fairness, options)
     candidates = tap_candidates(dn, taps0, reach) if oltc else None
     search = _search_taps(problem, baseline, base, taps0, candidates)
@@ -175,14 +186,15 @@ def _known(dn: DistributionNetwork, bids: pd.DataFrame) -> np.ndarray:
     return element_positions(dn, elements, bids["element_index"].to_numpy()) >= 0
 
 
-def _books(bids: pd.DataFrame, active: np.ndarray) -> dict[str, tuple[np.ndarray, pd.DataFrame]]:
-    """Mask and rows of the ``active`` bids of each direction that has any, in DIRECTIONS order."""
+def _books(dn: DistributionNetwork, bids: pd.DataFrame, active: np.ndarray) -> dict[str, _Book]:
+    """The :class:`_Book` of the ``active`` bids of each direction that has any."""
     directions = bids["direction"].to_numpy()
     books = {}
     for direction in DIRECTIONS:
         sel = active & (directions == direction)
         if sel.any():
-            books[direction] = (sel, bids[sel])
+            rows = bids[sel]
+            books[direction] = _Book(sel, rows, BidLayout.of(dn, rows))
     return books
 
 
@@ -235,9 +247,10 @@ def _validate_at(problem: _Problem, baseline: Injections, base: PowerFlowDetail)
     """Run the method on each direction's active bids around one baseline power flow."""
     p = problem
     out = {}
-    for direction, (sel, rows) in p.books.items():
-        res = p.solver(p.dn, baseline, base, rows, p.caps, p.limits, p.fairness, **p.options)
-        out[direction] = (sel, res)
+    for direction, book in p.books.items():
+        args = (p.dn, baseline, base, book.rows, p.caps, p.limits, p.fairness)
+        res = p.solver(*args, layout=book.layout, **p.options)
+        out[direction] = (book.sel, res)
     return out
 
 

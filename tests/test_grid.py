@@ -9,10 +9,18 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from market_sim.grid.flow_summary import monitored_buses
 from market_sim.grid.injections import apply_bids, injections_table
-from market_sim.grid.network import DistributionNetwork, load_network, profile_step, step_of
+from market_sim.grid.jacobian import jacobian
+from market_sim.grid.network import (
+    DistributionNetwork,
+    element_positions,
+    load_network,
+    profile_step,
+    step_of,
+)
 from market_sim.grid.pandapower_reference import replay_power_flow
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow, run_power_flow_detailed
 from market_sim.grid.profile_cache import PROFILE_CACHE_VERSION
@@ -344,3 +352,48 @@ def test_power_flow_matches_pandapower_mvlv() -> None:
         d = run_power_flow_detailed(dn, inj, LIMITS)
         assert d.result.converged and d.state is not None
         assert_matches_runpp(dn, d, loading_atol=1e-4)
+
+
+def test_jacobian_equals_the_coo_assembly(dn: DistributionNetwork) -> None:
+    """The Jacobian filled into its fixed CSC pattern is bit for bit the matrix scipy sums
+    from the (row, column, value) entries: same structure, same numbers, same zero signs."""
+    d = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, write=False)
+    model, v = d.state.model, d.state.v
+    jac = jacobian(model, v)
+    pat = model.jac_pattern
+    y = model.ybus.tocoo()
+    r = np.concatenate([y.row, np.arange(model.ybus.shape[0])])
+    c = np.concatenate([y.col, np.arange(model.ybus.shape[0])])
+    ibus = model.ybus @ v
+    vnorm = v / np.abs(v)
+    ds_dva = np.concatenate([-1j * v[y.row] * np.conj(y.data * v[y.col]), 1j * v * np.conj(ibus)])
+    ds_dvm = np.concatenate([v[y.row] * np.conj(y.data * vnorm[y.col]), np.conj(ibus) * vnorm])
+    a, m = model.a_pos, model.m_pos
+    data, rows, cols = [], [], []
+    maps = ((a, a), (a, m), (m, a), (m, m))
+    parts = (ds_dva.real, ds_dvm.real, ds_dva.imag, ds_dvm.imag)
+    for (row_map, col_map), part, sel in zip(maps, parts, pat.blocks, strict=True):
+        data.append(part[sel])
+        rows.append(row_map[r[sel]])
+        cols.append(col_map[c[sel]])
+    size = len(model.pvpq) + len(model.pq)
+    coo = sp.csc_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)
+    )
+    coo.sort_indices()
+    np.testing.assert_array_equal(jac.indptr, coo.indptr)
+    np.testing.assert_array_equal(jac.indices, coo.indices)
+    assert jac.data.tobytes() == coo.data.tobytes()
+
+
+def test_element_positions_match_pandas(dn: DistributionNetwork) -> None:
+    """Bid elements are located as pandas' get_indexer does: unknown labels and tables -1."""
+    labels = np.array([*dn.net.load.index[[3, 0]], 10**9, *dn.net.sgen.index[[1]], 0])
+    tables = np.array(["load", "load", "load", "sgen", "gen"], dtype=object)
+    want = [
+        *dn.net.load.index.get_indexer(labels[:3]),
+        dn.net.sgen.index.get_indexer(labels[3:4])[0],
+        -1,
+    ]
+    np.testing.assert_array_equal(element_positions(dn, tables, labels), want)
+    np.testing.assert_array_equal(element_positions(dn, tables, labels.astype(float)), want)

@@ -124,9 +124,11 @@ def validate_direction(
     limits: Limits,
     fairness: str = "max_volume",
     max_rounds: int = MAX_ROUNDS,
+    layout: BidLayout | None = None,
 ) -> DirectionOutcome:
-    """Validate the bids of one direction with pandapower's AC OPF (see module docstring)."""
-    layout = BidLayout.of(dn, bids)
+    """Validate the bids of one direction with pandapower's AC OPF (see module docstring;
+    ``layout``: ``BidLayout.of(dn, bids)`` if the caller has it, see :mod:`.validation`)."""
+    layout = layout or BidLayout.of(dn, bids)
     offered, n = layout.offered, len(layout.offered)
     full = check(dn, layout, baseline, offered, limits, warm=base)
     ac_it = 1

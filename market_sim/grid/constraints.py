@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from market_sim.grid.flow_summary import VIOLATION_TOL, monitored_buses
+from market_sim.grid.flow_summary import VIOLATION_TOL
 from market_sim.grid.injections import UP_SIGN
-from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.grid.network import DistributionNetwork, element_positions
+from market_sim.grid.powerflow import PowerFlowDetail, monitored, run_power_flow_detailed
 from market_sim.grid.sensitivities import element_case_bus
 from market_sim.types import ELEMENT_TABLES, UP, Injections, Limits
 
@@ -34,13 +34,29 @@ KIND_TABLE = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
 class Caps:
     """Effective limits: the operating limits, relaxed to the baseline level where violated.
 
-    NaN means not monitored (HV buses, out-of-service branches).
+    NaN means not monitored (HV buses, out-of-service branches). ``_names`` keeps the names
+    :meth:`names` formatted (per kind, by position): the caps belong to one network.
     """
 
     vmax: np.ndarray
     vmin: np.ndarray
     line: np.ndarray
     trafo: np.ndarray
+    _names: dict[str, dict[int, str]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def names(self, net: object, kind: str, pos: np.ndarray) -> list[str]:
+        """:func:`constraint_names` of the constraints of ``kind`` at ``pos``, each formatted
+        once: a validation meets the same violations at many of its power flows."""
+        known = self._names.setdefault(kind, {})
+        wanted = pos.tolist()
+        missing = [p for p in wanted if p not in known]
+        if missing:
+            at = np.array(missing, dtype=np.int64)
+            raw = self.vmin if kind == "vmin" else getattr(self, kind)
+            known.update(zip(missing, constraint_names(net, kind, at, raw[at]), strict=True))
+        return [known[p] for p in wanted]
 
 
 @dataclass(frozen=True)
@@ -53,11 +69,9 @@ class Violation:
 
 def effective_limits(dn: DistributionNetwork, base: PowerFlowDetail, limits: Limits) -> Caps:
     """Limits of ``limits`` relaxed to the baseline where the baseline already violates them."""
-    net = dn.net
-    mon = monitored_buses(net)
-    vm = np.where(mon, base.vm_pu, np.nan)
-    line_on = net.line["in_service"].to_numpy(dtype=bool)
-    trafo_on = net.trafo["in_service"].to_numpy(dtype=bool)
+    mon = monitored(dn)
+    vm = np.where(mon.bus, base.vm_pu, np.nan)
+    line_on, trafo_on = mon.line, mon.trafo
     return Caps(
         vmax=np.fmax(np.where(np.isfinite(vm), limits.vm_max_pu, np.nan), vm),
         vmin=np.fmin(np.where(np.isfinite(vm), limits.vm_min_pu, np.nan), vm),
@@ -116,14 +130,11 @@ def violations(dn: DistributionNetwork, d: PowerFlowDetail, caps: Caps) -> list[
     """Constraints of ``d`` beyond the effective limits (NaN limits are not monitored)."""
     out: list[Violation] = []
     for kind in ("vmax", "vmin", "line", "trafo"):
-        cap = cap_of(caps, kind)
-        over = values(d, kind) - cap
-        with np.errstate(invalid="ignore"):
-            bad = np.flatnonzero(over > VIOLATION_TOL)  # NaN: not monitored, never above
+        over = values(d, kind) - cap_of(caps, kind)
+        bad = np.flatnonzero(over > VIOLATION_TOL)  # NaN: not monitored, never above
         if not len(bad):
             continue
-        raw_cap = caps.vmin if kind == "vmin" else cap
-        names = constraint_names(dn.net, kind, bad, raw_cap[bad])
+        names = caps.names(dn.net, kind, bad)
         out += [
             Violation(kind, int(pos), float(over[pos]), name)
             for pos, name in zip(bad, names, strict=True)
@@ -152,12 +163,7 @@ class BidLayout:
     @classmethod
     def of(cls, dn: DistributionNetwork, bids: pd.DataFrame) -> BidLayout:
         tables = bids["element"].to_numpy(dtype=object)
-        positions = np.zeros(len(bids), dtype=np.int64)
-        for table in ELEMENT_TABLES:
-            sel = tables == table
-            if sel.any():
-                idx = bids["element_index"].to_numpy()[sel]
-                positions[sel] = dn.net[table].index.get_indexer(idx)
+        positions = element_positions(dn, tables, bids["element_index"].to_numpy())
         sign = np.where(bids["direction"].to_numpy() == UP, 1.0, -1.0)
         delta = np.array([UP_SIGN[t] for t in tables]) * sign if len(tables) else sign
         offered = bids["mw"].to_numpy(dtype=float)

@@ -57,6 +57,27 @@ def monitored_buses(net: Any) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class Monitored:
+    """Masks over net.bus / net.line / net.trafo of the elements that have limits.
+
+    They depend on the topology only, so a caller that runs many power flows of one net keeps
+    them (:func:`~.powerflow.monitored`) instead of reading three pandas columns per flow.
+    """
+
+    bus: np.ndarray
+    line: np.ndarray
+    trafo: np.ndarray
+
+    @classmethod
+    def of(cls, net: Any) -> Monitored:
+        return cls(
+            monitored_buses(net),
+            net.line["in_service"].to_numpy(dtype=bool),
+            net.trafo["in_service"].to_numpy(dtype=bool),
+        )
+
+
 def _max(a: np.ndarray) -> float:
     a = a[np.isfinite(a)]
     return float(a.max()) if a.size else float("nan")
@@ -68,16 +89,14 @@ def violation_masks(net: Any, flows: Flows, limits: Limits) -> dict[str, np.ndar
     The one rule both the counts of :func:`summarise` and the element labels of
     :func:`violated_elements` come from.
     """
-    return _masks(*_monitored(net, flows), limits)
+    return _masks(*_monitored(Monitored.of(net), flows), limits)
 
 
-def _monitored(net: Any, flows: Flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _monitored(mon: Monitored, flows: Flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bus voltages, line and trafo loadings of the monitored elements (NaN elsewhere)."""
-    vm = np.where(monitored_buses(net), flows.vm_pu, np.nan)
-    line = np.where(net.line["in_service"].to_numpy(dtype=bool), flows.line_loading_percent, np.nan)
-    trafo = np.where(
-        net.trafo["in_service"].to_numpy(dtype=bool), flows.trafo_loading_percent, np.nan
-    )
+    vm = np.where(mon.bus, flows.vm_pu, np.nan)
+    line = np.where(mon.line, flows.line_loading_percent, np.nan)
+    trafo = np.where(mon.trafo, flows.trafo_loading_percent, np.nan)
     return vm, line, trafo
 
 
@@ -106,9 +125,12 @@ def violated_elements(net: Any, flows: Flows, limits: Limits) -> frozenset[str]:
     )
 
 
-def summarise(net: Any, flows: Flows, limits: Limits) -> PowerFlowResult:
-    """Count the limit violations of one converged power flow."""
-    vm, line, trafo = _monitored(net, flows)
+def summarise(
+    net: Any, flows: Flows, limits: Limits, monitored: Monitored | None = None
+) -> PowerFlowResult:
+    """Count the limit violations of one converged power flow (``monitored``: the net's
+    :class:`Monitored`, if the caller keeps it)."""
+    vm, line, trafo = _monitored(monitored or Monitored.of(net), flows)
     masks = _masks(vm, line, trafo, limits)  # the rule of violation_masks, on the same arrays
     fin = vm[np.isfinite(vm)]
     return PowerFlowResult(

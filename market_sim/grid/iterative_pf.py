@@ -158,9 +158,13 @@ def validate_direction(
     limits: Limits,
     fairness: str = "max_volume",
     max_iter: int = 30,
+    layout: BidLayout | None = None,
 ) -> DirectionOutcome:
-    """Iterative power-flow validation of the bids of one direction (see the module)."""
-    layout = BidLayout.of(dn, bids)
+    """Iterative power-flow validation of the bids of one direction (see the module).
+
+    ``layout``: ``BidLayout.of(dn, bids)`` if the caller has it (see :mod:`.validation`).
+    """
+    layout = layout or BidLayout.of(dn, bids)
     offered = layout.offered
     equal_share = fairness == "equitable"
     x = offered.copy()

@@ -8,6 +8,7 @@ solves of :mod:`.sensitivities` combine the two.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,24 +17,62 @@ import scipy.sparse as sp
 from market_sim.grid.lightsim_model import Model
 
 
-def _jacobian_pattern(model: Model) -> tuple[np.ndarray, ...]:
-    """Index arrays that map Ybus entries and bus diagonals onto Jacobian entries.
+@dataclass(frozen=True)
+class _Pattern:
+    """Where the numbers of a Jacobian go, fixed for one model.
 
-    Computed once per model so that each Jacobian fills numbers into a fixed pattern instead
-    of slicing sparse matrices.
+    ``blocks``: per block of J (dP/dVa, dP/dVm, dQ/dVa, dQ/dVm) the mask of the entries (Ybus
+    entries, then one bus diagonal per bus) that land in it. The entries' J positions, sorted
+    column by column, give the CSC structure ``indptr`` / ``indices``; ``order`` sorts the
+    entries so, ``first`` marks the first entry of each J position and ``again`` the position
+    of every other one. At most two entries share a position (a Ybus diagonal and its bus
+    diagonal: the blocks are disjoint and the maps a_pos / m_pos one-to-one), so their sum
+    does not depend on the order they are added in.
     """
+
+    y_row: np.ndarray
+    y_col: np.ndarray
+    y_data: np.ndarray
+    blocks: list[np.ndarray]
+    order: np.ndarray
+    first: np.ndarray
+    again: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+
+
+def _jacobian_pattern(model: Model) -> _Pattern:
+    """The :class:`_Pattern` of ``model``: computed once, so that each Jacobian fills numbers
+    into a fixed CSC structure instead of slicing sparse matrices or summing COO entries."""
     y = model.ybus.tocoo()
     n = model.ybus.shape[0]
-    r = np.r_[y.row, np.arange(n)].astype(np.int64)
-    c = np.r_[y.col, np.arange(n)].astype(np.int64)
+    r = np.concatenate([y.row, np.arange(n)]).astype(np.int64)
+    c = np.concatenate([y.col, np.arange(n)]).astype(np.int64)
     a, m = model.a_pos, model.m_pos
-    blocks = []  # (entry mask, J rows, J cols) for the four blocks
+    blocks, rows, cols = [], [], []
     for row_map, col_map in ((a, a), (a, m), (m, a), (m, m)):
         sel = (row_map[r] >= 0) & (col_map[c] >= 0)
-        blocks.append((sel, row_map[r[sel]], col_map[c[sel]]))
-    rows = np.concatenate([b[1] for b in blocks])
-    cols = np.concatenate([b[2] for b in blocks])
-    return y.row.astype(np.int64), y.col.astype(np.int64), y.data, blocks, rows, cols
+        blocks.append(sel)
+        rows.append(row_map[r[sel]])
+        cols.append(col_map[c[sel]])
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    order = np.lexsort((row, col))
+    row, col = row[order], col[order]
+    first = np.r_[True, (row[1:] != row[:-1]) | (col[1:] != col[:-1])]
+    slot = np.cumsum(first) - 1
+    size = len(model.pvpq) + len(model.pq)
+    indptr = np.searchsorted(col[first], np.arange(size + 1)).astype(np.int32)
+    return _Pattern(
+        y.row.astype(np.int64),
+        y.col.astype(np.int64),
+        y.data,
+        blocks,
+        order,
+        first,
+        slot[~first],
+        row[first].astype(np.int32),
+        indptr,
+    )
 
 
 def jacobian(model: Model, v: np.ndarray) -> sp.csc_matrix:
@@ -47,15 +86,19 @@ def jacobian(model: Model, v: np.ndarray) -> sp.csc_matrix:
     """
     if model.jac_pattern is None:
         model.jac_pattern = _jacobian_pattern(model)
-    yr, yc, yd, blocks, rows, cols = model.jac_pattern
+    pat = model.jac_pattern
+    yr, yc, yd = pat.y_row, pat.y_col, pat.y_data
     ibus = model.ybus @ v
     vnorm = v / np.abs(v)
-    ds_dva = np.r_[-1j * v[yr] * np.conj(yd * v[yc]), 1j * v * np.conj(ibus)]
-    ds_dvm = np.r_[v[yr] * np.conj(yd * vnorm[yc]), np.conj(ibus) * vnorm]
+    ds_dva = np.concatenate([-1j * v[yr] * np.conj(yd * v[yc]), 1j * v * np.conj(ibus)])
+    ds_dvm = np.concatenate([v[yr] * np.conj(yd * vnorm[yc]), np.conj(ibus) * vnorm])
     parts = (ds_dva.real, ds_dvm.real, ds_dva.imag, ds_dvm.imag)
-    data = np.concatenate([part[b[0]] for part, b in zip(parts, blocks, strict=True)])
+    entries = np.concatenate([part[b] for part, b in zip(parts, pat.blocks, strict=True)])
+    entries = entries[pat.order]
+    data = entries[pat.first]
+    np.add.at(data, pat.again, entries[~pat.first])
     size = len(model.pvpq) + len(model.pq)
-    return sp.csc_matrix((data, (rows, cols)), shape=(size, size))
+    return sp.csc_matrix((data, pat.indices, pat.indptr), shape=(size, size))
 
 
 def _branch_admittances(model: Model, kind: str) -> tuple[np.ndarray, ...]:

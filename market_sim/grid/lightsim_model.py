@@ -73,7 +73,7 @@ class Model:
     bus_kv: np.ndarray  # solver bus -> nominal kV
     a_pos: np.ndarray  # solver bus -> index of its angle in the NR state, -1 if none
     m_pos: np.ndarray  # solver bus -> index of its magnitude in the NR state, -1 if none
-    jac_pattern: tuple | None = None
+    jac_pattern: Any = None  # jacobian._Pattern
     branch_y: dict[str, tuple] = field(default_factory=dict)
 
 
@@ -355,17 +355,19 @@ def _flows(model: Model, v: np.ndarray) -> Flows:
     """Bus voltages and branch loadings (pandapower's definitions) of a converged solution."""
     grid = model.grid
     at_bus = v[model.to_grid[np.maximum(model.bus_idx, 0)]]
-    vm = np.where(model.bus_idx >= 0, np.abs(at_bus), np.nan)
-    va = np.where(model.bus_idx >= 0, np.degrees(np.angle(at_bus)), np.nan)
+    bus_on = model.bus_idx >= 0
+    vm = np.where(bus_on, np.abs(at_bus), np.nan)
+    va = np.where(bus_on, np.degrees(np.angle(at_bus)), np.nan)
     line_1 = grid.get_line_res1()
     line_ld = np.maximum(line_1[3], grid.get_line_res2()[3]) / model.line_rating
-    line_on = grid.get_lines_status()
+    # The statuses come as Python lists: converted once here, not by each np.where below.
+    line_on = np.asarray(grid.get_lines_status(), dtype=bool)
     line_ld = np.where(line_on, line_ld * 100.0, np.nan)
     # pandapower's "current" trafo loading: i_ka * vn_kv * sqrt3 / sn_mva / parallel / df.
     hv = grid.get_trafo_res1()
     i_hv, i_lv = hv[3], grid.get_trafo_res2()[3]
     trafo_ld = np.maximum(i_hv * model.trafo_vn[:, 0], i_lv * model.trafo_vn[:, 1])
-    trafo_on = grid.get_trafo_status()
+    trafo_on = np.asarray(grid.get_trafo_status(), dtype=bool)
     trafo_ld = np.where(trafo_on, trafo_ld / model.trafo_rating * 100.0, np.nan)
     p_ext, q_ext, _ = grid.get_gen_res()
     return Flows(

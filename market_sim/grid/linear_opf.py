@@ -376,9 +376,11 @@ def validate_direction(
     limits: Limits,
     fairness: str = "max_volume",
     max_rounds: int = VALIDATION.max_rounds,
+    layout: BidLayout | None = None,
 ) -> DirectionOutcome:
-    """Validate the bids of one direction (all rows of ``bids`` share it)."""
-    layout = BidLayout.of(dn, bids)
+    """Validate the bids of one direction (all rows of ``bids`` share it; ``layout``:
+    ``BidLayout.of(dn, bids)`` if the caller has it, see :mod:`.validation`)."""
+    layout = layout or BidLayout.of(dn, bids)
     offered = layout.offered
     n = len(offered)
     if base.state is None:

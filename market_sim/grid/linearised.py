@@ -333,6 +333,8 @@ MAX_VERTICES = 8
 #: all buses are one zone, and the 40 nearest the limit at the full set can all sit on one
 #: feeder while another feeder's worst vertex is the one over the limit.
 MAX_BOX_KEYS = 400
+#: The screen of :func:`box_vertices`: the validation's, with :data:`MAX_BOX_KEYS` per kind.
+BOX_SCREEN = replace(VALIDATION, max_screen=MAX_BOX_KEYS)
 
 
 def worst_case(a: np.ndarray) -> np.ndarray:
@@ -397,7 +399,7 @@ def box_vertices(
     fulls = tuple(v for s in (1.0, -1.0) if (v := np.where(layout.inj_sign == s, q, 0.0)).any())
     if d.state is None or not d.result.converged:
         return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
-    keys = screen(dn, caps, [base, d], replace(VALIDATION, max_screen=MAX_BOX_KEYS))
+    keys = screen(dn, caps, [base, d], BOX_SCREEN)
     ends = [(p, x) for p, x in ((base, np.zeros_like(q)), (d, q)) if p.state is not None]
     grads = [gradients(p, keys, layout.case_bus(p)) for p, _ in ends]
     if not keys or any(g is None for g in grads):

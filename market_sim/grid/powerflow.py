@@ -18,7 +18,7 @@ import numpy as np
 from pandapower.powerflow import LoadflowNotConverged
 
 from market_sim.grid import lightsim_model
-from market_sim.grid.flow_summary import Flows, not_converged, summarise
+from market_sim.grid.flow_summary import Flows, Monitored, not_converged, summarise
 from market_sim.grid.injections import tap_positions, write_injections
 from market_sim.grid.lightsim_model import State
 from market_sim.grid.network import DistributionNetwork
@@ -89,6 +89,18 @@ def run_power_flow(
     return run_power_flow_detailed(dn, injections, limits).result
 
 
+def monitored(dn: DistributionNetwork) -> Monitored:
+    """The network's :class:`~.flow_summary.Monitored` elements, read from ``dn.net`` once.
+
+    Kept in ``dn.solver_cache`` like the power-flow models: the topology does not change
+    during a run (a modified net comes with a new cache), and every power flow reads it.
+    """
+    cache = dn.solver_cache
+    if "monitored" not in cache:
+        cache["monitored"] = Monitored.of(dn.net)
+    return cache["monitored"]
+
+
 def _start(model: lightsim_model.Model, warm_start: PowerFlowDetail | None) -> np.ndarray | None:
     """Grid-model start voltages from an earlier solution of ``model``; None for the default."""
     state = warm_start.state if warm_start is not None else None
@@ -108,7 +120,7 @@ def _detail(
 ) -> PowerFlowDetail:
     if flows is None:
         return _failed(dn, runpp_reason)
-    result = summarise(dn.net, flows, limits)
+    result = summarise(dn.net, flows, limits, monitored(dn))
     return PowerFlowDetail(
         result,
         flows.vm_pu,

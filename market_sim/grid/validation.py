@@ -46,7 +46,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market_sim.grid.constraints import MIN_MW, Caps, DirectionOutcome, effective_limits, within
+from market_sim.grid.constraints import (
+    MIN_MW,
+    BidLayout,
+    Caps,
+    DirectionOutcome,
+    effective_limits,
+    element_positions,
+    within,
+)
 from market_sim.grid.fairness import check_fairness, jain_index, min_share
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.oltc import tap_candidates
@@ -54,7 +62,6 @@ from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
 from market_sim.registry import VALIDATION_METHODS
 from market_sim.types import (
     DIRECTIONS,
-    ELEMENT_TABLES,
     DirectionStats,
     Injections,
     Limits,
@@ -64,7 +71,8 @@ from market_sim.types import (
 
 log = logging.getLogger(__name__)
 
-#: (dn, baseline, base power flow, bids of one direction, caps, limits, fairness, **options)
+#: (dn, baseline, base power flow, bids of one direction, caps, limits, fairness, **options,
+#: layout=their BidLayout)
 DirectionValidator = Callable[..., DirectionOutcome]
 
 #: Bids of one direction (mask over the bid book) and what validating them produced.
@@ -72,12 +80,22 @@ Outcomes = dict[str, tuple[np.ndarray, DirectionOutcome]]
 
 
 @dataclass(frozen=True)
+class _Book:
+    """The active bids (known element, positive quantity) of one direction: their mask over
+    the bid book, their rows and where they act, found once per :func:`validate` (with OLTC
+    every tap candidate validates the same bids)."""
+
+    sel: np.ndarray
+    rows: pd.DataFrame
+    layout: BidLayout
+
+
+@dataclass(frozen=True)
 class _Problem:
     """Everything a validation method is called with, fixed for one call of :func:`validate`."""
 
     dn: DistributionNetwork
-    bids: pd.DataFrame
-    active: np.ndarray  # bids that are validated at all (known element, positive quantity)
+    books: dict[str, _Book]  # per direction that has active bids, in DIRECTIONS order
     caps: Caps
     limits: Limits
     solver: DirectionValidator
@@ -135,9 +153,8 @@ def validate(
     known = _known(dn, bids)
     mw = bids["mw"].to_numpy(dtype=float)
     caps = effective_limits(dn, base, limits)
-    problem = _Problem(
-        dn, bids, known & np.isfinite(mw) & (mw > MIN_MW), caps, limits, solver, fairness, options
-    )
+    books = _books(dn, bids, known & np.isfinite(mw) & (mw > MIN_MW))
+    problem = _Problem(dn, books, caps, limits, solver, fairness, options)
     candidates = tap_candidates(dn, taps0, reach) if oltc else None
     search = _search_taps(problem, baseline, base, taps0, candidates)
     for direction, (_, res) in search.outcomes.items():
@@ -164,14 +181,21 @@ def _method(name: str) -> DirectionValidator:
 
 
 def _known(dn: DistributionNetwork, bids: pd.DataFrame) -> np.ndarray:
-    """Mask of the bids whose element exists in the network."""
-    known = np.zeros(len(bids), dtype=bool)
+    """Mask of the bids whose element exists in the network (an unknown table included)."""
     elements = bids["element"].to_numpy(dtype=object)
-    for table in ELEMENT_TABLES:
-        sel = elements == table
+    return element_positions(dn, elements, bids["element_index"].to_numpy()) >= 0
+
+
+def _books(dn: DistributionNetwork, bids: pd.DataFrame, active: np.ndarray) -> dict[str, _Book]:
+    """The :class:`_Book` of the ``active`` bids of each direction that has any."""
+    directions = bids["direction"].to_numpy()
+    books = {}
+    for direction in DIRECTIONS:
+        sel = active & (directions == direction)
         if sel.any():
-            known[sel] = dn.net[table].index.get_indexer(bids["element_index"][sel]) >= 0
-    return known
+            rows = bids[sel]
+            books[direction] = _Book(sel, rows, BidLayout.of(dn, rows))
+    return books
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,14 +247,10 @@ def _validate_at(problem: _Problem, baseline: Injections, base: PowerFlowDetail)
     """Run the method on each direction's active bids around one baseline power flow."""
     p = problem
     out = {}
-    directions = p.bids["direction"].to_numpy()
-    for direction in DIRECTIONS:
-        sel = p.active & (directions == direction)
-        if sel.any():
-            res = p.solver(
-                p.dn, baseline, base, p.bids[sel], p.caps, p.limits, p.fairness, **p.options
-            )
-            out[direction] = (sel, res)
+    for direction, book in p.books.items():
+        args = (p.dn, baseline, base, book.rows, p.caps, p.limits, p.fairness)
+        res = p.solver(*args, layout=book.layout, **p.options)
+        out[direction] = (book.sel, res)
     return out
 
 

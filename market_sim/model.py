@@ -402,12 +402,16 @@ class MarketModel(mesa.Model):
         return log[start:]
 
     def message_table(self, rows: list[tuple] | None = None) -> pd.DataFrame:
-        """The message log (or some of its rows) as a ``messages`` table."""
+        """The message log (or some of its rows) as a ``messages`` table: the log's columns,
+        then the roles of sender and receiver. Built from columns (the KPIs take a period's
+        ten or so messages as a table every period)."""
         rows = self.post.log if rows is None else rows
-        table = pd.DataFrame(rows, columns=list(MESSAGE_COLUMNS))
-        table["sender_role"] = table.sender.map(self.role)
-        table["receiver_role"] = table.receiver.map(self.role)
-        return table
+        if not rows:  # no values to infer the dtypes from: object, as a frame of no rows has
+            return pd.DataFrame(columns=[*MESSAGE_COLUMNS, "sender_role", "receiver_role"])
+        columns = dict(zip(MESSAGE_COLUMNS, zip(*rows, strict=True), strict=True))
+        columns["sender_role"] = [self.role(name) for name in columns["sender"]]
+        columns["receiver_role"] = [self.role(name) for name in columns["receiver"]]
+        return pd.DataFrame(columns)
 
     def role(self, name: str) -> str:
         if name == TSO.name:

@@ -44,13 +44,13 @@ from market_sim.markets.offers import empty_offers
 from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.recording import (
-    kpi_rows,
-    price_rows,
     record_balancing,
     record_baseline,
     record_delivery,
     record_frames,
+    record_kpis,
     record_outcome,
+    record_prices,
     record_wear,
 )
 from market_sim.registry import COORDINATION_MODELS
@@ -140,16 +140,14 @@ class MarketModel(mesa.Model):
     def record_event(self, kind: str, message: str) -> None:
         """A failure of this period (solver, power flow, late message): recorded, run goes on."""
         log.debug("period %d: %s: %s", self.period, kind, message)
-        row = {"period": self.period, "time_s": self.env.now, "kind": kind, "message": message}
-        self.recorder.add("events", [row])
+        self.recorder.add_row("events", (self.period, self.env.now, kind, message))
 
     def timed(self, role: str, stage: str, func: Callable, *args: Any) -> Any:
         """Call ``func`` and record its wall time for ``role`` and ``stage``."""
         t0 = time.perf_counter()
         result = func(*args)
         seconds = time.perf_counter() - t0
-        row = {"period": self.period, "role": role, "stage": stage, "seconds": seconds}
-        self.recorder.add("timings", [row])
+        self.recorder.add_row("timings", (self.period, role, stage, seconds))
         return result
 
     def forecasts(self, period: int) -> dict[str, Injections]:
@@ -337,7 +335,7 @@ class MarketModel(mesa.Model):
         """Write the period's rows into the results tables, then its KPIs."""
         period, rec = inputs.period, self.recorder
         record_outcome(rec, outcome)
-        rec.add("counterfactual", counterfactual.assign(period=period))
+        rec.add_frame("counterfactual", counterfactual, period=period)
         devices = self.population.device_state(self.state.energy)
         frames = {"bids": inputs.bids, "settlement": settlement, "devices": devices}
         record_frames(rec, period, frames | {"validation": outcome.validation})
@@ -345,9 +343,9 @@ class MarketModel(mesa.Model):
         buses = np.asarray(self.transmission.bus_ids)
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         if schedule.ok:
-            rec.add("prices", price_rows(period, "schedule", buses, schedule.price_eur_per_mwh))
+            record_prices(rec, period, "schedule", buses, schedule.price_eur_per_mwh)
         if clearing is not None and clearing.ok:
-            rec.add("prices", price_rows(period, "balancing", buses, clearing.price_eur_per_mwh))
+            record_prices(rec, period, "balancing", buses, clearing.price_eur_per_mwh)
         record_delivery(rec, period, {n: d.network for n, d in self.dsos.items()}, delivered)
         record_wear(rec, period, wear[0])
         record_balancing(rec, period, self.transmission, inputs.plan, clearing)
@@ -355,7 +353,7 @@ class MarketModel(mesa.Model):
         kpis = self._kpis(
             inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
         )
-        rec.add("kpis", kpi_rows(period, kpis))
+        record_kpis(rec, period, kpis)
 
     def _kpis(
         self, inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
@@ -421,12 +419,16 @@ class MarketModel(mesa.Model):
         return log[start:]
 
     def message_table(self, rows: list[tuple] | None = None) -> pd.DataFrame:
-        """The message log (or some of its rows) as a ``messages`` table."""
+        """The message log (or some of its rows) as a ``messages`` table: the log's columns,
+        then the roles of sender and receiver. Built from columns (the KPIs take a period's
+        ten or so messages as a table every period)."""
         rows = self.post.log if rows is None else rows
-        table = pd.DataFrame(rows, columns=list(MESSAGE_COLUMNS))
-        table["sender_role"] = table.sender.map(self.role)
-        table["receiver_role"] = table.receiver.map(self.role)
-        return table
+        if not rows:  # no values to infer the dtypes from: object, as a frame of no rows has
+            return pd.DataFrame(columns=[*MESSAGE_COLUMNS, "sender_role", "receiver_role"])
+        columns = dict(zip(MESSAGE_COLUMNS, zip(*rows, strict=True), strict=True))
+        columns["sender_role"] = [self.role(name) for name in columns["sender"]]
+        columns["receiver_role"] = [self.role(name) for name in columns["receiver"]]
+        return pd.DataFrame(columns)
 
     def role(self, name: str) -> str:
         if name == TSO.name:

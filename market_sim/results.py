@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,39 +36,123 @@ class RunFolderError(ValueError):
     """A run folder that cannot be used as asked: its message is one line for the user."""
 
 
+class TableBuffer:
+    """One table's rows, kept as column arrays until the table is taken.
+
+    A period adds a few blocks of rows to a table; building a DataFrame per block and
+    concatenating DataFrames per chunk cost more than the stages that computed the rows. So a
+    block is kept as one array per column, single rows (a timing, an event) as tuples, and the
+    table is built once, from one concatenation per column, with its documented dtypes.
+    """
+
+    def __init__(self, columns: dict[str, tuple[str, str]]) -> None:
+        self.columns = tuple(columns)
+        self.dtypes = {c: t for c, (t, _) in columns.items()}
+        #: blocks of rows, each one array per column, in the order they were added
+        self.blocks: list[dict[str, np.ndarray]] = []
+        #: single rows (values in column order) added since the last block
+        self.rows: list[tuple] = []
+
+    def add_row(self, values: tuple) -> None:
+        """One row, its values in the table's column order."""
+        self.rows.append(values)
+
+    def add_block(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Rows given as one array per column of the table, all of one length."""
+        self._flush_rows()
+        self.blocks.append({c: columns[c] for c in self.columns})
+
+    def _flush_rows(self) -> None:
+        """Turn the pending single rows into a block (column dtypes inferred from the values,
+        as a DataFrame of named rows infers them), so that blocks and rows keep their order."""
+        if self.rows:
+            frame = pd.DataFrame(self.rows, columns=list(self.columns))
+            self.rows = []
+            self.blocks.append({c: frame[c].to_numpy() for c in self.columns})
+
+    def frame(self) -> pd.DataFrame:
+        """The rows so far as one DataFrame with the documented dtypes; the buffer keeps them
+        (as one block, so that asking again does not join them again)."""
+        self._flush_rows()
+        if not self.blocks:
+            empty = {c: pd.Series(dtype=t) for c, t in self.dtypes.items()}
+            return pd.DataFrame(empty).astype(self.dtypes)
+        joined = {c: np.concatenate([b[c] for b in self.blocks]) for c in self.columns}
+        self.blocks = [joined]
+        return pd.DataFrame(joined).astype(self.dtypes)
+
+    def clear(self) -> None:
+        self.blocks = []
+        self.rows = []
+
+
 class Recorder:
     """Collects a run's rows per table; tables become DataFrames with the documented dtypes.
 
-    Rows arrive as named rows (mappings from column names to values) or as DataFrames with the
-    table's columns, in the order they happen.
+    Rows arrive, in the order they happen, as column arrays (:meth:`add_columns`,
+    :meth:`add_frame`), as single rows (:meth:`add_row`) or as named rows (:meth:`add`).
     """
 
     def __init__(self) -> None:
-        self.parts: dict[str, list[pd.DataFrame | list[dict]]] = {name: [] for name in TABLES}
+        self.buffers = {name: TableBuffer(columns) for name, columns in TABLES.items()}
 
     def add(self, table: str, rows: list[dict] | pd.DataFrame) -> None:
-        """Add rows: a list of named rows, or a DataFrame with the table's columns."""
-        if len(rows):
-            self.parts[table].append(rows)
+        """Add rows: a list of named rows (a missing column is NaN), or a DataFrame with the
+        table's columns."""
+        if isinstance(rows, pd.DataFrame):
+            self.add_frame(table, rows)
+            return
+        buffer = self.buffers[table]
+        for row in rows:
+            buffer.add_row(tuple(row.get(c, np.nan) for c in buffer.columns))
+
+    def add_row(self, table: str, values: tuple) -> None:
+        """One row, its values in the table's column order (:data:`TABLES`): the cheap way for
+        tables that grow a row at a time (timings, events)."""
+        self.buffers[table].add_row(values)
+
+    def add_columns(self, table: str, columns: Mapping[str, Any], **constants: Any) -> None:
+        """Rows given as arrays, one per column, of equal length, and ``constants`` (the
+        period, a DSO's name) repeated over them; no rows if the arrays are empty. The arrays
+        are copied: the stage that made them may change them later."""
+        arrays = {c: _column(v) for c, v in columns.items()}
+        n = len(next(iter(arrays.values())))
+        if any(len(a) != n for a in arrays.values()):
+            lengths = {c: len(a) for c, a in arrays.items()}
+            raise ValueError(f"{table}: columns of unequal lengths {lengths}")
+        if n == 0:
+            return
+        for name, value in constants.items():
+            dtype = object if isinstance(value, str) else None
+            arrays[name] = np.full(n, value, dtype=dtype)
+        self.buffers[table].add_block(arrays)
+
+    def add_frame(self, table: str, frame: pd.DataFrame, **constants: Any) -> None:
+        """The rows of a DataFrame with the table's columns (others are left out), and
+        ``constants`` as in :meth:`add_columns`."""
+        if len(frame) == 0:
+            return
+        wanted = [c for c in self.buffers[table].columns if c not in constants]
+        self.add_columns(table, {c: frame[c].to_numpy() for c in wanted}, **constants)
 
     def table(self, name: str) -> pd.DataFrame:
-        columns = TABLES[name]
-        frames = [
-            p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=list(columns))
-            for p in self.parts[name]
-        ]
-        frames = [f[list(columns)] for f in frames]
-        empty = pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in columns.items()})
-        out = pd.concat(frames, ignore_index=True) if frames else empty
-        return out.astype({c: t for c, (t, _) in columns.items()})
+        """Table ``name`` of the rows so far, with its documented dtypes."""
+        return self.buffers[name].frame()
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {name: self.table(name) for name in TABLES}
 
     def clear(self) -> None:
         """Forget the rows collected so far (written to disk): memory stays flat in long runs."""
-        for parts in self.parts.values():
-            parts.clear()
+        for buffer in self.buffers.values():
+            buffer.clear()
+
+
+def _column(values: Any) -> np.ndarray:
+    """A copy of a column's values as a numpy array; text as Python strings (object), as
+    pandas holds it, never numpy's fixed-width unicode."""
+    array = np.array(values)
+    return array.astype(object) if array.dtype.kind == "U" else array
 
 
 PACKAGES = (

@@ -89,9 +89,16 @@ def injections_table(dn: DistributionNetwork, injections: Injections) -> pd.Data
     """Every load, sgen and storage set-point plus every transformer tap of one period.
 
     Together with the SimBench code this is all that is needed to rebuild the network and
-    re-run the power flow (:func:`~.pandapower_reference.replay_power_flow`). Built from
-    arrays in one go (it is recorded two or three times per DSO and period; one frame per
-    element table, concatenated, cost about four power flows).
+    re-run the power flow (:func:`~.pandapower_reference.replay_power_flow`).
+    """
+    columns = injections_columns(dn, injections)
+    return pd.DataFrame(columns | {"element": pd.array(columns["element"], dtype="string")})
+
+
+def injections_columns(dn: DistributionNetwork, injections: Injections) -> dict[str, np.ndarray]:
+    """The columns of :func:`injections_table` as arrays (``element`` as Python strings): what
+    the recorder keeps. Built from arrays in one go (it is recorded two or three times per DSO
+    and period; one frame per element table, concatenated, cost about four power flows).
     """
     net = dn.net
     nt = len(net.trafo)
@@ -100,17 +107,14 @@ def injections_table(dn: DistributionNetwork, injections: Injections) -> pd.Data
     set_points = [np.asarray(injections.p_mw[t], dtype=float) for t in ELEMENT_TABLES]
     reactive = [np.asarray(injections.q_mvar[t], dtype=float) for t in ELEMENT_TABLES]
     taps = np.asarray(tap_positions(dn, injections), dtype=float) if nt else np.zeros(0)
-    names = np.repeat(np.array([*ELEMENT_TABLES, "trafo"], dtype=object), sizes)
     index = [net[t].index.to_numpy(dtype=np.int64) for t in (*ELEMENT_TABLES, "trafo")]
-    return pd.DataFrame(
-        {
-            "element": pd.array(names, dtype="string"),
-            "element_index": np.concatenate(index),
-            "p_mw": np.concatenate([*set_points, nan[-1]]),
-            "q_mvar": np.concatenate([*reactive, nan[-1]]),
-            "tap_pos": np.concatenate([*nan[:-1], taps]),
-        }
-    )
+    return {
+        "element": np.repeat(np.array([*ELEMENT_TABLES, "trafo"], dtype=object), sizes),
+        "element_index": np.concatenate(index),
+        "p_mw": np.concatenate([*set_points, nan[-1]]),
+        "q_mvar": np.concatenate([*reactive, nan[-1]]),
+        "tap_pos": np.concatenate([*nan[:-1], taps]),
+    }
 
 
 def apply_table(net: Any, table: pd.DataFrame) -> None:

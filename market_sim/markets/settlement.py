@@ -127,6 +127,8 @@ def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFra
 def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> dict[str, np.ndarray]:
     """Accepted generator offers (negative offer ids) as dispatch rows, in accepted order;
     an accepted id that was not offered has no row (offer ids are unique)."""
+    if offers.columns.empty:  # no clearing ran: nothing was offered
+        offers = pd.DataFrame(columns=["offer_id", "bus", "direction", "price_eur_per_mwh"])
     ids = accepted.offer_id.to_numpy(np.int64)
     generator = ids < 0
     at = pd.Index(offers.offer_id).get_indexer(ids[generator])

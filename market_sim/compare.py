@@ -7,7 +7,7 @@ model) and judges the paper's claims on them (:mod:`market_sim.table_one`). The 
 folder holds ``comparison.md``, ``comparison.csv`` (one row per claim), ``measures.csv`` (every
 measure per model) and one bar chart per measure.
 
-The processes are :func:`market_sim.runner.in_processes`'s, as for ``market-sim run --jobs``.
+The processes are :func:`market_sim.processes.in_processes`'s, as for ``market-sim run --jobs``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import pandas as pd
 from market_sim.config import ConfigError, ScenarioConfig
 from market_sim.kpis import VIOLATION_KPIS, links
 from market_sim.plots.bars import model_bars
+from market_sim.processes import in_processes, worker_scenario
 from market_sim.registry import COORDINATION_MODELS
 from market_sim.results import load_results, markdown_table
 from market_sim.run_folder import RunLock, check_new_run, clear_earlier_run
-from market_sim.runner import RunReport, in_processes, run_models, worker_scenario
+from market_sim.runner import RunReport, run_models
 from market_sim.table_one import CLAIMS, verdicts
 from market_sim.tables import COMPARISON_MEASURES, KPIS
 from market_sim.verdict_rules import CORE, VERDICTS

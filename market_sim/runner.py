@@ -14,17 +14,16 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from market_sim import processes
 from market_sim.config import ScenarioConfig, dump_config, load_config
 from market_sim.kpis import links, summary
-from market_sim.logs import setup
 from market_sim.model import MarketModel
 from market_sim.progress import Progress
 from market_sim.results import package_versions, read_table, write_summary
@@ -36,7 +35,7 @@ from market_sim.run_folder import (
     clear_earlier_run,
 )
 from market_sim.run_state import RunState
-from market_sim.scenario import Scenario, load_scenario
+from market_sim.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +236,9 @@ def _run_in_processes(
     shared: Any,
     check: bool,
 ) -> ModelFolder | None:
-    """Each run in one of ``jobs`` processes (:func:`in_processes`), the bar counting the
-    periods their folders report written; the folder of the first run stopped, if any."""
+    """Each run in one of ``jobs`` processes (:func:`market_sim.processes.in_processes`), the
+    bar counting the periods their folders report written; the folder of the first run
+    stopped, if any."""
     bar.describe(f"{len(todo)} models in {min(jobs, len(todo))} processes")
     written = {f.path: _written(f) for _, f, _ in todo}
 
@@ -251,7 +251,7 @@ def _run_in_processes(
 
     tasks = [(_run_in_worker, (c, f.path, check)) for c, f, _ in todo]
     try:
-        statuses = in_processes(config, source, jobs, tasks, shared, count_written)
+        statuses = processes.in_processes(config, source, jobs, tasks, shared, count_written)
     except KeyboardInterrupt:  # a second Ctrl-C: the workers stop after their period
         statuses = [f.info()["status"] for _, f, _ in todo]
     return next((f for (_, f, _), s in zip(todo, statuses, strict=True) if s != "complete"), None)
@@ -262,74 +262,14 @@ def _written(folder: ModelFolder) -> int:
     return 0 if last is None else last + 1
 
 
-# --------------------------------------------------------------------------------------------
-# Worker processes (``--jobs``, ``market-sim compare``)
-
-_SCENARIO: Scenario | None = None  # a worker process's scenario, loaded once per process
-_SHARED_STOP: Any = None  # the parent's stop request, seen by every worker
-
-
-def in_processes(
-    config: ScenarioConfig,
-    source: str,
-    jobs: int,
-    tasks: list[tuple[Callable[..., Any], tuple]],
-    shared: Any = None,
-    poll: Callable[[], None] | None = None,
-) -> list[Any]:
-    """Call each task (a module-level function and its arguments) in one of ``jobs`` spawned
-    processes, each of which loads the scenario's networks once (:func:`worker_scenario`);
-    their results in task order. ``poll`` is called every second while they run; the first
-    failure cancels the tasks not started and is raised.
-
-    Why processes and not threads: a run is pure Python, numpy and HiGHS under the GIL; why
-    spawn and not fork: a forked HiGHS or numba state (threads) can hang a child. Workers
-    ignore Ctrl-C: the parent sets ``shared`` (a multiprocessing Event), and the runs stop
-    after their period, writing what is complete.
-    """
-    context = multiprocessing.get_context("spawn")
-    level = logging.getLogger().getEffectiveLevel()
-    start = (config, source, level, shared)
-    with ProcessPoolExecutor(min(jobs, len(tasks)), context, _start_worker, start) as pool:
-        futures: list[Future] = [pool.submit(func, *args) for func, args in tasks]
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
-                if poll is not None:
-                    poll()
-                for future in done:
-                    future.result()  # the first failure, raised here
-            return [f.result() for f in futures]
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def _start_worker(config: ScenarioConfig, source: str, level: int, shared: Any) -> None:
-    """Worker initialiser: the parent's log level, Ctrl-C left to the parent, and the
-    scenario's networks loaded once for every run of this process."""
-    global _SCENARIO, _SHARED_STOP
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    setup(level <= logging.DEBUG)
-    logging.getLogger().setLevel(level)
-    _SHARED_STOP = shared
-    _SCENARIO = load_scenario(config, source)
-
-
-def worker_scenario() -> Scenario:
-    """The scenario this worker process loaded (:func:`in_processes`)."""
-    assert _SCENARIO is not None, "worker started without its scenario"
-    return _SCENARIO
-
-
 def _run_in_worker(config: ScenarioConfig, folder: Path, check: bool) -> str:
     """One run in a worker process; its folder's status at the end (``interrupted`` when the
     parent asked it to stop)."""
     run_folder = ModelFolder(folder)
     todo = [(config, run_folder, run_folder.checkpoint())]
-    with _stop_on_ctrl_c(_SHARED_STOP, handle_signal=False) as stop, Progress(0, False) as bar:
-        _run_in_turn(worker_scenario(), todo, bar, stop, check)
+    stop_event = processes.shared_stop()
+    with _stop_on_ctrl_c(stop_event, handle_signal=False) as stop, Progress(0, False) as bar:
+        _run_in_turn(processes.worker_scenario(), todo, bar, stop, check)
     return run_folder.info()["status"]
 
 

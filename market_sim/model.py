@@ -182,12 +182,8 @@ class MarketModel(mesa.Model):
         """The period's whole wall time and the part of it spent in the numerical kernels
         (:mod:`market_sim.kernels`): ``timings`` rows of role ``run``, from which the engine's
         own share of a run is read."""
-        spent = {"period": seconds} | kernels.take()
-        rows = [
-            {"period": self.period, "role": "run", "stage": stage, "seconds": value}
-            for stage, value in spent.items()
-        ]
-        self.recorder.add("timings", rows)
+        for stage, value in ({"period": seconds} | kernels.take()).items():
+            self.recorder.add_row("timings", (self.period, "run", stage, value))
 
     def run(self, periods: int | None = None, progress: Callable[[], None] | None = None) -> None:
         for _ in range(self.config.n_periods if periods is None else periods):
@@ -420,8 +416,7 @@ class MarketModel(mesa.Model):
 
     def message_table(self, rows: list[tuple] | None = None) -> pd.DataFrame:
         """The message log (or some of its rows) as a ``messages`` table: the log's columns,
-        then the roles of sender and receiver. Built from columns (the KPIs take a period's
-        ten or so messages as a table every period)."""
+        then the roles of sender and receiver, built column by column."""
         rows = self.post.log if rows is None else rows
         if not rows:  # no values to infer the dtypes from: object, as a frame of no rows has
             return pd.DataFrame(columns=[*MESSAGE_COLUMNS, "sender_role", "receiver_role"])

@@ -20,7 +20,12 @@ import pandas as pd
 from market_sim.grid.flow_summary import VIOLATION_TOL
 from market_sim.grid.injections import UP_SIGN
 from market_sim.grid.network import DistributionNetwork, element_positions
-from market_sim.grid.powerflow import PowerFlowDetail, monitored, run_power_flow_detailed
+from market_sim.grid.powerflow import (
+    PowerFlowDetail,
+    memoised,
+    monitored,
+    run_power_flow_detailed,
+)
 from market_sim.grid.sensitivities import element_case_bus
 from market_sim.types import ELEMENT_TABLES, UP, Injections, Limits
 
@@ -126,11 +131,18 @@ def cap_of(caps: Caps, kind: str) -> np.ndarray:
     return -caps.vmin if kind == "vmin" else getattr(caps, kind)
 
 
+def excess(d: PowerFlowDetail, caps: Caps, kind: str) -> np.ndarray:
+    """``values(d, kind) - cap_of(caps, kind)``: how far each constraint is beyond its limit
+    (NaN: not monitored or not computed). Kept on ``d``: a validation checks a point for
+    violations and then screens it, and screens its baseline in every round."""
+    return memoised(d, ("excess", kind), caps, lambda: values(d, kind) - cap_of(caps, kind))
+
+
 def violations(dn: DistributionNetwork, d: PowerFlowDetail, caps: Caps) -> list[Violation]:
     """Constraints of ``d`` beyond the effective limits (NaN limits are not monitored)."""
     out: list[Violation] = []
     for kind in ("vmax", "vmin", "line", "trafo"):
-        over = values(d, kind) - cap_of(caps, kind)
+        over = excess(d, caps, kind)
         bad = np.flatnonzero(over > VIOLATION_TOL)  # NaN: not monitored, never above
         if not len(bad):
             continue

@@ -37,9 +37,17 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from market_sim.grid.constraints import BidLayout, Caps, Violation, cap_of, values, violations
+from market_sim.grid.constraints import (
+    BidLayout,
+    Caps,
+    Violation,
+    cap_of,
+    excess,
+    values,
+    violations,
+)
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.grid.powerflow import PowerFlowDetail, memoised, run_power_flow_detailed
 from market_sim.grid.sensitivities import injection_sensitivities
 from market_sim.types import Injections, Limits
 
@@ -199,11 +207,10 @@ def screen(
     zones = constraint_zones(dn)
     keys: list[Key] = []
     for kind in KINDS:
-        cap = cap_of(caps, kind)
-        worst = np.full(len(cap), -np.inf)
+        worst = np.full(len(cap_of(caps, kind)), -np.inf)
         for d in points:
             if d.result.converged:
-                worst = np.fmax(worst, values(d, kind) - cap)
+                worst = np.fmax(worst, excess(d, caps, kind))
         worst = np.nan_to_num(worst, nan=-np.inf)
         near = np.flatnonzero(worst > -settings.screen_margin[kind])
         near = spread(near, worst[near], zones[kind], settings.max_screen)
@@ -252,6 +259,33 @@ def gradients(
     )
     if sens is None:
         return None
+    return _oriented(keys, sens)
+
+
+def point_gradients(d: PowerFlowDetail, keys: list[Key], buses: np.ndarray) -> np.ndarray | None:
+    """:func:`gradients` at ``d`` (exact factors), each key's sensitivities kept on ``d``.
+
+    A validation linearises its baseline again in every round of both directions, mostly at
+    the same keys: only the keys not asked before are solved for. The same numbers as
+    :func:`gradients`: each right-hand side of an adjoint solve is solved on its own
+    (:func:`~.adjoint.adjoint_solve`), whatever the others.
+    """
+    if not keys:
+        return np.zeros((0, len(buses)))
+    if d.state is None:
+        return None
+    kept: dict[Key, np.ndarray] = memoised(d, "sensitivities", None, dict)
+    missing = [k for k in dict.fromkeys(keys) if k not in kept]
+    if missing:
+        sens = injection_sensitivities(d, [(SENSITIVITY_KIND[k], p) for k, p in missing])
+        assert sens is not None  # d has a state
+        kept.update(zip(missing, sens, strict=True))
+    full = np.array([kept[k] for k in keys])
+    return _oriented(keys, np.where(buses >= 0, full[:, np.maximum(buses, 0)], 0.0))
+
+
+def _oriented(keys: list[Key], sens: np.ndarray) -> np.ndarray:
+    """Sensitivities oriented as :func:`values` (a ``vmin`` row is negated)."""
     orient = np.array([-1.0 if k == "vmin" else 1.0 for k, _ in keys])[:, None]
     # Row-major: a row is one constraint, and a dot over a strided row sums in another order
     # than over a contiguous one (the last bit of every right-hand side would depend on it).
@@ -363,9 +397,18 @@ def critical_vertices(
             seen.add(v.tobytes())
             out.append(v)
     rows_from = len(out)
-    for r in np.argsort(-excess, kind="stable"):
-        if excess[r] <= -near[r] or len(out) - rows_from >= MAX_VERTICES:
+    order = np.argsort(-excess, kind="stable")
+    far = np.flatnonzero(excess[order] <= -near[order])  # NaN is not far: as in the loop
+    rows = order[: far[0]] if len(far) else order
+    # Rows with the same signs give the same vertex: only the first of them builds it.
+    signs = np.packbits(a[rows] > 0, axis=1)
+    patterns: set[bytes] = set()
+    for r, pattern in zip(rows.tolist(), signs, strict=True):
+        if len(out) - rows_from >= MAX_VERTICES:
             break
+        if pattern.tobytes() in patterns:
+            continue
+        patterns.add(pattern.tobytes())
         v = np.where(a[r] > 0, q, 0.0)
         if v.tobytes() not in seen:
             seen.add(v.tobytes())
@@ -401,31 +444,32 @@ def box_vertices(
         return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
     keys = screen(dn, caps, [base, d], BOX_SCREEN)
     ends = [(p, x) for p, x in ((base, np.zeros_like(q)), (d, q)) if p.state is not None]
-    grads = [gradients(p, keys, layout.case_bus(p)) for p, _ in ends]
+    # The baseline is linearised in every round of both directions: its rows are kept on it.
+    grads = [
+        (point_gradients if p is base else gradients)(p, keys, layout.case_bus(p)) for p, _ in ends
+    ]
     if not keys or any(g is None for g in grads):
         return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
-    a = np.vstack([g * layout.inj_sign for g in grads])
-    excess = np.concatenate(
+    signed = [g * layout.inj_sign for g in grads]
+    over = np.concatenate(
         [
-            _excess_at(p, keys, caps)
-            + worst_case(g * layout.inj_sign) @ q
-            - (g * layout.inj_sign) @ x
-            for (p, x), g in zip(ends, grads, strict=True)
+            _excess_at(p, keys, caps) + worst_case(g) @ q - g @ x
+            for (p, x), g in zip(ends, signed, strict=True)
         ]
     )
-    return critical_vertices(a, q, excess, np.tile(near_rows(keys), len(ends)), fulls)
+    return critical_vertices(np.vstack(signed), q, over, np.tile(near_rows(keys), len(ends)), fulls)
 
 
 def _excess_at(d: PowerFlowDetail, keys: list[Key], caps: Caps) -> np.ndarray:
     """``values(d, k)[i] - cap_of(caps, k)[i]`` of every key ``(k, i)``, one kind at a time
-    (the same numbers as key by key, without negating a whole array per ``vmin`` key)."""
+    (:func:`~.constraints.excess`, which the screen of ``d`` has computed already)."""
     kinds = np.array([k for k, _ in keys], dtype=object)
     pos = np.array([i for _, i in keys], dtype=np.int64)
     out = np.empty(len(keys))
     for kind in KINDS:
         sel = kinds == kind
         if sel.any():
-            out[sel] = values(d, kind)[pos[sel]] - cap_of(caps, kind)[pos[sel]]
+            out[sel] = excess(d, caps, kind)[pos[sel]]
     return out
 
 

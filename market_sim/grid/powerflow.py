@@ -12,7 +12,9 @@ sensitivities come from :mod:`.sensitivities`, set-points from :mod:`.injections
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pandapower.powerflow import LoadflowNotConverged
@@ -38,6 +40,8 @@ class PowerFlowDetail:
     ``runpp_reason`` says why pandapower's ``runpp`` solved it instead of lightsim2grid ("" if
     lightsim2grid did), so that a caller can record the slower, sensitivity-free fallback.
     ``flows``: the whole per-element result (angles, branch flows; None if not converged).
+    ``memo``: what the validators derive from this one point and ask for again (its excess
+    over a set of limits, its sensitivities), see :func:`memoised`.
     """
 
     result: PowerFlowResult
@@ -47,6 +51,22 @@ class PowerFlowDetail:
     state: State | None = None
     runpp_reason: str = ""
     flows: Flows | None = None
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def memoised(d: PowerFlowDetail, key: Any, owner: object, compute: Callable[[], Any]) -> Any:
+    """``compute()`` of the point ``d``, computed once per ``key`` and ``owner``.
+
+    A validation asks the same questions of one point many times (its baseline is screened
+    and linearised again in every round of both directions). ``owner`` is the object the
+    answer also depends on (the limits compared with, a bid layout): a later call with
+    another owner computes afresh and replaces the kept answer.
+    """
+    kept = d.memo.get(key)
+    if kept is None or kept[0] is not owner:
+        kept = (owner, compute())
+        d.memo[key] = kept
+    return kept[1]
 
 
 def run_power_flow_detailed(

@@ -171,15 +171,26 @@ class BidLayout:
     delta_sign: np.ndarray
     inj_sign: np.ndarray
     offered: np.ndarray
+    #: :meth:`case_bus` per power-flow model (one per tap setting), kept with the model.
+    _buses: dict[int, tuple[object, np.ndarray]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, dn: DistributionNetwork, bids: pd.DataFrame) -> BidLayout:
         tables = bids["element"].to_numpy(dtype=object)
         positions = element_positions(dn, tables, bids["element_index"].to_numpy())
-        sign = np.where(bids["direction"].to_numpy() == UP, 1.0, -1.0)
+        return cls.at(tables, positions, bids["direction"].to_numpy(), bids["mw"].to_numpy(float))
+
+    @classmethod
+    def at(
+        cls, tables: np.ndarray, positions: np.ndarray, directions: np.ndarray, mw: np.ndarray
+    ) -> BidLayout:
+        """The layout of bids given as columns (element table, its position, direction, MW):
+        for a caller that has read the bid book's columns already."""
+        sign = np.where(directions == UP, 1.0, -1.0)
         delta = np.array([UP_SIGN[t] for t in tables]) * sign if len(tables) else sign
-        offered = bids["mw"].to_numpy(dtype=float)
-        return cls(tables, positions, delta, sign, offered)
+        return cls(tables, positions, delta, sign, mw)
 
     def injections(self, baseline: Injections, x: np.ndarray) -> Injections:
         """Baseline with every bid activated by ``x`` MW."""
@@ -191,13 +202,21 @@ class BidLayout:
         return inj
 
     def case_bus(self, d: PowerFlowDetail) -> np.ndarray:
-        """Solver bus of every bid (-1 if disconnected or no fast model)."""
-        out = np.full(len(self.offered), -1, dtype=np.int64)
-        for table in ELEMENT_TABLES:
-            sel = self.tables == table
-            if sel.any():
-                out[sel] = element_case_bus(d, table, self.positions[sel])
-        return out
+        """Solver bus of every bid (-1 if disconnected or no fast model), read-only.
+
+        Found once per power-flow model: a validation asks at every power flow it linearises.
+        """
+        model = d.state.model if d.state is not None else None
+        kept = self._buses.get(id(model))
+        if kept is None or kept[0] is not model:
+            out = np.full(len(self.offered), -1, dtype=np.int64)
+            for table in ELEMENT_TABLES:
+                sel = self.tables == table
+                if sel.any():
+                    out[sel] = element_case_bus(d, table, self.positions[sel])
+            out.flags.writeable = False
+            kept = self._buses[id(model)] = (model, out)
+        return kept[1]
 
 
 @dataclass

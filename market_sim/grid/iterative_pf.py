@@ -88,11 +88,12 @@ def _bid_sensitivities(d: PowerFlowDetail, viol: list[Violation], layout: BidLay
     fallback path) every bid is treated as equally harmful.
     """
     constraints = [(SENSITIVITY_KIND[v.kind], v.pos) for v in viol]
-    sens_bus = injection_sensitivities(d, constraints)
-    if sens_bus is None:
+    # Only the bids' columns (0 for a bid without a solver bus): the same numbers as those
+    # columns of the whole network's rows.
+    sens = injection_sensitivities(d, constraints, layout.case_bus(d))
+    if sens is None:
         return np.ones((len(viol), len(layout.offered)))
-    case_bus = layout.case_bus(d)
-    s = np.where(case_bus >= 0, sens_bus[:, np.maximum(case_bus, 0)], 0.0) * layout.inj_sign
+    s = sens * layout.inj_sign
     flip = np.array([-1.0 if v.kind == "vmin" else 1.0 for v in viol])
     return s * flip[:, None]
 

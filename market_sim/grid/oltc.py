@@ -31,15 +31,28 @@ def hv_mv_trafos(dn: DistributionNetwork) -> np.ndarray:
     return np.flatnonzero(ok)
 
 
+def _tap_ranges(dn: DistributionNetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hv_mv_trafos` and their ``tap_min`` / ``tap_max``, read from the net once (kept
+    in ``dn.solver_cache``: the transformers do not change during a run, and a DSO with OLTC
+    asks every period)."""
+    cache = dn.solver_cache
+    if "tap_ranges" not in cache:
+        which = hv_mv_trafos(dn)
+        lo = hi = np.zeros(0)
+        if which.size:
+            lo = dn.net.trafo["tap_min"].to_numpy(dtype=float)[which]
+            hi = dn.net.trafo["tap_max"].to_numpy(dtype=float)[which]
+        cache["tap_ranges"] = (which, lo, hi)
+    return cache["tap_ranges"]
+
+
 def tap_candidates(dn: DistributionNetwork, taps: np.ndarray, reach: int = 2) -> list[np.ndarray]:
     """Tap vectors to try: ``taps`` first, then HV/MV offsets +-1, +-2 ... ``reach`` (clipped)."""
     taps = np.asarray(taps, dtype=float)
-    which = hv_mv_trafos(dn)
+    which, lo, hi = _tap_ranges(dn)
     out = [taps.copy()]
     if not which.size:
         return out
-    lo = dn.net.trafo["tap_min"].to_numpy(dtype=float)[which]
-    hi = dn.net.trafo["tap_max"].to_numpy(dtype=float)[which]
     seen = {tuple(taps.tolist())}
     for step in range(1, reach + 1):
         for offset in (-step, step):

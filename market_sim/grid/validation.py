@@ -80,6 +80,30 @@ Outcomes = dict[str, tuple[np.ndarray, DirectionOutcome]]
 
 
 @dataclass(frozen=True)
+class _Columns:
+    """The bid book's columns as arrays, read once per :func:`validate` (an empty book may
+    come without columns), with each bid's position in its element table (-1: unknown)."""
+
+    bid_id: np.ndarray
+    direction: np.ndarray
+    element: np.ndarray
+    mw: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def of(cls, dn: DistributionNetwork, bids: pd.DataFrame) -> _Columns:
+        element = _column(bids, "element", object)
+        labels = _column(bids, "element_index", None)
+        return cls(
+            _column(bids, "bid_id", np.int64),
+            _column(bids, "direction", object),
+            element,
+            _column(bids, "mw", float),
+            element_positions(dn, element, labels),
+        )
+
+
+@dataclass(frozen=True)
 class _Book:
     """The active bids (known element, positive quantity) of one direction: their mask over
     the bid book, their rows and where they act, found once per :func:`validate` (with OLTC
@@ -139,21 +163,22 @@ def validate(
     reach = int(options.pop("oltc_reach", 2))
     t0 = time.perf_counter()
     base = run_power_flow_detailed(dn, baseline, limits, write=False)
+    columns = _Columns.of(dn, bids)
     if not base.result.converged:
         log.debug("%s: baseline power flow did not converge, rejecting all bids", dn.code)
         why = "baseline power flow did not converge"
         reasons = np.array([f"rejected: {why}"] * len(bids), dtype=object)
         search = _Search(None, {}, 1)
-        return _result(bids, reasons, search, method, fairness, t0, base.runpp_reason, why)
+        return _result(columns, reasons, search, method, fairness, t0, base.runpp_reason, why)
     taps0 = np.asarray(baseline.trafo_tap_pos, dtype=float)
     if len(bids) == 0:
         empty = np.zeros(0, dtype=object)
         search = _Search(taps0, {}, 1)
-        return _result(bids, empty, search, method, fairness, t0, base.runpp_reason)
-    known = _known(dn, bids)
-    mw = bids["mw"].to_numpy(dtype=float)
+        return _result(columns, empty, search, method, fairness, t0, base.runpp_reason)
+    known = columns.positions >= 0  # the element exists in the network
+    mw = columns.mw
     caps = effective_limits(dn, base, limits)
-    books = _books(dn, bids, known & np.isfinite(mw) & (mw > MIN_MW))
+    books = _books(bids, columns, known & np.isfinite(mw) & (mw > MIN_MW))
     problem = _Problem(dn, books, caps, limits, solver, fairness, options)
     candidates = tap_candidates(dn, taps0, reach) if oltc else None
     search = _search_taps(problem, baseline, base, taps0, candidates)
@@ -161,7 +186,7 @@ def validate(
         if not res.converged:
             log.debug("%s: %s bids rejected: %s (%s)", dn.code, direction, res.message, method)
     reasons = _reasons(known, search.outcomes)
-    return _result(bids, reasons, search, method, fairness, t0, base.runpp_reason)
+    return _result(columns, reasons, search, method, fairness, t0, base.runpp_reason)
 
 
 def validate_iterative(
@@ -180,21 +205,15 @@ def _method(name: str) -> DirectionValidator:
     return VALIDATION_METHODS.load(name)
 
 
-def _known(dn: DistributionNetwork, bids: pd.DataFrame) -> np.ndarray:
-    """Mask of the bids whose element exists in the network (an unknown table included)."""
-    elements = bids["element"].to_numpy(dtype=object)
-    return element_positions(dn, elements, bids["element_index"].to_numpy()) >= 0
-
-
-def _books(dn: DistributionNetwork, bids: pd.DataFrame, active: np.ndarray) -> dict[str, _Book]:
+def _books(bids: pd.DataFrame, columns: _Columns, active: np.ndarray) -> dict[str, _Book]:
     """The :class:`_Book` of the ``active`` bids of each direction that has any."""
-    directions = bids["direction"].to_numpy()
+    c = columns
     books = {}
     for direction in DIRECTIONS:
-        sel = active & (directions == direction)
+        sel = active & (c.direction == direction)
         if sel.any():
-            rows = bids[sel]
-            books[direction] = _Book(sel, rows, BidLayout.of(dn, rows))
+            layout = BidLayout.at(c.element[sel], c.positions[sel], c.direction[sel], c.mw[sel])
+            books[direction] = _Book(sel, bids[sel], layout)
     return books
 
 
@@ -267,7 +286,7 @@ def _lp_solves(outcomes: Outcomes) -> int:
 
 
 def _result(
-    bids: pd.DataFrame,
+    columns: _Columns,
     reasons: np.ndarray,
     search: _Search,
     method: str,
@@ -278,7 +297,7 @@ def _result(
 ) -> ValidationResult:
     """The :class:`ValidationResult` of the chosen outcomes (``failure``: nothing validated;
     ``runpp_reason``: the baseline power flow's, see :class:`PowerFlowDetail`)."""
-    validated = np.zeros(len(bids))
+    validated = np.zeros(len(columns.mw))
     for sel, res in search.outcomes.values():
         validated[sel] = res.x
     binding: list[str] = []
@@ -292,7 +311,7 @@ def _result(
     converged = not failure and not messages
     table = pd.DataFrame(
         {
-            "bid_id": _column(bids, "bid_id", np.int64),
+            "bid_id": columns.bid_id,
             "validated_mw": validated,
             "reason": reasons.astype(str),
         }
@@ -304,7 +323,7 @@ def _result(
         tuple(binding),
         failure or "; ".join(messages),
         search.taps,
-        directions=_direction_stats(bids, validated, search.outcomes, converged),
+        directions=_direction_stats(columns, validated, search.outcomes, converged),
         lp_solves=search.lp_solves,
         time_s=time.perf_counter() - t0,
         method=method,
@@ -323,11 +342,10 @@ def _reasons(known: np.ndarray, outcomes: Outcomes) -> np.ndarray:
 
 
 def _direction_stats(
-    bids: pd.DataFrame, validated: np.ndarray, outcomes: Outcomes, converged: bool
+    columns: _Columns, validated: np.ndarray, outcomes: Outcomes, converged: bool
 ) -> dict[str, DirectionStats]:
     """Volumes and fairness per direction; a direction without bids takes ``converged``."""
-    mw = _column(bids, "mw", float)
-    directions = _column(bids, "direction", object)
+    mw, directions = columns.mw, columns.direction
     stats = {}
     for direction in DIRECTIONS:
         sel = directions == direction
@@ -345,5 +363,8 @@ def _direction_stats(
 
 
 def _column(bids: pd.DataFrame, name: str, dtype: Any) -> np.ndarray:
-    """A column of the bid book; an empty book may come without columns."""
-    return bids[name].to_numpy(dtype=dtype) if len(bids) else np.zeros(0, dtype=dtype)
+    """A column of the bid book; an empty book may come without columns (``dtype`` None:
+    the column's own)."""
+    if not len(bids):
+        return np.zeros(0, dtype=dtype or object)
+    return bids[name].to_numpy(dtype=dtype)

@@ -108,7 +108,7 @@ def _common_share(dn, layout, baseline, base, caps, limits) -> tuple[float, int]
         mid = 0.5 * (lo + hi)
         d = check(dn, layout, baseline, mid * layout.offered, limits, warm=base)
         runs += 1
-        if d.result.converged and not violations(dn, d, caps):
+        if d.converged and not violations(dn, d, caps):
             lo = mid
         else:
             hi = mid
@@ -132,7 +132,7 @@ def validate_direction(
     offered, n = layout.offered, len(layout.offered)
     full = check(dn, layout, baseline, offered, limits, warm=base)
     ac_it = 1
-    if full.result.converged and not violations(dn, full, caps):
+    if full.converged and not violations(dn, full, caps):
         worst, flows = _box(dn, layout, baseline, base, full, offered, caps, limits)
         ac_it += flows
         if worst.ok:  # every part of the whole offer is safe
@@ -164,7 +164,7 @@ def validate_direction(
         x[x < MIN_MW] = 0.0
         d = check(dn, layout, baseline, x, limits, warm=base)
         ac_it += 1
-        if not d.result.converged:
+        if not d.converged:
             break
         viol = violations(dn, d, caps)
         if not viol:  # the full set passes: so must every part of it

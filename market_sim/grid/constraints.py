@@ -155,7 +155,7 @@ def violations(dn: DistributionNetwork, d: PowerFlowDetail, caps: Caps) -> list[
 
 
 def within(dn: DistributionNetwork, d: PowerFlowDetail, caps: Caps) -> bool:
-    return d.result.converged and not violations(dn, d, caps)
+    return d.converged and not violations(dn, d, caps)
 
 
 @dataclass(frozen=True)

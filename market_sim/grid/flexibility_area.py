@@ -262,7 +262,7 @@ def _shared(
     """Baseline, columns, screened rows linearised at the baseline; or the base-only area."""
     base = run_power_flow_detailed(dn, baseline, limits, write=False)
     n_bids = len(bids)
-    if not base.result.converged:
+    if not base.converged:
         nan = float("nan")
         why = "baseline power flow did not converge"
         return _base_only(nan, nan, baseline, n_bids, why, ac_power_flows=1)

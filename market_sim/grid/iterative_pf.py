@@ -177,7 +177,7 @@ def validate_direction(
     for _ in range(max_iter):
         d = check(dn, layout, baseline, x, limits, warm=last)
         flows += 1
-        if not d.result.converged:
+        if not d.converged:
             # Bisection towards the last activation that converged (the baseline at worst).
             x = x_conv + 0.5 * (x - x_conv)
             for i in np.flatnonzero(x < offered - MIN_MW):

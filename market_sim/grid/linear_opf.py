@@ -259,7 +259,7 @@ class _Validation:
         self.keys = screen(dn, caps, points, VALIDATION)
         self.reuse: dict = {}  # this direction's last Jacobian factorisation, never shared
         self.loading_cuts: list[_Cut] = []  # kept from every linearisation point
-        if full.result.converged:
+        if full.converged:
             # Kelley cuts at the full activation too: a loading linearised only at the baseline
             # misses a flow the bids reverse (|I| first falls, then rises), and the first LP
             # then accepts everything, which costs a whole round to find out.

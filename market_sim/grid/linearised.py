@@ -209,7 +209,7 @@ def screen(
     for kind in KINDS:
         worst = np.full(len(cap_of(caps, kind)), -np.inf)
         for d in points:
-            if d.result.converged:
+            if d.converged:
                 worst = np.fmax(worst, excess(d, caps, kind))
         worst = np.nan_to_num(worst, nan=-np.inf)
         near = np.flatnonzero(worst > -settings.screen_margin[kind])
@@ -274,14 +274,34 @@ def point_gradients(d: PowerFlowDetail, keys: list[Key], buses: np.ndarray) -> n
         return np.zeros((0, len(buses)))
     if d.state is None:
         return None
-    kept: dict[Key, np.ndarray] = memoised(d, "sensitivities", None, dict)
-    missing = [k for k in dict.fromkeys(keys) if k not in kept]
+    kept: _KeptRows = memoised(d, "sensitivities", None, _KeptRows)
+    missing = [k for k in dict.fromkeys(keys) if k not in kept.row]
     if missing:
-        sens = injection_sensitivities(d, [(SENSITIVITY_KIND[k], p) for k, p in missing])
+        # Its factors are kept with it too (reused only at exactly its voltages: exact).
+        factors = memoised(d, "factors", None, dict)
+        sens = injection_sensitivities(
+            d, [(SENSITIVITY_KIND[k], p) for k, p in missing], reuse=factors, reuse_tol=0.0
+        )
         assert sens is not None  # d has a state
-        kept.update(zip(missing, sens, strict=True))
-    full = np.array([kept[k] for k in keys])
-    return _oriented(keys, np.where(buses >= 0, full[:, np.maximum(buses, 0)], 0.0))
+        kept.add(missing, sens)
+    rows = np.array([kept.row[k] for k in keys], dtype=np.int64)
+    cols = np.where(buses >= 0, buses, len(d.state.v))  # the zero column past the buses
+    return _oriented(keys, kept.data[np.ix_(rows, cols)])
+
+
+class _KeptRows:
+    """Sensitivity rows of one point over all its solver buses, one per key, in the order
+    they were computed, with a zero column appended (for bids without a solver bus)."""
+
+    def __init__(self) -> None:
+        self.row: dict[Key, int] = {}
+        self.data = np.zeros((0, 0))
+
+    def add(self, keys: list[Key], sens: np.ndarray) -> None:
+        first = len(self.row)
+        self.row.update((k, first + i) for i, k in enumerate(keys))
+        new = np.hstack([sens, np.zeros((len(sens), 1))])
+        self.data = np.vstack([self.data, new]) if len(self.data) else new
 
 
 def _oriented(keys: list[Key], sens: np.ndarray) -> np.ndarray:
@@ -440,7 +460,7 @@ def box_vertices(
     """
     # Each direction's full set: bids of opposite directions offset each other in the full set.
     fulls = tuple(v for s in (1.0, -1.0) if (v := np.where(layout.inj_sign == s, q, 0.0)).any())
-    if d.state is None or not d.result.converged:
+    if d.state is None or not d.converged:
         return critical_vertices(np.zeros((0, len(q))), q, np.zeros(0), np.zeros(0), fulls)
     keys = screen(dn, caps, [base, d], BOX_SCREEN)
     ends = [(p, x) for p, x in ((base, np.zeros_like(q)), (d, q)) if p.state is not None]
@@ -508,7 +528,7 @@ def box_check(
     for x in vertices:
         d, viol = ac_check(dn, layout.injections(baseline, x), limits, caps, warm)
         out.append(Vertex(x, d, viol))
-        if len(out) == 1 and d.result.converged:
+        if len(out) == 1 and d.converged:
             warm = d
     return out
 
@@ -529,7 +549,7 @@ def ac_check(
 ) -> tuple[PowerFlowDetail, list[Violation] | None]:
     """AC power flow of ``inj`` and what it violates beyond ``caps`` (None: not converged)."""
     d = run_power_flow_detailed(dn, inj, limits, write=False, warm_start=warm)
-    return d, (violations(dn, d, caps) if d.result.converged else None)
+    return d, (violations(dn, d, caps) if d.converged else None)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,9 @@ class PowerFlowDetail:
 
     Arrays are aligned with ``net.bus`` / ``net.line`` / ``net.trafo`` positional order and are
     NaN for elements that were not computed (out of service, isolated, not converged).
+    ``result`` (the :class:`~market_sim.types.PowerFlowResult` summary) is counted on first
+    use from ``flows`` and ``summary_of`` (the limits and monitored elements it counts
+    against): most of a validation's power flows only ask :attr:`converged`.
     ``state`` is the solver state for sensitivities (None on the pandapower fallback path).
     ``runpp_reason`` says why pandapower's ``runpp`` solved it instead of lightsim2grid ("" if
     lightsim2grid did), so that a caller can record the slower, sensitivity-free fallback.
@@ -44,14 +48,27 @@ class PowerFlowDetail:
     over a set of limits, its sensitivities), see :func:`memoised`.
     """
 
-    result: PowerFlowResult
     vm_pu: np.ndarray
     line_loading_percent: np.ndarray
     trafo_loading_percent: np.ndarray
     state: State | None = None
     runpp_reason: str = ""
     flows: Flows | None = None
+    summary_of: tuple[Limits, Monitored] | None = field(default=None, repr=False)
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def converged(self) -> bool:
+        """Whether the power flow converged (``result.converged``, without counting)."""
+        return self.flows is not None
+
+    @cached_property
+    def result(self) -> PowerFlowResult:
+        """The power flow's summary: limit violations counted by :func:`.summarise`."""
+        if self.flows is None or self.summary_of is None:
+            return not_converged()
+        limits, mon = self.summary_of
+        return summarise(None, self.flows, limits, mon)
 
 
 def memoised(d: PowerFlowDetail, key: Any, owner: object, compute: Callable[[], Any]) -> Any:
@@ -140,22 +157,20 @@ def _detail(
 ) -> PowerFlowDetail:
     if flows is None:
         return _failed(dn, runpp_reason)
-    result = summarise(dn.net, flows, limits, monitored(dn))
     return PowerFlowDetail(
-        result,
         flows.vm_pu,
         flows.line_loading_percent,
         flows.trafo_loading_percent,
         state,
         runpp_reason,
         flows,
+        (limits, monitored(dn)),
     )
 
 
 def _failed(dn: DistributionNetwork, runpp_reason: str) -> PowerFlowDetail:
     net = dn.net
     return PowerFlowDetail(
-        not_converged(),
         np.full(len(net.bus), np.nan),
         np.full(len(net.line), np.nan),
         np.full(len(net.trafo), np.nan),

@@ -164,7 +164,7 @@ def validate(
     t0 = time.perf_counter()
     base = run_power_flow_detailed(dn, baseline, limits, write=False)
     columns = _Columns.of(dn, bids)
-    if not base.result.converged:
+    if not base.converged:
         log.debug("%s: baseline power flow did not converge, rejecting all bids", dn.code)
         why = "baseline power flow did not converge"
         reasons = np.array([f"rejected: {why}"] * len(bids), dtype=object)

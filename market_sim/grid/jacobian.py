@@ -21,21 +21,20 @@ from market_sim.grid.lightsim_model import Model
 class _Pattern:
     """Where the numbers of a Jacobian go, fixed for one model.
 
-    ``blocks``: per block of J (dP/dVa, dP/dVm, dQ/dVa, dQ/dVm) the mask of the entries (Ybus
-    entries, then one bus diagonal per bus) that land in it. The entries' J positions, sorted
-    column by column, give the CSC structure ``indptr`` / ``indices``; ``order`` sorts the
-    entries so, ``first`` marks the first entry of each J position and ``again`` the position
-    of every other one. At most two entries share a position (a Ybus diagonal and its bus
-    diagonal: the blocks are disjoint and the maps a_pos / m_pos one-to-one), so their sum
-    does not depend on the order they are added in.
+    The candidate entries are the Ybus entries, then one bus diagonal per bus, of each of the
+    four derivatives dP/dVa, dP/dVm, dQ/dVa, dQ/dVm, stacked in that order; those that land
+    in J (their bus has that state variable), sorted column by column, give the CSC structure
+    ``indptr`` / ``indices``. ``take_first`` picks, per J position, the first candidate that
+    lands there; ``take_again`` the other one of the positions ``again`` (at most two share a
+    position: a Ybus diagonal and its bus diagonal, the blocks being disjoint and the maps
+    a_pos / m_pos one-to-one), so their sum does not depend on the order they are added in.
     """
 
     y_row: np.ndarray
     y_col: np.ndarray
     y_data: np.ndarray
-    blocks: list[np.ndarray]
-    order: np.ndarray
-    first: np.ndarray
+    take_first: np.ndarray
+    take_again: np.ndarray
     again: np.ndarray
     indices: np.ndarray
     indptr: np.ndarray
@@ -49,27 +48,28 @@ def _jacobian_pattern(model: Model) -> _Pattern:
     r = np.concatenate([y.row, np.arange(n)]).astype(np.int64)
     c = np.concatenate([y.col, np.arange(n)]).astype(np.int64)
     a, m = model.a_pos, model.m_pos
-    blocks, rows, cols = [], [], []
-    for row_map, col_map in ((a, a), (a, m), (m, a), (m, m)):
+    takes, rows, cols = [], [], []
+    # The order of the stacked derivatives in jacobian(): dP/dVa, dP/dVm, dQ/dVa, dQ/dVm.
+    for k, (row_map, col_map) in enumerate(((a, a), (a, m), (m, a), (m, m))):
         sel = (row_map[r] >= 0) & (col_map[c] >= 0)
-        blocks.append(sel)
+        takes.append(k * len(r) + np.flatnonzero(sel))
         rows.append(row_map[r[sel]])
         cols.append(col_map[c[sel]])
     row, col = np.concatenate(rows), np.concatenate(cols)
     order = np.lexsort((row, col))
-    row, col = row[order], col[order]
+    take, row, col = np.concatenate(takes)[order], row[order], col[order]
     first = np.r_[True, (row[1:] != row[:-1]) | (col[1:] != col[:-1])]
-    slot = np.cumsum(first) - 1
+    again = (np.cumsum(first) - 1)[~first]
+    assert len(np.unique(again)) == len(again)  # at most two entries per position
     size = len(model.pvpq) + len(model.pq)
     indptr = np.searchsorted(col[first], np.arange(size + 1)).astype(np.int32)
     return _Pattern(
         y.row.astype(np.int64),
         y.col.astype(np.int64),
         y.data,
-        blocks,
-        order,
-        first,
-        slot[~first],
+        take[first],
+        take[~first],
+        again,
         row[first].astype(np.int32),
         indptr,
     )
@@ -90,13 +90,12 @@ def jacobian(model: Model, v: np.ndarray) -> sp.csc_matrix:
     yr, yc, yd = pat.y_row, pat.y_col, pat.y_data
     ibus = model.ybus @ v
     vnorm = v / np.abs(v)
-    ds_dva = np.concatenate([-1j * v[yr] * np.conj(yd * v[yc]), 1j * v * np.conj(ibus)])
-    ds_dvm = np.concatenate([v[yr] * np.conj(yd * vnorm[yc]), np.conj(ibus) * vnorm])
-    parts = (ds_dva.real, ds_dvm.real, ds_dva.imag, ds_dvm.imag)
-    entries = np.concatenate([part[b] for part, b in zip(parts, pat.blocks, strict=True)])
-    entries = entries[pat.order]
-    data = entries[pat.first]
-    np.add.at(data, pat.again, entries[~pat.first])
+    v_row = v[yr]
+    ds_dva = np.concatenate([-1j * v_row * np.conj(yd * v[yc]), 1j * v * np.conj(ibus)])
+    ds_dvm = np.concatenate([v_row * np.conj(yd * vnorm[yc]), np.conj(ibus) * vnorm])
+    stacked = np.concatenate([ds_dva.real, ds_dvm.real, ds_dva.imag, ds_dvm.imag])
+    data = stacked[pat.take_first]
+    data[pat.again] += stacked[pat.take_again]  # positions ``again`` are distinct
     size = len(model.pvpq) + len(model.pq)
     return sp.csc_matrix((data, pat.indices, pat.indptr), shape=(size, size))
 

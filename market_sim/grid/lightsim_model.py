@@ -73,6 +73,10 @@ class Model:
     bus_kv: np.ndarray  # solver bus -> nominal kV
     a_pos: np.ndarray  # solver bus -> index of its angle in the NR state, -1 if none
     m_pos: np.ndarray  # solver bus -> index of its magnitude in the NR state, -1 if none
+    bus_grid: np.ndarray  # net.bus position -> grid-model bus (any, where not energised)
+    line_on: np.ndarray  # lines / trafos in service in the grid (fixed once it is built)
+    trafo_on: np.ndarray
+    updates: dict[str, Any]  # set-point key ("load_p", ...) -> the grid's vectorised update
     jac_pattern: Any = None  # jacobian._Pattern
     branch_y: dict[str, tuple] = field(default_factory=dict)
 
@@ -241,6 +245,12 @@ def _assemble(
     m_pos[pq] = len(pvpq) + np.arange(len(pq))
     elem_idx, scaling, sent = _element_maps(net, bus_idx)
     line, trafo = net.line, net.trafo
+    updates = {
+        "load_p": grid.update_loads_p,
+        "load_q": grid.update_loads_q,
+        "sgen_p": grid.update_sgens_p,
+        "storage_p": grid.update_storages_p,
+    }
     return Model(
         grid=grid,
         base_mva=float(net.sn_mva),
@@ -261,6 +271,11 @@ def _assemble(
         bus_kv=np.asarray(grid.get_bus_vn_kv(), dtype=float)[to_grid],
         a_pos=a_pos,
         m_pos=m_pos,
+        bus_grid=to_grid[np.maximum(bus_idx, 0)],
+        # The statuses come as Python lists; no power flow changes them.
+        line_on=np.asarray(grid.get_lines_status(), dtype=bool),
+        trafo_on=np.asarray(grid.get_trafo_status(), dtype=bool),
+        updates=updates,
     )
 
 
@@ -308,28 +323,23 @@ def _send_injections(model: Model, injections: Injections) -> None:
     lightsim2grid takes float32 arrays here: the rounding (1e-7 relative) moves voltages by
     about 1e-10 pu, far below the 1e-6 pu the results are compared at.
     """
-    grid = model.grid
-    update = {
-        "load_p": grid.update_loads_p,
-        "load_q": grid.update_loads_q,
-        "sgen_p": grid.update_sgens_p,
-        "storage_p": grid.update_storages_p,
-    }
-    per_element = {"sgen_q": grid.change_q_sgen, "storage_q": grid.change_q_storage}
+    grid, update = model.grid, model.updates
     for table in ELEMENT_TABLES:
-        if not len(model.scaling[table]):
+        scaling = model.scaling[table]
+        if not len(scaling):
             continue
         for kind, values in (("p", injections.p_mw[table]), ("q", injections.q_mvar[table])):
             key = f"{table}_{kind}"
-            new = (np.asarray(values, dtype=float) * model.scaling[table]).astype(np.float32)
+            new = (np.asarray(values, dtype=float) * scaling).astype(np.float32)
             changed = new != model.sent[key]
             if not changed.any():
                 continue
             if key in update:
                 update[key](changed, new)
-            else:
+            else:  # no vectorised update in lightsim2grid: one element at a time
+                change = grid.change_q_sgen if table == "sgen" else grid.change_q_storage
                 for i in np.flatnonzero(changed):
-                    per_element[key](int(i), float(new[i]))
+                    change(int(i), float(new[i]))
             model.sent[key] = new
 
 
@@ -354,20 +364,18 @@ def _solve(model: Model, v_start: np.ndarray) -> np.ndarray | None:
 def _flows(model: Model, v: np.ndarray) -> Flows:
     """Bus voltages and branch loadings (pandapower's definitions) of a converged solution."""
     grid = model.grid
-    at_bus = v[model.to_grid[np.maximum(model.bus_idx, 0)]]
+    at_bus = v[model.bus_grid]
     bus_on = model.bus_idx >= 0
     vm = np.where(bus_on, np.abs(at_bus), np.nan)
-    va = np.where(bus_on, np.degrees(np.angle(at_bus)), np.nan)
+    va = np.where(bus_on, np.degrees(np.arctan2(at_bus.imag, at_bus.real)), np.nan)  # np.angle
     line_1 = grid.get_line_res1()
     line_ld = np.maximum(line_1[3], grid.get_line_res2()[3]) / model.line_rating
-    # The statuses come as Python lists: converted once here, not by each np.where below.
-    line_on = np.asarray(grid.get_lines_status(), dtype=bool)
+    line_on, trafo_on = model.line_on, model.trafo_on
     line_ld = np.where(line_on, line_ld * 100.0, np.nan)
     # pandapower's "current" trafo loading: i_ka * vn_kv * sqrt3 / sn_mva / parallel / df.
     hv = grid.get_trafo_res1()
     i_hv, i_lv = hv[3], grid.get_trafo_res2()[3]
     trafo_ld = np.maximum(i_hv * model.trafo_vn[:, 0], i_lv * model.trafo_vn[:, 1])
-    trafo_on = np.asarray(grid.get_trafo_status(), dtype=bool)
     trafo_ld = np.where(trafo_on, trafo_ld / model.trafo_rating * 100.0, np.nan)
     p_ext, q_ext, _ = grid.get_gen_res()
     return Flows(

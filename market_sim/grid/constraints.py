@@ -13,6 +13,7 @@ that they enforce exactly the same limits and report in the same shape:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -195,11 +196,20 @@ class BidLayout:
     def injections(self, baseline: Injections, x: np.ndarray) -> Injections:
         """Baseline with every bid activated by ``x`` MW."""
         inj = baseline.copy()
+        for table, sel, positions, delta in self._per_table:
+            np.add.at(inj.p_mw[table], positions, delta * x[sel])
+        return inj
+
+    @cached_property
+    def _per_table(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per element table with bids: the bids' mask, positions and ``delta_sign`` (a
+        validation activates the same bids at every power flow it runs)."""
+        out = []
         for table in ELEMENT_TABLES:
             sel = self.tables == table
             if sel.any():
-                np.add.at(inj.p_mw[table], self.positions[sel], self.delta_sign[sel] * x[sel])
-        return inj
+                out.append((table, sel, self.positions[sel], self.delta_sign[sel]))
+        return out
 
     def case_bus(self, d: PowerFlowDetail) -> np.ndarray:
         """Solver bus of every bid (-1 if disconnected or no fast model), read-only.

@@ -74,6 +74,7 @@ class Model:
     a_pos: np.ndarray  # solver bus -> index of its angle in the NR state, -1 if none
     m_pos: np.ndarray  # solver bus -> index of its magnitude in the NR state, -1 if none
     bus_grid: np.ndarray  # net.bus position -> grid-model bus (any, where not energised)
+    bus_on: np.ndarray  # net.bus positions energised (bus_idx >= 0)
     line_on: np.ndarray  # lines / trafos in service in the grid (fixed once it is built)
     trafo_on: np.ndarray
     updates: dict[str, Any]  # set-point key ("load_p", ...) -> the grid's vectorised update
@@ -272,6 +273,7 @@ def _assemble(
         a_pos=a_pos,
         m_pos=m_pos,
         bus_grid=to_grid[np.maximum(bus_idx, 0)],
+        bus_on=bus_idx >= 0,
         # The statuses come as Python lists; no power flow changes them.
         line_on=np.asarray(grid.get_lines_status(), dtype=bool),
         trafo_on=np.asarray(grid.get_trafo_status(), dtype=bool),
@@ -365,18 +367,17 @@ def _flows(model: Model, v: np.ndarray) -> Flows:
     """Bus voltages and branch loadings (pandapower's definitions) of a converged solution."""
     grid = model.grid
     at_bus = v[model.bus_grid]
-    bus_on = model.bus_idx >= 0
-    vm = np.where(bus_on, np.abs(at_bus), np.nan)
-    va = np.where(bus_on, np.degrees(np.arctan2(at_bus.imag, at_bus.real)), np.nan)  # np.angle
+    bus_on, line_on, trafo_on = model.bus_on, model.line_on, model.trafo_on
+    vm = _where(bus_on, np.abs(at_bus))
+    va = _where(bus_on, np.degrees(np.arctan2(at_bus.imag, at_bus.real)))  # np.angle's
     line_1 = grid.get_line_res1()
     line_ld = np.maximum(line_1[3], grid.get_line_res2()[3]) / model.line_rating
-    line_on, trafo_on = model.line_on, model.trafo_on
-    line_ld = np.where(line_on, line_ld * 100.0, np.nan)
+    line_ld = _where(line_on, line_ld * 100.0)
     # pandapower's "current" trafo loading: i_ka * vn_kv * sqrt3 / sn_mva / parallel / df.
     hv = grid.get_trafo_res1()
     i_hv, i_lv = hv[3], grid.get_trafo_res2()[3]
     trafo_ld = np.maximum(i_hv * model.trafo_vn[:, 0], i_lv * model.trafo_vn[:, 1])
-    trafo_ld = np.where(trafo_on, trafo_ld / model.trafo_rating * 100.0, np.nan)
+    trafo_ld = _where(trafo_on, trafo_ld / model.trafo_rating * 100.0)
     p_ext, q_ext, _ = grid.get_gen_res()
     return Flows(
         vm,
@@ -385,8 +386,16 @@ def _flows(model: Model, v: np.ndarray) -> Flows:
         p_ext.sum(),
         q_ext.sum(),
         va_degree=va,
-        line_p_mw=np.where(line_on, line_1[0], np.nan),
-        line_q_mvar=np.where(line_on, line_1[1], np.nan),
-        trafo_p_mw=np.where(trafo_on, hv[0], np.nan),
-        trafo_q_mvar=np.where(trafo_on, hv[1], np.nan),
+        line_p_mw=_where(line_on, line_1[0]),
+        line_q_mvar=_where(line_on, line_1[1]),
+        trafo_p_mw=_where(trafo_on, hv[0]),
+        trafo_q_mvar=_where(trafo_on, hv[1]),
     )
+
+
+def _where(on: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.where(on, values, nan)`` of float ``values``: a new array, NaN where not ``on``
+    (usually every element is: then a copy, without the masked select)."""
+    if on.all():
+        return np.array(values, dtype=float)
+    return np.where(on, values, np.nan)

@@ -189,6 +189,8 @@ def spread(pos: np.ndarray, badness: np.ndarray, zone: np.ndarray, limit: int | 
     if limit is None or len(pos) == 0:
         return pos
     order = np.lexsort((pos, -badness))  # worst first
+    if len(pos) <= limit:  # every one is picked: in that order (what the ranks below give)
+        return pos[order]
     pos, z = pos[order], zone[pos[order]]
     zone_order = np.lexsort((np.arange(len(z)), z))  # stable group by zone, worst first within
     rank = np.empty(len(z), dtype=np.int64)

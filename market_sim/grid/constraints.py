@@ -34,6 +34,8 @@ from market_sim.types import ELEMENT_TABLES, UP, Injections, Limits
 MIN_MW = 1e-3
 #: Constraint kinds and the net table each refers to.
 KIND_TABLE = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
+#: The kinds in the order violations are listed.
+KINDS = tuple(KIND_TABLE)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,15 @@ class Caps:
             raw = self.vmin if kind == "vmin" else getattr(self, kind)
             known.update(zip(missing, constraint_names(net, kind, at, raw[at]), strict=True))
         return [known[p] for p in wanted]
+
+    @cached_property
+    def stacked(self) -> tuple[np.ndarray, dict[str, slice]]:
+        """:func:`cap_of` of every kind end to end (in :data:`KINDS` order) and each kind's
+        slice of it: a power flow's excesses over all limits come from one subtraction."""
+        caps = [cap_of(self, kind) for kind in KINDS]
+        ends = np.cumsum([0, *(len(c) for c in caps)]).tolist()
+        where = {kind: slice(ends[i], ends[i + 1]) for i, kind in enumerate(KINDS)}
+        return np.concatenate(caps), where
 
 
 @dataclass(frozen=True)
@@ -134,22 +145,40 @@ def cap_of(caps: Caps, kind: str) -> np.ndarray:
 
 def excess(d: PowerFlowDetail, caps: Caps, kind: str) -> np.ndarray:
     """``values(d, kind) - cap_of(caps, kind)``: how far each constraint is beyond its limit
-    (NaN: not monitored or not computed). Kept on ``d``: a validation checks a point for
-    violations and then screens it, and screens its baseline in every round."""
-    return memoised(d, ("excess", kind), caps, lambda: values(d, kind) - cap_of(caps, kind))
+    (NaN: not monitored or not computed), read-only: a view of :func:`_excess_all`."""
+    over, _ = _excess_all(d, caps)
+    return over[caps.stacked[1][kind]]
+
+
+def _excess_all(d: PowerFlowDetail, caps: Caps) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`excess` of every kind end to end (in :data:`KINDS` order, see
+    :attr:`Caps.stacked`) and the positions in it beyond ``VIOLATION_TOL``, kept on ``d``: a
+    validation checks a point for violations and then screens it, and screens its baseline
+    in every round. The same numbers as kind by kind (one subtraction per element)."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        at = np.concatenate([values(d, kind) for kind in KINDS])
+        over = at - caps.stacked[0]
+        over.flags.writeable = False
+        return over, np.flatnonzero(over > VIOLATION_TOL)  # NaN: not monitored, never above
+
+    return memoised(d, "excess", caps, compute)
 
 
 def violations(dn: DistributionNetwork, d: PowerFlowDetail, caps: Caps) -> list[Violation]:
     """Constraints of ``d`` beyond the effective limits (NaN limits are not monitored)."""
+    over, bad_all = _excess_all(d, caps)
     out: list[Violation] = []
-    for kind in ("vmax", "vmin", "line", "trafo"):
-        over = excess(d, caps, kind)
-        bad = np.flatnonzero(over > VIOLATION_TOL)  # NaN: not monitored, never above
-        if not len(bad):
+    if not len(bad_all):
+        return out
+    for kind, where in caps.stacked[1].items():
+        lo, hi = np.searchsorted(bad_all, (where.start, where.stop))
+        if lo == hi:
             continue
+        bad = bad_all[lo:hi] - where.start
         names = caps.names(dn.net, kind, bad)
         out += [
-            Violation(kind, int(pos), float(over[pos]), name)
+            Violation(kind, int(pos), float(over[where.start + pos]), name)
             for pos, name in zip(bad, names, strict=True)
         ]
     return out

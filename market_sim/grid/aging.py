@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -200,4 +201,11 @@ def aging_rate(hot_spot_c: np.ndarray, upgraded: bool = False) -> np.ndarray:
 
 def with_overrides(overrides: dict[str, float | None]) -> ThermalParams:
     """The default parameters with the given ones replaced (None: keep the default)."""
-    return replace(ThermalParams(), **{k: v for k, v in overrides.items() if v is not None})
+    return _with_overrides(tuple((k, v) for k, v in overrides.items() if v is not None))
+
+
+@lru_cache(maxsize=64)
+def _with_overrides(overrides: tuple[tuple[str, float], ...]) -> ThermalParams:
+    """:func:`with_overrides` of the given pairs, validated once per distinct set: the wear
+    stage asks for every network twice a period (the parameters are frozen, so shared)."""
+    return replace(ThermalParams(), **dict(overrides))

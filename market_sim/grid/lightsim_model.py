@@ -74,9 +74,9 @@ class Model:
     a_pos: np.ndarray  # solver bus -> index of its angle in the NR state, -1 if none
     m_pos: np.ndarray  # solver bus -> index of its magnitude in the NR state, -1 if none
     bus_grid: np.ndarray  # net.bus position -> grid-model bus (any, where not energised)
-    bus_on: np.ndarray  # net.bus positions energised (bus_idx >= 0)
-    line_on: np.ndarray  # lines / trafos in service in the grid (fixed once it is built)
-    trafo_on: np.ndarray
+    bus_on: np.ndarray | None  # net.bus positions energised (bus_idx >= 0); None: all are
+    line_on: np.ndarray | None  # lines / trafos in service in the grid (fixed once it is
+    trafo_on: np.ndarray | None  # built); None: all are
     updates: dict[str, Any]  # set-point key ("load_p", ...) -> the grid's vectorised update
     jac_pattern: Any = None  # jacobian._Pattern
     branch_y: dict[str, tuple] = field(default_factory=dict)
@@ -273,12 +273,17 @@ def _assemble(
         a_pos=a_pos,
         m_pos=m_pos,
         bus_grid=to_grid[np.maximum(bus_idx, 0)],
-        bus_on=bus_idx >= 0,
+        bus_on=_unless_all(bus_idx >= 0),
         # The statuses come as Python lists; no power flow changes them.
-        line_on=np.asarray(grid.get_lines_status(), dtype=bool),
-        trafo_on=np.asarray(grid.get_trafo_status(), dtype=bool),
+        line_on=_unless_all(np.asarray(grid.get_lines_status(), dtype=bool)),
+        trafo_on=_unless_all(np.asarray(grid.get_trafo_status(), dtype=bool)),
         updates=updates,
     )
+
+
+def _unless_all(mask: np.ndarray) -> np.ndarray | None:
+    """``mask``, or None when it selects every element (see :func:`_where`)."""
+    return None if mask.all() else mask
 
 
 def _element_maps(net: Any, bus_idx: np.ndarray) -> tuple[dict, dict, dict]:
@@ -393,9 +398,9 @@ def _flows(model: Model, v: np.ndarray) -> Flows:
     )
 
 
-def _where(on: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _where(on: np.ndarray | None, values: np.ndarray) -> np.ndarray:
     """``np.where(on, values, nan)`` of float ``values``: a new array, NaN where not ``on``
-    (usually every element is: then a copy, without the masked select)."""
-    if on.all():
+    (usually every element is, ``on`` None: then a copy, without the masked select)."""
+    if on is None:
         return np.array(values, dtype=float)
     return np.where(on, values, np.nan)

@@ -114,9 +114,10 @@ def _cuts(
     """
     cut = np.zeros_like(x)
     cut_by = np.full(len(x), -1, dtype=np.int64)
+    harms = np.where(sens > 0, sens * x, 0.0)  # row k: what each bid adds to violation k
+    least, most = MIN_CUT_FRACTION * x, np.where(x > 10 * MIN_MW, MAX_CUT_FRACTION * x, x)
     for k, v in enumerate(viol):
-        s = sens[k]
-        harm = np.where(s > 0, s * x, 0.0)
+        s, harm = sens[k], harms[k]
         total = harm.sum()
         if total <= 0 or (explained_only and total < 0.5 * v.overshoot):
             continue
@@ -126,8 +127,8 @@ def _cuts(
         if equal_share:
             share = max(float(np.max(c[relevant] / x[relevant])), MIN_CUT_FRACTION)
             c = np.where(relevant, share * x, 0.0)
-        c = np.where(relevant, np.maximum(c, MIN_CUT_FRACTION * x), c)
-        c = np.minimum(c, np.where(x > 10 * MIN_MW, MAX_CUT_FRACTION * x, x))
+        c = np.where(relevant, np.maximum(c, least), c)
+        c = np.minimum(c, most)
         better = c > cut
         cut_by[better] = k
         cut = np.maximum(cut, c)

@@ -146,8 +146,12 @@ def cap_of(caps: Caps, kind: str) -> np.ndarray:
 def excess(d: PowerFlowDetail, caps: Caps, kind: str) -> np.ndarray:
     """``values(d, kind) - cap_of(caps, kind)``: how far each constraint is beyond its limit
     (NaN: not monitored or not computed), read-only: a view of :func:`_excess_all`."""
-    over, _ = _excess_all(d, caps)
-    return over[caps.stacked[1][kind]]
+    return stacked_excess(d, caps)[caps.stacked[1][kind]]
+
+
+def stacked_excess(d: PowerFlowDetail, caps: Caps) -> np.ndarray:
+    """:func:`excess` of every kind end to end (:attr:`Caps.stacked`), read-only."""
+    return _excess_all(d, caps)[0]
 
 
 def _excess_all(d: PowerFlowDetail, caps: Caps) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ from market_sim.grid.constraints import (
     Violation,
     cap_of,
     excess,
+    stacked_excess,
     values,
     violations,
 )
@@ -207,15 +208,18 @@ def screen(
     """Constraints within ``settings.screen_margin`` of their limit at any converged point."""
     assert settings.screen_margin is not None
     zones = constraint_zones(dn)
+    # Every kind at once, end to end (Caps.stacked): elementwise, the same numbers.
+    stacked, where = caps.stacked
+    worst = np.full(len(stacked), -np.inf)
+    for d in points:
+        if d.converged:
+            worst = np.fmax(worst, stacked_excess(d, caps))
+    worst = np.nan_to_num(worst, nan=-np.inf)
     keys: list[Key] = []
     for kind in KINDS:
-        worst = np.full(len(cap_of(caps, kind)), -np.inf)
-        for d in points:
-            if d.converged:
-                worst = np.fmax(worst, excess(d, caps, kind))
-        worst = np.nan_to_num(worst, nan=-np.inf)
-        near = np.flatnonzero(worst > -settings.screen_margin[kind])
-        near = spread(near, worst[near], zones[kind], settings.max_screen)
+        of_kind = worst[where[kind]]
+        near = np.flatnonzero(of_kind > -settings.screen_margin[kind])
+        near = spread(near, of_kind[near], zones[kind], settings.max_screen)
         keys += [(kind, int(p)) for p in near]
     return keys
 

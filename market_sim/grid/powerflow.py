@@ -76,7 +76,7 @@ def memoised(d: PowerFlowDetail, key: Any, owner: object, compute: Callable[[], 
 
     A validation asks the same questions of one point many times (its baseline is screened
     and linearised again in every round of both directions). ``owner`` is the object the
-    answer also depends on (the limits compared with, a bid layout): a later call with
+    answer also depends on (the caps compared with; None if nothing): a later call with
     another owner computes afresh and replaces the kept answer.
     """
     kept = d.memo.get(key)

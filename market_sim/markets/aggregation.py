@@ -1,6 +1,6 @@
 """A DSO's aggregated offer at its interface, and from an aggregated dispatch back to bids.
 
-The offer has the columns of :data:`market_sim.markets.offers.OFFER_COLUMNS`.
+The offer has the columns of :data:`market_sim.markets.offers.OFFER_COLUMNS`, in their order.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import pandas as pd
 
 from market_sim.markets.devices import device_of
 from market_sim.markets.group_sum import group_sum
-from market_sim.markets.offers import OFFER_COLUMNS
 from market_sim.types import DIRECTIONS
 
 
@@ -37,8 +36,8 @@ def aggregate_offer(validated: pd.DataFrame, interface_bus: int, first_id: int) 
             "direction": directions[step // len(prices)] if n else directions,
             "mw": step_mw,
             "price_eur_per_mwh": prices[step % len(prices)] if n else prices,
-        }
-    )[list(OFFER_COLUMNS)]
+        }  # in the order of OFFER_COLUMNS
+    )
 
 
 def disaggregate(

@@ -29,20 +29,32 @@ from market_sim.grid.aging import ThermalState, initial_state, thermal_period, w
 @dataclass(frozen=True)
 class Wear:
     """One DSO network's wear in a period: its ``aging`` rows (one per transformer, without
-    the period), and the sums the KPIs are made of."""
+    the period), and the sums the KPIs are made of.
 
-    rows: pd.DataFrame
+    The rows are kept as numpy columns and made a table only when asked for: only the
+    delivered state's are recorded, and the KPIs' sums need no table.
+    """
+
+    dso: str
+    trafo: np.ndarray  # index of each transformer in net.trafo
+    columns: dict[str, np.ndarray]  # the aging columns from load_factor on, per transformer
     line_hours_above: tuple[float, ...]  # lines above each threshold x period hours
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The ``aging`` rows: dso, trafo and the aging columns."""
+        return pd.DataFrame({"dso": self.dso, "trafo": self.trafo, **self.columns})
 
     @property
     def loss_of_life_h(self) -> float:
         """Sum over transformers with a known loading, h."""
-        return float(self.rows.loss_of_life_h.sum())
+        return float(np.nansum(self.columns["loss_of_life_h"]))  # NaN skipped, as pandas does
 
     @property
     def hot_spot_max_c(self) -> float:
         """Hottest transformer at the period's end, °C (NaN if none is known)."""
-        known = self.rows.hot_spot_c.dropna()
+        hot_spot = self.columns["hot_spot_c"]
+        known = hot_spot[~np.isnan(hot_spot)]
         return float(known.max()) if len(known) else math.nan
 
 
@@ -76,11 +88,10 @@ def period_wear(
         new_states[name], columns = age_transformers(
             trafo / 100.0, states.get(name), cfg, ambient_c(cfg, hour_of_day), minutes
         )
-        rows = pd.DataFrame({"dso": name, "trafo": net.trafo.index.to_numpy(np.int64), **columns})
         line = in_service(net.line, flow.line_loading_percent)
         hours = minutes / 60.0
         above = tuple(float(np.sum(line > t)) * hours for t in cfg.line_thresholds_percent)
-        wears[name] = Wear(rows, above)
+        wears[name] = Wear(name, net.trafo.index.to_numpy(np.int64), columns, above)
     return new_states, wears
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from market_sim.markets.aggregation import aggregate_offer, disaggregate
+from market_sim.markets.offers import OFFER_COLUMNS
 
 
 def _validated():
@@ -26,6 +27,9 @@ def test_aggregate_offer_is_a_merit_order_curve():
     assert up.mw.tolist() == [2.5, 1.0]  # two bids at 10 EUR/MWh form one step
     assert (curve.bus == 7).all() and curve.offer_id.min() == 100
     assert curve.offer_id.is_unique
+    assert tuple(curve.columns) == OFFER_COLUMNS
+    empty = aggregate_offer(_validated().assign(mw=0.0), interface_bus=7, first_id=100)
+    assert tuple(empty.columns) == OFFER_COLUMNS and empty.empty
 
 
 def test_disaggregate_takes_cheapest_bids_first():

@@ -6,6 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.group_sum import group_sum
 from market_sim.types import empty_bids
 
 
@@ -23,7 +24,9 @@ class Aggregator(mesa.Agent):
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
         mine = np.flatnonzero(population_bids.aggregator.to_numpy(object) == self.name)
-        return population_bids.take(mine).reset_index(drop=True)  # cheaper than a boolean index
+        book = population_bids.take(mine)  # cheaper than a boolean index
+        book.index = pd.RangeIndex(len(mine))  # a new table already: reset_index would copy it
+        return book
 
     def validated_book(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """What it offers the TSO after pre-validation: the bids its DSOs returned, each at
@@ -53,15 +56,10 @@ def collect_dispatch(tables: list[pd.DataFrame]) -> pd.DataFrame:
     bid_id = np.concatenate([t.bid_id.to_numpy(np.int64) for t in frames])
     buyer = np.concatenate([t.buyer.to_numpy(object) for t in frames])
     mw = np.concatenate([t.mw.to_numpy(float) for t in frames])
-    # one groupby on an integer code that sorts as (bid_id, buyer) does: its sum is the one
-    # of a groupby on the two columns (compensated, in row order), at a fraction of its cost
+    # summed on an integer code that sorts as (bid_id, buyer) does: the sum of a groupby on
+    # the two columns (compensated, in row order), at a fraction of its cost
     buyers, buyer_code = np.unique(buyer, return_inverse=True)
-    summed = pd.Series(mw).groupby(bid_id * len(buyers) + buyer_code, sort=True).sum()
-    code = summed.index.to_numpy()
+    code, summed = group_sum(bid_id * len(buyers) + buyer_code, mw)
     return pd.DataFrame(
-        {
-            "bid_id": code // len(buyers),
-            "buyer": buyers[code % len(buyers)],
-            "mw": summed.to_numpy(),
-        }
+        {"bid_id": code // len(buyers), "buyer": buyers[code % len(buyers)], "mw": summed}
     )

@@ -118,9 +118,7 @@ class DSO(mesa.Agent):
         self, validated: pd.DataFrame, offer: pd.DataFrame, accepted: pd.DataFrame
     ) -> pd.DataFrame:
         """Turn the TSO's aggregated dispatch into individual dispatch, cheapest bids first."""
-        dispatch = disaggregate(validated, target_by_direction(offer, accepted))
-        dispatch["buyer"] = np.full(len(dispatch), "tso", dtype=object)
-        return dispatch
+        return disaggregate(validated, target_by_direction(offer, accepted), buyer="tso")
 
     def local_market(
         self, validated: pd.DataFrame, point: Injections, penalty_eur_per_h: float
@@ -137,6 +135,7 @@ def validated_bids(bids: pd.DataFrame, result: ValidationResult) -> pd.DataFrame
     mw = np.zeros(len(at))  # a bid the validation does not name: 0 MW
     mw[found] = np.nan_to_num(result.table.validated_mw.to_numpy(float)[at[found]])
     kept = np.flatnonzero(mw > 1e-9)
-    out = bids.take(kept).reset_index(drop=True)
+    out = bids.take(kept)
+    out.index = pd.RangeIndex(len(kept))  # a new table already: reset_index would copy it
     out["mw"] = mw[kept]
     return out

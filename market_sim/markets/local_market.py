@@ -13,11 +13,12 @@ are the shared mechanism of :mod:`market_sim.grid.linearised` (settings
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from market_sim.grid.constraints import BidLayout, Caps, violations
+from market_sim.grid.constraints import BidLayout, Caps, Violation, violations
 from market_sim.grid.flow_summary import monitored_buses
 from market_sim.grid.linearised import (
     LOCAL_MARKET,
@@ -66,25 +67,22 @@ def statutory_caps(dn: DistributionNetwork, limits: Limits) -> Caps:
 
 
 def dso_needs(
-    dn: DistributionNetwork,
     point: PowerFlowDetail,
-    bids: pd.DataFrame,
-    limits: Limits,
+    found: list[Violation],
+    layout: BidLayout,
+    caps: Caps,
     penalty_eur_per_h: float,
-) -> Needs | None:
-    """The relief the DSO needs at an operating point, and what each bid gives per MW.
+) -> Needs:
+    """The relief the DSO needs for the violations ``found`` at an operating point, and what
+    each bid gives per MW.
 
+    ``layout``: where the bids act; ``caps``: the DSO's limits (:func:`statutory_caps`).
     Rows are violated constraints; ``need_mw`` is the overshoot plus a margin (pu or %), and
-    ``effect[k, b]`` the decrease of constraint k per MW of bid b. None without violations.
+    ``effect[k, b]`` the decrease of constraint k per MW of bid b.
     """
-    caps = statutory_caps(dn, limits)
-    found = violations(dn, point, caps)
-    if not found or not len(bids):
-        return None
     keys = [(v.kind, v.pos) for v in found]
-    layout = BidLayout.of(dn, bids)
     grad = gradients(point, keys, layout.case_bus(point))
-    a = np.zeros((len(keys), len(bids))) if grad is None else grad * layout.inj_sign
+    a = np.zeros((len(keys), len(layout.offered))) if grad is None else grad * layout.inj_sign
     b = bounds(point, keys, a, None, caps, LOCAL_MARKET)
     # The rows A x <= b of the violated constraints have b < 0 (the overshoot plus the
     # margin): what a bid relieves per MW is -A, the need -b.
@@ -104,24 +102,30 @@ class _Relief:
         baseline: Injections,
         bids: pd.DataFrame,
         limits: Limits,
+        caps: Caps,
         penalty_eur_per_h: float,
         point: PowerFlowDetail,
     ) -> None:
         self.dn, self.baseline, self.bids, self.limits = dn, baseline, bids, limits
+        self.caps = caps
         self.penalty = penalty_eur_per_h
-        self.layout = BidLayout.of(dn, bids)
-        self.caps = statutory_caps(dn, limits)
         self.point = point
         self.bought = np.zeros(len(bids))
         self.first_needs: Needs | None = None
         self.purchases = 0
         self.failure = ""
 
+    @cached_property
+    def layout(self) -> BidLayout:
+        """Where the bids act: built when a violation is first found (most periods have none)."""
+        return BidLayout.of(self.dn, self.bids)
+
     def solve(self, margin_scale: float) -> np.ndarray | None:
         """Buy the least-cost relief of the violations at the current point (None: none)."""
-        needs = dso_needs(self.dn, self.point, self.bids, self.limits, self.penalty)
-        if needs is None:
+        found = violations(self.dn, self.point, self.caps)
+        if not found or not len(self.bids):
             return None
+        needs = dso_needs(self.point, found, self.layout, self.caps, self.penalty)
         self.first_needs = self.first_needs or needs
         helps = needs.effect.max(axis=0) > 0  # a bid that relieves nothing is not bought
         # what each bid has left, nothing of a device bought the other way in an earlier round
@@ -161,7 +165,7 @@ def clear_local_market(
     """
     point = run_power_flow_detailed(dn, baseline, limits, write=False)
     caps = statutory_caps(dn, limits)
-    relief = _Relief(dn, baseline, bids, limits, penalty_eur_per_h, point)
+    relief = _Relief(dn, baseline, bids, limits, caps, penalty_eur_per_h, point)
     if point.result.converged:
         constraint_generation(relief, LOCAL_MARKET)
     before, after = (
@@ -169,11 +173,11 @@ def clear_local_market(
         for d in (point, relief.point)
     )
     bought = np.where(relief.bought > 1e-6, relief.bought, 0.0)
-    table = pd.DataFrame({"bid_id": bids.bid_id.to_numpy(np.int64), "mw": bought})
     cost = float(bids.price_eur_per_mwh.to_numpy(float) @ bought)
     ids = bids.bid_id.to_numpy(np.int64)
+    rows = np.flatnonzero(bought > 0)  # labelled by their row in ``bids``
     return LocalMarketResult(
-        table[table.mw > 0],
+        pd.DataFrame({"bid_id": ids[rows], "mw": bought[rows]}, index=rows),
         relief.first_needs,
         ids,
         before,

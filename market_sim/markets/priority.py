@@ -38,6 +38,7 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from market_sim import kernels
 from market_sim.markets.devices import device_of, partner_used, washed_devices
+from market_sim.markets.group_sum import sums_at
 from market_sim.registry import PRIORITY_RULES
 from market_sim.types import DOWN, UP
 
@@ -181,12 +182,13 @@ def share(
 
 def _rows_by_dso(rule, wanted, usable, request, take, tso) -> pd.DataFrame:
     """The ``priority`` rows of every DSO that asked for something."""
+    dso, bid_id = usable.dso.to_numpy(object), usable.bid_id.to_numpy(np.int64)
+    tso_mw = taken(tso, bid_id)
     rows = []
     for name in wanted:
-        mine = (usable.dso == name).to_numpy()
-        tso_mw = taken(tso, usable.bid_id[mine])
+        mine = dso == name
         rows.append(
-            priority_rows(rule, name, usable.bid_id[mine], request[mine], take[mine], tso_mw)
+            priority_rows(rule, name, bid_id[mine], request[mine], take[mine], tso_mw[mine])
         )
     return pd.concat(rows, ignore_index=True)
 
@@ -204,7 +206,8 @@ def left_after(bids: pd.DataFrame, used: pd.DataFrame) -> pd.DataFrame:
 def tso_is_critical(need_mw: float, ter: pd.DataFrame) -> bool:
     """The TSO's need is critical when its generators' offers cannot cover it."""
     direction = UP if need_mw > 0 else DOWN
-    return abs(need_mw) > float(ter.loc[ter.direction == direction, "mw"].sum()) + 1e-9
+    offered = ter.mw.to_numpy(float)[ter.direction.to_numpy(object) == direction]
+    return abs(need_mw) > float(np.nansum(offered)) + 1e-9  # NaN skipped, as pandas does
 
 
 def economic_use(
@@ -338,26 +341,25 @@ def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None,
 def priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw) -> pd.DataFrame:
     """Rows of the ``priority`` table (without the period): who got each contested or used DER
     of a DSO. DER nobody asked for or used are left out."""
-    record = pd.DataFrame(
+    columns = {
+        "bid_id": np.asarray(bid_ids, np.int64),
+        "dso_requested_mw": np.asarray(requested, float),
+        "dso_mw": np.asarray(dso_mw, float),
+        "tso_mw": np.asarray(tso_mw, float),
+    }
+    used = np.flatnonzero(
+        (columns["dso_requested_mw"] > 0) | (columns["dso_mw"] > 0) | (columns["tso_mw"] > 0)
+    )
+    n = len(used)
+    return pd.DataFrame(
         {
-            "dso": dso,
-            "rule": rule,
-            "bid_id": np.asarray(bid_ids, np.int64),
-            "dso_requested_mw": np.asarray(requested, float),
-            "dso_mw": np.asarray(dso_mw, float),
-            "tso_mw": np.asarray(tso_mw, float),
+            "dso": np.full(n, dso, dtype=object),
+            "rule": np.full(n, rule, dtype=object),
+            **{c: values[used] for c, values in columns.items()},
         }
     )
-    used = (record.dso_requested_mw > 0) | (record.dso_mw > 0) | (record.tso_mw > 0)
-    return record[used]
 
 
-def taken(dispatch: pd.DataFrame, bid_ids: pd.Series) -> np.ndarray:
+def taken(dispatch: pd.DataFrame, bid_ids: pd.Series | np.ndarray) -> np.ndarray:
     """MW of each of ``bid_ids`` in a dispatch table (0 where absent)."""
-    # a pandas groupby (its compensated sum, as ever) on arrays, looked up by position
-    mw = pd.Series(dispatch.mw.to_numpy(float)).groupby(dispatch.bid_id.to_numpy(np.int64)).sum()
-    at = mw.index.get_indexer(np.asarray(bid_ids, dtype=np.int64))
-    found = at >= 0
-    out = np.zeros(len(at))
-    out[found] = mw.to_numpy()[at[found]]
-    return out
+    return sums_at(dispatch.bid_id.to_numpy(np.int64), dispatch.mw.to_numpy(float), bid_ids)

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.group_sum import group_sum
 from market_sim.registry import PRICING_RULES
 from market_sim.tables import column_dtypes
 from market_sim.types import signed_mw
@@ -120,8 +121,16 @@ def _clip_negative(values: np.ndarray) -> np.ndarray:
 
 
 def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
-    """A table of ``columns`` with the ``dtypes`` of its declaration, in their order."""
-    return pd.DataFrame({c: pd.array(columns[c], dtype=t) for c, t in dtypes.items()})
+    """A table of ``columns`` with the ``dtypes`` of its declaration, in their order.
+
+    Numeric columns go in as numpy arrays (a ``pd.array`` of each would cost as much again as
+    the table); text columns become pandas strings."""
+    return pd.DataFrame(
+        {
+            c: pd.array(columns[c], dtype=t) if t == "string" else columns[c].astype(t, copy=False)
+            for c, t in dtypes.items()
+        }
+    )
 
 
 def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -184,8 +193,7 @@ def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerm
 
     Rows without the period column: party, role, item, amount_eur, sorted by party and item.
     """
-    ter = _rows_of(dispatch, "ter")
-    der = _rows_of(dispatch, "der")
+    ter, der = _rows_by_resource(dispatch)
     prosumer = np.array([f"prosumer {p}" for p in der["prosumer"]], dtype=object)
     fee = terms.aggregator_fee_eur_per_mwh * der["mw"] * hours
     transfers = [
@@ -216,18 +224,22 @@ def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerm
     return pd.DataFrame({"party": party, "role": role, "item": item, "amount_eur": amount_eur})
 
 
-def _rows_of(dispatch: pd.DataFrame, resource: str) -> dict[str, np.ndarray]:
-    """The columns settlement reads of the dispatch rows of one resource (ter or der)."""
-    rows = (dispatch.resource == resource).to_numpy(bool)
-    return {
-        "name": dispatch.name.to_numpy(object)[rows],
-        "dso": dispatch.dso.to_numpy(object)[rows],
-        "prosumer": dispatch.prosumer.to_numpy(np.int64)[rows],
-        "buyer": dispatch.buyer.to_numpy(object)[rows],
-        "mw": dispatch.mw.to_numpy(float)[rows],
-        "payment_eur": dispatch.payment_eur.to_numpy(float)[rows],
-        "imbalance_eur": dispatch.imbalance_eur.to_numpy(float)[rows],
+def _rows_by_resource(dispatch: pd.DataFrame) -> tuple[dict[str, np.ndarray], ...]:
+    """The columns settlement reads, of the TER rows and of the DER rows of the dispatch
+    (each column read once: a column of a pandas table costs more than its rows here)."""
+    columns = {
+        "name": dispatch.name.to_numpy(object),
+        "dso": dispatch.dso.to_numpy(object),
+        "prosumer": dispatch.prosumer.to_numpy(np.int64),
+        "buyer": dispatch.buyer.to_numpy(object),
+        "mw": dispatch.mw.to_numpy(float),
+        "payment_eur": dispatch.payment_eur.to_numpy(float),
+        "imbalance_eur": dispatch.imbalance_eur.to_numpy(float),
     }
+    resource = dispatch.resource.to_numpy(object)
+    return tuple(
+        {c: values[resource == kind] for c, values in columns.items()} for kind in ("ter", "der")
+    )
 
 
 def _net(
@@ -235,15 +247,14 @@ def _net(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sum of ``amount`` per (party, item), sorted by party then item.
 
-    One pandas groupby on integer codes: its sum (compensated, in row order) is the one the
-    settlement has always used, so the amounts stay the same to the last bit.
+    Summed on integer codes with the compensated sum of a groupby in row order
+    (:func:`~market_sim.markets.group_sum.group_sum`), the one the settlement has always
+    used, so the amounts stay the same to the last bit.
     """
     parties, party_code = np.unique(party, return_inverse=True)
     items, item_code = np.unique(item, return_inverse=True)
-    code = party_code * len(items) + item_code
-    net = pd.Series(amount).groupby(code, sort=True).sum()
-    group = net.index.to_numpy()
-    return parties[group // len(items)], items[group % len(items)], net.to_numpy()
+    group, net = group_sum(party_code * len(items) + item_code, amount)
+    return parties[group // len(items)], items[group % len(items)], net
 
 
 def _role(party: str, aggregators: set[str], dsos: set[str]) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from market_sim.grid.flow_summary import Flows, violated_elements
 from market_sim.grid.injections import apply_bids
-from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.grid.powerflow import PowerFlowDetail, monitored, run_power_flow_detailed
 from market_sim.types import Injections, PowerFlowResult
 
 
@@ -107,4 +107,5 @@ def _violated(dso, flow: PowerFlowDetail) -> frozenset[str] | None:
         return None
     nan = float("nan")
     flows = Flows(flow.vm_pu, flow.line_loading_percent, flow.trafo_loading_percent, nan, nan)
-    return violated_elements(dso.network.net, flows, dso.limits)
+    network = dso.network
+    return violated_elements(network.net, flows, dso.limits, monitored(network))

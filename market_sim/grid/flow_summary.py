@@ -83,13 +83,16 @@ def _max(a: np.ndarray) -> float:
     return float(a.max()) if a.size else float("nan")
 
 
-def violation_masks(net: Any, flows: Flows, limits: Limits) -> dict[str, np.ndarray]:
-    """Per element table (bus, line, trafo), which monitored elements break ``limits``.
+def violation_masks(
+    net: Any, flows: Flows, limits: Limits, monitored: Monitored | None = None
+) -> dict[str, np.ndarray]:
+    """Per element table (bus, line, trafo), which monitored elements break ``limits``
+    (``monitored``: the net's :class:`Monitored`, if the caller keeps it).
 
     The one rule both the counts of :func:`summarise` and the element labels of
     :func:`violated_elements` come from.
     """
-    return _masks(*_monitored(Monitored.of(net), flows), limits)
+    return _masks(*_monitored(monitored or Monitored.of(net), flows), limits)
 
 
 def _monitored(mon: Monitored, flows: Flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,13 +117,15 @@ def _masks(
         }
 
 
-def violated_elements(net: Any, flows: Flows, limits: Limits) -> frozenset[str]:
+def violated_elements(
+    net: Any, flows: Flows, limits: Limits, monitored: Monitored | None = None
+) -> frozenset[str]:
     """Labels ("bus 12", "line 3", "trafo 0": table and pandapower index) of the elements that
     break ``limits``: what lets the KPIs tell violations already there without any DER
     activation from those the activation caused, element by element."""
     return frozenset(
         f"{table} {index}"
-        for table, mask in violation_masks(net, flows, limits).items()
+        for table, mask in violation_masks(net, flows, limits, monitored).items()
         for index in net[table].index[mask]
     )
 

@@ -50,21 +50,25 @@ def empty_offers() -> pd.DataFrame:
 def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFrame:
     """Each (validated) bid as an offer at the interface bus of its DSO; offer_id = bid_id.
 
-    ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated).
-    ``device``: the device of the bid, whose up and down offers the clearing never accepts
-    together (:func:`~market_sim.markets.devices.device_of`).
+    ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated);
+    bids of no MW (at most 1e-9) are left out. ``device``: the device of the bid, whose up and
+    down offers the clearing never accepts together
+    (:func:`~market_sim.markets.devices.device_of`). The columns are selected as arrays before
+    the table is built: the TSO makes this book at every clearing.
     """
-    offers = pd.DataFrame(
+    keep = bids["mw"].to_numpy(float) > 1e-9
+    bid_id = bids["bid_id"].to_numpy(np.int64)[keep]
+    dso = bids["dso"].to_numpy()[keep]
+    return pd.DataFrame(
         {
-            "offer_id": bids.bid_id.to_numpy(np.int64),
-            "bus": bids.dso.map(interface_bus).to_numpy(np.int64),
-            "direction": bids.direction.astype(str).to_numpy(),
-            "mw": bids.mw.to_numpy(float),
-            "price_eur_per_mwh": bids.price_eur_per_mwh.to_numpy(float),
-            "device": device_of(bids.bid_id),
+            "offer_id": bid_id,
+            "bus": np.fromiter((interface_bus[d] for d in dso), np.int64, len(dso)),
+            "direction": bids["direction"].to_numpy(object)[keep],
+            "mw": bids["mw"].to_numpy(float)[keep],
+            "price_eur_per_mwh": bids["price_eur_per_mwh"].to_numpy(float)[keep],
+            "device": device_of(bid_id),
         }
     )
-    return offers[offers.mw > 1e-9].reset_index(drop=True)
 
 
 def ter_offers(

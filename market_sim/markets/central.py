@@ -172,12 +172,13 @@ class DistributionModel:
         a, b = self.rows()
         out = dispatched.astype(float).copy()
         offered, up = self.layout.offered, self.layout.inj_sign > 0
+        highs = quiet_highs()  # one for both directions: each LP is loaded anew
         for sel in (up, ~up):
             if not sel.any():
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
             rhs = np.maximum(b - a[:, sel] @ dispatched[sel], 0.0)
-            more, _ = solve_lp(quiet_highs(), a[:, sel], rhs, free, "max_volume")
+            more, _ = solve_lp(highs, a[:, sel], rhs, free, "max_volume")
             out[sel] += 0.0 if more is None else more
         return np.minimum(out, offered)
 

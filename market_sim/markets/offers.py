@@ -123,14 +123,16 @@ def ter_offers(
 
 
 def _ter_frame(ids, element, bus, direction, mw, price) -> pd.DataFrame:
-    """The TER offer table (its columns as arrays of their dtypes: no Series each)."""
+    """The TER offer table (numbers as numpy arrays, names as string arrays: the table is
+    built every period, and a pandas array per numeric column cost more than the offers)."""
     return pd.DataFrame(
         {
-            "offer_id": pd.array(ids, dtype="int64"),
+            "offer_id": np.asarray(ids, dtype=np.int64),
             "element": pd.array(element, dtype="string"),
-            "bus": pd.array(bus, dtype="int64"),
+            "bus": np.asarray(bus, dtype=np.int64),
             "direction": pd.array(direction, dtype="string"),
-            "mw": pd.array(mw, dtype="float64"),
-            "price_eur_per_mwh": pd.array(price, dtype="float64"),
-        }
+            "mw": np.asarray(mw, dtype=float),
+            "price_eur_per_mwh": np.asarray(price, dtype=float),
+        },
+        copy=False,
     )

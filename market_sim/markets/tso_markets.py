@@ -190,12 +190,25 @@ def reserve_labels(reserve_mw: dict[str, float]) -> pd.DataFrame:
 def row_labels(reserve: pd.DataFrame, der_labels: pd.DataFrame | None, n_rows: int) -> pd.DataFrame:
     """What each row of :func:`stack_rows` is: the reserve rows' labels
     (:func:`reserve_labels`), then the DER rows' own labels."""
-    labels = (
-        pd.concat([reserve, der_labels], ignore_index=True) if der_labels is not None else reserve
-    )
+    labels = reserve if der_labels is None else _stacked_labels(reserve, der_labels)
     if len(labels) != n_rows or list(labels.columns) != list(ROW_LABEL_COLUMNS):
         raise ValueError(f"{len(labels)} row labels {list(labels.columns)} for {n_rows} rows")
     return labels
+
+
+def _stacked_labels(reserve: pd.DataFrame, der: pd.DataFrame) -> pd.DataFrame:
+    """``der`` below ``reserve``: their columns' arrays joined where the two tables have the
+    same columns of the same types (what their concatenation is, at a fraction of its cost),
+    else concatenated."""
+    same = list(reserve.columns) == list(der.columns) and all(
+        reserve[c].dtype == der[c].dtype for c in reserve.columns
+    )
+    if not same:
+        return pd.concat([reserve, der], ignore_index=True)
+    return pd.DataFrame(
+        {c: np.concatenate([reserve[c].to_numpy(), der[c].to_numpy()]) for c in reserve.columns},
+        copy=False,
+    )
 
 
 def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Rows, float]:

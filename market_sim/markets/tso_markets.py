@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 
 from market_sim.markets.balancing import BalancingMarket, BalancingResult
-from market_sim.markets.offers import OFFER_COLUMNS, empty_offers, ter_offers
+from market_sim.markets.offers import OFFER_COLUMNS, TerSteps, empty_offers
 from market_sim.markets.persistent import Matrix
 from market_sim.markets.schedule import EnergySchedule, ScheduleResult
 from market_sim.markets.transmission import TransmissionNetwork
@@ -62,6 +62,8 @@ class TsoMarkets:
         self.energy = EnergySchedule(network, relief_eur_per_mwh=voll_eur_per_mwh)
         self.balancing = BalancingMarket(network, voll_eur_per_mwh)
         self._reserve_labels = reserve_labels(reserve_mw)
+        #: the TER offers' steps, fixed for the run (a period computes their MW and prices)
+        self._ter_steps = TerSteps.of(network)
         #: the last schedule's TER offers: a period asks for them more than once (its
         #: clearings, the sharing of bids with the DSOs), and they depend on the schedule only
         self._ter: tuple[ScheduleResult, pd.DataFrame] | None = None
@@ -80,7 +82,7 @@ class TsoMarkets:
         if not schedule.ok:
             return empty_offers()
         if self._ter is None or self._ter[0] is not schedule:
-            self._ter = (schedule, ter_offers(self.network, schedule, self.ramp_mw))
+            self._ter = (schedule, self._ter_steps.offers(schedule, self.ramp_mw))
         return self._ter[1]
 
     def clear(
@@ -190,25 +192,12 @@ def reserve_labels(reserve_mw: dict[str, float]) -> pd.DataFrame:
 def row_labels(reserve: pd.DataFrame, der_labels: pd.DataFrame | None, n_rows: int) -> pd.DataFrame:
     """What each row of :func:`stack_rows` is: the reserve rows' labels
     (:func:`reserve_labels`), then the DER rows' own labels."""
-    labels = reserve if der_labels is None else _stacked_labels(reserve, der_labels)
+    labels = (
+        pd.concat([reserve, der_labels], ignore_index=True) if der_labels is not None else reserve
+    )
     if len(labels) != n_rows or list(labels.columns) != list(ROW_LABEL_COLUMNS):
         raise ValueError(f"{len(labels)} row labels {list(labels.columns)} for {n_rows} rows")
     return labels
-
-
-def _stacked_labels(reserve: pd.DataFrame, der: pd.DataFrame) -> pd.DataFrame:
-    """``der`` below ``reserve``: their columns' arrays joined where the two tables have the
-    same columns of the same types (what their concatenation is, at a fraction of its cost),
-    else concatenated."""
-    same = list(reserve.columns) == list(der.columns) and all(
-        reserve[c].dtype == der[c].dtype for c in reserve.columns
-    )
-    if not same:
-        return pd.concat([reserve, der], ignore_index=True)
-    return pd.DataFrame(
-        {c: np.concatenate([reserve[c].to_numpy(), der[c].to_numpy()]) for c in reserve.columns},
-        copy=False,
-    )
 
 
 def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Rows, float]:

@@ -292,7 +292,7 @@ class BalancingMarket:
         rank[order] = np.arange(len(key)) - first
         return self._slot_start[key] + rank
 
-    def _check_inputs(self, offers: pd.DataFrame, need: np.ndarray, base_flow: np.ndarray) -> _Book:
+    def _checked_book(self, offers: pd.DataFrame, need: np.ndarray, base_flow: np.ndarray) -> _Book:
         """The book of ``offers``, checked, as arrays: the checks read the arrays the clearing
         computes with (pandas' per-column checks cost more than the LP's writes)."""
         missing = [c for c in OFFER_COLUMNS if c not in offers.columns]
@@ -360,7 +360,7 @@ class BalancingMarket:
             if base_flow_mw is None
             else np.asarray(base_flow_mw, dtype=float)
         )
-        book = self._check_inputs(offers, need, base_flow)
+        book = self._checked_book(offers, need, base_flow)
         slot = self._slots_for(book)  # may rebuild, so before touching the model
 
         t0 = time.perf_counter()

@@ -229,7 +229,7 @@ def stack_rows(reserve: Rows, n_ter: int, der_rows: Rows | None) -> Rows:
     blocks store the same entries, in the same order, at several times the cost)."""
     if der_rows is None or not len(der_rows[1]):
         return reserve
-    top, der = reserve[0], sparse.csr_array(der_rows[0])
+    top, der = sparse.csr_array(reserve[0]), sparse.csr_array(der_rows[0])
     if top.shape[1] != n_ter + der.shape[1]:
         raise ValueError(f"{der.shape[1]} DER columns after {n_ter} TER offers: not {top.shape[1]}")
     matrix = sparse.csr_array(

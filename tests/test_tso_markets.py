@@ -8,8 +8,14 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from market_sim.markets.offers import bid_offers
-from market_sim.markets.tso_markets import TsoMarkets, TsoPlan, reserve_rows, stack_rows
+from market_sim.markets.offers import bid_offers, empty_offers
+from market_sim.markets.tso_markets import (
+    TsoMarkets,
+    TsoPlan,
+    offer_book,
+    reserve_rows,
+    stack_rows,
+)
 from market_sim.types import DOWN, UP
 
 
@@ -44,6 +50,46 @@ def test_distribution_rows_are_shifted_past_the_ter_offers(layout):
     np.testing.assert_array_equal(a.toarray(), [[1, 0, 1, 1], [0, 0, 1, 0], [0, 0, 0, 2]])
     np.testing.assert_array_equal(b, [10.0, 1.5, 2.5])
     assert stack_rows(reserve, 2, None) is reserve
+
+
+def test_stacked_rows_store_what_scipy_stacking_stores():
+    """The CSR arrays joined by hand are scipy's ``hstack``/``vstack`` of the same blocks,
+    entry for entry (stored zeros included) and in the same order."""
+    reserve, _ = reserve_rows(_book(), {UP: 5.0, DOWN: 1.0})
+    der_a = sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]]))
+    der_a.data[1] = 0.0  # a stored zero
+    der = (der_a, np.array([1.5, 2.5, 3.5]))
+    a, b = stack_rows(reserve, 2, der)
+    shifted = sparse.hstack([sparse.csr_array((3, 2)), sparse.csr_array(der_a)])
+    expected = sparse.vstack([reserve[0], shifted], format="csr")
+    for field in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(expected, field))
+    assert a.shape == expected.shape
+    with pytest.raises(ValueError, match="DER columns"):
+        stack_rows(reserve, 1, der)
+
+
+def test_the_offer_book_is_the_concatenation_of_its_tables(case39):
+    """Built from arrays, the book is what concatenating the TER and DER tables gives: same
+    columns, types and values, with and without devices, and for empty tables."""
+    ramp = 0.004 * case39.generators.p_max_mw.to_numpy()
+    markets = TsoMarkets(case39, ramp, {UP: 10.0, DOWN: 10.0}, voll_eur_per_mwh=3000.0)
+    ter = markets.ter_offers(markets.schedule(case39.base_load_mw))
+    bids = pd.DataFrame(
+        {
+            "bid_id": [3, 4, 8],
+            "dso": pd.array(["d", "e", "d"], dtype="string"),
+            "direction": pd.array([UP, DOWN, UP], dtype="string"),
+            "mw": [2.0, 1.0, 0.0],
+            "price_eur_per_mwh": [1.0, -2.0, 3.0],
+        }
+    )
+    der = bid_offers(bids, {"d": int(case39.bus_ids[0]), "e": int(case39.bus_ids[1])})
+    curves = der.drop(columns="device")
+    for t in (ter, ter.iloc[:0], empty_offers()):
+        for d in (der, curves, der.iloc[:0], empty_offers()):
+            expected = pd.concat([empty_offers(), t, d], ignore_index=True)
+            pd.testing.assert_frame_equal(offer_book(t, d), expected, check_exact=True)
 
 
 def test_the_clearing_carries_the_book_and_the_reserve_shortfall(case39):

@@ -17,20 +17,25 @@ def injections_from_table(network: DistributionNetwork, table: pd.DataFrame) -> 
     """Rebuild :class:`Injections` from an ``injections`` table (element, element_index, ...).
 
     Elements missing from the table keep zero; transformer taps are read from ``trafo`` rows.
+    The columns are read once as arrays: the TSO reads every DSO's reported state each period,
+    and a boolean row selection of the table per element cost more than the power flow.
     """
     net = network.net
+    element = table["element"].to_numpy()
+    index = table["element_index"].to_numpy()
+    p_mw, q_mvar = table["p_mw"].to_numpy(float), table["q_mvar"].to_numpy(float)
     p, q = {}, {}
     for name in ELEMENT_TABLES:
-        rows = table[table.element == name]
-        pos = net[name].index.get_indexer(rows.element_index.to_numpy())
+        mine = element == name
+        pos = net[name].index.get_indexer(index[mine])
         p[name] = np.zeros(len(net[name]))
         q[name] = np.zeros(len(net[name]))
-        p[name][pos] = rows.p_mw.to_numpy(float)
-        q[name][pos] = rows.q_mvar.to_numpy(float)
+        p[name][pos] = p_mw[mine]
+        q[name][pos] = q_mvar[mine]
     taps = np.nan_to_num(net.trafo.tap_pos.to_numpy(float))
-    trafo = table[table.element == "trafo"]
-    if len(trafo):
-        taps[net.trafo.index.get_indexer(trafo.element_index.to_numpy())] = trafo.tap_pos
+    trafo = element == "trafo"
+    if trafo.any():
+        taps[net.trafo.index.get_indexer(index[trafo])] = table["tap_pos"].to_numpy()[trafo]
     return Injections(p, q, taps)
 
 

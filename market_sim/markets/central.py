@@ -172,12 +172,13 @@ class DistributionModel:
         a, b = self.rows()
         out = dispatched.astype(float).copy()
         offered, up = self.layout.offered, self.layout.inj_sign > 0
+        highs = quiet_highs()  # one for both directions: each LP is loaded anew
         for sel in (up, ~up):
             if not sel.any():
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
             rhs = np.maximum(b - a[:, sel] @ dispatched[sel], 0.0)
-            more, _ = solve_lp(quiet_highs(), a[:, sel], rhs, free, "max_volume")
+            more, _ = solve_lp(highs, a[:, sel], rhs, free, "max_volume")
             out[sel] += 0.0 if more is None else more
         return np.minimum(out, offered)
 
@@ -211,27 +212,35 @@ KIND_ELEMENT = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
 
 def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
     """What each row of :func:`block_rows` limits: kind, DSO and pandapower element."""
-    keys = [(m, kind, pos) for m in models for kind, pos in m.row_keys()]
-    element = [KIND_ELEMENT[kind] for _, kind, _ in keys]
+    kinds, dsos, elements, indices = [], [], [], []
+    for m in models:
+        keys = m.row_keys()
+        element = [KIND_ELEMENT[kind] for kind, _ in keys]
+        # a pandas Index lookup per row cost more than the rest of the labels: arrays, once
+        ids = {e: m.network.net[e].index.to_numpy() for e in set(element)}
+        kinds += [kind for kind, _ in keys]
+        dsos += [m.name] * len(keys)
+        elements += element
+        indices += [ids[e][pos] for (_, pos), e in zip(keys, element, strict=True)]
     return pd.DataFrame(
         {
-            "kind": [kind for _, kind, _ in keys],
-            "dso": [m.name for m, _, _ in keys],
-            "element": element,
-            "element_index": np.array(
-                [m.network.net[e].index[pos] for (m, _, pos), e in zip(keys, element, strict=True)],
-                dtype=np.int64,
-            ),
+            "kind": kinds,
+            "dso": dsos,
+            "element": elements,
+            "element_index": np.array(indices, dtype=np.int64),
         }
     )
 
 
 def _block_bids(models: list[DistributionModel]) -> pd.DataFrame:
     """The DSOs' bids end to end, in the order of :func:`block_rows`' columns (one DSO's
-    own frame as it is: a concatenation costs more than the rest of a small clearing)."""
+    own frame as it is: a concatenation costs more than the rest of a small clearing). The
+    DSOs' frames are parts of one bid book, of the same columns and types."""
+    if not models:
+        return empty_bids()
     if len(models) == 1:
         return models[0].bids
-    return pd.concat([empty_bids()] + [m.bids for m in models], ignore_index=True)
+    return pd.concat([m.bids for m in models], ignore_index=True)
 
 
 def _lookup(

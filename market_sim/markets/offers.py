@@ -11,6 +11,7 @@ concatenated into one book.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,21 +51,25 @@ def empty_offers() -> pd.DataFrame:
 def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFrame:
     """Each (validated) bid as an offer at the interface bus of its DSO; offer_id = bid_id.
 
-    ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated).
-    ``device``: the device of the bid, whose up and down offers the clearing never accepts
-    together (:func:`~market_sim.markets.devices.device_of`).
+    ``bids`` holds the quantity to offer in ``mw`` (the validated MW where bids were validated);
+    bids of no MW (at most 1e-9) are left out. ``device``: the device of the bid, whose up and
+    down offers the clearing never accepts together
+    (:func:`~market_sim.markets.devices.device_of`). The columns are selected as arrays before
+    the table is built: the TSO makes this book at every clearing.
     """
-    offers = pd.DataFrame(
+    keep = bids["mw"].to_numpy(float) > 1e-9
+    bid_id = bids["bid_id"].to_numpy(np.int64)[keep]
+    dso = bids["dso"].to_numpy()[keep]
+    return pd.DataFrame(
         {
-            "offer_id": bids.bid_id.to_numpy(np.int64),
-            "bus": bids.dso.map(interface_bus).to_numpy(np.int64),
-            "direction": bids.direction.astype(str).to_numpy(),
-            "mw": bids.mw.to_numpy(float),
-            "price_eur_per_mwh": bids.price_eur_per_mwh.to_numpy(float),
-            "device": device_of(bids.bid_id),
+            "offer_id": bid_id,
+            "bus": np.fromiter((interface_bus[d] for d in dso), np.int64, len(dso)),
+            "direction": bids["direction"].to_numpy(object)[keep],
+            "mw": bids["mw"].to_numpy(float)[keep],
+            "price_eur_per_mwh": bids["price_eur_per_mwh"].to_numpy(float)[keep],
+            "device": device_of(bid_id),
         }
     )
-    return offers[offers.mw > 1e-9].reset_index(drop=True)
 
 
 def ter_offers(
@@ -85,48 +90,94 @@ def ter_offers(
     down: negative, so never clashing with DER bid ids, and stable across periods. Offers with
     zero MW are left out. Columns: offer_id, element, bus, direction, mw, price_eur_per_mwh.
     """
-    gen = network.generators
-    if not schedule.ok:
-        logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
-        return _ter_frame([], [], [], [], [], [])
-    p = schedule.gen_mw.reindex(pd.Index(gen["element"])).to_numpy(dtype=float)
-    ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
-    c1, c2 = gen["c1_eur_per_mwh"].to_numpy(), gen["c2_eur_per_mw2h"].to_numpy()
-    up = np.clip(np.minimum(gen["p_max_mw"].to_numpy() - p, ramp), 0.0, None)
-    down = np.clip(np.minimum(p - gen["p_min_mw"].to_numpy(), ramp), 0.0, None)
-    steps = np.where(c2 != 0.0, segments, 1)
-    i = np.repeat(np.arange(len(gen)), steps)
-    j = np.concatenate([np.arange(k) for k in steps])
-    k = steps[i]
-    mid_up = p[i] + (j + 0.5) * up[i] / k
-    mid_down = p[i] - (j + 0.5) * down[i] / k
-    ids = np.concatenate([-(2 * (segments * i + j) + 1), -(2 * (segments * i + j) + 2)])
-    element = np.concatenate([gen["element"].to_numpy()[i]] * 2)
-    bus = np.concatenate([gen["bus"].to_numpy()[i]] * 2)
-    direction = np.array([UP] * len(i) + [DOWN] * len(i))
-    mw = np.concatenate([up[i] / k, down[i] / k])
-    price = np.concatenate([c1[i] + 2.0 * c2[i] * mid_up, -(c1[i] + 2.0 * c2[i] * mid_down)])
-    keep = mw > MW_TOL
-    order = np.argsort(-ids[keep], kind="stable")
-    return _ter_frame(
-        ids[keep][order],
-        element[keep][order],
-        bus[keep][order],
-        direction[keep][order],
-        mw[keep][order],
-        price[keep][order],
-    )
+    return TerSteps.of(network, segments).offers(schedule, ramp_mw)
+
+
+@dataclass(frozen=True)
+class TerSteps:
+    """The steps of the generators' TER offers (:func:`ter_offers`), which are fixed for a
+    run: per offer, in the order of the table (offer_id descending), its generator, step and
+    direction, with the generators' costs and limits as arrays. A period computes only the
+    steps' MW and prices from its schedule."""
+
+    gen_index: pd.Index  # the generators' element names (a schedule's gen_mw index)
+    gen: np.ndarray  # generator position of each offer
+    step: np.ndarray  # j
+    steps: np.ndarray  # the generator's number of steps k
+    is_up: np.ndarray
+    offer_id: np.ndarray
+    element: pd.arrays.StringArray
+    bus: np.ndarray
+    direction: pd.arrays.StringArray
+    c1: np.ndarray  # per generator
+    c2: np.ndarray
+    p_min: np.ndarray
+    p_max: np.ndarray
+
+    @classmethod
+    def of(cls, network: TransmissionNetwork, segments: int = TER_SEGMENTS) -> TerSteps:
+        gen = network.generators
+        c1, c2 = gen["c1_eur_per_mwh"].to_numpy(), gen["c2_eur_per_mw2h"].to_numpy()
+        steps = np.where(c2 != 0.0, segments, 1)
+        i = np.repeat(np.arange(len(gen)), steps)
+        j = np.concatenate([np.arange(k) for k in steps])
+        ids = np.concatenate([-(2 * (segments * i + j) + 1), -(2 * (segments * i + j) + 2)])
+        order = np.argsort(-ids, kind="stable")
+        g, is_up = np.concatenate([i, i])[order], np.repeat([True, False], len(i))[order]
+        return cls(
+            gen_index=pd.Index(gen["element"]),
+            gen=g,
+            step=np.concatenate([j, j])[order],
+            steps=steps[g],
+            is_up=is_up,
+            offer_id=ids[order],
+            element=pd.array(gen["element"].to_numpy()[g], dtype="string"),
+            bus=gen["bus"].to_numpy()[g],
+            direction=pd.array(np.where(is_up, UP, DOWN).astype(object), dtype="string"),
+            c1=c1,
+            c2=c2,
+            p_min=gen["p_min_mw"].to_numpy(),
+            p_max=gen["p_max_mw"].to_numpy(),
+        )
+
+    def offers(self, schedule: ScheduleResult, ramp_mw: np.ndarray | float) -> pd.DataFrame:
+        """The TER offer table of ``schedule`` (:func:`ter_offers`)."""
+        if not schedule.ok:
+            logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
+            return _ter_frame([], [], [], [], [], [])
+        p = schedule.gen_mw.reindex(self.gen_index).to_numpy(dtype=float)
+        ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
+        up = np.clip(np.minimum(self.p_max - p, ramp), 0.0, None)
+        down = np.clip(np.minimum(p - self.p_min, ramp), 0.0, None)
+        g, k, is_up = self.gen, self.steps, self.is_up
+        # the expressions of both directions as they were written for each (bit for bit)
+        mw = np.where(is_up, up[g], down[g]) / k
+        shift = (self.step + 0.5) * np.where(is_up, up[g], down[g]) / k
+        mid = np.where(is_up, p[g] + shift, p[g] - shift)
+        marginal = self.c1[g] + 2.0 * self.c2[g] * mid
+        price = np.where(is_up, marginal, -marginal)
+        keep = mw > MW_TOL
+        return _ter_frame(
+            self.offer_id[keep],
+            self.element[keep],
+            self.bus[keep],
+            self.direction[keep],
+            mw[keep],
+            price[keep],
+        )
 
 
 def _ter_frame(ids, element, bus, direction, mw, price) -> pd.DataFrame:
-    """The TER offer table (its columns as arrays of their dtypes: no Series each)."""
+    """The TER offer table (numbers as numpy arrays, names as string arrays: the table is
+    built every period, and a pandas array per numeric column cost more than the offers)."""
     return pd.DataFrame(
         {
-            "offer_id": pd.array(ids, dtype="int64"),
+            "offer_id": np.asarray(ids, dtype=np.int64),
             "element": pd.array(element, dtype="string"),
-            "bus": pd.array(bus, dtype="int64"),
+            "bus": np.asarray(bus, dtype=np.int64),
             "direction": pd.array(direction, dtype="string"),
-            "mw": pd.array(mw, dtype="float64"),
-            "price_eur_per_mwh": pd.array(price, dtype="float64"),
-        }
+            "mw": np.asarray(mw, dtype=float),
+            "price_eur_per_mwh": np.asarray(price, dtype=float),
+        },
+        copy=False,
     )

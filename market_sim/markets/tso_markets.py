@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 
 from market_sim.markets.balancing import BalancingMarket, BalancingResult
-from market_sim.markets.offers import empty_offers, ter_offers
+from market_sim.markets.offers import OFFER_COLUMNS, TerSteps, empty_offers
 from market_sim.markets.persistent import Matrix
 from market_sim.markets.schedule import EnergySchedule, ScheduleResult
 from market_sim.markets.transmission import TransmissionNetwork
@@ -62,6 +62,8 @@ class TsoMarkets:
         self.energy = EnergySchedule(network, relief_eur_per_mwh=voll_eur_per_mwh)
         self.balancing = BalancingMarket(network, voll_eur_per_mwh)
         self._reserve_labels = reserve_labels(reserve_mw)
+        #: the TER offers' steps, fixed for the run (a period computes their MW and prices)
+        self._ter_steps = TerSteps.of(network)
         #: the last schedule's TER offers: a period asks for them more than once (its
         #: clearings, the sharing of bids with the DSOs), and they depend on the schedule only
         self._ter: tuple[ScheduleResult, pd.DataFrame] | None = None
@@ -80,7 +82,7 @@ class TsoMarkets:
         if not schedule.ok:
             return empty_offers()
         if self._ter is None or self._ter[0] is not schedule:
-            self._ter = (schedule, ter_offers(self.network, schedule, self.ramp_mw))
+            self._ter = (schedule, self._ter_steps.offers(schedule, self.ramp_mw))
         return self._ter[1]
 
     def clear(
@@ -98,7 +100,7 @@ class TsoMarkets:
         result carries the book as cleared, the reserve shortfall and every row's label.
         """
         ter = self.ter_offers(plan.schedule)
-        offers = pd.concat([empty_offers(), ter, der_offers], ignore_index=True)
+        offers = offer_book(ter, der_offers)
         reserve, shortfall = reserve_rows(offers, self.reserve_mw)
         rows = stack_rows(reserve, len(ter), der_rows)
         result = self.balancing.clear(offers, plan.need_mw, self._base_flow(plan.schedule), rows)
@@ -116,6 +118,56 @@ class TsoMarkets:
         if schedule.ok:
             return schedule.flow_mw
         return np.zeros(self.network.n_branches)
+
+
+#: The columns and types of the TER offers (:func:`~.offers.ter_offers`) and of the DER
+#: offers that the engine makes (:func:`~.offers.bid_offers`; a DSO's curves have no
+#: ``device``), which :func:`offer_book` puts together from their arrays.
+TER_TYPES = {
+    "offer_id": "int64",
+    "element": "string",
+    "bus": "int64",
+    "direction": "string",
+    "mw": "float64",
+    "price_eur_per_mwh": "float64",
+}
+DER_TYPES = {
+    "offer_id": "int64",
+    "bus": "int64",
+    "direction": "object",
+    "mw": "float64",
+    "price_eur_per_mwh": "float64",
+    "device": "int64",
+}
+CURVE_TYPES = {c: t for c, t in DER_TYPES.items() if c != "device"}
+
+
+def offer_book(ter: pd.DataFrame, der: pd.DataFrame) -> pd.DataFrame:
+    """The balancing market's book: the TER offers, then the DER offers, as
+    ``pd.concat([empty_offers(), ter, der], ignore_index=True)`` makes it (the columns
+    :data:`~.offers.OFFER_COLUMNS`, then ``element``, NA for DER, then ``device``, NaN for
+    TER).
+
+    Built from the columns' arrays where both tables have rows and the types the engine makes
+    (:data:`TER_TYPES`; :data:`DER_TYPES` or :data:`CURVE_TYPES`): the TSO builds a book at
+    every clearing, and the concatenation cost a quarter of a clearing. Any other tables are
+    concatenated.
+    """
+    der_typed = _typed(der, DER_TYPES) or _typed(der, CURVE_TYPES)
+    if not (len(ter) and len(der) and der_typed and _typed(ter, TER_TYPES)):
+        return pd.concat([empty_offers(), ter, der], ignore_index=True)
+    # (the TER directions' strings come out as the objects of the DER directions)
+    book = {c: np.concatenate([ter[c].to_numpy(), der[c].to_numpy()]) for c in OFFER_COLUMNS}
+    element = np.concatenate([ter["element"].to_numpy(object), np.full(len(der), None)])
+    book["element"] = pd.array(element, dtype="string")
+    if "device" in der.columns:
+        book["device"] = np.concatenate([np.full(len(ter), np.nan), der["device"].to_numpy(float)])
+    return pd.DataFrame(book, copy=False)
+
+
+def _typed(table: pd.DataFrame, types: dict[str, str]) -> bool:
+    """Whether ``table`` has exactly the columns of ``types``, in that order, of those types."""
+    return list(table.columns) == list(types) and all(table[c].dtype == t for c, t in types.items())
 
 
 def reserved(reserve_mw: dict[str, float]) -> list[str]:
@@ -153,10 +205,10 @@ def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Ro
     unused (``sum q <= sum mw - reserve``), one row per direction with a reserve. Also returns
     what the offers cannot hold back: the reserve shortfall (MW)."""
     cols, bounds, shortfall = [], [], 0.0
-    mw = offers.mw.to_numpy(float)
+    mw, direction_of = offers["mw"].to_numpy(float), offers["direction"].to_numpy()
     for direction in reserved(reserve_mw):
         reserve = reserve_mw[direction]
-        mine = (offers.direction == direction).to_numpy(float)
+        mine = (direction_of == direction).astype(float)
         room = float(mw @ mine)
         shortfall += max(0.0, reserve - room)
         cols.append(np.flatnonzero(mine))
@@ -171,10 +223,21 @@ def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Ro
 
 def stack_rows(reserve: Rows, n_ter: int, der_rows: Rows | None) -> Rows:
     """The reserve rows over the whole book, then the DER rows shifted past the ``n_ter`` TER
-    offers that come first in the book."""
+    offers that come first in the book.
+
+    The CSR arrays are joined as they are (scipy's ``hstack`` and ``vstack`` of the same
+    blocks store the same entries, in the same order, at several times the cost)."""
     if der_rows is None or not len(der_rows[1]):
         return reserve
-    der_a, der_b = der_rows
-    shifted = sparse.hstack([sparse.csr_array((len(der_b), n_ter)), sparse.csr_array(der_a)])
-    matrix = sparse.vstack([reserve[0], shifted], format="csr")
-    return matrix, np.concatenate([reserve[1], np.asarray(der_b, dtype=float)])
+    top, der = sparse.csr_array(reserve[0]), sparse.csr_array(der_rows[0])
+    if top.shape[1] != n_ter + der.shape[1]:
+        raise ValueError(f"{der.shape[1]} DER columns after {n_ter} TER offers: not {top.shape[1]}")
+    matrix = sparse.csr_array(
+        (
+            np.concatenate([top.data, der.data]),
+            np.concatenate([top.indices, der.indices + n_ter]),
+            np.concatenate([top.indptr, top.nnz + der.indptr[1:]]),
+        ),
+        shape=(top.shape[0] + der.shape[0], top.shape[1]),
+    )
+    return matrix, np.concatenate([reserve[1], np.asarray(der_rows[1], dtype=float)])

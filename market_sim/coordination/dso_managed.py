@@ -149,7 +149,7 @@ class DsoManaged(CoordinationModel):
         """Step 3: the TSO clears the curves that arrived; each DSO's share of the result."""
         curves = ctx.inbox("tso", Kind.AGGREGATED_OFFER)
         for area in ctx.inbox("tso", Kind.FLEXIBILITY_AREA).values():
-            ctx.records.flexibility_areas.append(area.assign(period=ctx.clock.period))
+            ctx.records.flexibility_areas.append(area)
         clearing = self.clear_and_record(ctx, inputs.plan, concat(curves.values(), empty_offers()))
         accepted = accepted_der(clearing)
         aggregates = {

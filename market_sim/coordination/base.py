@@ -25,6 +25,7 @@ from market_sim.coordination.period import (
     accepted_der,
     as_dispatch,
     concat,
+    no_dispatch,
     rows_where,
 )
 from market_sim.grid.state import injections_from_table
@@ -133,7 +134,7 @@ class CoordinationModel:
             agg.receive_dispatch(list(ctx.inbox(agg.name, Kind.DISPATCH).values()))
             for agg in aggregators
         ]
-        return concat(received, as_dispatch([], []))
+        return concat(received, no_dispatch())
 
     def validation_rows(
         self, ctx: PeriodContext, validator: str, result: ValidationResult, network: str

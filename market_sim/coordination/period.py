@@ -192,6 +192,14 @@ def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:
     )
 
 
+def no_dispatch() -> pd.DataFrame:
+    """An individual dispatch of no rows: a copy of one built once (as :func:`no_validation`)."""
+    return _NO_DISPATCH.copy()
+
+
+_NO_DISPATCH = as_dispatch([], [])
+
+
 def accepted_none() -> pd.DataFrame:
     """An accepted-offers table with no rows (a failed or skipped clearing)."""
     return pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})

@@ -53,26 +53,25 @@ class Message:
 
 
 def payload_bytes(table: pd.DataFrame) -> int:
-    """Size of a table serialised as an Arrow IPC stream (schema, record batch, end marker).
+    """Size of a table serialised as an Arrow IPC stream (schema, dictionaries, record batch,
+    end marker).
 
     Counted without writing the stream (about ten messages a period): the record batch's size
     from its Arrow columns (converted as ``RecordBatch.from_pandas`` converts them), plus the
-    schema message and end marker, whose size depends only on the columns' names and types
-    and is measured once per column set. Tables the shortcut does not cover (dictionary
-    columns, whose dictionaries are messages of their own; frame attributes, which go into the
-    schema; a table without columns, whose batch length Arrow takes from the frame) are
-    serialised.
+    rest of the stream, whose size depends only on the columns' names and types and on the
+    dictionaries of dictionary (categorical) columns, and is measured once per such key: a
+    network state's categorical column has the same categories every period. Tables the
+    shortcut does not cover (frame attributes, which go into the schema; a table without
+    columns, whose batch length Arrow takes from the frame) are serialised.
     """
     if table.attrs or not table.columns.is_unique or table.columns.empty:
         return stream_bytes(table)
     names, arrays, columns = [], [], []
     for name, column in table.items():
         array = pa.array(column.values, from_pandas=True)
-        if pa.types.is_dictionary(array.type):
-            return stream_bytes(table)
         names.append(str(name))
         arrays.append(array)
-        columns.append((name, str(column.dtype), array.type))
+        columns.append((name, str(column.dtype), array.type, _dictionary(array)))
     batch_bytes = pa.ipc.get_record_batch_size(pa.RecordBatch.from_arrays(arrays, names=names))
     key = tuple(columns)
     if key not in _SCHEMA_BYTES:
@@ -80,8 +79,17 @@ def payload_bytes(table: pd.DataFrame) -> int:
     return _SCHEMA_BYTES[key] + batch_bytes
 
 
-#: bytes of the schema message and end marker of a stream, per (name, dtype, Arrow type) of
-#: its columns: what the pandas metadata of the schema is made of
+def _dictionary(array: pa.Array) -> tuple | None:
+    """The values of a dictionary column's dictionary (written to the stream as a message of
+    its own, before the record batch, which holds only the indices); None for other columns."""
+    if not pa.types.is_dictionary(array.type):
+        return None
+    return tuple(array.dictionary.to_pylist())
+
+
+#: bytes of the stream besides the record batch (schema message, dictionary batches, end
+#: marker), per (name, dtype, Arrow type, dictionary values) of its columns: what the schema
+#: with its pandas metadata and the dictionaries are made of
 _SCHEMA_BYTES: dict[tuple, int] = {}
 
 

@@ -330,7 +330,7 @@ class MarketModel(mesa.Model):
     ) -> None:
         """Write the period's rows into the results tables, then its KPIs."""
         period, rec = inputs.period, self.recorder
-        record_outcome(rec, outcome)
+        record_outcome(rec, period, outcome)
         rec.add_frame("counterfactual", counterfactual, period=period)
         devices = self.population.device_state(self.state.energy)
         frames = {"bids": inputs.bids, "settlement": settlement, "devices": devices}
@@ -356,8 +356,10 @@ class MarketModel(mesa.Model):
     ) -> list[tuple[str, float, str]]:
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
-        # the period's log rows, without the roles message_table adds row by row: not needed
-        messages = pd.DataFrame(self._latest_messages(inputs.period), columns=list(MESSAGE_COLUMNS))
+        # the period's log rows as columns, without the roles message_table adds: not needed
+        rows = self._latest_messages(inputs.period)
+        columns = list(zip(*rows, strict=True)) or [()] * len(MESSAGE_COLUMNS)
+        messages = dict(zip(MESSAGE_COLUMNS, columns, strict=True))
         grid = {
             n: NetworkCheck(d.power_flow, d.violated, base[n].power_flow, base[n].violated)
             for n, d in delivered.items()

@@ -31,17 +31,17 @@ OFFER_COLUMNS = ("offer_id", "bus", "direction", "mw", "price_eur_per_mwh")
 ROW_LABELS = tuple(column_dtypes("balancing_rows", without=("period", "row", "rhs")))
 
 
-def record_outcome(recorder: Recorder, outcome: PeriodOutcome) -> None:
-    """The rows the coordination steps produced."""
+def record_outcome(recorder: Recorder, period: int, outcome: PeriodOutcome) -> None:
+    """The rows the coordination steps produced, with the period (and the reporting DSO)."""
     records = outcome.records
     recorder.add("validation_runs", records.validation_runs)
     recorder.add("clearing_runs", records.clearing_runs)
     for table in records.priority:
-        recorder.add_frame("priority", table)
+        recorder.add_frame("priority", table, period=period)
     for table in records.flexibility_areas:
-        recorder.add_frame("flexibility_areas", table)
-    for table in records.operational_data:
-        recorder.add_frame("operational_data", table)
+        recorder.add_frame("flexibility_areas", table, period=period)
+    for name, table in records.operational_data.items():
+        recorder.add_frame("operational_data", table, period=period, dso=name)
 
 
 def record_prices(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market_sim.cli import main
 from market_sim.invariants import PeriodTables, check_period
-from market_sim.kpis import NetworkCheck, period_kpis
+from market_sim.kpis import NetworkCheck, _sums_by, period_kpis
 from market_sim.markets.settlement import dispatch_table, settlement_table
 from market_sim.tables import KPIS
 from market_sim.types import PowerFlowResult
@@ -262,3 +265,29 @@ def test_check_makes_the_run_exit_non_zero_with_one_line(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1
     assert "2 invariant violations (hybrid: 2)" in err
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(0, 400),
+    seed=st.integers(0, 2**32 - 1),
+    text=st.booleans(),
+    specials=st.sampled_from(["none", "nan", "inf"]),
+)
+def test_sums_by_adds_as_a_pandas_groupby_does(n: int, seed: int, text: bool, specials: str):
+    """The compensated sums per key are bit for bit the groupby's, NaN values and keys and
+    infinities included (the payments and surplus KPIs depend on the last bit)."""
+    rng = np.random.default_rng(seed)
+    if text:  # a roles column, some missing
+        keys = np.array(rng.choice(["tso", "dso", "ter", None, np.nan], n), dtype=object)
+    else:  # numpy text, as np.where makes it
+        keys = rng.choice(["ter", "prosumer"], n)
+    values = rng.normal(size=n) * 10.0 ** rng.integers(-3, 8, n)
+    if n and specials != "none":
+        values[rng.integers(0, n, 3)] = np.nan if specials == "nan" else np.inf
+    expected = pd.Series(values).groupby(keys).sum().to_dict()
+    got = _sums_by(keys, values)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert np.array_equal([got[key]], [value], equal_nan=True)
+        assert np.signbit(got[key]) == np.signbit(value)

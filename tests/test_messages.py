@@ -99,6 +99,23 @@ def test_the_schema_part_is_shared_across_lengths() -> None:
     assert len(_SCHEMA_BYTES) == 1
 
 
+def test_a_categorical_column_shares_the_cached_part_per_dictionary() -> None:
+    """A network state's categorical column (the same categories every period) is counted
+    from the cache at any length and values; other categories are measured anew."""
+    rng = np.random.default_rng(1)
+    categories = ["bus", "line", "load", "sgen", "trafo"]
+    _SCHEMA_BYTES.clear()
+    for n in (0, 1, 9, 64, 65, 300):
+        values = [categories[i] for i in rng.integers(0, 3, n)]  # some categories unused
+        element = pd.Categorical(values, categories=categories)
+        table = pd.DataFrame({"element": element, "p_mw": rng.random(n)})
+        assert payload_bytes(table) == stream_bytes(table)
+    assert len(_SCHEMA_BYTES) == 1
+    other = pd.DataFrame({"element": pd.Categorical(["bus", None]), "p_mw": [1.0, 2.0]})
+    assert payload_bytes(other) == stream_bytes(other)
+    assert len(_SCHEMA_BYTES) == 2
+
+
 @pytest.mark.parametrize(
     "table",
     [

@@ -29,8 +29,8 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     Step,
     accepted_der,
-    as_dispatch,
     concat,
+    no_dispatch,
     no_validation,
 )
 from market_sim.markets.aggregation import accepted_steps
@@ -90,7 +90,7 @@ class DsoManaged(CoordinationModel):
 
         clearing, aggregates = self._clear_curves(ctx, inputs)
         yield ctx.send(self.step("3"), aggregates, clock.dispatch_gate)
-        individual = {n: as_dispatch([], []) for n in dsos}
+        individual = {n: no_dispatch() for n in dsos}
         shortfall = 0.0
         for name in dsos:
             for aggregate in ctx.inbox(name, self.step("3").kind).values():
@@ -149,7 +149,7 @@ class DsoManaged(CoordinationModel):
         """Step 3: the TSO clears the curves that arrived; each DSO's share of the result."""
         curves = ctx.inbox("tso", Kind.AGGREGATED_OFFER)
         for area in ctx.inbox("tso", Kind.FLEXIBILITY_AREA).values():
-            ctx.records.flexibility_areas.append(area.assign(period=ctx.clock.period))
+            ctx.records.flexibility_areas.append(area)
         clearing = self.clear_and_record(ctx, inputs.plan, concat(curves.values(), empty_offers()))
         accepted = accepted_der(clearing)
         aggregates = {

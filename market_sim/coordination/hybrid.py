@@ -19,8 +19,8 @@ from market_sim.coordination.period import (
     PeriodInputs,
     PeriodOutcome,
     Step,
-    as_dispatch,
     concat,
+    no_dispatch,
     no_validation,
     rows_where,
 )
@@ -56,7 +56,7 @@ class Hybrid(CoordinationModel):
         requests = self.dso_requests(ctx, validated, points)
         to_tso = {}
         for name, table in validated.items():
-            request = requests[name].bought if name in requests else as_dispatch([], [])
+            request = requests[name].bought if name in requests else no_dispatch()
             to_tso[(name, "tso")] = table.assign(dso_request_mw=taken(request, table.bid_id))
         ctx.send(self.step("3b"), to_tso, clock.validation_gate)
         yield ctx.wait_until(clock.validation_gate)

@@ -94,8 +94,7 @@ class TsoManaged(CoordinationModel):
         yield ctx.wait_until(clock.bids_gate)
         received = concat(ctx.inbox("tso", Kind.BIDS).values(), bids)
         state = ctx.inbox("tso", Kind.OPERATIONAL_DATA)
-        for name, table in state.items():
-            ctx.records.operational_data.append(table.assign(period=clock.period, dso=name))
+        ctx.records.operational_data.update(state)
 
         reported = {n: d for n, d in parties.dsos.items() if n in state}
         clearing, integrated = ctx.timed(

@@ -114,6 +114,19 @@ def quiet_highs() -> highspy.Highs:
     return h
 
 
+def network_highs(dn: DistributionNetwork) -> highspy.Highs:
+    """The :func:`quiet_highs` instance kept with a network, made once.
+
+    The TSO solves two small LPs per DSO and period to tell what its rows validate, and a new
+    instance cost more than loading one of them. Each LP is loaded anew (:func:`_pass_lp`
+    clears the model first), so no solve starts from another's model or basis.
+    """
+    h = dn.solver_cache.get("quiet_highs")
+    if h is None:
+        h = dn.solver_cache["quiet_highs"] = quiet_highs()
+    return h
+
+
 def solve_lp(
     h: highspy.Highs, a: np.ndarray, rhs: np.ndarray, offered: np.ndarray, fairness: str
 ) -> tuple[np.ndarray | None, int]:

@@ -22,21 +22,48 @@ def injections_from_table(network: DistributionNetwork, table: pd.DataFrame) -> 
     """
     net = network.net
     element = table["element"].to_numpy()
-    index = table["element_index"].to_numpy()
     p_mw, q_mvar = table["p_mw"].to_numpy(float), table["q_mvar"].to_numpy(float)
+    where = _table_rows(network, element, table["element_index"].to_numpy())
     p, q = {}, {}
     for name in ELEMENT_TABLES:
-        mine = element == name
-        pos = net[name].index.get_indexer(index[mine])
+        mine, pos = where[name]
         p[name] = np.zeros(len(net[name]))
         q[name] = np.zeros(len(net[name]))
         p[name][pos] = p_mw[mine]
         q[name][pos] = q_mvar[mine]
     taps = np.nan_to_num(net.trafo.tap_pos.to_numpy(float))
-    trafo = element == "trafo"
-    if trafo.any():
-        taps[net.trafo.index.get_indexer(index[trafo])] = table["tap_pos"].to_numpy()[trafo]
+    mine, pos = where["trafo"]
+    if mine.any():
+        taps[pos] = table["tap_pos"].to_numpy()[mine]
     return Injections(p, q, taps)
+
+
+def _table_rows(
+    network: DistributionNetwork, element: np.ndarray, index: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per element table (the injecting ones and ``trafo``): which rows of a state table are
+    its elements, and their positions in the net's table (-1: unknown, as ``get_indexer``).
+
+    Kept with the network for the last table layout seen (and the net's indices it was found
+    in): a DSO reports the same elements in the same order every period, and four
+    ``get_indexer`` calls cost more than the rest.
+    """
+    tables = (*ELEMENT_TABLES, "trafo")
+    indices = [network.net[name].index for name in tables]
+    kept = network.solver_cache.get("state_table_rows")
+    if (
+        kept is not None
+        and all(a is b for a, b in zip(kept[2], indices, strict=True))
+        and np.array_equal(kept[1], index)
+        and np.array_equal(kept[0], element)
+    ):
+        return kept[3]
+    where = {}
+    for name, labels in zip(tables, indices, strict=True):
+        mine = element == name
+        where[name] = (mine, labels.get_indexer(index[mine]))
+    network.solver_cache["state_table_rows"] = (element.copy(), index.copy(), indices, where)
+    return where
 
 
 #: Columns of the operational data table: the set-points of :func:`injections_table`, then the

@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from market_sim.grid.constraints import BidLayout, Caps, effective_limits
-from market_sim.grid.linear_opf import quiet_highs, solve_lp
+from market_sim.grid.linear_opf import network_highs, solve_lp
 from market_sim.grid.linearised import (
     TSO_MANAGED,
     Checked,
@@ -172,13 +172,14 @@ class DistributionModel:
         a, b = self.rows()
         out = dispatched.astype(float).copy()
         offered, up = self.layout.offered, self.layout.inj_sign > 0
-        highs = quiet_highs()  # one for both directions: each LP is loaded anew
+        highs = network_highs(self.network)
         for sel in (up, ~up):
             if not sel.any():
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
-            rhs = np.maximum(b - a[:, sel] @ dispatched[sel], 0.0)
-            more, _ = solve_lp(highs, a[:, sel], rhs, free, "max_volume")
+            mine = a[:, sel]
+            rhs = np.maximum(b - mine @ dispatched[sel], 0.0)
+            more, _ = solve_lp(highs, mine, rhs, free, "max_volume")
             out[sel] += 0.0 if more is None else more
         return np.minimum(out, offered)
 

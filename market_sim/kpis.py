@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.group_sum import group_sum
 from market_sim.markets.settlement import prices_at
 from market_sim.tables import COUNTERFACTUAL_KPIS, KPIS
 from market_sim.types import DOWN, UP, PowerFlowResult, signed_mw
@@ -147,26 +148,12 @@ def _directions_of(bid_ids: np.ndarray, bids: pd.DataFrame) -> np.ndarray:
 
 
 def _sums_by(keys: np.ndarray, values: np.ndarray) -> dict:
-    """Sum of ``values`` per key (NaN values skipped, missing keys left out), with the
-    Kahan-compensated addition of pandas' groupby sum, which the KPIs have always used (a
-    plain sum may differ in the last bit): the same additions in the same order, in Python,
-    because a groupby costs far more than a few hundred additions."""
-    skipped = pd.isna(keys)
-    sums: dict = {}
-    compensations: dict = {}
-    for key, value, skip in zip(keys.tolist(), values.tolist(), skipped.tolist(), strict=True):
-        if skip:
-            continue
-        total = sums.get(key, 0.0)
-        if value != value:  # NaN: not added, but its key is a group (with sum 0)
-            sums[key] = total
-            continue
-        y = value - compensations.get(key, 0.0)
-        t = total + y
-        compensation = t - total - y
-        compensations[key] = 0.0 if compensation != compensation else compensation  # inf
-        sums[key] = t
-    return sums
+    """Sum of ``values`` per key (rows of a missing key left out), added as pandas' groupby
+    adds them (:func:`~market_sim.markets.group_sum.group_sum`), which the KPIs have always
+    used: a plain sum may differ in the last bit."""
+    known = ~pd.isna(keys)
+    distinct, total = group_sum(keys[known], np.asarray(values, float)[known])
+    return dict(zip(distinct.tolist(), total.tolist(), strict=True))
 
 
 def resource_cost(

@@ -11,7 +11,9 @@ Tables inside these types are pandas DataFrames so that one message carries many
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,18 @@ BID_COLUMNS = {
     "mw": "float64",  # offered quantity, >= 0
     "price_eur_per_mwh": "float64",  # asked price
 }
+
+
+def typed_frame(columns: Mapping[str, Any], dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """A table of ``columns`` with the declared ``dtypes``, in their order: numeric columns
+    as numpy arrays, text (``"string"``) as pandas strings. The stages build such tables every
+    period, and a pandas array per numeric column costs as much again as the table."""
+    return pd.DataFrame(
+        {
+            c: pd.array(columns[c], dtype=t) if t == "string" else np.asarray(columns[c], dtype=t)
+            for c, t in dtypes.items()
+        }
+    )
 
 
 def empty_bids() -> pd.DataFrame:

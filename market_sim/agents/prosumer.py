@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from market_sim.config import ProsumerConfig
-from market_sim.types import BID_COLUMNS, DOWN, UP, Injections
+from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, typed_frame
 
 LOAD, PV, STORAGE = "load", "pv", "storage"
 _TABLE = {LOAD: "load", PV: "sgen", STORAGE: "storage"}
@@ -383,14 +383,8 @@ class ProsumerPopulation:
             "mw": np.floor(np.where(is_up, up[rows], down[rows]) * 1e6) / 1e6,
             "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
         }
-        # each column built with its dtype: one frame, no sort and cast of a frame (numeric
-        # columns as numpy arrays, text as pandas strings: a pd.array of each costs as much again)
-        return pd.DataFrame(
-            {
-                c: pd.array(columns[c], dtype=t) if t == "string" else columns[c].astype(t)
-                for c, t in BID_COLUMNS.items()
-            }
-        )
+        # each column built with its dtype: one frame, no sort and cast of a frame
+        return typed_frame(columns, BID_COLUMNS)
 
     # -- delivery -------------------------------------------------------------------------------
     def delivery(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from market_sim.markets.devices import device_of
-from market_sim.types import DOWN, UP
+from market_sim.types import DOWN, UP, typed_frame
 
 if TYPE_CHECKING:
     from market_sim.markets.schedule import ScheduleResult
@@ -27,6 +27,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OFFER_COLUMNS = ("offer_id", "bus", "direction", "mw", "price_eur_per_mwh")
+
+#: The columns and types of the TER offers (:func:`ter_offers`).
+TER_OFFER_COLUMNS = {
+    "offer_id": "int64",
+    "element": "string",
+    "bus": "int64",
+    "direction": "string",
+    "mw": "float64",
+    "price_eur_per_mwh": "float64",
+}
 
 #: Quantities below this (MW) are solver noise: not offered, and reported as not accepted.
 MW_TOL = 1e-7
@@ -168,16 +178,6 @@ class TerSteps:
 
 
 def _ter_frame(ids, element, bus, direction, mw, price) -> pd.DataFrame:
-    """The TER offer table (numbers as numpy arrays, names as string arrays: the table is
-    built every period, and a pandas array per numeric column cost more than the offers)."""
-    return pd.DataFrame(
-        {
-            "offer_id": np.asarray(ids, dtype=np.int64),
-            "element": pd.array(element, dtype="string"),
-            "bus": np.asarray(bus, dtype=np.int64),
-            "direction": pd.array(direction, dtype="string"),
-            "mw": np.asarray(mw, dtype=float),
-            "price_eur_per_mwh": np.asarray(price, dtype=float),
-        },
-        copy=False,
-    )
+    """The TER offer table, of the columns and types of :data:`TER_OFFER_COLUMNS`."""
+    values = (ids, element, bus, direction, mw, price)
+    return typed_frame(dict(zip(TER_OFFER_COLUMNS, values, strict=True)), TER_OFFER_COLUMNS)

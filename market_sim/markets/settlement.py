@@ -19,7 +19,7 @@ import pandas as pd
 from market_sim.markets.group_sum import group_sum
 from market_sim.registry import PRICING_RULES
 from market_sim.tables import column_dtypes
-from market_sim.types import signed_mw
+from market_sim.types import signed_mw, typed_frame
 
 TSO = "tso"
 
@@ -90,7 +90,7 @@ def dispatch_table(
     table["payment_eur"] = np.where(by_dso, dso_rate, tso_rate) * hours
     undelivered = _clip_negative(mw - delivered_mw)
     table["imbalance_eur"] = undelivered * np.abs(price) * terms.imbalance_price_factor * hours
-    return _frame(table, DISPATCH_DTYPES)
+    return typed_frame(table, DISPATCH_DTYPES)
 
 
 def _location_price(
@@ -118,19 +118,6 @@ def prices_at(series: pd.Series, keys: np.ndarray) -> np.ndarray:
 def _clip_negative(values: np.ndarray) -> np.ndarray:
     """Negative values set to 0, NaN and -0.0 kept: what ``Series.clip(lower=0.0)`` gives."""
     return np.where(values < 0.0, 0.0, values)
-
-
-def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
-    """A table of ``columns`` with the ``dtypes`` of its declaration, in their order.
-
-    Numeric columns go in as numpy arrays (a ``pd.array`` of each would cost as much again as
-    the table); text columns become pandas strings."""
-    return pd.DataFrame(
-        {
-            c: pd.array(columns[c], dtype=t) if t == "string" else columns[c].astype(t, copy=False)
-            for c, t in dtypes.items()
-        }
-    )
 
 
 def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> dict[str, np.ndarray]:

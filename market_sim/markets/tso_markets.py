@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 
 from market_sim.markets.balancing import BalancingMarket, BalancingResult
-from market_sim.markets.offers import OFFER_COLUMNS, TerSteps, empty_offers
+from market_sim.markets.offers import OFFER_COLUMNS, TER_OFFER_COLUMNS, TerSteps, empty_offers
 from market_sim.markets.persistent import Matrix
 from market_sim.markets.schedule import EnergySchedule, ScheduleResult
 from market_sim.markets.transmission import TransmissionNetwork
@@ -120,17 +120,9 @@ class TsoMarkets:
         return np.zeros(self.network.n_branches)
 
 
-#: The columns and types of the TER offers (:func:`~.offers.ter_offers`) and of the DER
-#: offers that the engine makes (:func:`~.offers.bid_offers`; a DSO's curves have no
-#: ``device``), which :func:`offer_book` puts together from their arrays.
-TER_TYPES = {
-    "offer_id": "int64",
-    "element": "string",
-    "bus": "int64",
-    "direction": "string",
-    "mw": "float64",
-    "price_eur_per_mwh": "float64",
-}
+#: The columns and types of the DER offers that the engine makes (:func:`~.offers.bid_offers`;
+#: a DSO's curves have no ``device``), which :func:`offer_book` puts together with the TER
+#: offers (:data:`~.offers.TER_OFFER_COLUMNS`) from their arrays.
 DER_TYPES = {
     "offer_id": "int64",
     "bus": "int64",
@@ -149,12 +141,12 @@ def offer_book(ter: pd.DataFrame, der: pd.DataFrame) -> pd.DataFrame:
     TER).
 
     Built from the columns' arrays where both tables have rows and the types the engine makes
-    (:data:`TER_TYPES`; :data:`DER_TYPES` or :data:`CURVE_TYPES`): the TSO builds a book at
-    every clearing, and the concatenation cost a quarter of a clearing. Any other tables are
-    concatenated.
+    (:data:`~.offers.TER_OFFER_COLUMNS`; :data:`DER_TYPES` or :data:`CURVE_TYPES`): the TSO
+    builds a book at every clearing, and the concatenation cost a quarter of a clearing. Any
+    other tables are concatenated.
     """
     der_typed = _typed(der, DER_TYPES) or _typed(der, CURVE_TYPES)
-    if not (len(ter) and len(der) and der_typed and _typed(ter, TER_TYPES)):
+    if not (len(ter) and len(der) and der_typed and _typed(ter, TER_OFFER_COLUMNS)):
         return pd.concat([empty_offers(), ter, der], ignore_index=True)
     # (the TER directions' strings come out as the objects of the DER directions)
     book = {c: np.concatenate([ter[c].to_numpy(), der[c].to_numpy()]) for c in OFFER_COLUMNS}

@@ -12,7 +12,7 @@ from market_sim.markets.offers import bid_offers, empty_offers
 from market_sim.markets.tso_markets import (
     TsoMarkets,
     TsoPlan,
-    offer_book,
+    balancing_book,
     reserve_rows,
     stack_rows,
 )
@@ -89,7 +89,7 @@ def test_the_offer_book_is_the_concatenation_of_its_tables(case39):
     for t in (ter, ter.iloc[:0], empty_offers()):
         for d in (der, curves, der.iloc[:0], empty_offers()):
             expected = pd.concat([empty_offers(), t, d], ignore_index=True)
-            pd.testing.assert_frame_equal(offer_book(t, d), expected, check_exact=True)
+            pd.testing.assert_frame_equal(balancing_book(t, d), expected, check_exact=True)
 
 
 def test_the_clearing_carries_the_book_and_the_reserve_shortfall(case39):

@@ -100,7 +100,7 @@ class TsoMarkets:
         result carries the book as cleared, the reserve shortfall and every row's label.
         """
         ter = self.ter_offers(plan.schedule)
-        offers = offer_book(ter, der_offers)
+        offers = balancing_book(ter, der_offers)
         reserve, shortfall = reserve_rows(offers, self.reserve_mw)
         rows = stack_rows(reserve, len(ter), der_rows)
         result = self.balancing.clear(offers, plan.need_mw, self._base_flow(plan.schedule), rows)
@@ -121,7 +121,7 @@ class TsoMarkets:
 
 
 #: The columns and types of the DER offers that the engine makes (:func:`~.offers.bid_offers`;
-#: a DSO's curves have no ``device``), which :func:`offer_book` puts together with the TER
+#: a DSO's curves have no ``device``), which :func:`balancing_book` puts together with the TER
 #: offers (:data:`~.offers.TER_OFFER_COLUMNS`) from their arrays.
 DER_TYPES = {
     "offer_id": "int64",
@@ -134,7 +134,7 @@ DER_TYPES = {
 CURVE_TYPES = {c: t for c, t in DER_TYPES.items() if c != "device"}
 
 
-def offer_book(ter: pd.DataFrame, der: pd.DataFrame) -> pd.DataFrame:
+def balancing_book(ter: pd.DataFrame, der: pd.DataFrame) -> pd.DataFrame:
     """The balancing market's book: the TER offers, then the DER offers, as
     ``pd.concat([empty_offers(), ter, der], ignore_index=True)`` makes it (the columns
     :data:`~.offers.OFFER_COLUMNS`, then ``element``, NA for DER, then ``device``, NaN for

@@ -235,7 +235,7 @@ class BalancingMarket:
 
         Each capacity's model is built once and kept: a checkpoint returns to the initial
         capacity and the day's first overflows grow it again, so every day rebuilt the same
-        few models, at about 60 ms each (pyomo's declaration and translation). A kept one
+        few models, at about 25 ms each (pyomo's declaration and translation). A kept one
         is taken back in a new HiGHS instance loaded with the LP it was built with
         (:meth:`~.persistent.LoadedModel.reset`): what a new build would load.
         """

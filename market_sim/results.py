@@ -130,8 +130,7 @@ class Recorder:
         if n == 0:
             return
         for name, value in constants.items():
-            dtype = object if isinstance(value, str) else None
-            arrays[name] = np.full(n, value, dtype=dtype)
+            arrays[name] = _constant(n, value)
         self.buffers[table].add_block(arrays)
 
     def add_frame(self, table: str, frame: pd.DataFrame, **constants: Any) -> None:
@@ -158,6 +157,16 @@ class Recorder:
         """Forget the rows collected so far (written to disk): memory stays flat in long runs."""
         for buffer in self.buffers.values():
             buffer.clear()
+
+
+def _constant(n: int, value: Any) -> np.ndarray:
+    """``value`` repeated ``n`` times; text as one Python string referred to ``n`` times
+    (``np.full`` made a string object per row, each then joined, converted and freed)."""
+    if not isinstance(value, str):
+        return np.full(n, value)
+    column = np.empty(n, dtype=object)
+    column[:] = value
+    return column
 
 
 def arrow_table(table: str, columns: Mapping[str, np.ndarray]) -> pa.Table:

@@ -17,6 +17,7 @@ from typing import Any
 import mesa
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import simpy
 
 from market_sim import kernels
@@ -54,11 +55,10 @@ from market_sim.recording import (
     record_wear,
 )
 from market_sim.registry import COORDINATION_MODELS
-from market_sim.results import Recorder
+from market_sim.results import Recorder, arrow_table, column_array, schema
 from market_sim.run_state import RunState
 from market_sim.scenario import check_data, load_networks
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
-from market_sim.tables import TABLES
 from market_sim.types import Injections
 from market_sim.wear import Wear, period_wear
 
@@ -422,10 +422,7 @@ class MarketModel(mesa.Model):
         rows = self.post.log if rows is None else rows
         if not rows:  # no values to infer the dtypes from: object, as a frame of no rows has
             return pd.DataFrame(columns=[*MESSAGE_COLUMNS, "sender_role", "receiver_role"])
-        columns = dict(zip(MESSAGE_COLUMNS, zip(*rows, strict=True), strict=True))
-        columns["sender_role"] = [self.role(name) for name in columns["sender"]]
-        columns["receiver_role"] = [self.role(name) for name in columns["receiver"]]
-        return pd.DataFrame(columns)
+        return pd.DataFrame(_message_columns(rows, self.role))
 
     def role(self, name: str) -> str:
         if name == TSO.name:
@@ -436,25 +433,35 @@ class MarketModel(mesa.Model):
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every results table of the periods run so far (since the last :meth:`take_tables`):
         for short runs in a notebook or a test; long runs write chunks to disk instead."""
-        return self._tables(self.post.log)
+        return {name: table.to_pandas() for name, table in self._tables(self.post.log).items()}
 
-    def take_tables(self) -> dict[str, pd.DataFrame]:
-        """The tables of the periods run since the last call, which the model then forgets:
-        a long run writes them to disk as a chunk, so that its memory does not grow."""
+    def take_tables(self) -> dict[str, pa.Table]:
+        """The tables of the periods run since the last call, which the model then forgets,
+        as Arrow tables of their documented schemas: a long run writes them to disk as a
+        chunk (no DataFrame in between), so that its memory does not grow."""
         tables = self._tables(self.post.take_log())
         self.recorder.clear()
         return tables
 
-    def _tables(self, log_rows: list[tuple]) -> dict[str, pd.DataFrame]:
-        tables = self.recorder.tables()
-        messages = self.message_table(log_rows)
-        tables["messages"] = messages[list(TABLES["messages"])].astype(
-            {c: t for c, (t, _) in TABLES["messages"].items()}
-        )
+    def _tables(self, log_rows: list[tuple]) -> dict[str, pa.Table]:
+        tables = self.recorder.arrow_tables()
+        messages = schema("messages").empty_table()
+        if log_rows:
+            columns = {c: column_array(v) for c, v in _message_columns(log_rows, self.role).items()}
+            messages = arrow_table("messages", columns)
+        tables["messages"] = messages
         return tables
 
     def _late(self, m) -> None:
         self.record_event("late_message", f"{m.kind} {m.sender}->{m.receiver} step {m.step}")
+
+
+def _message_columns(rows: list[tuple], role: Callable[[str], str]) -> dict[str, tuple]:
+    """Message log rows (at least one) as columns, with the roles of sender and receiver."""
+    columns = dict(zip(MESSAGE_COLUMNS, zip(*rows, strict=True), strict=True))
+    columns["sender_role"] = tuple(role(name) for name in columns["sender"])
+    columns["receiver_role"] = tuple(role(name) for name in columns["receiver"])
+    return columns
 
 
 def _unserved(clearing) -> tuple[float, float]:

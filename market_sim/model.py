@@ -199,7 +199,7 @@ class MarketModel(mesa.Model):
 
     def _period(self, clock: PeriodClock) -> Generator:
         yield self.post.wait_until(clock.start_s)
-        inputs = self._gate_opening(clock.period)
+        inputs, forecasts = self._gate_opening(clock.period)
         context = PeriodContext(clock, self.post, self.timed, self.record_event)
         outcome: PeriodOutcome = yield self.env.process(self.coordination.run(context, inputs))
         thermal = Thermal(self.state.thermal, self._hour_of_day(clock.period), self._minutes)
@@ -207,22 +207,23 @@ class MarketModel(mesa.Model):
             self.dsos, self.tso, inputs, outcome, thermal, self.timed
         )
         yield self.post.wait_until(clock.delivery)
-        delivery, delivered, base = self._deliver(inputs, outcome)
+        delivery, delivered, base = self._deliver(inputs, outcome, forecasts)
         wear = self._wear(clock.period, delivered, base)
         dispatch, settlement = self._settle(inputs, outcome, delivery)
         self._record(inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual)
         if self.check:
             self._check(inputs, outcome, dispatch, settlement)
 
-    def _gate_opening(self, period: int) -> PeriodInputs:
-        """Forecasts, bids from every flexible prosumer, and the TSO's schedule and need."""
-        cfg = self.config
-        step = profile_step(cfg.start, period, cfg.period_minutes)
-        forecasts = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
-        bids = self.timed("prosumers", "bids", self.population.bids, forecasts, self.state.energy)
+    def _gate_opening(self, period: int) -> tuple[PeriodInputs, dict[str, Injections]]:
+        """Forecasts, bids from every flexible prosumer, and the TSO's schedule and need; and
+        the DSOs' forecasts before the devices' repayments, which delivery settles the
+        devices' energy against (the same profiles are not read twice a period)."""
+        step = profile_step(self.config.start, period, self.config.period_minutes)
+        raw = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
+        bids = self.timed("prosumers", "bids", self.population.bids, raw, self.state.energy)
         bids = self.coordination.offered(bids)
-        forecasts = self.population.with_recovery(forecasts, self.state.energy)
-        load_factor = sum(n.profiles["load_p"][step].sum() for n in self.networks.values())
+        forecasts = self.population.with_recovery(raw, self.state.energy)
+        load_factor = sum(raw[n].p_mw["load"].sum() for n in self.networks)
         area: dict[int, float] = {}
         for name, dso in self.dsos.items():
             area[dso.interface_bus] = area.get(dso.interface_bus, 0.0) + _net_injection(
@@ -244,13 +245,14 @@ class MarketModel(mesa.Model):
                 "schedule_below_minimum",
                 f"units run {plan.schedule.below_min_mw:.1f} MW below their minimum outputs",
             )
-        return PeriodInputs(period, bids, forecasts, plan)
+        return PeriodInputs(period, bids, forecasts, plan), raw
 
     def _deliver(
-        self, inputs: PeriodInputs, outcome: PeriodOutcome
+        self, inputs: PeriodInputs, outcome: PeriodOutcome, forecasts: dict[str, Injections]
     ) -> tuple[dict[str, np.ndarray], dict[str, Delivered], dict[str, Delivered]]:
         """Each dispatched DER delivers (or not); one AC power flow per DSO network, after one
-        of the same operating point with no DER activated (the baseline, for the KPIs)."""
+        of the same operating point with no DER activated (the baseline, for the KPIs).
+        ``forecasts``: the DSOs' forecasts before the devices' repayments."""
         base = self.timed("grid", "baseline", baseline, self.dsos, outcome.operating_points)
         delivery = self.population.delivery(
             outcome.dispatch,
@@ -262,9 +264,7 @@ class MarketModel(mesa.Model):
             "grid", "delivery", deliver, self.dsos, outcome.operating_points, delivered_mw,
             inputs.bids,
         )  # fmt: skip
-        self.state.energy = self.population.deliver(
-            self.state.energy, delivered_mw, self.forecasts(inputs.period)
-        )
+        self.state.energy = self.population.deliver(self.state.energy, delivered_mw, forecasts)
         self.state.delivered = {name: d.injections for name, d in delivered.items()}
         for stage, flows in (("baseline", base), ("delivery", delivered)):
             for name, d in flows.items():

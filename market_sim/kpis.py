@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import Columns, numbers, positions, text
+from market_sim.markets.columns import Columns, distinct, numbers, positions, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.markets.settlement import prices_at
 from market_sim.tables import COUNTERFACTUAL_KPIS, KPIS
@@ -149,8 +149,9 @@ def _sums_by(keys: np.ndarray, values: np.ndarray) -> dict:
     adds them (:func:`~market_sim.markets.group_sum.group_sum`), which the KPIs have always
     used: a plain sum may differ in the last bit."""
     known = ~pd.isna(keys)
-    distinct, total = group_sum(keys[known], np.asarray(values, float)[known])
-    return dict(zip(distinct.tolist(), total.tolist(), strict=True))
+    names, codes = distinct(keys[known])  # summed on codes in the keys' order: the same sums
+    group, total = group_sum(codes, np.asarray(values, float)[known])
+    return dict(zip(names[group].tolist(), total.tolist(), strict=True))
 
 
 def resource_cost(

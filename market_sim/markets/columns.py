@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 #: A table's columns by name: a DataFrame, or a mapping of numpy arrays.
 Columns = Mapping[str, Any]
@@ -27,8 +28,12 @@ def text(table: Columns, name: str) -> np.ndarray:
 
 
 def numbers(table: Columns, name: str, dtype: Any = float) -> np.ndarray:
-    """A numeric column as an array of ``dtype``."""
-    return np.asarray(table[name], dtype=dtype)
+    """A numeric column as an array of ``dtype`` (a pandas column through ``to_numpy``:
+    ``np.asarray`` of a Series looks numpy's array protocols up as its column names first)."""
+    column = table[name]
+    if isinstance(column, pd.Series):
+        return column.to_numpy(dtype)
+    return np.asarray(column, dtype=dtype)
 
 
 def positions(index: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -40,3 +45,14 @@ def positions(index: np.ndarray, keys: np.ndarray) -> np.ndarray:
     order = np.argsort(index, kind="stable")
     at = order[np.minimum(np.searchsorted(index, keys, sorter=order), len(index) - 1)]
     return np.where(index[at] == keys, at, -1)
+
+
+def distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of strings, hashed before it is sorted: a
+    period's few thousand rows name a few hundred parties, and sorting only those is about
+    ten times faster than sorting every row's string."""
+    codes, found = pd.factorize(values)
+    order = np.argsort(found)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return found[order], rank[codes]

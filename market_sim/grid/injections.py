@@ -8,6 +8,7 @@ researcher replays with pandapower alone (:func:`~.pandapower_reference.replay_p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,22 +31,26 @@ def _positions(dn: DistributionNetwork, table: str, index: np.ndarray) -> np.nda
 
 
 def apply_bids(
-    dn: DistributionNetwork, injections: Injections, bids: pd.DataFrame, mw_column: str = "mw"
+    dn: DistributionNetwork,
+    injections: Injections,
+    bids: pd.DataFrame | Mapping[str, np.ndarray] | None,
+    mw_column: str = "mw",
 ) -> Injections:
-    """New injections with every bid row activated by its ``mw_column`` quantity.
+    """New injections with every bid row activated by its ``mw_column`` quantity (``bids``:
+    a table, or its columns as arrays).
 
     Up means more injection: load and storage p go down, sgen p goes up; down is the opposite.
     """
     out = injections.copy()
     if bids is None or len(bids) == 0:
         return out
-    signed = signed_mw(bids["direction"].to_numpy(), bids[mw_column].to_numpy(dtype=float))
+    signed = signed_mw(np.asarray(bids["direction"]), np.asarray(bids[mw_column], dtype=float))
     signed = np.nan_to_num(signed)
-    elements = bids["element"].to_numpy(dtype=object)
+    elements = np.asarray(bids["element"], dtype=object)
     for table in ELEMENT_TABLES:
         sel = elements == table
         if sel.any():
-            pos = _positions(dn, table, bids["element_index"].to_numpy()[sel])
+            pos = _positions(dn, table, np.asarray(bids["element_index"])[sel])
             np.add.at(out.p_mw[table], pos, UP_SIGN[table] * signed[sel])
     unknown = set(np.unique(elements)) - set(ELEMENT_TABLES)
     if unknown:

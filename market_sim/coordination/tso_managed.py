@@ -23,9 +23,8 @@ from market_sim.coordination.period import (
     PeriodInputs,
     PeriodOutcome,
     Step,
-    accepted_der,
-    as_dispatch,
     concat,
+    der_dispatch,
     no_validation,
 )
 from market_sim.markets.central import IntegratedResult
@@ -64,7 +63,8 @@ class TsoManaged(CoordinationModel):
             reason = "rejected: no operational data"
         else:
             reason = "ok"
-        table = pd.DataFrame({"bid_id": bid_id, "validated_mw": validated, "reason": reason})
+        columns = {"bid_id": bid_id, "validated_mw": validated, "reason": reason}
+        table = pd.DataFrame(columns, copy=False)  # new arrays: no copy needed
         converged = reason == "ok"
         directions = {  # nansum: the sums Series.sum() makes
             d: DirectionStats(
@@ -109,7 +109,6 @@ class TsoManaged(CoordinationModel):
             no_validation(),
         )
         ctx.send(self.step("2a"), {("tso", "tso"): validation})
-        accepted = accepted_der(clearing)
-        dispatch = as_dispatch(accepted.offer_id, accepted.mw)
+        dispatch = der_dispatch(clearing)
         delivered = yield from self.dispatch_to_der(ctx, "2b", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered, dict(inputs.forecasts), ctx.records)

@@ -108,6 +108,8 @@ def _column_layout(column: pd.Series) -> _Layout | None:
     """The layout of one column, converted as ``RecordBatch.from_pandas`` converts it; None
     for a type whose buffers are not counted here."""
     dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in _NUMBERS:
+        return _number_layout(column.to_numpy())
     if isinstance(dtype, pd.CategoricalDtype):
         return _categorical_layout(column.array)
     if _python_objects(dtype):
@@ -117,6 +119,20 @@ def _column_layout(column: pd.Series) -> _Layout | None:
     array = pa.array(column.values, from_pandas=True)
     buffers = _buffers(array)
     return None if buffers is None else _Layout((dtype, array.type), buffers)
+
+
+#: numpy kinds whose Arrow type follows from the dtype alone: booleans (bits), signed and
+#: unsigned integers, floats (NaN is null: ``from_pandas``)
+_NUMBERS = "biuf"
+
+
+def _number_layout(values: np.ndarray) -> _Layout:
+    """A numpy column of numbers: its values (booleans as bits) and, for floats with NaN, a
+    validity bitmap; the dtype alone fixes its Arrow type."""
+    n = len(values)
+    nulls = values.dtype.kind == "f" and bool(np.isnan(values).any())
+    data = _bitmap_bytes(n) if values.dtype.kind == "b" else values.nbytes
+    return _Layout((values.dtype,), (_bitmap_bytes(n) if nulls else 0, data))
 
 
 def _python_objects(dtype: object) -> bool:

@@ -23,7 +23,9 @@ class Aggregator(mesa.Agent):
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
-        mine = np.flatnonzero(population_bids.aggregator.to_numpy(object) == self.name)
+        # the text column's own array (to_numpy(object) would copy it to compare it)
+        names = np.asarray(population_bids.aggregator.array, dtype=object)
+        mine = np.flatnonzero(names == self.name)
         book = population_bids.take(mine)  # cheaper than a boolean index
         book.index = pd.RangeIndex(len(mine))  # a new table already: reset_index would copy it
         return book

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -148,28 +147,24 @@ def _categorical_layout(values: pd.Categorical) -> _Layout:
     categories, a dictionary batch of their own, are in the key."""
     codes = values.codes
     dtype = values.dtype
-    categories = (str(dtype.categories.dtype), dtype.ordered, tuple(dtype.categories))
+    categories = (dtype.categories.dtype, dtype.ordered, tuple(dtype.categories))
     validity = _bitmap_bytes(len(codes)) if (codes < 0).any() else 0
-    return _Layout(("category", str(codes.dtype), categories), (validity, codes.nbytes))
+    return _Layout(("category", codes.dtype, categories), (validity, codes.nbytes))
 
 
 def _text_layout(dtype: object, values: np.ndarray) -> _Layout | None:
-    """A text column without nulls (every value a ``str``): offsets and UTF-8 bytes, counted
-    by joining the values (one C loop, which rejects any value that is not a ``str``); None
-    for others (nulls, other objects, no rows: Arrow infers the type from the values)."""
-    if not len(values) or _text_type(dtype) != pa.string():
+    """A text column without nulls (every value a ``str``): Arrow's text type (what both
+    pandas and Arrow make of Python strings), offsets and UTF-8 bytes, counted by joining the
+    values (one C loop, which rejects any value that is not a ``str``); None for others
+    (nulls, other objects, no rows: Arrow infers the type from the values). Keyed by the
+    dtype's name: hashing pandas' text dtype costs more than the join."""
+    if not len(values):
         return None
     try:
         data = len("".join(values).encode())
     except (TypeError, UnicodeEncodeError):
         return None
-    return _Layout((dtype, pa.string()), (0, (len(values) + 1) * _OFFSET_BYTES, data))
-
-
-@cache
-def _text_type(dtype: object) -> pa.DataType:
-    """The Arrow type text of a pandas dtype converts to."""
-    return pa.array(pd.Series(["text"], dtype=dtype).values, from_pandas=True).type
+    return _Layout(("text", str(dtype)), (0, (len(values) + 1) * _OFFSET_BYTES, data))
 
 
 #: bytes of one offset of Arrow's (not large) text type

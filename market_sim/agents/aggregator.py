@@ -23,7 +23,9 @@ class Aggregator(mesa.Agent):
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
-        mine = np.flatnonzero(population_bids.aggregator.to_numpy(object) == self.name)
+        # the text column's own array (to_numpy(object) would copy it to compare it)
+        names = np.asarray(population_bids.aggregator.array, dtype=object)
+        mine = np.flatnonzero(names == self.name)
         book = population_bids.take(mine)  # cheaper than a boolean index
         book.index = pd.RangeIndex(len(mine))  # a new table already: reset_index would copy it
         return book
@@ -60,6 +62,5 @@ def collect_dispatch(tables: list[pd.DataFrame]) -> pd.DataFrame:
     # the two columns (compensated, in row order), at a fraction of its cost
     buyers, buyer_code = np.unique(buyer, return_inverse=True)
     code, summed = group_sum(bid_id * len(buyers) + buyer_code, mw)
-    return pd.DataFrame(
-        {"bid_id": code // len(buyers), "buyer": buyers[code % len(buyers)], "mw": summed}
-    )
+    columns = {"bid_id": code // len(buyers), "buyer": buyers[code % len(buyers)], "mw": summed}
+    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost

@@ -6,6 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.columns import rows_where
 from market_sim.markets.group_sum import group_sum
 from market_sim.types import empty_bids
 
@@ -23,12 +24,7 @@ class Aggregator(mesa.Agent):
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
-        # the text column's own array (to_numpy(object) would copy it to compare it)
-        names = np.asarray(population_bids.aggregator.array, dtype=object)
-        mine = np.flatnonzero(names == self.name)
-        book = population_bids.take(mine)  # cheaper than a boolean index
-        book.index = pd.RangeIndex(len(mine))  # a new table already: reset_index would copy it
-        return book
+        return rows_where(population_bids, "aggregator", self.name)
 
     def validated_book(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """What it offers the TSO after pre-validation: the bids its DSOs returned, each at

@@ -25,11 +25,10 @@ from market_sim.coordination.period import (
     concat,
     der_dispatch,
     no_dispatch,
-    objects,
-    rows_where,
 )
 from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
+from market_sim.markets.columns import rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
@@ -274,7 +273,7 @@ class Located:
     def __init__(self, dispatch: pd.DataFrame, bids: pd.DataFrame) -> None:
         at = pd.Index(bids.bid_id).get_indexer(dispatch.bid_id.to_numpy(np.int64))
         rows = np.flatnonzero((dispatch.mw.to_numpy(float) > 1e-9) & (at >= 0))
-        self.aggregator = objects(bids.aggregator)[at[rows]]
+        self.aggregator = text(bids, "aggregator")[at[rows]]
         self.columns = {c: dispatch[c].array[rows] for c in dispatch.columns}
         self.columns |= {c: bids[c].array[at[rows]] for c in ("dso", "direction")}
 

@@ -22,8 +22,8 @@ from market_sim.coordination.period import (
     concat,
     no_dispatch,
     no_validation,
-    rows_where,
 )
+from market_sim.markets.columns import rows_where
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import taken
 from market_sim.markets.tso_markets import TsoPlan

@@ -180,22 +180,6 @@ def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else like.iloc[0:0]
 
 
-def rows_where(table: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
-    """The rows of ``table`` whose ``column`` is ``value``, indexed from 0: a message's
-    payload. Taken by position, which costs half of a boolean index on a table of bids."""
-    rows = np.flatnonzero(objects(table[column]) == value)
-    out = table.take(rows)
-    out.index = pd.RangeIndex(len(rows))  # a new table already: reset_index would copy it
-    return out
-
-
-def objects(column: pd.Series) -> np.ndarray:
-    """A column's values as a numpy object array, to compare and index (never to write):
-    text held as Python strings is the column's own array, not a copy (``to_numpy(object)``
-    copies a bid book's text column at every call)."""
-    return np.asarray(column.array, dtype=object)
-
-
 def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:
     """An individual dispatch table: bid_id, mw and who bought it (tso or a DSO's name).
 

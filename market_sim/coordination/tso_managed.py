@@ -26,9 +26,9 @@ from market_sim.coordination.period import (
     concat,
     der_dispatch,
     no_validation,
-    objects,
 )
 from market_sim.markets.central import IntegratedResult
+from market_sim.markets.columns import text
 from market_sim.messages import Kind
 from market_sim.types import DirectionStats, ValidationResult
 
@@ -50,10 +50,10 @@ class TsoManaged(CoordinationModel):
         LP on them, the dispatch included), as a validation."""
         # numpy columns of the DSO's bids: a few hundred rows, where pandas' cost per
         # operation would dominate
-        mine = objects(bids.dso) == name
+        mine = text(bids, "dso") == name
         bid_id = bids.bid_id.to_numpy(np.int64)[mine]
         offered = bids.mw.to_numpy(float)[mine]
-        direction = objects(bids.direction)[mine]
+        direction = text(bids, "direction")[mine]
         mw = integrated.validated_mw.get(name)
         validated = np.zeros(len(bid_id))
         if mw is not None:  # the rows' validated MW, aligned with the bids offering > 1e-9 MW

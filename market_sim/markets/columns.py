@@ -56,3 +56,12 @@ def distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return found[order], rank[codes]
+
+
+def rows_where(table: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
+    """The rows of ``table`` whose ``column`` is ``value``, indexed from 0: a message's
+    payload. Taken by position, which costs half of a boolean index on a table of bids."""
+    rows = np.flatnonzero(text(table, column) == value)
+    out = table.take(rows)
+    out.index = pd.RangeIndex(len(rows))  # a new table already: reset_index would copy it
+    return out

@@ -149,8 +149,11 @@ def _loss_of_life_h(
 
 def period_kpis(rows: pd.DataFrame) -> dict[str, float]:
     """The counterfactual's KPIs of a period: sums over the conflicted DSOs (0 without; NaN
-    where a what-if clearing or power flow failed)."""
-    return {name: float(rows[name].sum(skipna=False)) for name in COUNTERFACTUAL_KPIS}
+    where a what-if clearing or power flow failed): numpy's sum of each column, the additions
+    of ``Series.sum(skipna=False)`` without its cost per column (most periods have no rows)."""
+    if rows.empty:
+        return dict.fromkeys(COUNTERFACTUAL_KPIS, 0.0)
+    return {name: float(np.sum(rows[name].to_numpy(float))) for name in COUNTERFACTUAL_KPIS}
 
 
 #: A ``counterfactual`` table with no rows, built once: most periods of most runs have none,

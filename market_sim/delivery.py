@@ -17,6 +17,7 @@ import pandas as pd
 from market_sim.grid.flow_summary import Flows, violated_elements
 from market_sim.grid.injections import apply_bids
 from market_sim.grid.powerflow import PowerFlowDetail, monitored, run_power_flow_detailed
+from market_sim.markets.columns import Columns, numbers, positions, text
 from market_sim.types import Injections, PowerFlowResult
 
 
@@ -41,13 +42,13 @@ class Delivered:
 
 
 def deliver(
-    dsos: Mapping, points: Mapping[str, Injections], dispatch: pd.DataFrame, bids: pd.DataFrame
+    dsos: Mapping, points: Mapping[str, Injections], dispatch: Columns, bids: pd.DataFrame
 ) -> dict[str, Delivered]:
     """Each DSO's delivered injections and the AC power flow that checks them.
 
     ``points``: each DSO's operating point (its forecast, with the taps it chose);
-    ``dispatch`` holds ``bid_id`` and ``mw`` as delivered by the DER; the location of each bid
-    comes from the bid book.
+    ``dispatch`` holds the columns ``bid_id`` and ``mw`` as delivered by the DER; the location
+    of each bid comes from the bid book.
     """
     located = _located(dispatch, bids)
     return {
@@ -69,23 +70,23 @@ def baseline(dsos: Mapping, points: Mapping[str, Injections]) -> dict[str, Deliv
     }
 
 
-def _located(dispatch: pd.DataFrame, bids: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Each DSO's delivered bids (direction, mw, element, element_index), in dispatch order;
-    a bid not in the bid book is not delivered. Numpy columns: a period has a few hundred
-    rows, where a merge and a boolean index per DSO would cost more than the rest."""
-    at = pd.Index(bids.bid_id).get_indexer(dispatch.bid_id.to_numpy(np.int64))
+def _located(dispatch: Columns, bids: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """Each DSO's delivered bids (the columns direction, mw, element, element_index), in
+    dispatch order; a bid not in the bid book is not delivered. Numpy columns: a period has a
+    few hundred rows, where a table per DSO would cost more than the rest."""
+    at = positions(numbers(bids, "bid_id", np.int64), numbers(dispatch, "bid_id", np.int64))
     booked = at >= 0
-    at, mw = at[booked], dispatch.mw.to_numpy(float)[booked]
-    dso = bids.dso.to_numpy(object)[at]
+    at, mw = at[booked], numbers(dispatch, "mw")[booked]
+    dso = text(bids, "dso")[at]
     columns = {
-        "direction": bids.direction.to_numpy(object)[at],
+        "direction": text(bids, "direction")[at],
         "mw": mw,
-        "element": bids.element.to_numpy(object)[at],
-        "element_index": bids.element_index.to_numpy(np.int64)[at],
+        "element": text(bids, "element")[at],
+        "element_index": numbers(bids, "element_index", np.int64)[at],
     }
     return {
-        name: pd.DataFrame({c: values[dso == name] for c, values in columns.items()})
-        for name in np.unique(dso)
+        name: {c: values[dso == name] for c, values in columns.items()}
+        for name in dict.fromkeys(dso.tolist())
     }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.columns import Columns, distinct, numbers, positions, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.markets.settlement import prices_at
 from market_sim.tables import COUNTERFACTUAL_KPIS, KPIS
@@ -48,8 +49,8 @@ def period_kpis(
     schedule_below_min_mw: float = 0.0,
     bids: pd.DataFrame,
     validation: pd.DataFrame,
-    dispatch: pd.DataFrame,
-    settlement: pd.DataFrame,
+    dispatch: Columns,
+    settlement: Columns,
     bus_price: pd.Series,
     unserved_mw: float,
     voll_eur_per_mwh: float,
@@ -63,6 +64,7 @@ def period_kpis(
 ) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every KPI of one period, in the order of :data:`KPIS`.
 
+    ``dispatch`` and ``settlement``: the period's tables, or their columns as arrays.
     ``bus_price``: the balancing price per transmission bus (EUR/MWh, NaN if the clearing
     failed), at which a DER's undelivered energy is covered. ``wear`` and ``baseline_wear``:
     each DSO network's asset wear after delivery and at the baseline (none given: no assets
@@ -84,7 +86,7 @@ def period_kpis(
             hours,
         ),  # fmt: skip
         **party_kpis(dispatch, settlement, hours),
-        "imbalance_charges_eur": float(dispatch.imbalance_eur.sum()),
+        "imbalance_charges_eur": _total(numbers(dispatch, "imbalance_eur")),
         "reserve_shortfall_mw": reserve_shortfall_mw,
         "priority_tso_extra_cost_eur": effects.get("tso_extra_cost_eur_per_h", 0.0) * hours,
         "priority_dso_shortfall_mw": effects.get("dso_shortfall_mw", 0.0),
@@ -102,19 +104,19 @@ def period_kpis(
 
 
 def volumes(
-    bids: pd.DataFrame, validation: pd.DataFrame, dispatch: pd.DataFrame, hours: float
+    bids: pd.DataFrame, validation: pd.DataFrame, dispatch: Columns, hours: float
 ) -> dict[str, float]:
     """DER energy offered, validated, dispatched and delivered, and TER energy activated, per
     direction (MWh): up and down of one device are two services, never added together."""
-    direction = bids.direction.to_numpy(object)
-    validated_direction = _directions_of(validation.bid_id.to_numpy(np.int64), bids)
-    der = _column(dispatch, "resource") == "der"
-    ter = _column(dispatch, "resource") == "ter"
-    dispatched = _column(dispatch, "direction")
-    mw, delivered = dispatch.mw.to_numpy(float), dispatch.delivered_mw.to_numpy(float)
+    direction = text(bids, "direction")
+    validated_direction = _directions_of(numbers(validation, "bid_id", np.int64), bids)
+    resource = text(dispatch, "resource")
+    der, ter = resource == "der", resource == "ter"
+    dispatched = text(dispatch, "direction")
+    mw, delivered = numbers(dispatch, "mw"), numbers(dispatch, "delivered_mw")
     stages = {  # (direction, MW) of each row of the stage
-        "der_offered": (direction, bids.mw.to_numpy(float)),
-        "der_validated": (validated_direction, validation.validated_mw.to_numpy(float)),
+        "der_offered": (direction, numbers(bids, "mw")),
+        "der_validated": (validated_direction, numbers(validation, "validated_mw")),
         "der_dispatched": (dispatched[der], mw[der]),
         "der_delivered": (dispatched[der], delivered[der]),
         "ter_activated": (dispatched[ter], mw[ter]),
@@ -123,14 +125,9 @@ def volumes(
     for stage, (table_direction, table_mw) in stages.items():
         for d in (UP, DOWN):
             out[f"{stage}_{d}_mwh"] = _total(table_mw[table_direction == d]) * hours
-    bought = _column(dispatch, "buyer")[der] != "tso"
+    bought = text(dispatch, "buyer")[der] != "tso"
     out["dso_purchased_mwh"] = _total(mw[der][bought]) * hours
     return out
-
-
-def _column(table: pd.DataFrame, name: str) -> np.ndarray:
-    """A text column as an object array: comparing it costs far less than a Series'."""
-    return table[name].to_numpy(object)
 
 
 def _total(values: np.ndarray) -> float:
@@ -140,10 +137,10 @@ def _total(values: np.ndarray) -> float:
 
 def _directions_of(bid_ids: np.ndarray, bids: pd.DataFrame) -> np.ndarray:
     """The direction of each of ``bid_ids`` in the bid book ("" where it is not in it)."""
-    at = pd.Index(bids.bid_id).get_indexer(bid_ids)
+    at = positions(numbers(bids, "bid_id", np.int64), bid_ids)
     found = at >= 0
     direction = np.full(len(at), "", dtype=object)
-    direction[found] = bids.direction.to_numpy(object)[at[found]]
+    direction[found] = text(bids, "direction")[at[found]]
     return direction
 
 
@@ -152,12 +149,13 @@ def _sums_by(keys: np.ndarray, values: np.ndarray) -> dict:
     adds them (:func:`~market_sim.markets.group_sum.group_sum`), which the KPIs have always
     used: a plain sum may differ in the last bit."""
     known = ~pd.isna(keys)
-    distinct, total = group_sum(keys[known], np.asarray(values, float)[known])
-    return dict(zip(distinct.tolist(), total.tolist(), strict=True))
+    names, codes = distinct(keys[known])  # summed on codes in the keys' order: the same sums
+    group, total = group_sum(codes, np.asarray(values, float)[known])
+    return dict(zip(names[group].tolist(), total.tolist(), strict=True))
 
 
 def resource_cost(
-    dispatch: pd.DataFrame,
+    dispatch: Columns,
     bus_price: pd.Series,
     schedule_cost_eur: float,
     unserved_mwh: float,
@@ -173,12 +171,12 @@ def resource_cost(
     market has no price: nobody covers it). So a DER that fails to deliver never lowers the
     resource cost: what it saves at its ask, at least that much is spent covering for it.
     """
-    bid_price = dispatch.bid_price_eur_per_mwh.to_numpy(float)
-    mw, delivered = dispatch.mw.to_numpy(float), dispatch.delivered_mw.to_numpy(float)
+    bid_price = numbers(dispatch, "bid_price_eur_per_mwh")
+    mw, delivered = numbers(dispatch, "mw"), numbers(dispatch, "delivered_mw")
     activation = _total(bid_price * delivered) * hours
     short = mw - delivered
     undelivered = np.where(short < 0.0, 0.0, short)  # NaN kept, as Series.clip keeps it
-    price = np.abs(prices_at(bus_price, dispatch.bus.to_numpy(np.int64)))
+    price = np.abs(prices_at(bus_price, numbers(dispatch, "bus", np.int64)))
     cover = float((undelivered * np.where(np.isnan(price), voll_eur_per_mwh, price)).sum())
     parts = {
         "schedule_cost_eur": schedule_cost_eur,
@@ -189,15 +187,15 @@ def resource_cost(
     return {"resource_cost_eur": sum(parts.values()), **parts}
 
 
-def party_kpis(dispatch: pd.DataFrame, settlement: pd.DataFrame, hours: float) -> dict[str, float]:
+def party_kpis(dispatch: Columns, settlement: Columns, hours: float) -> dict[str, float]:
     """Payments received per role (EUR, net of what it paid: transfers that sum to zero) and
     surplus per role: payments less the cost, at their asks, of what its resources delivered
     (TER: generators, prosumer: DER; the TSO, DSOs and aggregators own none here)."""
-    paid = _sums_by(_column(settlement, "role"), settlement.amount_eur.to_numpy(float))
-    bid_price = dispatch.bid_price_eur_per_mwh.to_numpy(float)
-    delivered_cost = bid_price * dispatch.delivered_mw.to_numpy(float) * hours
+    paid = _sums_by(text(settlement, "role"), numbers(settlement, "amount_eur"))
+    bid_price = numbers(dispatch, "bid_price_eur_per_mwh")
+    delivered_cost = bid_price * numbers(dispatch, "delivered_mw") * hours
     # a TER's resources are the generator's, a DER's its prosumer's
-    owner = np.where(_column(dispatch, "resource") == "ter", "ter", "prosumer")
+    owner = np.where(text(dispatch, "resource") == "ter", "ter", "prosumer")
     own = _sums_by(owner, delivered_cost)
     out = {f"payments_{r}_eur": float(paid.get(r, 0.0)) for r in ROLES}
     out |= {f"surplus_{r}_eur": float(paid.get(r, 0.0) - own.get(r, 0.0)) for r in ROLES}
@@ -237,13 +235,13 @@ def wear_kpis(wear: Mapping[str, Wear], baseline_wear: Mapping[str, Wear]) -> di
     }
 
 
-def interface_deviation(grid: Mapping[str, NetworkCheck], dispatch: pd.DataFrame) -> float:
+def interface_deviation(grid: Mapping[str, NetworkCheck], dispatch: Columns) -> float:
     """Sum over DSOs of |interface change - DER dispatched in the area| (MW): how far the
     interfaces really moved from what was dispatched behind them (undelivered DER, and the
     change of the network's losses), from the delivery and the baseline power flows."""
-    der = _column(dispatch, "resource") == "der"
-    mw = signed_mw(_column(dispatch, "direction")[der], dispatch.mw.to_numpy(float)[der])
-    signed = _sums_by(_column(dispatch, "dso")[der], mw)
+    der = text(dispatch, "resource") == "der"
+    mw = signed_mw(text(dispatch, "direction")[der], numbers(dispatch, "mw")[der])
+    signed = _sums_by(text(dispatch, "dso")[der], mw)
     total = 0.0
     for name, c in grid.items():
         moved = c.delivered.interface_p_mw - c.baseline.interface_p_mw

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -56,41 +57,146 @@ def payload_bytes(table: pd.DataFrame) -> int:
     """Size of a table serialised as an Arrow IPC stream (schema, dictionaries, record batch,
     end marker).
 
-    Counted without writing the stream (about ten messages a period): the record batch's size
-    from its Arrow columns (converted as ``RecordBatch.from_pandas`` converts them), plus the
-    rest of the stream, whose size depends only on the columns' names and types and on the
-    dictionaries of dictionary (categorical) columns, and is measured once per such key: a
-    network state's categorical column has the same categories every period. Tables the
-    shortcut does not cover (frame attributes, which go into the schema; a table without
-    columns, whose batch length Arrow takes from the frame) are serialised.
+    Counted without writing the stream or converting text (about ten messages a period, a
+    few hundred rows of four text columns each; Arrow's conversion of text cost more than all
+    the rest of a message): the record batch's body is its buffers, each padded to Arrow's
+    8-byte alignment, and their lengths follow from each column's row count, its nulls and,
+    for text, its UTF-8 bytes. The rest of the stream (schema message, dictionary batches,
+    the batch's metadata, end marker) depends only on the columns' names and types, the
+    dictionaries of dictionary (categorical) columns and whether the batch and its body are
+    empty, and is measured once per such key. Tables the shortcut does not cover (frame
+    attributes, which go into the schema; a table without columns, whose batch length Arrow
+    takes from the frame; a column type whose buffers are not counted here) are serialised.
     """
     if table.attrs or not table.columns.is_unique or table.columns.empty:
         return stream_bytes(table)
-    names, arrays, columns = [], [], []
+    columns, body = [], 0
     for name, column in table.items():
-        array = pa.array(column.values, from_pandas=True)
-        names.append(str(name))
-        arrays.append(array)
-        columns.append((name, str(column.dtype), array.type, _dictionary(array)))
-    batch_bytes = pa.ipc.get_record_batch_size(pa.RecordBatch.from_arrays(arrays, names=names))
-    key = tuple(columns)
-    if key not in _SCHEMA_BYTES:
-        _SCHEMA_BYTES[key] = stream_bytes(table) - batch_bytes
-    return _SCHEMA_BYTES[key] + batch_bytes
+        layout = _column_layout(column)
+        if layout is None:
+            return stream_bytes(table)
+        columns.append((name, layout.key))
+        body += sum(-(-length // _ALIGNMENT) * _ALIGNMENT for length in layout.buffers)
+    key = (tuple(columns), table.empty, body == 0)
+    if key not in _REST_BYTES:
+        _REST_BYTES[key] = stream_bytes(table) - body
+    return _REST_BYTES[key] + body
 
 
-def _dictionary(array: pa.Array) -> tuple | None:
-    """The values of a dictionary column's dictionary (written to the stream as a message of
-    its own, before the record batch, which holds only the indices); None for other columns."""
-    if not pa.types.is_dictionary(array.type):
+#: Arrow IPC pads every buffer of a record batch's body to a multiple of this many bytes
+_ALIGNMENT = 8
+
+#: bytes of the stream besides the record batch's body (schema message, dictionary batches,
+#: the batch's metadata, end marker), per (name, column key) of its columns, empty batch, empty
+#: body: what the schema with its pandas metadata, the dictionaries and the batch's
+#: metadata (one node per column, one entry per buffer; a zero length is left out) are made of
+_REST_BYTES: dict[tuple, int] = {}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A column as Arrow writes it: ``key``, what its part of the schema and dictionaries
+    depends on (dtype, Arrow type, dictionary values); ``buffers``, the unpadded byte lengths
+    of its buffers in the record batch's body."""
+
+    key: tuple
+    buffers: tuple[int, ...]
+
+
+def _column_layout(column: pd.Series) -> _Layout | None:
+    """The layout of one column, converted as ``RecordBatch.from_pandas`` converts it; None
+    for a type whose buffers are not counted here."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in _NUMBERS:
+        return _number_layout(column.to_numpy())
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _categorical_layout(column.array)
+    if _python_objects(dtype):
+        text = _text_layout(dtype, np.asarray(column.array))
+        if text is not None:
+            return text
+    array = pa.array(column.values, from_pandas=True)
+    buffers = _buffers(array)
+    return None if buffers is None else _Layout((dtype, array.type), buffers)
+
+
+#: numpy kinds whose Arrow type follows from the dtype alone: booleans (bits), signed and
+#: unsigned integers, floats (NaN is null: ``from_pandas``)
+_NUMBERS = "biuf"
+
+
+def _number_layout(values: np.ndarray) -> _Layout:
+    """A numpy column of numbers: its values (booleans as bits) and, for floats with NaN, a
+    validity bitmap; the dtype alone fixes its Arrow type."""
+    n = len(values)
+    nulls = values.dtype.kind == "f" and bool(np.isnan(values).any())
+    data = _bitmap_bytes(n) if values.dtype.kind == "b" else values.nbytes
+    return _Layout((values.dtype,), (_bitmap_bytes(n) if nulls else 0, data))
+
+
+def _python_objects(dtype: object) -> bool:
+    """Whether a column's values are Python objects (text, as a rule): numpy's object dtype
+    or pandas' text stored as Python strings."""
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.storage == "python"
+    return dtype == np.dtype(object)
+
+
+def _categorical_layout(values: pd.Categorical) -> _Layout:
+    """A categorical column: its codes are the indices (of the codes' integer type); the
+    categories, a dictionary batch of their own, are in the key."""
+    codes = values.codes
+    dtype = values.dtype
+    categories = (dtype.categories.dtype, dtype.ordered, tuple(dtype.categories))
+    validity = _bitmap_bytes(len(codes)) if (codes < 0).any() else 0
+    return _Layout(("category", codes.dtype, categories), (validity, codes.nbytes))
+
+
+def _text_layout(dtype: object, values: np.ndarray) -> _Layout | None:
+    """A text column without nulls (every value a ``str``): Arrow's text type (what both
+    pandas and Arrow make of Python strings), offsets and UTF-8 bytes, counted by joining the
+    values (one C loop, which rejects any value that is not a ``str``); None for others
+    (nulls, other objects, no rows: Arrow infers the type from the values). Keyed by the
+    dtype's name: hashing pandas' text dtype costs more than the join."""
+    if not len(values):
         return None
-    return tuple(array.dictionary.to_pylist())
+    try:
+        data = len("".join(values).encode())
+    except (TypeError, UnicodeEncodeError):
+        return None
+    return _Layout(("text", str(dtype)), (0, (len(values) + 1) * _OFFSET_BYTES, data))
 
 
-#: bytes of the stream besides the record batch (schema message, dictionary batches, end
-#: marker), per (name, dtype, Arrow type, dictionary values) of its columns: what the schema
-#: with its pandas metadata and the dictionaries are made of
-_SCHEMA_BYTES: dict[tuple, int] = {}
+#: bytes of one offset of Arrow's (not large) text type
+_OFFSET_BYTES = 4
+
+
+def _buffers(array: pa.Array) -> tuple[int, ...] | None:
+    """Unpadded lengths of an Arrow array's buffers as the IPC writer writes them (validity
+    bitmap only with nulls; values truncated to the array's length); None for types other
+    than fixed-width, text and null."""
+    n, kind = len(array), array.type
+    validity = _bitmap_bytes(n) if array.null_count else 0
+    if pa.types.is_null(kind):
+        return ()
+    if pa.types.is_primitive(kind):
+        return validity, -(-n * kind.bit_width // 8)
+    if pa.types.is_string(kind):
+        return validity, (n + 1) * _OFFSET_BYTES, _text_bytes(array)
+    return None
+
+
+def _text_bytes(array: pa.StringArray) -> int:
+    """UTF-8 bytes of a text array's values: the span of its offsets."""
+    if not len(array):
+        return 0
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)
+    return int(offsets[array.offset + len(array)] - offsets[array.offset])
+
+
+def _bitmap_bytes(n: int) -> int:
+    """Bytes of a bitmap of ``n`` bits."""
+    return -(-n // 8)
 
 
 def stream_bytes(table: pd.DataFrame) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import mesa
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import simpy
 
 from market_sim import kernels
@@ -41,7 +42,12 @@ from market_sim.grid.network import DistributionNetwork, profile_step
 from market_sim.invariants import PeriodTables, check_period
 from market_sim.kpis import NetworkCheck, period_kpis
 from market_sim.markets.offers import empty_offers
-from market_sim.markets.settlement import dispatch_table, settlement_table
+from market_sim.markets.settlement import (
+    DISPATCH_DTYPES,
+    SETTLEMENT_DTYPES,
+    dispatch_columns,
+    settlement_columns,
+)
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.recording import (
     record_balancing,
@@ -54,12 +60,11 @@ from market_sim.recording import (
     record_wear,
 )
 from market_sim.registry import COORDINATION_MODELS
-from market_sim.results import Recorder
+from market_sim.results import Recorder, arrow_table, column_array, schema
 from market_sim.run_state import RunState
 from market_sim.scenario import check_data, load_networks
 from market_sim.schedule import MESSAGE_COLUMNS, PeriodClock, Post
-from market_sim.tables import TABLES
-from market_sim.types import Injections
+from market_sim.types import Injections, typed_frame
 from market_sim.wear import Wear, period_wear
 
 log = logging.getLogger(__name__)
@@ -122,6 +127,7 @@ class MarketModel(mesa.Model):
         self.env = simpy.Environment(initial_time=self.state.time_s)
         self.post = Post(self.env, config.communication, on_late=self._late)
         self.recorder = Recorder()
+        self._buses = pd.Index(self.transmission.bus_ids)
         self._load_peak = sum(
             n.profiles["load_p"].sum(axis=1) for n in self.networks.values()
         ).max()
@@ -193,7 +199,7 @@ class MarketModel(mesa.Model):
 
     def _period(self, clock: PeriodClock) -> Generator:
         yield self.post.wait_until(clock.start_s)
-        inputs = self._gate_opening(clock.period)
+        inputs, forecasts = self._gate_opening(clock.period)
         context = PeriodContext(clock, self.post, self.timed, self.record_event)
         outcome: PeriodOutcome = yield self.env.process(self.coordination.run(context, inputs))
         thermal = Thermal(self.state.thermal, self._hour_of_day(clock.period), self._minutes)
@@ -201,22 +207,23 @@ class MarketModel(mesa.Model):
             self.dsos, self.tso, inputs, outcome, thermal, self.timed
         )
         yield self.post.wait_until(clock.delivery)
-        delivery, delivered, base = self._deliver(inputs, outcome)
+        delivery, delivered, base = self._deliver(inputs, outcome, forecasts)
         wear = self._wear(clock.period, delivered, base)
         dispatch, settlement = self._settle(inputs, outcome, delivery)
         self._record(inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual)
         if self.check:
             self._check(inputs, outcome, dispatch, settlement)
 
-    def _gate_opening(self, period: int) -> PeriodInputs:
-        """Forecasts, bids from every flexible prosumer, and the TSO's schedule and need."""
-        cfg = self.config
-        step = profile_step(cfg.start, period, cfg.period_minutes)
-        forecasts = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
-        bids = self.timed("prosumers", "bids", self.population.bids, forecasts, self.state.energy)
+    def _gate_opening(self, period: int) -> tuple[PeriodInputs, dict[str, Injections]]:
+        """Forecasts, bids from every flexible prosumer, and the TSO's schedule and need; and
+        the DSOs' forecasts before the devices' repayments, which delivery settles the
+        devices' energy against (the same profiles are not read twice a period)."""
+        step = profile_step(self.config.start, period, self.config.period_minutes)
+        raw = {n: self.timed(n, "forecast", d.forecast, step) for n, d in self.dsos.items()}
+        bids = self.timed("prosumers", "bids", self.population.bids, raw, self.state.energy)
         bids = self.coordination.offered(bids)
-        forecasts = self.population.with_recovery(forecasts, self.state.energy)
-        load_factor = sum(n.profiles["load_p"][step].sum() for n in self.networks.values())
+        forecasts = self.population.with_recovery(raw, self.state.energy)
+        load_factor = sum(raw[n].p_mw["load"].sum() for n in self.networks)
         area: dict[int, float] = {}
         for name, dso in self.dsos.items():
             area[dso.interface_bus] = area.get(dso.interface_bus, 0.0) + _net_injection(
@@ -238,27 +245,26 @@ class MarketModel(mesa.Model):
                 "schedule_below_minimum",
                 f"units run {plan.schedule.below_min_mw:.1f} MW below their minimum outputs",
             )
-        return PeriodInputs(period, bids, forecasts, plan)
+        return PeriodInputs(period, bids, forecasts, plan), raw
 
     def _deliver(
-        self, inputs: PeriodInputs, outcome: PeriodOutcome
-    ) -> tuple[pd.DataFrame, dict[str, Delivered], dict[str, Delivered]]:
+        self, inputs: PeriodInputs, outcome: PeriodOutcome, forecasts: dict[str, Injections]
+    ) -> tuple[dict[str, np.ndarray], dict[str, Delivered], dict[str, Delivered]]:
         """Each dispatched DER delivers (or not); one AC power flow per DSO network, after one
-        of the same operating point with no DER activated (the baseline, for the KPIs)."""
+        of the same operating point with no DER activated (the baseline, for the KPIs).
+        ``forecasts``: the DSOs' forecasts before the devices' repayments."""
         base = self.timed("grid", "baseline", baseline, self.dsos, outcome.operating_points)
         delivery = self.population.delivery(
             outcome.dispatch,
             self.config.settlement.delivery_reliability,
             self.state.streams["delivery"],
         )
-        delivered_mw = pd.DataFrame({"bid_id": delivery.bid_id, "mw": delivery.delivered_mw})
+        delivered_mw = {"bid_id": delivery["bid_id"], "mw": delivery["delivered_mw"]}
         delivered = self.timed(
             "grid", "delivery", deliver, self.dsos, outcome.operating_points, delivered_mw,
             inputs.bids,
         )  # fmt: skip
-        self.state.energy = self.population.deliver(
-            self.state.energy, delivered_mw, self.forecasts(inputs.period)
-        )
+        self.state.energy = self.population.deliver(self.state.energy, delivered_mw, forecasts)
         self.state.delivered = {name: d.injections for name, d in delivered.items()}
         for stage, flows in (("baseline", base), ("delivery", delivered)):
             for name, d in flows.items():
@@ -295,9 +301,10 @@ class MarketModel(mesa.Model):
         return after, before
 
     def _settle(
-        self, inputs: PeriodInputs, outcome: PeriodOutcome, delivery: pd.DataFrame
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The period's dispatch priced by the pricing rule, and who pays whom."""
+        self, inputs: PeriodInputs, outcome: PeriodOutcome, delivery: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The period's dispatch priced by the pricing rule, and who pays whom: the columns
+        of their tables, which the record stage and the KPIs read (no table is built)."""
         clearing = outcome.clearing
         ok = clearing is not None and clearing.ok
         accepted = clearing.accepted if ok else accepted_none()
@@ -306,16 +313,18 @@ class MarketModel(mesa.Model):
         cfg = self.config.settlement
         located = clearing.der_price_eur_per_mwh if ok else None
         dispatch = self.timed(
-            "market", "settlement", dispatch_table, accepted, offers, delivery, inputs.bids,
+            "market", "settlement", dispatch_columns, accepted, offers, delivery, inputs.bids,
             self.tso.interface_buses, prices, self.period_h, cfg, located,
         )  # fmt: skip
-        return dispatch, settlement_table(dispatch, self.period_h, cfg)
+        return dispatch, settlement_columns(dispatch, self.period_h, cfg)
 
     def _balancing_prices(self, clearing) -> pd.Series:
-        buses = self.transmission.bus_ids
+        """The balancing price per transmission bus (NaN if the clearing failed or did not
+        run), on the run's one index of the buses (a new index per period cost as much as the
+        table)."""
         if clearing is None or not clearing.ok:
-            return pd.Series(np.nan, index=buses)
-        return pd.Series(clearing.price_eur_per_mwh, index=buses)
+            return pd.Series(np.nan, index=self._buses)
+        return pd.Series(clearing.price_eur_per_mwh, index=self._buses)
 
     def _record(
         self,
@@ -324,18 +333,22 @@ class MarketModel(mesa.Model):
         delivered: Mapping[str, Delivered],
         base: Mapping[str, Delivered],
         wear: tuple[Mapping[str, Wear], Mapping[str, Wear]],
-        dispatch: pd.DataFrame,
-        settlement: pd.DataFrame,
+        dispatch: Mapping[str, np.ndarray],
+        settlement: Mapping[str, np.ndarray],
         counterfactual: pd.DataFrame,
     ) -> None:
         """Write the period's rows into the results tables, then its KPIs."""
         period, rec = inputs.period, self.recorder
         record_outcome(rec, period, outcome)
         rec.add_frame("counterfactual", counterfactual, period=period)
-        devices = self.population.device_state(self.state.energy)
-        frames = {"bids": inputs.bids, "settlement": settlement, "devices": devices}
-        record_frames(rec, period, frames | {"validation": outcome.validation})
-        record_frames(rec, period, {"dispatch": dispatch})
+        record_frames(rec, period, {"bids": inputs.bids, "validation": outcome.validation})
+        devices = self.population.device_columns(self.state.energy)
+        for table, columns in (
+            ("devices", devices),
+            ("dispatch", dispatch),
+            ("settlement", settlement),
+        ):
+            rec.add_columns(table, columns, period=period)
         buses = np.asarray(self.transmission.bus_ids)
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         if schedule.ok:
@@ -395,8 +408,8 @@ class MarketModel(mesa.Model):
             self.period_h,
             inputs.bids,
             outcome.validation,
-            dispatch,
-            settlement,
+            typed_frame(dispatch, DISPATCH_DTYPES),
+            typed_frame(settlement, SETTLEMENT_DTYPES),
             self.population.device_state(self.state.energy),
             float(inputs.plan.need_mw.sum()),
             up,
@@ -422,10 +435,7 @@ class MarketModel(mesa.Model):
         rows = self.post.log if rows is None else rows
         if not rows:  # no values to infer the dtypes from: object, as a frame of no rows has
             return pd.DataFrame(columns=[*MESSAGE_COLUMNS, "sender_role", "receiver_role"])
-        columns = dict(zip(MESSAGE_COLUMNS, zip(*rows, strict=True), strict=True))
-        columns["sender_role"] = [self.role(name) for name in columns["sender"]]
-        columns["receiver_role"] = [self.role(name) for name in columns["receiver"]]
-        return pd.DataFrame(columns)
+        return pd.DataFrame(_message_columns(rows, self.role))
 
     def role(self, name: str) -> str:
         if name == TSO.name:
@@ -436,25 +446,35 @@ class MarketModel(mesa.Model):
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every results table of the periods run so far (since the last :meth:`take_tables`):
         for short runs in a notebook or a test; long runs write chunks to disk instead."""
-        return self._tables(self.post.log)
+        return {name: table.to_pandas() for name, table in self._tables(self.post.log).items()}
 
-    def take_tables(self) -> dict[str, pd.DataFrame]:
-        """The tables of the periods run since the last call, which the model then forgets:
-        a long run writes them to disk as a chunk, so that its memory does not grow."""
+    def take_tables(self) -> dict[str, pa.Table]:
+        """The tables of the periods run since the last call, which the model then forgets,
+        as Arrow tables of their documented schemas: a long run writes them to disk as a
+        chunk (no DataFrame in between), so that its memory does not grow."""
         tables = self._tables(self.post.take_log())
         self.recorder.clear()
         return tables
 
-    def _tables(self, log_rows: list[tuple]) -> dict[str, pd.DataFrame]:
-        tables = self.recorder.tables()
-        messages = self.message_table(log_rows)
-        tables["messages"] = messages[list(TABLES["messages"])].astype(
-            {c: t for c, (t, _) in TABLES["messages"].items()}
-        )
+    def _tables(self, log_rows: list[tuple]) -> dict[str, pa.Table]:
+        tables = self.recorder.arrow_tables()
+        messages = schema("messages").empty_table()
+        if log_rows:
+            columns = {c: column_array(v) for c, v in _message_columns(log_rows, self.role).items()}
+            messages = arrow_table("messages", columns)
+        tables["messages"] = messages
         return tables
 
     def _late(self, m) -> None:
         self.record_event("late_message", f"{m.kind} {m.sender}->{m.receiver} step {m.step}")
+
+
+def _message_columns(rows: list[tuple], role: Callable[[str], str]) -> dict[str, tuple]:
+    """Message log rows (at least one) as columns, with the roles of sender and receiver."""
+    columns = dict(zip(MESSAGE_COLUMNS, zip(*rows, strict=True), strict=True))
+    columns["sender_role"] = tuple(role(name) for name in columns["sender"])
+    columns["receiver_role"] = tuple(role(name) for name in columns["receiver"])
+    return columns
 
 
 def _unserved(clearing) -> tuple[float, float]:

@@ -27,6 +27,8 @@ from market_sim.wear import Wear
 
 #: The columns of ``balancing_offers`` an offer book has as they are.
 OFFER_COLUMNS = ("offer_id", "bus", "direction", "mw", "price_eur_per_mwh")
+#: The offer book's resource kinds as text objects, shared by every row that has them.
+RESOURCES = {kind: np.array(kind, dtype=object) for kind in ("ter", "der")}
 #: The columns of ``balancing_rows`` the clearing labels each row with.
 ROW_LABELS = tuple(column_dtypes("balancing_rows", without=("period", "row", "rhs")))
 
@@ -83,7 +85,7 @@ def record_delivery(
 def record_wear(recorder: Recorder, period: int, wear: Mapping[str, Wear]) -> None:
     """Each DSO network's transformers' aging rows after delivery."""
     for w in wear.values():
-        recorder.add_frame("aging", w.rows, period=period)
+        recorder.add_columns("aging", {"trafo": w.trafo, **w.columns}, period=period, dso=w.dso)
 
 
 def record_frames(recorder: Recorder, period: int, frames: Mapping[str, pd.DataFrame]) -> None:
@@ -97,7 +99,8 @@ def record_kpis(recorder: Recorder, period: int, kpis: list[tuple[str, float, st
     if not kpis:
         return
     names, values, units = zip(*kpis, strict=True)
-    columns = {"name": names, "value": np.array(values, dtype=float), "unit": units}
+    text = {"name": np.array(names, dtype=object), "unit": np.array(units, dtype=object)}
+    columns = text | {"value": np.array(values, dtype=float)}
     recorder.add_columns("kpis", columns, period=period)
 
 
@@ -147,8 +150,8 @@ def offer_book(offers: pd.DataFrame) -> dict[str, np.ndarray]:
     element = offers["element"] if "element" in offers else pd.Series("", index=offers.index)
     columns = {c: offers[c].to_numpy() for c in OFFER_COLUMNS}
     return columns | {
-        "resource": np.where(ter, "ter", "der"),
-        "element": element.fillna("").astype(str).to_numpy(),
+        "resource": np.where(ter, RESOURCES["ter"], RESOURCES["der"]),
+        "element": element.to_numpy(dtype=object, na_value=""),
     }
 
 

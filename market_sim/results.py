@@ -11,6 +11,8 @@ or in :data:`market_sim.tables.TABLES`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import platform
 from collections.abc import Mapping
@@ -42,12 +44,14 @@ class TableBuffer:
     A period adds a few blocks of rows to a table; building a DataFrame per block and
     concatenating DataFrames per chunk cost more than the stages that computed the rows. So a
     block is kept as one array per column, single rows (a timing, an event) as tuples, and the
-    table is built once, from one concatenation per column, with its documented dtypes.
+    table is built once, from one concatenation per column, as an Arrow table of the
+    documented schema: what a chunk's parquet file is written from, and what a DataFrame for a
+    notebook is read from (so that both have the same values and dtypes).
     """
 
-    def __init__(self, columns: dict[str, tuple[str, str]]) -> None:
-        self.columns = tuple(columns)
-        self.dtypes = {c: t for c, (t, _) in columns.items()}
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.columns = tuple(TABLES[name])
         #: blocks of rows, each one array per column, in the order they were added
         self.blocks: list[dict[str, np.ndarray]] = []
         #: single rows (values in column order) added since the last block
@@ -70,16 +74,19 @@ class TableBuffer:
             self.rows = []
             self.blocks.append({c: frame[c].to_numpy() for c in self.columns})
 
-    def frame(self) -> pd.DataFrame:
-        """The rows so far as one DataFrame with the documented dtypes; the buffer keeps them
+    def arrow(self) -> pa.Table:
+        """The rows so far as an Arrow table of the documented schema; the buffer keeps them
         (as one block, so that asking again does not join them again)."""
         self._flush_rows()
         if not self.blocks:
-            empty = {c: pd.Series(dtype=t) for c, t in self.dtypes.items()}
-            return pd.DataFrame(empty).astype(self.dtypes)
+            return schema(self.name).empty_table()
         joined = {c: np.concatenate([b[c] for b in self.blocks]) for c in self.columns}
         self.blocks = [joined]
-        return pd.DataFrame({c: _typed(v, self.dtypes[c]) for c, v in joined.items()})
+        return arrow_table(self.name, joined)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows so far as one DataFrame with the documented dtypes."""
+        return self.arrow().to_pandas()
 
     def clear(self) -> None:
         self.blocks = []
@@ -94,7 +101,7 @@ class Recorder:
     """
 
     def __init__(self) -> None:
-        self.buffers = {name: TableBuffer(columns) for name, columns in TABLES.items()}
+        self.buffers = {name: TableBuffer(name) for name in TABLES}
 
     def add(self, table: str, rows: list[dict] | pd.DataFrame) -> None:
         """Add rows: a list of named rows (a missing column is NaN), or a DataFrame with the
@@ -115,7 +122,7 @@ class Recorder:
         """Rows given as arrays, one per column, of equal length, and ``constants`` (the
         period, a DSO's name) repeated over them; no rows if the arrays are empty. The arrays
         are copied: the stage that made them may change them later."""
-        arrays = {c: _column(v) for c, v in columns.items()}
+        arrays = {c: column_array(v) for c, v in columns.items()}
         n = len(next(iter(arrays.values())))
         if any(len(a) != n for a in arrays.values()):
             lengths = {c: len(a) for c, a in arrays.items()}
@@ -123,8 +130,7 @@ class Recorder:
         if n == 0:
             return
         for name, value in constants.items():
-            dtype = object if isinstance(value, str) else None
-            arrays[name] = np.full(n, value, dtype=dtype)
+            arrays[name] = _constant(n, value)
         self.buffers[table].add_block(arrays)
 
     def add_frame(self, table: str, frame: pd.DataFrame, **constants: Any) -> None:
@@ -142,20 +148,52 @@ class Recorder:
     def tables(self) -> dict[str, pd.DataFrame]:
         return {name: self.table(name) for name in TABLES}
 
+    def arrow_tables(self) -> dict[str, pa.Table]:
+        """Every table of the rows so far as an Arrow table of its documented schema: what a
+        chunk is written from, without a DataFrame in between."""
+        return {name: buffer.arrow() for name, buffer in self.buffers.items()}
+
     def clear(self) -> None:
         """Forget the rows collected so far (written to disk): memory stays flat in long runs."""
         for buffer in self.buffers.values():
             buffer.clear()
 
 
-def _typed(values: np.ndarray, dtype: str) -> pd.Series:
-    """A joined column as its documented dtype, converted as ``DataFrame.astype`` converts
-    it (the same Series conversion, an error where a value does not fit), column by column:
-    building the untyped frame first and converting it cost twice as much per chunk."""
-    return pd.Series(values, copy=False).astype(dtype)
+def _constant(n: int, value: Any) -> np.ndarray:
+    """``value`` repeated ``n`` times; text as one Python string referred to ``n`` times
+    (``np.full`` made a string object per row, each then joined, converted and freed)."""
+    if not isinstance(value, str):
+        return np.full(n, value)
+    column = np.empty(n, dtype=object)
+    column[:] = value
+    return column
 
 
-def _column(values: Any) -> np.ndarray:
+def arrow_table(table: str, columns: Mapping[str, np.ndarray]) -> pa.Table:
+    """Columns of ``table`` (numpy arrays, all of one length) as an Arrow table of its
+    documented schema."""
+    fields = schema(table)
+    arrays = [_arrow_column(columns[f.name], f.type, TABLES[table][f.name][0]) for f in fields]
+    return pa.Table.from_arrays(arrays, schema=fields)
+
+
+def _arrow_column(values: np.ndarray, arrow_type: pa.DataType, dtype: str) -> pa.Array:
+    """A joined column as an Arrow array of its documented type, with the values that
+    ``pd.Series(values).astype(dtype)`` written by ``pa.Table.from_pandas`` has (NaN as null).
+
+    A column that already has the documented type (numbers as their numpy dtype, text as
+    Python strings and missing values) goes to Arrow as it is; any other is converted as
+    ``DataFrame.astype`` converts it (an error where a value does not fit).
+    """
+    as_is = values.dtype == object if dtype == "string" else values.dtype == np.dtype(dtype)
+    if as_is:
+        with contextlib.suppress(pa.ArrowTypeError):  # objects that are not all text
+            return pa.array(values, type=arrow_type, from_pandas=True)
+    typed = pd.Series(values, copy=False).astype(dtype)
+    return pa.array(typed, type=arrow_type, from_pandas=True)
+
+
+def column_array(values: Any) -> np.ndarray:
     """A copy of a column's values as a numpy array; text as Python strings (object), as
     pandas holds it, never numpy's fixed-width unicode."""
     array = np.array(values)
@@ -194,19 +232,36 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+@functools.cache
 def schema(table: str) -> pa.Schema:
-    """The parquet schema of ``table``, from its documented dtypes: every chunk's file has it,
-    an empty chunk's too, so that the files of a dataset always read back as one table."""
+    """The parquet schema of ``table``, from its documented dtypes, with the pandas metadata
+    ``pa.Table.from_pandas`` gives it (pandas reads text back as ``string``, not object):
+    every chunk's file has it, an empty chunk's too, so that the files of a dataset always
+    read back as one table."""
     types = {"bool": pa.bool_(), "float32": pa.float32(), "float64": pa.float64()}
     types |= {"int64": pa.int64(), "string": pa.string()}
-    return pa.schema([(c, types[t]) for c, (t, _) in TABLES[table].items()])
+    columns = TABLES[table]
+    plain = pa.schema([(c, types[t]) for c, (t, _) in columns.items()])
+    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in columns.items()})
+    return pa.Table.from_pandas(empty, schema=plain, preserve_index=False).schema
 
 
-def write_part(folder: Path, table: str, index: int, frame: pd.DataFrame) -> None:
-    """Chunk ``index`` of ``table`` as one parquet file of its dataset folder."""
+def frame_to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
+    """A DataFrame with the columns of ``table`` as an Arrow table of its schema."""
     columns = list(TABLES[table])
-    arrow = pa.Table.from_pandas(frame[columns], schema=schema(table), preserve_index=False)
-    atomic_write(folder / table / part_name(index), lambda fh: pq.write_table(arrow, fh))
+    return pa.Table.from_pandas(frame[columns], schema=schema(table), preserve_index=False)
+
+
+def write_part(folder: Path, table: str, index: int, arrow: pa.Table) -> None:
+    """Chunk ``index`` of ``table`` (an Arrow table of its schema) as one parquet file of its
+    dataset folder. Only text is dictionary-encoded and only the period has statistics:
+    hashing every number of a chunk took half its writing time, and a reader picks periods,
+    not values; the values read back are the same either way."""
+    if not arrow.schema.equals(schema(table), check_metadata=True):
+        raise ValueError(f"{table}: chunk's schema {arrow.schema} is not the table's")
+    text = [f.name for f in arrow.schema if f.type == pa.string()]
+    options = {"use_dictionary": text, "write_statistics": ["period"]}
+    atomic_write(folder / table / part_name(index), lambda fh: pq.write_table(arrow, fh, **options))
 
 
 def parts(folder: Path, table: str) -> list[Path]:
@@ -246,7 +301,7 @@ def write_run(folder: Path, config_yaml: str, run_info: dict, tables: dict[str, 
     one chunk, and run.json, last, saying it is complete."""
     atomic_write_text(folder / "config.yaml", config_yaml)
     for name, table in tables.items():
-        write_part(folder, name, 0, table)
+        write_part(folder, name, 0, frame_to_arrow(name, table))
     info = {"status": "complete", **run_info, "packages": package_versions()}
     write_run_info(folder, info)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from market_sim.files import atomic_write_bytes, atomic_write_text
 from market_sim.results import (
@@ -167,9 +167,10 @@ class ModelFolder:
         atomic_write_text(self.path / "config.yaml", config_yaml)
         write_run_info(self.path, {**info, "status": "pending", "last_completed_period": None})
 
-    def write_chunk(self, index: int, tables: dict[str, pd.DataFrame], state: bytes | None) -> None:
-        """The chunk's tables (every table, empty ones too), then the state naming it (None:
-        a chunk cut short, written to be read but not resumed from)."""
+    def write_chunk(self, index: int, tables: dict[str, pa.Table], state: bytes | None) -> None:
+        """The chunk's tables (every table, empty ones too, as Arrow tables of their schemas),
+        then the state naming it (None: a chunk cut short, written to be read but not resumed
+        from)."""
         for name in TABLES:
             write_part(self.path, name, index, tables[name])
         if state is None:

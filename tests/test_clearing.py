@@ -280,6 +280,36 @@ def test_built_once_matches_fresh_model():
     assert market.capacity.max() > 1  # the overflow path was exercised
 
 
+def test_kept_models_clear_as_freshly_built_ones():
+    """A checkpoint returns to the initial slot capacity and overflows grow it again: the
+    models kept per capacity then clear bit for bit as new builds (and new markets) do."""
+    network = load_case("case39")
+    schedule = EnergySchedule(network).solve(network.base_load_mw)
+    ter = ter_offers(network, schedule, ramp_mw=30.0).drop(columns="element")
+    bus = int(network.bus_ids[3])
+    crowded = _offers([(k, bus, ("up", "down")[k % 2], 5.0, 10.0 + k) for k in range(9)])
+    offers = pd.concat([crowded, ter], ignore_index=True)
+    need = np.zeros(network.n_buses)
+    need[[3, 8]] = (25.0, -10.0)
+    rng = np.random.default_rng(11)
+    kept = BalancingMarket(network, VOLL)
+    for _ in range(3):  # build, then take both capacities' kept models twice
+        kept.forget_warm_start()
+        initial = kept.clear(ter, need, schedule.flow_mw)  # the initial capacity
+        grown = kept.clear(offers, need, schedule.flow_mw)  # overflows: a larger capacity
+        assert initial.ok and grown.ok
+        for _ in range(5):  # other periods leave their history in the kept solver
+            other = need + rng.normal(0.0, 20.0, network.n_buses)
+            rows = (sparse.csr_array(rng.uniform(0.0, 1.0, (2, len(offers)))), np.full(2, 30.0))
+            assert kept.clear(offers, other, schedule.flow_mw, rows).ok
+        for result, book in ((initial, ter), (grown, offers)):
+            fresh = BalancingMarket(network, VOLL).clear(book, need, schedule.flow_mw)
+            pd.testing.assert_frame_equal(result.accepted, fresh.accepted, check_exact=True)
+            assert np.array_equal(result.price_eur_per_mwh, fresh.price_eur_per_mwh)
+            assert result.cost_eur == fresh.cost_eur
+    assert len(kept._built) == 3  # the initial capacity, then 4 and 8 slots at the crowded bus
+
+
 def test_ter_offers():
     network = load_case("case39")
     schedule = EnergySchedule(network).solve(network.base_load_mw)

@@ -28,7 +28,7 @@ import yaml
 from market_sim import load_results
 from market_sim.cli import main
 from market_sim.progress import Progress
-from market_sim.results import RunFolderError, write_run
+from market_sim.results import RunFolderError, schema, write_run
 from market_sim.run_folder import LOCK, STATE, ModelFolder
 from market_sim.tables import TABLES
 from tests.conftest import QUICKSTART, ROOT
@@ -252,9 +252,7 @@ def test_load_results_refuses_an_incomplete_folder_unless_asked(tmp_path):
 def test_a_resume_drops_the_files_of_a_half_written_chunk(tmp_path):
     folder = ModelFolder(tmp_path)
     folder.create("", {"periods": 2})
-    empty = {
-        n: pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in TABLES[n].items()}) for n in TABLES
-    }
+    empty = {n: schema(n).empty_table() for n in TABLES}
     folder.write_chunk(0, empty, b"state of chunk 0")
     (tmp_path / "bids" / "part-00001.parquet").write_bytes(b"half")  # killed while writing
     (tmp_path / "kpis" / ".part-00001.parquet.x.tmp").write_bytes(b"half")

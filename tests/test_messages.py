@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market_sim.messages import _SCHEMA_BYTES, payload_bytes, stream_bytes
+from market_sim.messages import _REST_BYTES, payload_bytes, stream_bytes
 
 TEXT = ["up", "down", "", "gen 3", "Übertrager ä", "端子", "x" * 40]
 
@@ -82,38 +82,43 @@ def test_payload_bytes_is_the_stream_size(kinds: list[str], n: int, seed: int) -
     assert payload_bytes(table) == expected
 
 
-def test_the_schema_part_is_shared_across_lengths() -> None:
-    """One column set at many lengths: the cached schema part holds for all of them."""
+def test_the_rest_is_shared_across_lengths_nulls_and_text() -> None:
+    """One column set at many lengths, with and without nulls, text of other lengths and
+    scripts: the cached rest of the stream holds for all of them (the body is counted)."""
     rng = np.random.default_rng(0)
-    _SCHEMA_BYTES.clear()
+    _REST_BYTES.clear()
     for n in (1, 7, 8, 9, 63, 64, 65, 500, 3):
+        mw = rng.random(n)
+        mw[rng.random(n) < 0.5] = np.nan
         table = pd.DataFrame(
             {
                 "bid_id": rng.integers(0, 10**6, n),
-                "mw": rng.random(n),
-                "buyer": np.array(["tso"] * n, dtype=object),
+                "mw": mw,
+                "buyer": np.array([TEXT[i] for i in rng.integers(0, len(TEXT), n)], dtype=object),
                 "direction": pd.array(["up"] * n, dtype="string"),
             }
         )
         assert payload_bytes(table) == stream_bytes(table)
-    assert len(_SCHEMA_BYTES) == 1
+    assert len(_REST_BYTES) == 1
 
 
 def test_a_categorical_column_shares_the_cached_part_per_dictionary() -> None:
     """A network state's categorical column (the same categories every period) is counted
-    from the cache at any length and values; other categories are measured anew."""
+    from the cache at any length and values; no rows, or other categories, are measured anew."""
     rng = np.random.default_rng(1)
     categories = ["bus", "line", "load", "sgen", "trafo"]
-    _SCHEMA_BYTES.clear()
-    for n in (0, 1, 9, 64, 65, 300):
+    _REST_BYTES.clear()
+    for n in (1, 9, 64, 65, 300):
         values = [categories[i] for i in rng.integers(0, 3, n)]  # some categories unused
         element = pd.Categorical(values, categories=categories)
         table = pd.DataFrame({"element": element, "p_mw": rng.random(n)})
         assert payload_bytes(table) == stream_bytes(table)
-    assert len(_SCHEMA_BYTES) == 1
+    assert len(_REST_BYTES) == 1
+    empty = pd.DataFrame({"element": pd.Categorical([], categories=categories), "p_mw": []})
+    assert payload_bytes(empty) == stream_bytes(empty)
     other = pd.DataFrame({"element": pd.Categorical(["bus", None]), "p_mw": [1.0, 2.0]})
     assert payload_bytes(other) == stream_bytes(other)
-    assert len(_SCHEMA_BYTES) == 2
+    assert len(_REST_BYTES) == 3
 
 
 @pytest.mark.parametrize(

@@ -146,8 +146,8 @@ def test_a_device_fails_alike_whatever_the_order_of_the_dispatch(make_model):
         {"bid_id": np.arange(0, 400, 2), "buyer": "tso", "mw": np.linspace(0.1, 1.0, 200)}
     )
     shuffled = dispatch.sample(frac=1.0, random_state=3)
-    first = population.delivery(dispatch, 0.7, np.random.default_rng(5))
-    second = population.delivery(shuffled, 0.7, np.random.default_rng(5))
+    first = pd.DataFrame(population.delivery(dispatch, 0.7, np.random.default_rng(5)))
+    second = pd.DataFrame(population.delivery(shuffled, 0.7, np.random.default_rng(5)))
     by_bid = second.set_index("bid_id").delivered_mw.reindex(first.bid_id).to_numpy()
     np.testing.assert_array_equal(first.delivered_mw.to_numpy(), by_bid)
     assert 0 < (first.delivered_mw == 0).sum() < len(first)  # some fail, not all

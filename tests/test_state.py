@@ -32,3 +32,14 @@ def test_set_points_come_back_from_the_table_whatever_its_row_order(networks):
     got = injections_from_table(dn, no_storage)
     np.testing.assert_array_equal(got.p_mw["storage"], np.zeros(len(dn.net.storage)))
     np.testing.assert_array_equal(got.p_mw["load"], second.p_mw["load"])
+
+
+def test_a_transformer_without_a_row_keeps_the_nets_tap(networks):
+    """Taps the table does not give are the net's; element names as plain text work too."""
+    dn = next(iter(networks.values()))
+    table = measured_state(dn, dn.baseline(20), Limits())
+    no_trafo = table[table.element != "trafo"].astype({"element": object})
+    got = injections_from_table(dn, no_trafo.reset_index(drop=True))
+    net_taps = np.nan_to_num(dn.net.trafo.tap_pos.to_numpy(float))
+    np.testing.assert_array_equal(got.trafo_tap_pos, net_taps)
+    np.testing.assert_array_equal(got.p_mw["load"], dn.baseline(20).p_mw["load"])

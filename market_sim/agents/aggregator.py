@@ -6,6 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.columns import rows_where
 from market_sim.markets.group_sum import group_sum
 from market_sim.types import empty_bids
 
@@ -23,10 +24,7 @@ class Aggregator(mesa.Agent):
 
     def bid_book(self, population_bids: pd.DataFrame) -> pd.DataFrame:
         """The bids of this aggregator's prosumers: one table, sent as one message."""
-        mine = np.flatnonzero(population_bids.aggregator.to_numpy(object) == self.name)
-        book = population_bids.take(mine)  # cheaper than a boolean index
-        book.index = pd.RangeIndex(len(mine))  # a new table already: reset_index would copy it
-        return book
+        return rows_where(population_bids, "aggregator", self.name)
 
     def validated_book(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """What it offers the TSO after pre-validation: the bids its DSOs returned, each at
@@ -60,6 +58,5 @@ def collect_dispatch(tables: list[pd.DataFrame]) -> pd.DataFrame:
     # the two columns (compensated, in row order), at a fraction of its cost
     buyers, buyer_code = np.unique(buyer, return_inverse=True)
     code, summed = group_sum(bid_id * len(buyers) + buyer_code, mw)
-    return pd.DataFrame(
-        {"bid_id": code // len(buyers), "buyer": buyers[code % len(buyers)], "mw": summed}
-    )
+    columns = {"bid_id": code // len(buyers), "buyer": buyers[code % len(buyers)], "mw": summed}
+    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost

@@ -7,7 +7,9 @@ rows. Bidding and delivery are numpy operations over those arrays, never a loop 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import mesa
 import numpy as np
@@ -18,6 +20,7 @@ from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, typed_frame
 
 LOAD, PV, STORAGE = "load", "pv", "storage"
 _TABLE = {LOAD: "load", PV: "sgen", STORAGE: "storage"}
+_NO_ROWS = np.zeros(0, dtype=np.intp)
 
 
 class Prosumer(mesa.Agent):
@@ -51,6 +54,36 @@ class DeviceArrays:
     e_max_mwh: np.ndarray  # battery energy capacity (0 for other devices)
     p_max_mw: np.ndarray  # battery power limit (0 for other devices)
     shift_limit_mwh: np.ndarray  # load: bound on |shifted energy| (0 for other devices)
+
+    # what the stages select devices by, fixed for the run: derived once, not every period
+    @cached_property
+    def load(self) -> np.ndarray:
+        return self.kind == LOAD
+
+    @cached_property
+    def pv(self) -> np.ndarray:
+        return self.kind == PV
+
+    @cached_property
+    def battery(self) -> np.ndarray:
+        return self.kind == STORAGE
+
+    @cached_property
+    def table(self) -> np.ndarray:
+        """Each device's pandapower table (load, sgen, storage)."""
+        return np.array([_TABLE[k] for k in self.kind], dtype=object)
+
+    @cached_property
+    def places(self) -> dict[tuple[str, str], np.ndarray]:
+        """The rows of each (DSO, kind) that has devices: where a DSO's injections are read
+        and written."""
+        places = {}
+        for dso in dict.fromkeys(self.dso.tolist()):
+            for kind in _TABLE:
+                rows = np.flatnonzero((self.dso == dso) & (self.kind == kind))
+                if len(rows):
+                    places[dso, kind] = rows
+        return places
 
 
 @dataclass(frozen=True)
@@ -239,8 +272,7 @@ class ProsumerPopulation:
     @property
     def window(self) -> np.ndarray:
         """Each device's repayment window, periods: a debt it takes on is repaid within it."""
-        kind = self.devices.kind
-        return np.where(kind == STORAGE, self.storage_window, self.load_window)
+        return np.where(self.devices.battery, self.storage_window, self.load_window)
 
     def target_mwh(self) -> np.ndarray:
         """Each battery's target state of charge, MWh (0 for other devices)."""
@@ -267,7 +299,7 @@ class ProsumerPopulation:
         """
         d = self.devices
         h, eta = self.period_h, self.efficiency
-        load, battery = d.kind == LOAD, d.kind == STORAGE
+        load, battery = d.load, d.battery
         consumption = np.maximum(self._baseline_mw(baselines), 0.0)
         soc = energy.soc_mwh
         lowest = np.where(load, -consumption * h, 0.0)
@@ -285,14 +317,12 @@ class ProsumerPopulation:
         repaid energy really flows through the networks."""
         d = self.devices
         recovered = self.recovery(energy, baselines)
-        grid_mw = np.where(
-            d.kind == STORAGE, self._battery_grid_mw(recovered), recovered / self.period_h
-        )
+        grid_mw = np.where(d.battery, self._battery_grid_mw(recovered), recovered / self.period_h)
         out = {}
         for dso, inj in baselines.items():
             moved = inj.copy()
             for kind in (LOAD, STORAGE):
-                rows = (d.dso == dso) & (d.kind == kind)
+                rows = d.places.get((dso, kind), _NO_ROWS)
                 moved.p_mw[_TABLE[kind]][d.position[rows]] += grid_mw[rows]
             out[dso] = moved
         return out
@@ -302,9 +332,8 @@ class ProsumerPopulation:
         d = self.devices
         p = np.zeros(len(d.kind))
         for dso, inj in baselines.items():
-            here = d.dso == dso
             for kind, table in _TABLE.items():
-                rows = here & (d.kind == kind)
+                rows = d.places.get((dso, kind), _NO_ROWS)
                 p[rows] = inj.p_mw[table][d.position[rows]]
         return p
 
@@ -335,16 +364,16 @@ class ProsumerPopulation:
         recovered = self.recovery(energy, baselines)
         baseline = self._baseline_mw(baselines)
         up, down = np.zeros(len(d.kind)), np.zeros(len(d.kind))
-        load = d.kind == LOAD
+        load = d.load
         flex = self.config.load_flex_fraction * np.maximum(baseline + recovered / h, 0.0)
         room = d.shift_limit_mwh / h
         owed = (energy.owed_mwh - recovered) / h
         up[load] = np.minimum(flex, np.maximum(room - owed, 0))[load]
         down[load] = np.minimum(flex, np.maximum(room + owed, 0))[load]
-        pv = d.kind == PV
+        pv = d.pv
         down[pv] = np.maximum(baseline[pv], 0.0)
         up_b, down_b = self._battery_room(energy, recovered)
-        battery = d.kind == STORAGE
+        battery = d.battery
         up[battery], down[battery] = up_b[battery], down_b[battery]
         return self._book(up, down)
 
@@ -376,7 +405,7 @@ class ProsumerPopulation:
             "prosumer": d.prosumer[rows],
             "aggregator": d.aggregator[rows],
             "dso": d.dso[rows],
-            "element": [_TABLE[k] for k in d.kind[rows]],
+            "element": d.table[rows],
             "element_index": d.element_index[rows],
             "bus": d.bus[rows],
             "direction": np.where(is_up, UP, DOWN),
@@ -389,50 +418,54 @@ class ProsumerPopulation:
     # -- delivery -------------------------------------------------------------------------------
     def delivery(
         self, dispatch: pd.DataFrame, reliability: float, rng: np.random.Generator
-    ) -> pd.DataFrame:
+    ) -> dict[str, np.ndarray]:
         """What each dispatched DER delivers: all of it with probability ``reliability``, else
-        nothing (a device that fails to respond). Columns bid_id, buyer, mw, delivered_mw.
+        nothing (a device that fails to respond). The columns bid_id, buyer, mw and
+        delivered_mw as arrays (the settlement reads them; no table is built).
 
         One draw per device and period, whatever was dispatched, so that every model of a
         scenario faces the same failures (a draw per dispatch row would follow the row order,
         which differs between models, and the number of rows, which shifts later draws)."""
+        bid_id = dispatch["bid_id"].to_numpy(np.int64)
+        mw = dispatch["mw"].to_numpy(float)
         delivers: np.ndarray | bool = True
         if reliability < 1:
             responds = rng.random(len(self.devices.kind)) < reliability
-            delivers = responds[dispatch.bid_id.to_numpy(np.int64) // 2]  # up and down alike
-        mw = dispatch.mw.to_numpy(float)
-        return pd.DataFrame(
-            {
-                "bid_id": dispatch.bid_id.to_numpy(np.int64),
-                "buyer": dispatch.buyer.to_numpy(object),
-                "mw": mw,
-                "delivered_mw": np.where(delivers, mw, 0.0),
-            }
-        )
+            delivers = responds[bid_id // 2]  # up and down alike
+        return {
+            "bid_id": bid_id,
+            "buyer": dispatch["buyer"].to_numpy(object),
+            "mw": mw,
+            "delivered_mw": np.where(delivers, mw, 0.0),
+        }
 
     def deliver(
-        self, energy: DeviceEnergy, dispatch: pd.DataFrame, baselines: dict[str, Injections]
+        self,
+        energy: DeviceEnergy,
+        dispatch: Mapping[str, np.ndarray],
+        baselines: dict[str, Injections],
     ) -> DeviceEnergy:
         """The energy state after the period: the baseline's repayment made, what the DER
         delivered added as new debt due within each device's window.
 
-        ``dispatch``: bid_id, mw delivered; ``baselines``: the forecasts without recovery (as
-        given to :meth:`bids`). A battery's charge moves by its net power (recovery set-point
-        minus up plus down: ``eta`` per MWh charged, ``1 / eta`` per MWh discharged); a load
-        deferring consumption (up) owes it, advancing it (down) is owed it.
+        ``dispatch``: the columns bid_id and mw delivered (a table or arrays); ``baselines``:
+        the forecasts without recovery (as given to :meth:`bids`). A battery's charge moves by
+        its net power (recovery set-point minus up plus down: ``eta`` per MWh charged,
+        ``1 / eta`` per MWh discharged); a load deferring consumption (up) owes it, advancing
+        it (down) is owed it.
         """
         d = self.devices
         recovered = self.recovery(energy, baselines)
-        rows = dispatch.bid_id.to_numpy(np.int64) // 2
-        mw = dispatch.mw.to_numpy(float)
+        bid_id = np.asarray(dispatch["bid_id"], dtype=np.int64)
+        mw = np.asarray(dispatch["mw"], dtype=float)
         up_mw = np.zeros(len(d.kind))
-        np.add.at(up_mw, rows, np.where(dispatch.bid_id.to_numpy(np.int64) % 2 == 0, mw, -mw))
-        battery = d.kind == STORAGE
+        np.add.at(up_mw, bid_id // 2, np.where(bid_id % 2 == 0, mw, -mw))
+        battery = d.battery
         gain = self._battery_soc_gain(self._battery_grid_mw(recovered) - up_mw)
         soc = np.where(battery, energy.soc_mwh + gain, energy.soc_mwh)
         np.clip(soc, 0.0, d.e_max_mwh, out=soc)  # float round-off only
         new_debt = np.where(battery, recovered - gain, 0.0)
-        new_debt = np.where(d.kind == LOAD, up_mw * self.period_h, new_debt)
+        new_debt = np.where(d.load, up_mw * self.period_h, new_debt)
         return DeviceEnergy(soc, *_roll(energy, recovered, new_debt, self.window))
 
     def device_state(self, energy: DeviceEnergy) -> pd.DataFrame:
@@ -442,21 +475,23 @@ class ProsumerPopulation:
         shifted energy still owed (bounds -limit and +limit); ``target_mwh`` the state a
         battery returns to (a load's is 0); ``overdue_mwh`` what is owed past its deadline.
         """
+        return pd.DataFrame(self.device_columns(energy))
+
+    def device_columns(self, energy: DeviceEnergy) -> dict[str, np.ndarray]:
+        """The columns of :meth:`device_state` as arrays: what the record stage keeps."""
         d = self.devices
-        keep = (d.aggregator != "") & ((d.kind == STORAGE) | (d.kind == LOAD))
-        battery = d.kind[keep] == STORAGE
-        return pd.DataFrame(
-            {
-                "dso": d.dso[keep],
-                "element": [_TABLE[k] for k in d.kind[keep]],
-                "element_index": d.element_index[keep],
-                "energy_mwh": np.where(battery, energy.soc_mwh[keep], energy.owed_mwh[keep]),
-                "min_mwh": np.where(battery, 0.0, -d.shift_limit_mwh[keep]),
-                "max_mwh": np.where(battery, d.e_max_mwh[keep], d.shift_limit_mwh[keep]),
-                "target_mwh": self.target_mwh()[keep],
-                "overdue_mwh": energy.overdue_mwh[keep],
-            }
-        )
+        keep = (d.aggregator != "") & (d.battery | d.load)
+        battery = d.battery[keep]
+        return {
+            "dso": d.dso[keep],
+            "element": d.table[keep],
+            "element_index": d.element_index[keep],
+            "energy_mwh": np.where(battery, energy.soc_mwh[keep], energy.owed_mwh[keep]),
+            "min_mwh": np.where(battery, 0.0, -d.shift_limit_mwh[keep]),
+            "max_mwh": np.where(battery, d.e_max_mwh[keep], d.shift_limit_mwh[keep]),
+            "target_mwh": self.target_mwh()[keep],
+            "overdue_mwh": energy.overdue_mwh[keep],
+        }
 
 
 def _periods(hours: float, period_h: float) -> int:

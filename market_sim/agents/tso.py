@@ -117,7 +117,7 @@ class TSO(mesa.Agent):
                 name,
                 dso.network,
                 injections_from_table(dso.network, operational_data[name]),
-                bids[(area == name) & positive],
+                _rows_of(bids, np.flatnonzero((area == name) & positive)),
                 dso.limits,
             )
             for name, dso in dsos.items()
@@ -128,3 +128,11 @@ class TSO(mesa.Agent):
                 plan, bid_offers(b, self.interface_buses), rows, labels
             ),
         )
+
+
+def _rows_of(bids: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """The rows ``rows`` of ``bids``, numbered from 0 (``bids[mask].reset_index(drop=True)``
+    in one pandas step fewer: the TSO selects every DSO's bids each period)."""
+    out = bids.take(rows)
+    out.index = pd.RangeIndex(len(out))
+    return out

@@ -22,14 +22,13 @@ from market_sim.coordination.period import (
     PeriodContext,
     PeriodInputs,
     Step,
-    accepted_der,
-    as_dispatch,
     concat,
+    der_dispatch,
     no_dispatch,
-    rows_where,
 )
 from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
+from market_sim.markets.columns import rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
@@ -151,10 +150,13 @@ class CoordinationModel:
         ctx.records.validation_runs += validation_runs(ctx.clock.period, validator, network, result)
         table = result.table
         named = np.full(len(table), validator, dtype=object)
-        # built from the columns, in order: an assign and a selection cost twice as much
-        return pd.DataFrame(
-            {c: named if c == "validator" else table[c] for c in VALIDATION_COLUMNS}
-        )
+        # built from copies of the columns, in order, without copying again: an assign and a
+        # selection, or pandas' copying constructor, cost twice as much
+        columns = {
+            c: named if c == "validator" else table[c].to_numpy(copy=True)
+            for c in VALIDATION_COLUMNS
+        }
+        return pd.DataFrame(columns, copy=False)
 
     def clear_bids(
         self, ctx: PeriodContext, plan: TsoPlan, usable: pd.DataFrame
@@ -163,8 +165,7 @@ class CoordinationModel:
         and the DER dispatch (bid_id, mw)."""
         clearing = ctx.timed("tso", "clearing", self.parties.tso.clear_bids, plan, usable)
         self.record_clearing(ctx, clearing)
-        accepted = accepted_der(clearing)
-        return clearing, as_dispatch(accepted.offer_id, accepted.mw)
+        return clearing, der_dispatch(clearing)
 
     # -- the DSOs' own needs (config: dso_market) --------------------------------------------
     def dso_requests(
@@ -272,14 +273,15 @@ class Located:
     def __init__(self, dispatch: pd.DataFrame, bids: pd.DataFrame) -> None:
         at = pd.Index(bids.bid_id).get_indexer(dispatch.bid_id.to_numpy(np.int64))
         rows = np.flatnonzero((dispatch.mw.to_numpy(float) > 1e-9) & (at >= 0))
-        self.aggregator = bids.aggregator.to_numpy(object)[at[rows]]
+        self.aggregator = text(bids, "aggregator")[at[rows]]
         self.columns = {c: dispatch[c].array[rows] for c in dispatch.columns}
         self.columns |= {c: bids[c].array[at[rows]] for c in ("dso", "direction")}
 
     def commands(self, aggregator: str) -> pd.DataFrame:
         """The rows of ``aggregator``'s bids (without the aggregator column)."""
         mine = np.flatnonzero(self.aggregator == aggregator)
-        return pd.DataFrame({c: values[mine] for c, values in self.columns.items()})
+        columns = {c: values[mine] for c, values in self.columns.items()}  # new arrays
+        return pd.DataFrame(columns, copy=False)
 
 
 def validation_runs(

@@ -22,8 +22,8 @@ from market_sim.coordination.period import (
     concat,
     no_dispatch,
     no_validation,
-    rows_where,
 )
+from market_sim.markets.columns import rows_where
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import taken
 from market_sim.markets.tso_markets import TsoPlan
@@ -57,7 +57,9 @@ class Hybrid(CoordinationModel):
         to_tso = {}
         for name, table in validated.items():
             request = requests[name].bought if name in requests else no_dispatch()
-            to_tso[(name, "tso")] = table.assign(dso_request_mw=taken(request, table.bid_id))
+            sent = table.copy(deep=False)  # a new frame on the same columns: assign copies them
+            sent["dso_request_mw"] = taken(request, table.bid_id)
+            to_tso[(name, "tso")] = sent
         ctx.send(self.step("3b"), to_tso, clock.validation_gate)
         yield ctx.wait_until(clock.validation_gate)
 

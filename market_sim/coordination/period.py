@@ -168,28 +168,30 @@ _NO_VALIDATION = pd.DataFrame(columns=VALIDATION_COLUMNS)
 
 
 def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate received tables; none gives an empty table shaped like ``like``."""
+    """Concatenate received tables; none gives an empty table shaped like ``like``.
+
+    A single table indexed from 0 is handed on as it is (what ``pd.concat`` would copy): no
+    step writes into a table it received, and a copy of a bid book's text columns costs as
+    much as the rest of a step.
+    """
     frames = [t for t in tables if len(t)]
+    if len(frames) == 1 and frames[0].index.equals(pd.RangeIndex(len(frames[0]))):
+        return frames[0]
     return pd.concat(frames, ignore_index=True) if frames else like.iloc[0:0]
 
 
-def rows_where(table: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
-    """The rows of ``table`` whose ``column`` is ``value``, indexed from 0: a message's
-    payload. Taken by position, which costs half of a boolean index on a table of bids."""
-    rows = np.flatnonzero(table[column].to_numpy(object) == value)
-    return table.take(rows).reset_index(drop=True)
-
-
 def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:
-    """An individual dispatch table: bid_id, mw and who bought it (tso or a DSO's name)."""
-    mw = np.asarray(mw, float)
-    return pd.DataFrame(
-        {
-            "bid_id": np.asarray(bid_id, np.int64),
-            "mw": mw,
-            "buyer": np.full(len(mw), buyer, dtype=object),
-        }
-    )
+    """An individual dispatch table: bid_id, mw and who bought it (tso or a DSO's name).
+
+    Its columns are copies of the arguments, so the frame is built without copying again
+    (pandas' copying constructor costs twice as much on a table of a few rows)."""
+    mw = np.array(mw, float)
+    columns = {
+        "bid_id": np.array(bid_id, np.int64),
+        "mw": mw,
+        "buyer": np.full(len(mw), buyer, dtype=object),
+    }
+    return pd.DataFrame(columns, copy=False)
 
 
 def no_dispatch() -> pd.DataFrame:
@@ -209,8 +211,19 @@ def accepted_der(result: BalancingResult) -> pd.DataFrame:
     """Accepted DER offers (non-negative ids) with their MW; empty if the clearing failed."""
     if not result.ok:
         return accepted_none()
+    offer_id, mw = _accepted_der(result)
+    return pd.DataFrame({"offer_id": offer_id, "mw": mw}, copy=False)
+
+
+def der_dispatch(result: BalancingResult) -> pd.DataFrame:
+    """The TSO's individual dispatch (:func:`as_dispatch`) of its accepted DER offers; none
+    if the clearing failed."""
+    return as_dispatch(*_accepted_der(result)) if result.ok else no_dispatch()
+
+
+def _accepted_der(result: BalancingResult) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and MW of the accepted DER offers (non-negative ids, above 1e-9 MW), new arrays."""
     acc = result.accepted
-    der = (acc.offer_id.to_numpy(np.int64) >= 0) & (acc.mw.to_numpy(float) > 1e-9)
-    return pd.DataFrame(
-        {"offer_id": acc.offer_id.to_numpy(np.int64)[der], "mw": acc.mw.to_numpy(float)[der]}
-    )
+    offer_id, mw = acc.offer_id.to_numpy(np.int64), acc.mw.to_numpy(float)
+    der = (offer_id >= 0) & (mw > 1e-9)
+    return offer_id[der], mw[der]

@@ -27,8 +27,8 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     Step,
     concat,
-    rows_where,
 )
+from market_sim.markets.columns import rows_where
 from market_sim.messages import Kind
 
 

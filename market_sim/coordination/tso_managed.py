@@ -23,12 +23,12 @@ from market_sim.coordination.period import (
     PeriodInputs,
     PeriodOutcome,
     Step,
-    accepted_der,
-    as_dispatch,
     concat,
+    der_dispatch,
     no_validation,
 )
 from market_sim.markets.central import IntegratedResult
+from market_sim.markets.columns import text
 from market_sim.messages import Kind
 from market_sim.types import DirectionStats, ValidationResult
 
@@ -50,10 +50,10 @@ class TsoManaged(CoordinationModel):
         LP on them, the dispatch included), as a validation."""
         # numpy columns of the DSO's bids: a few hundred rows, where pandas' cost per
         # operation would dominate
-        mine = bids.dso.to_numpy(object) == name
+        mine = text(bids, "dso") == name
         bid_id = bids.bid_id.to_numpy(np.int64)[mine]
         offered = bids.mw.to_numpy(float)[mine]
-        direction = bids.direction.to_numpy(object)[mine]
+        direction = text(bids, "direction")[mine]
         mw = integrated.validated_mw.get(name)
         validated = np.zeros(len(bid_id))
         if mw is not None:  # the rows' validated MW, aligned with the bids offering > 1e-9 MW
@@ -64,7 +64,8 @@ class TsoManaged(CoordinationModel):
             reason = "rejected: no operational data"
         else:
             reason = "ok"
-        table = pd.DataFrame({"bid_id": bid_id, "validated_mw": validated, "reason": reason})
+        columns = {"bid_id": bid_id, "validated_mw": validated, "reason": reason}
+        table = pd.DataFrame(columns, copy=False)  # new arrays: no copy needed
         converged = reason == "ok"
         directions = {  # nansum: the sums Series.sum() makes
             d: DirectionStats(
@@ -109,7 +110,6 @@ class TsoManaged(CoordinationModel):
             no_validation(),
         )
         ctx.send(self.step("2a"), {("tso", "tso"): validation})
-        accepted = accepted_der(clearing)
-        dispatch = as_dispatch(accepted.offer_id, accepted.mw)
+        dispatch = der_dispatch(clearing)
         delivered = yield from self.dispatch_to_der(ctx, "2b", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered, dict(inputs.forecasts), ctx.records)

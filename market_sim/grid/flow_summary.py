@@ -126,7 +126,7 @@ def violated_elements(
     return frozenset(
         f"{table} {index}"
         for table, mask in violation_masks(net, flows, limits, monitored).items()
-        for index in net[table].index[mask]
+        for index in net[table].index.to_numpy()[mask].tolist()
     )
 
 

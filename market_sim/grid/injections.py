@@ -8,6 +8,7 @@ researcher replays with pandapower alone (:func:`~.pandapower_reference.replay_p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,22 +31,26 @@ def _positions(dn: DistributionNetwork, table: str, index: np.ndarray) -> np.nda
 
 
 def apply_bids(
-    dn: DistributionNetwork, injections: Injections, bids: pd.DataFrame, mw_column: str = "mw"
+    dn: DistributionNetwork,
+    injections: Injections,
+    bids: pd.DataFrame | Mapping[str, np.ndarray] | None,
+    mw_column: str = "mw",
 ) -> Injections:
-    """New injections with every bid row activated by its ``mw_column`` quantity.
+    """New injections with every bid row activated by its ``mw_column`` quantity (``bids``:
+    a table, or its columns as arrays).
 
     Up means more injection: load and storage p go down, sgen p goes up; down is the opposite.
     """
     out = injections.copy()
     if bids is None or len(bids) == 0:
         return out
-    signed = signed_mw(bids["direction"].to_numpy(), bids[mw_column].to_numpy(dtype=float))
+    signed = signed_mw(np.asarray(bids["direction"]), np.asarray(bids[mw_column], dtype=float))
     signed = np.nan_to_num(signed)
-    elements = bids["element"].to_numpy(dtype=object)
+    elements = np.asarray(bids["element"], dtype=object)
     for table in ELEMENT_TABLES:
         sel = elements == table
         if sel.any():
-            pos = _positions(dn, table, bids["element_index"].to_numpy()[sel])
+            pos = _positions(dn, table, np.asarray(bids["element_index"])[sel])
             np.add.at(out.p_mw[table], pos, UP_SIGN[table] * signed[sel])
     unknown = set(np.unique(elements)) - set(ELEMENT_TABLES)
     if unknown:
@@ -74,15 +79,18 @@ def write_injections(dn: DistributionNetwork, injections: Injections) -> None:
 
 
 def _set_column(df: pd.DataFrame, column: str, values: np.ndarray) -> None:
-    """``df[column] = values``, skipped when the column holds these very bytes already.
+    """``df[column] = values``: written into the column's own array where it has the same
+    type and size (and pandas hands out a writable view of it), else assigned.
 
-    Two power flows per network and period write here; most columns (storage, sgen Mvar,
-    taps) do not change between them, and pandas' column assignment costs 0.1 ms each.
+    Two power flows per network and period write here, and pandas' column assignment costs
+    0.1 ms each: most of a period's writes. The values are the same either way.
     """
     new = np.asarray(values)
     old = df[column].to_numpy()
-    if old.dtype != new.dtype or old.shape != new.shape or old.tobytes() != new.tobytes():
+    if old.dtype != new.dtype or old.shape != new.shape or not old.flags.writeable:
         df[column] = new
+    else:
+        old[...] = new
 
 
 def injections_table(dn: DistributionNetwork, injections: Injections) -> pd.DataFrame:

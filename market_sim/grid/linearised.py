@@ -335,11 +335,19 @@ def bounds(
     drift). The margin is ``settings.margin`` times ``scale`` (common, or one per key).
     """
     margin = np.array([settings.margin[k] for k, _ in keys]) * scale
-    b = np.empty(len(keys))
-    for r, (kind, pos) in enumerate(keys):
-        cap, g, m = float(cap_of(caps, kind)[pos]), float(values(d, kind)[pos]), float(margin[r])
-        b[r] = cap - g - m if settings.headroom_first else cap - m - g
-        if x_at is not None:
+    # Each key's limit and value at d, read kind by kind (a vmin key's arrays are negated
+    # once per kind, not once per key); the subtractions are elementwise, the same numbers.
+    cap, g = np.empty(len(keys)), np.empty(len(keys))
+    kinds = np.array([k for k, _ in keys], dtype=object)
+    pos = np.array([p for _, p in keys], dtype=np.int64)
+    for kind in KINDS:
+        sel = kinds == kind
+        if sel.any():
+            cap[sel] = cap_of(caps, kind)[pos[sel]]
+            g[sel] = values(d, kind)[pos[sel]]
+    b = cap - g - margin if settings.headroom_first else cap - margin - g
+    if x_at is not None:
+        for r in range(len(keys)):
             # One dot per row, as the rows were first written: a matrix-vector product sums
             # in another order (last bits). Skipped at x = 0: OpenBLAS threads a dot over ten
             # thousand bids, which made the TSO's rows cost seconds per clearing (10k grid).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,33 +16,44 @@ from market_sim.types import ELEMENT_TABLES, Injections, Limits
 def injections_from_table(network: DistributionNetwork, table: pd.DataFrame) -> Injections:
     """Rebuild :class:`Injections` from an ``injections`` table (element, element_index, ...).
 
-    Elements missing from the table keep zero; transformer taps are read from ``trafo`` rows.
-    The columns are read once as arrays: the TSO reads every DSO's reported state each period,
-    and a boolean row selection of the table per element cost more than the power flow.
+    Elements missing from the table keep zero; transformer taps are read from ``trafo`` rows
+    (a transformer without one keeps the net's tap). The columns are read once as arrays: the
+    TSO reads every DSO's reported state each period, and a boolean row selection of the
+    table per element cost more than the power flow.
     """
     net = network.net
-    element = table["element"].to_numpy()
     p_mw, q_mvar = table["p_mw"].to_numpy(float), table["q_mvar"].to_numpy(float)
-    where = _table_rows(network, element, table["element_index"].to_numpy())
+    rows = _table_rows(network, table["element"], table["element_index"].to_numpy())
     p, q = {}, {}
     for name in ELEMENT_TABLES:
-        mine, pos = where[name]
+        mine, pos = rows.where[name]
         p[name] = np.zeros(len(net[name]))
         q[name] = np.zeros(len(net[name]))
         p[name][pos] = p_mw[mine]
         q[name][pos] = q_mvar[mine]
-    taps = np.nan_to_num(net.trafo.tap_pos.to_numpy(float))
-    mine, pos = where["trafo"]
+    mine, pos = rows.where["trafo"]
+    if rows.every_tap:  # each of the net's taps is overwritten: reading them would be waste
+        taps = np.zeros(len(net.trafo))
+    else:
+        taps = np.nan_to_num(net.trafo.tap_pos.to_numpy(float))
     if mine.any():
         taps[pos] = table["tap_pos"].to_numpy()[mine]
     return Injections(p, q, taps)
 
 
-def _table_rows(
-    network: DistributionNetwork, element: np.ndarray, index: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per element table (the injecting ones and ``trafo``): which rows of a state table are
-    its elements, and their positions in the net's table (-1: unknown, as ``get_indexer``).
+@dataclass(frozen=True)
+class _TableRows:
+    """Where a state table's rows go: per element table (the injecting ones and ``trafo``),
+    which rows of the table are its elements and their positions in the net's table (-1:
+    unknown, as ``get_indexer``); ``every_tap``: the trafo rows write every transformer's tap."""
+
+    where: dict[str, tuple[np.ndarray, np.ndarray]]
+    every_tap: bool
+
+
+def _table_rows(network: DistributionNetwork, element: pd.Series, index: np.ndarray) -> _TableRows:
+    """The rows of a state table (:class:`_TableRows`), from its ``element`` column (as
+    categorical codes: a state table's is categorical) and its ``element_index``.
 
     Kept with the network for the last table layout seen (and the net's indices it was found
     in): a DSO reports the same elements in the same order every period, and four
@@ -50,20 +61,28 @@ def _table_rows(
     """
     tables = (*ELEMENT_TABLES, "trafo")
     indices = [network.net[name].index for name in tables]
+    values = element.array
+    if not isinstance(values, pd.Categorical):
+        values = pd.Categorical(values)
+    codes, names = values.codes, values.categories.tolist()
     kept = network.solver_cache.get("state_table_rows")
     if (
         kept is not None
-        and all(a is b for a, b in zip(kept[2], indices, strict=True))
-        and np.array_equal(kept[1], index)
-        and np.array_equal(kept[0], element)
+        and all(a is b for a, b in zip(kept[3], indices, strict=True))
+        and kept[0] == names
+        and np.array_equal(kept[1], codes)
+        and np.array_equal(kept[2], index)
     ):
-        return kept[3]
+        return kept[4]
     where = {}
     for name, labels in zip(tables, indices, strict=True):
-        mine = element == name
+        mine = codes == names.index(name) if name in names else np.zeros(len(codes), bool)
         where[name] = (mine, labels.get_indexer(index[mine]))
-    network.solver_cache["state_table_rows"] = (element.copy(), index.copy(), indices, where)
-    return where
+    written = np.zeros(len(indices[-1]), bool)
+    written[where["trafo"][1]] = True  # -1 writes the last one, as the assignment of taps does
+    rows = _TableRows(where, bool(written.all()))
+    network.solver_cache["state_table_rows"] = (names, codes.copy(), index.copy(), indices, rows)
+    return rows
 
 
 #: Columns of the operational data table: the set-points of :func:`injections_table`, then the
@@ -99,31 +118,87 @@ def network_state_table(
     injection (the ext_grid row, pandapower's sign).
 
     :func:`injections_from_table` reads the set-points back; a power flow that did not
-    converge leaves the measured columns NaN. Built from arrays in one go: it is sent every
-    period, and assembling it from DataFrames cost forty times the power flow.
+    converge leaves the measured columns NaN. The rows (which element, which index) are laid
+    out once per network and kind of table (:func:`_state_layout`) and each period fills only
+    the value columns: it is sent every period, and assembling it from DataFrames cost forty
+    times the power flow.
     """
-    net, flows, inj = network.net, detail.flows, injections
-    blocks = [_block(net, t, p_mw=inj.p_mw[t], q_mvar=inj.q_mvar[t]) for t in ELEMENT_TABLES]
+    flows, inj = detail.flows, injections
+    values = {t: {"p_mw": inj.p_mw[t], "q_mvar": inj.q_mvar[t]} for t in ELEMENT_TABLES}
     taps = tap_positions(network, inj)
     if flows is None:
-        blocks.append(_block(net, "trafo", tap_pos=taps))
+        values["trafo"] = {"tap_pos": taps}
     else:
-        blocks += [
-            _block(net, "trafo", p_mw=flows.trafo_p_mw, q_mvar=flows.trafo_q_mvar, tap_pos=taps,
-                   loading_percent=flows.trafo_loading_percent),
-            _block(net, "bus", vm_pu=flows.vm_pu, va_degree=flows.va_degree),
-            _block(net, "line", p_mw=flows.line_p_mw, q_mvar=flows.line_q_mvar,
-                   loading_percent=flows.line_loading_percent),
-            _block(net, "ext_grid", p_mw=[flows.ext_p_mw], q_mvar=[flows.ext_q_mvar]),
-        ]  # fmt: skip
-    sizes = [len(b["element_index"]) for b in blocks]
-    codes = np.repeat(np.arange(len(blocks)), sizes)
-    names = [b["element"] for b in blocks]
-    table = {"element": pd.Categorical.from_codes(codes, categories=names)}
-    for column in STATE_COLUMNS[1:]:
-        dtype = STATE_WIRE_TYPES.get(column, "int64" if column == "element_index" else "float64")
-        table[column] = np.concatenate([b[column] for b in blocks]).astype(dtype)
-    return pd.DataFrame(table)
+        values["trafo"] = {
+            "p_mw": flows.trafo_p_mw,
+            "q_mvar": flows.trafo_q_mvar,
+            "tap_pos": taps,
+            "loading_percent": flows.trafo_loading_percent,
+        }
+        values["bus"] = {"vm_pu": flows.vm_pu, "va_degree": flows.va_degree}
+        values["line"] = {
+            "p_mw": flows.line_p_mw,
+            "q_mvar": flows.line_q_mvar,
+            "loading_percent": flows.line_loading_percent,
+        }
+        values["ext_grid"] = {"p_mw": [flows.ext_p_mw], "q_mvar": [flows.ext_q_mvar]}
+    layout = _state_layout(network, tuple(values))
+    table = {"element": layout.element.copy(), "element_index": layout.element_index}
+    for column in STATE_COLUMNS[2:]:
+        filled = np.full(len(layout.element_index), np.nan, STATE_WIRE_TYPES.get(column, float))
+        for element, rows in layout.rows.items():
+            given = values[element].get(column)
+            if given is not None:
+                filled[rows] = np.asarray(given, float)[: rows.stop - rows.start]
+        table[column] = filled
+    return pd.DataFrame(table, copy=False)  # see _StateLayout
+
+
+@dataclass(frozen=True)
+class _StateLayout:
+    """The rows of a state table of one network: each element table's rows in turn (its
+    elements in the net's order; the ext_grid: one row, all together), as the ``element``
+    (categorical, the tables as categories) and ``element_index`` columns, and where each
+    table's rows are; ``indices``, the net's indices it was laid out from.
+
+    Every table of the layout shares its ``element_index`` column, uncopied and read-only, so
+    that no reader can change another period's table through it (the categorical is copied:
+    pandas may write into one in place).
+    """
+
+    element: pd.Categorical
+    element_index: np.ndarray
+    rows: dict[str, slice]
+    indices: tuple[pd.Index, ...]
+
+
+def _state_layout(network: DistributionNetwork, elements: tuple[str, ...]) -> _StateLayout:
+    """The layout of a state table of these element tables, kept with the network per set of
+    tables while the net's indices are the same objects (as :func:`_table_rows`)."""
+    indices = tuple(network.net[name].index for name in elements)
+    layouts = network.solver_cache.setdefault("state_layouts", {})
+    kept = layouts.get(elements)
+    if kept is not None and all(a is b for a, b in zip(kept.indices, indices, strict=True)):
+        return kept
+    numbers = [
+        index.to_numpy(dtype=np.int64)[: 1 if name == "ext_grid" else len(index)]
+        for name, index in zip(elements, indices, strict=True)
+    ]
+    sizes = [len(n) for n in numbers]
+    ends = np.cumsum(sizes).tolist()
+    codes = np.repeat(np.arange(len(elements)), sizes)
+    element_index = np.concatenate(numbers)
+    element_index.flags.writeable = False  # shared by every table of this layout
+    layouts[elements] = _StateLayout(
+        pd.Categorical.from_codes(codes, categories=list(elements)),
+        element_index,
+        {
+            name: slice(end - size, end)
+            for name, size, end in zip(elements, sizes, ends, strict=True)
+        },
+        indices,
+    )
+    return layouts[elements]
 
 
 def measured_state(
@@ -134,15 +209,3 @@ def measured_state(
     asset owner's network status to its iDSO)."""
     flow = run_power_flow_detailed(network, injections, limits, write=False)
     return network_state_table(network, injections, flow)
-
-
-def _block(net: Any, element: str, **values) -> dict[str, Any]:
-    """One pandapower table's rows as arrays (the ext_grid: one row, all together); the
-    quantities not given are NaN."""
-    index = net[element].index.to_numpy(dtype=np.int64)
-    n = min(len(index), 1) if element == "ext_grid" else len(index)
-    block: dict[str, Any] = {"element": element, "element_index": index[:n]}
-    for column in STATE_COLUMNS[2:]:
-        given = values.get(column)
-        block[column] = np.full(n, np.nan) if given is None else np.asarray(given, float)[:n]
-    return block

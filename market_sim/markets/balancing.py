@@ -162,6 +162,23 @@ def _empty_accepted() -> pd.DataFrame:
     )
 
 
+#: What :meth:`BalancingMarket._build` makes for one slot capacity (and keeps).
+_BUILT = (
+    "_slot_start",
+    "_slot_bus",
+    "_slot_sign",
+    "model",
+    "n_variables",
+    "n_constraints",
+    "_lp",
+    "_q_cols",
+    "_unserved_up_cols",
+    "_unserved_down_cols",
+    "_balance_rows",
+    "_flow_rows",
+)
+
+
 class BalancingMarket:
     """Clears a period's balancing offers: a DC OPF over deviations around the schedule.
 
@@ -198,6 +215,8 @@ class BalancingMarket:
         self._initial_capacity = self.capacity.copy()
         self._rating = network.branches["rating_mw"].to_numpy()
         self._rated = np.flatnonzero(np.isfinite(self._rating))
+        #: capacity (bytes) -> the model built for it (:data:`_BUILT`), see :meth:`_build`
+        self._built: dict[bytes, dict[str, object]] = {}
         self._build()
 
     def forget_warm_start(self) -> None:
@@ -212,7 +231,26 @@ class BalancingMarket:
     # ---- model -------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        """(Re)build the model and its solver for the current slot capacity."""
+        """The model and its solver for the current slot capacity, as freshly built.
+
+        Each capacity's model is built once and kept: a checkpoint returns to the initial
+        capacity and the day's first overflows grow it again, so every day rebuilt the same
+        few models, at about 25 ms each (pyomo's declaration and translation). A kept one
+        is taken back in a new HiGHS instance loaded with the LP it was built with
+        (:meth:`~.persistent.LoadedModel.reset`): what a new build would load.
+        """
+        key = self.capacity.tobytes()
+        kept = self._built.get(key)
+        if kept is None:
+            self._new_model()
+            self._built[key] = {name: getattr(self, name) for name in _BUILT}
+            return
+        for name, value in kept.items():
+            setattr(self, name, value)
+        self._lp.reset()
+
+    def _new_model(self) -> None:
+        """Build the model and its solver for the current slot capacity."""
         cap = self.capacity.ravel()  # key = 2 * bus_pos + (0 up | 1 down)
         self._slot_start = np.concatenate([[0], np.cumsum(cap)[:-1]])
         key = np.repeat(np.arange(len(cap)), cap)

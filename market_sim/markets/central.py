@@ -75,10 +75,12 @@ class DistributionModel:
         limits: Limits,
     ) -> DistributionModel:
         """Linearisation point and screened constraints: near their limit at the reported
-        state, or pushed past it by all up or all down bids activated together."""
+        state, or pushed past it by all up or all down bids activated together. ``bids``
+        numbered from 0 are kept as they are (a model only reads them), others renumbered."""
         point = run_power_flow_detailed(dn, state, limits, write=False)
         caps = effective_limits(dn, point, limits) if point.result.converged else None
-        bids = bids.reset_index(drop=True)
+        if not bids.index.equals(pd.RangeIndex(len(bids))):
+            bids = bids.reset_index(drop=True)
         layout = BidLayout.of(dn, bids)
         model = cls(name, dn, state, bids, limits, point, caps, [], layout=layout)
         if caps is None or not len(bids):

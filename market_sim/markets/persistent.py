@@ -67,6 +67,9 @@ class LoadedModel:
         self._col_cost = np.array(lp.col_cost_, dtype=float)
         self._row_lower = np.array(lp.row_lower_, dtype=float)
         self._row_upper = np.array(lp.row_upper_, dtype=float)
+        #: the LP as loaded, for :meth:`reset`
+        self._options = dict(options or {})
+        self._loaded_lp = lp
         self._solution: highspy.HighsSolution | None = None
         #: fields of ``_solution`` as arrays (converted once per solve), and which solution
         self._arrays: dict[str, np.ndarray] = {}
@@ -153,6 +156,27 @@ class LoadedModel:
                 self.highs.deleteRows(n_rows, np.arange(first, first + n_rows, dtype=np.int32))
 
     # ---- solve and read --------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """A new HiGHS instance holding the LP as it was loaded: what loading the model again
+        gives (a kept model taken again instead of a new one), without pyomo's translation.
+
+        Not the same instance with its numbers written back and its basis cleared: HiGHS
+        keeps more of an earlier solve than its basis, and the next solves differ in the
+        last bits.
+        """
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        for key, val in self._options.items():
+            self.highs.setOptionValue(key, val)
+        self.highs.passModel(self._loaded_lp)
+        lp = self._loaded_lp
+        self._col_lower = np.array(lp.col_lower_, dtype=float)
+        self._col_upper = np.array(lp.col_upper_, dtype=float)
+        self._col_cost = np.array(lp.col_cost_, dtype=float)
+        self._row_lower = np.array(lp.row_lower_, dtype=float)
+        self._row_upper = np.array(lp.row_upper_, dtype=float)
+        self._solution = None
 
     def forget_basis(self) -> None:
         """Solve the next time from scratch, like a freshly loaded model (a checkpoint)."""

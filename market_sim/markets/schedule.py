@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
+from market_sim.markets.columns import numbers, positions, text
 from market_sim.markets.dc_model import (
     HIGHS_OPTIONS,
     count,
@@ -272,10 +273,9 @@ def dispatch_table(network: TransmissionNetwork, result: ScheduleResult) -> pd.D
     """The schedule's injection per generator (element, bus, p_mw): what the TER balancing
     offers are built around (NaN if the schedule failed)."""
     gen = network.generators
-    return pd.DataFrame(
-        {
-            "element": gen["element"].astype("string").to_numpy(),
-            "bus": gen["bus"].to_numpy(dtype=np.int64),
-            "p_mw": result.gen_mw.reindex(pd.Index(gen["element"])).to_numpy(dtype=float),
-        }
-    )
+    element = text(gen, "element")
+    # the result's output at each generator, NaN where it has none (a reindex, without the
+    # index it builds: the record stage asks every period)
+    at = positions(np.asarray(result.gen_mw.index, dtype=object), element)
+    p_mw = np.where(at >= 0, result.gen_mw.to_numpy(float)[at], np.nan)
+    return pd.DataFrame({"element": element, "bus": numbers(gen, "bus", np.int64), "p_mw": p_mw})

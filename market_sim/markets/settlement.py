@@ -11,11 +11,13 @@ payer to a payee, so the sums balance.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.columns import Columns, distinct, numbers, positions, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.registry import PRICING_RULES
 from market_sim.tables import column_dtypes
@@ -50,7 +52,7 @@ class SettlementTerms(Protocol):
 def dispatch_table(
     accepted: pd.DataFrame,
     offers: pd.DataFrame,
-    delivery: pd.DataFrame,
+    delivery: Columns,
     bids: pd.DataFrame,
     interface_bus: dict[str, int],
     bus_price: pd.Series,
@@ -58,13 +60,36 @@ def dispatch_table(
     terms: SettlementTerms,
     der_price: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """The period's ``dispatch`` table (without the period column): TER and DER rows priced.
+    """The period's ``dispatch`` table (without the period column): :func:`dispatch_columns`
+    as a typed table."""
+    return typed_frame(
+        dispatch_columns(
+            accepted, offers, delivery, bids, interface_bus, bus_price, hours, terms, der_price
+        ),
+        DISPATCH_DTYPES,
+    )
+
+
+def dispatch_columns(
+    accepted: pd.DataFrame,
+    offers: pd.DataFrame,
+    delivery: Columns,
+    bids: pd.DataFrame,
+    interface_bus: dict[str, int],
+    bus_price: pd.Series,
+    hours: float,
+    terms: SettlementTerms,
+    der_price: pd.Series | None = None,
+) -> dict[str, np.ndarray]:
+    """The period's ``dispatch`` rows (without the period column) as numpy columns of the
+    table's dtypes (text as Python strings): TER and DER rows priced.
 
     ``accepted``: the clearing's accepted offers (offer_id, mw); ``offers``: what was offered
-    (TER rows carry ``element``); ``delivery``: bid_id, buyer, mw (dispatched), delivered_mw
-    of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh; ``der_price``:
-    price of injection at a DER bid's own location (index bid_id, EUR/MWh) where the clearing
-    priced it there (TSO-managed: its DLMP), else the DER is priced at its interface bus.
+    (TER rows carry ``element``); ``delivery``: the columns bid_id, buyer, mw (dispatched),
+    delivered_mw of the DER; ``bus_price``: balancing price per transmission bus, EUR/MWh;
+    ``der_price``: price of injection at a DER bid's own location (index bid_id, EUR/MWh) where
+    the clearing priced it there (TSO-managed: its DLMP), else the DER is priced at its
+    interface bus.
 
     The rows are built as numpy columns (a period has a few hundred): pandas' cost per
     operation would be most of the stage's time.
@@ -90,7 +115,15 @@ def dispatch_table(
     table["payment_eur"] = np.where(by_dso, dso_rate, tso_rate) * hours
     undelivered = _clip_negative(mw - delivered_mw)
     table["imbalance_eur"] = undelivered * np.abs(price) * terms.imbalance_price_factor * hours
-    return typed_frame(table, DISPATCH_DTYPES)
+    return _typed_columns(table, DISPATCH_DTYPES)
+
+
+def _typed_columns(columns: Columns, dtypes: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """``columns`` as numpy arrays of the declared ``dtypes``, in their order (text as object
+    arrays of Python strings, as the recorder keeps them and :func:`typed_frame` reads them)."""
+    return {
+        c: np.asarray(columns[c], dtype=object if t == "string" else t) for c, t in dtypes.items()
+    }
 
 
 def _location_price(
@@ -108,7 +141,7 @@ def _location_price(
 def prices_at(series: pd.Series, keys: np.ndarray) -> np.ndarray:
     """``series.reindex(keys)`` as floats, NaN where a key is absent (no Series built): the
     price at each row's bus (or bid)."""
-    at = series.index.get_indexer(keys)
+    at = positions(series.index.to_numpy(), keys)
     found = at >= 0
     values = np.full(len(keys), np.nan)
     values[found] = series.to_numpy(float)[at[found]]
@@ -125,16 +158,14 @@ def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> dict[str, np.ndar
     an accepted id that was not offered has no row (offer ids are unique)."""
     if offers.columns.empty:  # no clearing ran: nothing was offered
         offers = pd.DataFrame(columns=["offer_id", "bus", "direction", "price_eur_per_mwh"])
-    ids = accepted.offer_id.to_numpy(np.int64)
+    ids = numbers(accepted, "offer_id", np.int64)
     generator = ids < 0
-    at = pd.Index(offers.offer_id).get_indexer(ids[generator])
+    at = positions(numbers(offers, "offer_id", np.int64), ids[generator])
     offered = at >= 0
-    at, mw = at[offered], accepted.mw.to_numpy(float)[generator][offered]
+    at, mw = at[offered], numbers(accepted, "mw")[generator][offered]
     n = len(at)
-    if "element" in offers:
-        element = offers.element.to_numpy(object)[at]
-    else:  # an empty offer book (no clearing) has no element column
-        element = np.full(n, None, dtype=object)
+    # an empty offer book (no clearing) has no element column
+    element = text(offers, "element")[at] if "element" in offers else np.full(n, None, object)
     return {
         "resource": np.full(n, "ter", dtype=object),
         "id": ids[generator][offered],
@@ -142,44 +173,51 @@ def _ter_rows(accepted: pd.DataFrame, offers: pd.DataFrame) -> dict[str, np.ndar
         "dso": np.full(n, "", dtype=object),
         "prosumer": np.full(n, -1, dtype=np.int64),
         "buyer": np.full(n, TSO, dtype=object),
-        "bus": offers.bus.to_numpy(np.int64)[at],
-        "direction": offers.direction.to_numpy(object)[at],
+        "bus": numbers(offers, "bus", np.int64)[at],
+        "direction": text(offers, "direction")[at],
         "mw": mw,
         "delivered_mw": mw,
-        "bid_price_eur_per_mwh": offers.price_eur_per_mwh.to_numpy(float)[at],
+        "bid_price_eur_per_mwh": numbers(offers, "price_eur_per_mwh")[at],
     }
 
 
 def _der_rows(
-    delivery: pd.DataFrame, bids: pd.DataFrame, interface_bus: dict[str, int]
+    delivery: Columns, bids: pd.DataFrame, interface_bus: dict[str, int]
 ) -> dict[str, np.ndarray]:
     """Dispatched DER (with what they delivered) as dispatch rows at their interface bus, in
     delivery order; a delivered bid that is not in the bid book has no row."""
-    bid_id = delivery.bid_id.to_numpy(np.int64)
-    at = pd.Index(bids.bid_id).get_indexer(bid_id)
+    bid_id = numbers(delivery, "bid_id", np.int64)
+    at = positions(numbers(bids, "bid_id", np.int64), bid_id)
     booked = at >= 0
     at = at[booked]
-    dso = bids.dso.to_numpy(object)[at]
+    dso = text(bids, "dso")[at]
     return {
         "resource": np.full(len(at), "der", dtype=object),
         "id": bid_id[booked],
-        "name": bids.aggregator.to_numpy(object)[at],
+        "name": text(bids, "aggregator")[at],
         "dso": dso,
-        "prosumer": bids.prosumer.to_numpy(np.int64)[at],
-        "buyer": delivery.buyer.to_numpy(object)[booked],
+        "prosumer": numbers(bids, "prosumer", np.int64)[at],
+        "buyer": text(delivery, "buyer")[booked],
         "bus": np.array([interface_bus[d] for d in dso], dtype=np.int64),
-        "direction": bids.direction.to_numpy(object)[at],
-        "mw": delivery.mw.to_numpy(float)[booked],
-        "delivered_mw": delivery.delivered_mw.to_numpy(float)[booked],
-        "bid_price_eur_per_mwh": bids.price_eur_per_mwh.to_numpy(float)[at],
+        "direction": text(bids, "direction")[at],
+        "mw": numbers(delivery, "mw")[booked],
+        "delivered_mw": numbers(delivery, "delivered_mw")[booked],
+        "bid_price_eur_per_mwh": numbers(bids, "price_eur_per_mwh")[at],
     }
 
 
-def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerms) -> pd.DataFrame:
+def settlement_table(dispatch: Columns, hours: float, terms: SettlementTerms) -> pd.DataFrame:
     """Net amount per party and item for the period (positive: the party receives).
 
     Rows without the period column: party, role, item, amount_eur, sorted by party and item.
     """
+    return typed_frame(settlement_columns(dispatch, hours, terms), SETTLEMENT_DTYPES)
+
+
+def settlement_columns(
+    dispatch: Columns, hours: float, terms: SettlementTerms
+) -> dict[str, np.ndarray]:
+    """The rows of :func:`settlement_table` as numpy columns (text as Python strings)."""
     ter, der = _rows_by_resource(dispatch)
     prosumer = np.array([f"prosumer {p}" for p in der["prosumer"]], dtype=object)
     fee = terms.aggregator_fee_eur_per_mwh * der["mw"] * hours
@@ -201,29 +239,28 @@ def settlement_table(dispatch: pd.DataFrame, hours: float, terms: SettlementTerm
             items.append(np.full(len(amount), item, dtype=object))
             amounts.append(sign * amount)
     if not amounts:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SETTLEMENT_DTYPES.items()})
+        return _typed_columns({c: [] for c in SETTLEMENT_DTYPES}, SETTLEMENT_DTYPES)
     party, item, amount_eur = _net(
         np.concatenate(parties), np.concatenate(items), np.concatenate(amounts)
     )
     # a DSO is a DSO also where it is its DER's aggregator (dso_managed+dso_is_aggregator)
     aggregators, dsos = set(der["name"]), (set(der["buyer"]) - {TSO}) | set(der["dso"])
     role = np.array([_role(p, aggregators, dsos) for p in party], dtype=object)
-    return pd.DataFrame({"party": party, "role": role, "item": item, "amount_eur": amount_eur})
+    return {"party": party, "role": role, "item": item, "amount_eur": amount_eur}
 
 
-def _rows_by_resource(dispatch: pd.DataFrame) -> tuple[dict[str, np.ndarray], ...]:
-    """The columns settlement reads, of the TER rows and of the DER rows of the dispatch
-    (each column read once: a column of a pandas table costs more than its rows here)."""
+def _rows_by_resource(dispatch: Columns) -> tuple[dict[str, np.ndarray], ...]:
+    """The columns settlement reads, of the TER rows and of the DER rows of the dispatch."""
     columns = {
-        "name": dispatch.name.to_numpy(object),
-        "dso": dispatch.dso.to_numpy(object),
-        "prosumer": dispatch.prosumer.to_numpy(np.int64),
-        "buyer": dispatch.buyer.to_numpy(object),
-        "mw": dispatch.mw.to_numpy(float),
-        "payment_eur": dispatch.payment_eur.to_numpy(float),
-        "imbalance_eur": dispatch.imbalance_eur.to_numpy(float),
+        "name": text(dispatch, "name"),
+        "dso": text(dispatch, "dso"),
+        "prosumer": numbers(dispatch, "prosumer", np.int64),
+        "buyer": text(dispatch, "buyer"),
+        "mw": numbers(dispatch, "mw"),
+        "payment_eur": numbers(dispatch, "payment_eur"),
+        "imbalance_eur": numbers(dispatch, "imbalance_eur"),
     }
-    resource = dispatch.resource.to_numpy(object)
+    resource = text(dispatch, "resource")
     return tuple(
         {c: values[resource == kind] for c, values in columns.items()} for kind in ("ter", "der")
     )
@@ -238,8 +275,8 @@ def _net(
     (:func:`~market_sim.markets.group_sum.group_sum`), the one the settlement has always
     used, so the amounts stay the same to the last bit.
     """
-    parties, party_code = np.unique(party, return_inverse=True)
-    items, item_code = np.unique(item, return_inverse=True)
+    parties, party_code = distinct(party)
+    items, item_code = distinct(item)
     group, net = group_sum(party_code * len(items) + item_code, amount)
     return parties[group // len(items)], items[group % len(items)], net
 

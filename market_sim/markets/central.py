@@ -170,6 +170,8 @@ class DistributionModel:
         What the TSO dispatched is one point of the rows; "validated" means the same in every
         model: the volume the validator's constraints would allow, of which any part may be
         activated. The LP is over the rows the clearing ended with (not AC-checked again).
+        Rows without a coefficient on a direction's bids do not limit them (their bounds are
+        at least 0): that direction's LP is not solved, its solution being every free MW.
         """
         a, b = self.rows()
         out = dispatched.astype(float).copy()
@@ -180,6 +182,9 @@ class DistributionModel:
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
             mine = a[:, sel]
+            if not mine.any():
+                out[sel] += free
+                continue
             rhs = np.maximum(b - mine @ dispatched[sel], 0.0)
             more, _ = solve_lp(highs, mine, rhs, free, "max_volume")
             out[sel] += 0.0 if more is None else more

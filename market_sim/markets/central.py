@@ -170,6 +170,8 @@ class DistributionModel:
         What the TSO dispatched is one point of the rows; "validated" means the same in every
         model: the volume the validator's constraints would allow, of which any part may be
         activated. The LP is over the rows the clearing ended with (not AC-checked again).
+        Rows without a coefficient on a direction's bids do not limit them (their bounds are
+        at least 0): that direction's LP is not solved, its solution being every free MW.
         """
         a, b = self.rows()
         out = dispatched.astype(float).copy()
@@ -180,6 +182,9 @@ class DistributionModel:
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
             mine = a[:, sel]
+            if not mine.any():
+                out[sel] += free
+                continue
             rhs = np.maximum(b - mine @ dispatched[sel], 0.0)
             more, _ = solve_lp(highs, mine, rhs, free, "max_volume")
             out[sel] += 0.0 if more is None else more
@@ -189,21 +194,26 @@ class DistributionModel:
 def block_rows(models: list[DistributionModel]) -> tuple[sp.csr_matrix, np.ndarray]:
     """The DSOs' rows side by side: one block per DSO over its own bids' columns.
 
-    Each block is a DSO's dense sensitivity rows, written into the CSR arrays as they are
-    (every entry kept, no copy for a single DSO): scipy's ``block_diag`` took about 2 s per
-    clearing on the 10k-bus grid, whose rows are [up to 1,800 keys x 13k bids].
+    Each block is a DSO's dense sensitivity rows, of which the nonzero entries are written
+    into the CSR arrays, row by row in column order: scipy's ``block_diag`` took about 2 s per
+    clearing on the 10k-bus grid, whose rows are [up to 1,800 keys x 13k bids]. About half of a
+    block is zero (a worst case keeps a row's positive sensitivities only), and the solver and
+    the recorder drop the zeros anyway: without them the clearing adds its rows without a copy
+    (:meth:`~.persistent.LoadedModel.extra_rows`).
     """
     blocks = [m.rows() for m in models]
     widths = [len(m.bids) for m in models]
     starts = np.r_[0, np.cumsum(widths)]
-    nnz = sum(a.size for a, _ in blocks)
+    nonzero = [a != 0 for a, _ in blocks]
+    kept = [np.flatnonzero(nz) for nz in nonzero]  # row by row, in column order
+    nnz = sum(len(k) for k in kept)
     index = np.int32 if max(nnz, int(starts[-1])) < np.iinfo(np.int32).max else np.int64
     data, indices, indptr, done = [], [], [np.zeros(1, index)], 0
-    for (a, _), col, width in zip(blocks, starts[:-1], widths, strict=True):
-        data.append(a.ravel())
-        indices.append(np.tile(np.arange(col, col + width, dtype=index), a.shape[0]))
-        indptr.append(done + width * np.arange(1, a.shape[0] + 1, dtype=index))
-        done += a.size
+    for (a, _), nz, k, col, width in zip(blocks, nonzero, kept, starts[:-1], widths, strict=True):
+        data.append(a.ravel().take(k))
+        indices.append(np.tile(np.arange(col, col + width, dtype=index), a.shape[0]).take(k))
+        indptr.append(done + np.cumsum(nz.sum(axis=1), dtype=index))
+        done += len(k)
     shape = (sum(len(b) for _, b in blocks), int(starts[-1]))
     arrays = (_joined(data, float), _joined(indices, index), np.concatenate(indptr))
     return sp.csr_matrix(arrays, shape=shape), _joined([b for _, b in blocks], float)

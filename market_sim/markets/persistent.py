@@ -132,9 +132,7 @@ class LoadedModel:
         rows (whose indices stay valid) and deleted on exit, so the built model is left as it
         was.
         """
-        rows = sparse.csr_array(matrix, dtype=float, copy=True)
-        rows.eliminate_zeros()
-        rows.sort_indices()
+        rows = _without_zeros(matrix)
         n_rows = len(upper)
         first = self.highs.getNumRow()
         if n_rows:
@@ -253,3 +251,22 @@ class LoadedModel:
         if self._solution is None:
             raise RuntimeError("no optimal solution: run() first and check its result")
         return self._solution
+
+
+def _without_zeros(matrix: Matrix) -> sparse.csr_array:
+    """``matrix`` as CSR of floats without stored zeros, each row's entries by column: the
+    matrix itself where it is one already (the clearings' rows are), else such a copy."""
+    if _is_clean_csr(matrix):
+        return matrix
+    rows = sparse.csr_array(matrix, dtype=float, copy=True)
+    rows.eliminate_zeros()
+    rows.sort_indices()
+    return rows
+
+
+def _is_clean_csr(matrix: Matrix) -> bool:
+    """Whether ``matrix`` is CSR of floats, each row's entries by column, without stored zeros."""
+    if not isinstance(matrix, sparse.csr_array | sparse.csr_matrix):
+        return False
+    data = matrix.data
+    return data.dtype == float and matrix.has_sorted_indices and np.all(data != 0)

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from market_sim.cli import main
 from market_sim.invariants import PeriodTables, check_period
 from market_sim.kpis import NetworkCheck, _sums_by, period_kpis
-from market_sim.markets.settlement import dispatch_table, settlement_table
+from market_sim.markets.settlement import DISPATCH_DTYPES, dispatch_columns, settlement_table
 from market_sim.tables import KPIS
-from market_sim.types import PowerFlowResult
+from market_sim.types import PowerFlowResult, typed_frame
 from tests.conftest import QUICKSTART
 
 HOURS = 0.25
@@ -63,7 +63,8 @@ def _dispatch(delivered_mw: float) -> pd.DataFrame:
     delivery = pd.DataFrame(
         {"bid_id": [7], "buyer": ["tso"], "mw": [2.0], "delivered_mw": [delivered_mw]}
     )
-    return dispatch_table(accepted, offers, delivery, BIDS, {"d1": 5}, PRICES, HOURS, Terms)
+    columns = dispatch_columns(accepted, offers, delivery, BIDS, {"d1": 5}, PRICES, HOURS, Terms)
+    return typed_frame(columns, DISPATCH_DTYPES)
 
 
 def _flow(converged=True, n_voltage=0, interface_p_mw=0.0) -> PowerFlowResult:

@@ -22,9 +22,9 @@ from market_sim.markets.central import dlmp
 from market_sim.markets.devices import partner_used, washed_devices
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import Needs, least_cost_use, left_after, share
-from market_sim.markets.settlement import dispatch_table
+from market_sim.markets.settlement import DISPATCH_DTYPES, dispatch_columns
 from market_sim.markets.transmission import network_from_arrays
-from market_sim.types import UP
+from market_sim.types import UP, typed_frame
 
 VOLL = 3000.0
 HOURS = 0.25
@@ -126,10 +126,11 @@ def _settle(der_price, pricing="pay_as_clear"):
     )
     accepted = pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})
     terms = SettlementConfig(pricing=pricing, aggregator_fee_eur_per_mwh=0.0)
-    table = dispatch_table(
+    columns = dispatch_columns(
         accepted, pd.DataFrame(), delivery, bids, {"d": 5}, pd.Series({5: 9.0}), HOURS, terms,
         der_price,
     )  # fmt: skip
+    table = typed_frame(columns, DISPATCH_DTYPES)
     return table.assign(period=0)
 
 

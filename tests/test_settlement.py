@@ -8,7 +8,8 @@ import pytest
 
 from market_sim.config import SettlementConfig
 from market_sim.markets.offers import bid_offers
-from market_sim.markets.settlement import dispatch_table, settlement_table
+from market_sim.markets.settlement import DISPATCH_DTYPES, dispatch_columns, settlement_table
+from market_sim.types import typed_frame
 
 
 def _bids():
@@ -36,9 +37,10 @@ def _settle(pricing, delivered=(2.0, 1.0), fee=1.0):
     accepted = pd.DataFrame({"offer_id": pd.Series(dtype="int64"), "mw": pd.Series(dtype=float)})
     config = SettlementConfig(pricing=pricing, aggregator_fee_eur_per_mwh=fee)
     offers = bid_offers(bids, {"d": 5}).assign(element="")
-    table = dispatch_table(
+    columns = dispatch_columns(
         accepted, offers, delivery, bids, {"d": 5}, pd.Series({5: 12.0}), 0.25, config
     )
+    table = typed_frame(columns, DISPATCH_DTYPES)
     return table.set_index("id"), settlement_table(table, 0.25, config)
 
 

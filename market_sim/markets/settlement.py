@@ -49,27 +49,6 @@ class SettlementTerms(Protocol):
     imbalance_price_factor: float
 
 
-def dispatch_table(
-    accepted: pd.DataFrame,
-    offers: pd.DataFrame,
-    delivery: Columns,
-    bids: pd.DataFrame,
-    interface_bus: dict[str, int],
-    bus_price: pd.Series,
-    hours: float,
-    terms: SettlementTerms,
-    der_price: pd.Series | None = None,
-) -> pd.DataFrame:
-    """The period's ``dispatch`` table (without the period column): :func:`dispatch_columns`
-    as a typed table."""
-    return typed_frame(
-        dispatch_columns(
-            accepted, offers, delivery, bids, interface_bus, bus_price, hours, terms, der_price
-        ),
-        DISPATCH_DTYPES,
-    )
-
-
 def dispatch_columns(
     accepted: pd.DataFrame,
     offers: pd.DataFrame,

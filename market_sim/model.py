@@ -128,9 +128,6 @@ class MarketModel(mesa.Model):
         self.post = Post(self.env, config.communication, on_late=self._late)
         self.recorder = Recorder()
         self._buses = pd.Index(self.transmission.bus_ids)
-        #: the transmission buses as the ``prices`` table's column, made once per run (the
-        #: buses do not change; the recorder copies what it is given)
-        self._bus_column = np.asarray(self.transmission.bus_ids, dtype=np.int64)
         self._load_peak = sum(
             n.profiles["load_p"].sum(axis=1) for n in self.networks.values()
         ).max()
@@ -352,7 +349,7 @@ class MarketModel(mesa.Model):
             ("settlement", settlement),
         ):
             rec.add_columns(table, columns, period=period)
-        buses = self._bus_column
+        buses = self._buses.to_numpy()  # the run's index's own array: no copy per period
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         if schedule.ok:
             record_prices(rec, period, "schedule", buses, schedule.price_eur_per_mwh)

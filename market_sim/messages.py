@@ -67,17 +67,21 @@ def payload_bytes(table: pd.DataFrame) -> int:
     empty, and is measured once per such key. Tables the shortcut does not cover (frame
     attributes, which go into the schema; a table without columns, whose batch length Arrow
     takes from the frame; a column type whose buffers are not counted here) are serialised.
+
+    The columns are read as the arrays the frame holds (pandas' ``_get_column_array``, the
+    array ``Series.array`` would wrap): a message's frame is new, and boxing each of its
+    columns in a Series cost more than counting all of them.
     """
     if table.attrs or not table.columns.is_unique or table.columns.empty:
         return stream_bytes(table)
     columns, body = [], 0
-    for name, column in table.items():
-        layout = _column_layout(column)
+    for i, name in enumerate(table.columns):
+        layout = _column_layout(table._get_column_array(i))
         if layout is None:
             return stream_bytes(table)
         columns.append((name, layout.key))
         body += sum(-(-length // _ALIGNMENT) * _ALIGNMENT for length in layout.buffers)
-    key = (tuple(columns), table.empty, body == 0)
+    key = (tuple(columns), len(table) == 0, body == 0)
     if key not in _REST_BYTES:
         _REST_BYTES[key] = stream_bytes(table) - body
     return _REST_BYTES[key] + body
@@ -103,19 +107,20 @@ class _Layout:
     buffers: tuple[int, ...]
 
 
-def _column_layout(column: pd.Series) -> _Layout | None:
-    """The layout of one column, converted as ``RecordBatch.from_pandas`` converts it; None
-    for a type whose buffers are not counted here."""
-    dtype = column.dtype
+def _column_layout(values: np.ndarray | pd.api.extensions.ExtensionArray) -> _Layout | None:
+    """The layout of one column's values (a numpy or pandas array), converted as
+    ``RecordBatch.from_pandas`` converts it; None for a type whose buffers are not counted
+    here."""
+    dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in _NUMBERS:
-        return _number_layout(column.to_numpy())
+        return _number_layout(values)
     if isinstance(dtype, pd.CategoricalDtype):
-        return _categorical_layout(column.array)
+        return _categorical_layout(values)
     if _python_objects(dtype):
-        text = _text_layout(dtype, np.asarray(column.array))
+        text = _text_layout(dtype, np.asarray(values))
         if text is not None:
             return text
-    array = pa.array(column.values, from_pandas=True)
+    array = pa.array(values, from_pandas=True)
     buffers = _buffers(array)
     return None if buffers is None else _Layout((dtype, array.type), buffers)
 

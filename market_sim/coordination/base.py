@@ -138,16 +138,8 @@ class CoordinationModel:
     def validation_rows(
         self, ctx: PeriodContext, validator: str, result: ValidationResult, network: str
     ) -> pd.DataFrame:
-        """Validation table rows of one validator; its run is recorded, a failure is an event,
-        and so are power flows that pandapower solved instead of lightsim2grid."""
-        if not result.converged:
-            ctx.event("validation_failed", f"{validator}: {result.message}")
-        if result.runpp_reason:
-            reason = result.runpp_reason
-            ctx.event(
-                "power_flow_fallback", f"{validator}: validation on pandapower runpp: {reason}"
-            )
-        ctx.records.validation_runs += validation_runs(ctx.clock.period, validator, network, result)
+        """Validation table rows of one validator, its run recorded (:meth:`record_validation`)."""
+        self.record_validation(ctx, validator, result, network)
         table = result.table
         named = np.full(len(table), validator, dtype=object)
         # built from copies of the columns, in order, without copying again: an assign and a
@@ -157,6 +149,20 @@ class CoordinationModel:
             for c in VALIDATION_COLUMNS
         }
         return pd.DataFrame(columns, copy=False)
+
+    def record_validation(
+        self, ctx: PeriodContext, validator: str, result: ValidationResult, network: str
+    ) -> None:
+        """A validator's run is recorded, a failure is an event, and so are power flows that
+        pandapower solved instead of lightsim2grid."""
+        if not result.converged:
+            ctx.event("validation_failed", f"{validator}: {result.message}")
+        if result.runpp_reason:
+            reason = result.runpp_reason
+            ctx.event(
+                "power_flow_fallback", f"{validator}: validation on pandapower runpp: {reason}"
+            )
+        ctx.records.validation_runs += validation_runs(ctx.clock.period, validator, network, result)
 
     def clear_bids(
         self, ctx: PeriodContext, plan: TsoPlan, usable: pd.DataFrame

@@ -167,6 +167,32 @@ def no_validation() -> pd.DataFrame:
 _NO_VALIDATION = pd.DataFrame(columns=VALIDATION_COLUMNS)
 
 
+def validation_table(results: Iterable[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """The validation table of validators' result tables (``bid_id``, ``validated_mw``,
+    ``reason``; by validator, in order): what concatenating each one's rows gives
+    (:meth:`~market_sim.coordination.base.CoordinationModel.validation_rows` and
+    :func:`concat`), without a frame per validator.
+
+    Its columns are joined as numpy arrays of the result tables' columns (ids, MW, reasons as
+    Python objects), whose types ``pd.concat`` keeps; no rows give :func:`no_validation`.
+    """
+    parts = [(validator, table) for validator, table in results if len(table)]
+    if not parts:
+        return no_validation()
+    columns = {
+        c: np.concatenate(
+            [
+                np.full(len(table), validator, dtype=object)
+                if c == "validator"
+                else table[c].to_numpy()
+                for validator, table in parts
+            ]
+        )
+        for c in VALIDATION_COLUMNS
+    }
+    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost
+
+
 def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
     """Concatenate received tables; none gives an empty table shaped like ``like``.
 

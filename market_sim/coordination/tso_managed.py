@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from market_sim.coordination.period import (
     Step,
     concat,
     der_dispatch,
-    no_validation,
+    validation_table,
 )
 from market_sim.markets.central import IntegratedResult
 from market_sim.markets.columns import text
@@ -43,17 +43,31 @@ class TsoManaged(CoordinationModel):
     )
 
     @staticmethod
+    def _validations(
+        names: Iterable[str], bids: pd.DataFrame, integrated: IntegratedResult
+    ) -> dict[str, ValidationResult]:
+        """What the integrated problem's rows validate of each DSO's bids, by the DSO's name
+        (:meth:`_validation`). The bids' columns are read once, as numpy arrays: a few hundred
+        rows, where pandas' cost per operation would dominate."""
+        dso = text(bids, "dso")
+        columns = (bids.bid_id.to_numpy(np.int64), bids.mw.to_numpy(float), text(bids, "direction"))
+        results = {}
+        for name in names:
+            mine = dso == name
+            results[name] = TsoManaged._validation(name, *(c[mine] for c in columns), integrated)
+        return results
+
+    @staticmethod
     def _validation(
-        name: str, bids: pd.DataFrame, integrated: IntegratedResult
+        name: str,
+        bid_id: np.ndarray,
+        offered: np.ndarray,
+        direction: np.ndarray,
+        integrated: IntegratedResult,
     ) -> ValidationResult:
-        """What the integrated problem's rows validate of one DSO's bids (the DSOs' max-volume
-        LP on them, the dispatch included), as a validation."""
-        # numpy columns of the DSO's bids: a few hundred rows, where pandas' cost per
-        # operation would dominate
-        mine = text(bids, "dso") == name
-        bid_id = bids.bid_id.to_numpy(np.int64)[mine]
-        offered = bids.mw.to_numpy(float)[mine]
-        direction = text(bids, "direction")[mine]
+        """What the integrated problem's rows validate of one DSO's bids (their ids, offered
+        MW and directions; the DSOs' max-volume LP on them, the dispatch included), as a
+        validation."""
         mw = integrated.validated_mw.get(name)
         validated = np.zeros(len(bid_id))
         if mw is not None:  # the rows' validated MW, aligned with the bids offering > 1e-9 MW
@@ -102,13 +116,10 @@ class TsoManaged(CoordinationModel):
             "tso", "clearing", parties.tso.clear_integrated, inputs.plan, received, state, reported
         )
         self.record_clearing(ctx, clearing, integrated.distribution_rows, integrated.rounds)
-        validation = concat(
-            [
-                self.validation_rows(ctx, "tso", self._validation(n, received, integrated), n)
-                for n in parties.dsos
-            ],
-            no_validation(),
-        )
+        results = self._validations(parties.dsos, received, integrated)
+        for name, result in results.items():
+            self.record_validation(ctx, "tso", result, name)
+        validation = validation_table(("tso", r.table) for r in results.values())
         ctx.send(self.step("2a"), {("tso", "tso"): validation})
         dispatch = der_dispatch(clearing)
         delivered = yield from self.dispatch_to_der(ctx, "2b", {"tso": dispatch}, received)

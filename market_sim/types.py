@@ -46,10 +46,17 @@ def typed_frame(columns: Mapping[str, Any], dtypes: Mapping[str, str]) -> pd.Dat
     period, and a pandas array per numeric column costs as much again as the table."""
     return pd.DataFrame(
         {
-            c: pd.array(columns[c], dtype=t) if t == "string" else np.asarray(columns[c], dtype=t)
+            c: _strings(columns[c]) if t == "string" else np.asarray(columns[c], dtype=t)
             for c, t in dtypes.items()
         }
     )
+
+
+def _strings(values: Any) -> pd.api.extensions.ExtensionArray:
+    """``pd.array(values, dtype="string")`` (a copy, values made text, missing ones NA) by
+    the call it makes: its inference of what it was given costs as much again."""
+    dtype = pd.StringDtype()
+    return dtype.construct_array_type()._from_sequence(values, dtype=dtype, copy=True)
 
 
 def empty_bids() -> pd.DataFrame:

@@ -28,7 +28,7 @@ from market_sim.coordination.period import (
 )
 from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
-from market_sim.markets.columns import rows_where, text
+from market_sim.markets.columns import positions, rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
@@ -277,7 +277,7 @@ class Located:
     """
 
     def __init__(self, dispatch: pd.DataFrame, bids: pd.DataFrame) -> None:
-        at = pd.Index(bids.bid_id).get_indexer(dispatch.bid_id.to_numpy(np.int64))
+        at = positions(bids.bid_id.to_numpy(np.int64), dispatch.bid_id.to_numpy(np.int64))
         rows = np.flatnonzero((dispatch.mw.to_numpy(float) > 1e-9) & (at >= 0))
         self.aggregator = text(bids, "aggregator")[at[rows]]
         self.columns = {c: dispatch[c].array[rows] for c in dispatch.columns}

@@ -23,7 +23,7 @@ from market_sim.coordination.period import (
     no_dispatch,
     no_validation,
 )
-from market_sim.markets.columns import rows_where
+from market_sim.markets.columns import rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import taken
 from market_sim.markets.tso_markets import TsoPlan
@@ -64,7 +64,8 @@ class Hybrid(CoordinationModel):
         yield ctx.wait_until(clock.validation_gate)
 
         usable = concat(ctx.inbox("tso", Kind.VALIDATED_BIDS).values(), bids)
-        arrived = {n: r for n, r in requests.items() if n in set(usable.dso)}
+        present = set(text(usable, "dso"))  # once: iterating a pandas column costs per value
+        arrived = {n: r for n, r in requests.items() if n in present}
         clearing, dispatch = self.clear_validated(ctx, inputs.plan, usable, arrived)
         delivered = yield from self.dispatch_to_der(ctx, "4", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered, points, ctx.records)

@@ -31,7 +31,7 @@ from market_sim.coordination.period import (
     accepted_der,
     concat,
     no_dispatch,
-    no_validation,
+    validation_table,
 )
 from market_sim.markets.aggregation import accepted_steps
 from market_sim.markets.offers import empty_offers
@@ -74,7 +74,7 @@ class DsoManaged(CoordinationModel):
         yield ctx.wait_until(clock.bids_gate)
 
         rows, validated, offers, local, points = self._validate_and_aggregate(ctx, inputs)
-        validation = concat(rows, no_validation())
+        validation = validation_table(zip(dsos, rows, strict=True))
         ctx.send(self.step("2a"), {(n, n): r for n, r in zip(dsos, rows, strict=True)})
         ctx.send(self.step("2b", Kind.AGGREGATED_OFFER), offers, clock.validation_gate)
         areas = {

@@ -21,7 +21,7 @@ from market_sim.coordination.period import (
     Step,
     concat,
     no_dispatch,
-    no_validation,
+    validation_table,
 )
 from market_sim.markets.columns import rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
@@ -102,4 +102,4 @@ class Hybrid(CoordinationModel):
             rows.append(self.validation_rows(ctx, name, result, name))
             validated[name] = validated_bids(mine, result)
         ctx.send(self.step("3a"), {(n, n): r for n, r in zip(self.parties.dsos, rows, strict=True)})
-        return concat(rows, no_validation()), validated, points
+        return validation_table(zip(self.parties.dsos, rows, strict=True)), validated, points

@@ -168,13 +168,14 @@ _NO_VALIDATION = pd.DataFrame(columns=VALIDATION_COLUMNS)
 
 
 def validation_table(results: Iterable[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
-    """The validation table of validators' result tables (``bid_id``, ``validated_mw``,
-    ``reason``; by validator, in order): what concatenating each one's rows gives
+    """The validation table of validators' tables (a validation result's table, or the rows
+    made of it; their ``bid_id``, ``validated_mw`` and ``reason``), by validator, in order:
+    what concatenating each one's rows gives
     (:meth:`~market_sim.coordination.base.CoordinationModel.validation_rows` and
-    :func:`concat`), without a frame per validator.
+    :func:`concat`), without ``pd.concat``'s planning or a frame per validator.
 
-    Its columns are joined as numpy arrays of the result tables' columns (ids, MW, reasons as
-    Python objects), whose types ``pd.concat`` keeps; no rows give :func:`no_validation`.
+    Its columns are joined as numpy arrays of the tables' columns (ids, MW, reasons as Python
+    objects), whose types ``pd.concat`` keeps; no rows give :func:`no_validation`.
     """
     parts = [(validator, table) for validator, table in results if len(table)]
     if not parts:

@@ -280,8 +280,10 @@ class Located:
         at = positions(bids.bid_id.to_numpy(np.int64), dispatch.bid_id.to_numpy(np.int64))
         rows = np.flatnonzero((dispatch.mw.to_numpy(float) > 1e-9) & (at >= 0))
         self.aggregator = text(bids, "aggregator")[at[rows]]
-        self.columns = {c: dispatch[c].array[rows] for c in dispatch.columns}
-        self.columns |= {c: bids[c].array[at[rows]] for c in ("dso", "direction")}
+        # numpy columns as numpy arrays (Series.values): indexing pandas' wrapper of one
+        # checks the indexer first, for each column of each command
+        self.columns = {c: dispatch[c].values[rows] for c in dispatch.columns}
+        self.columns |= {c: bids[c].values[at[rows]] for c in ("dso", "direction")}
 
     def commands(self, aggregator: str) -> pd.DataFrame:
         """The rows of ``aggregator``'s bids (without the aggregator column)."""

@@ -108,7 +108,8 @@ class DsoManaged(CoordinationModel):
                     inputs.plan,
                 )
                 shortfall += missing
-        # an empty dispatch only for a DSO that received no aggregate: copying one costs
+        # an empty dispatch is copied only for a DSO that received no aggregate, not for
+        # every DSO every period
         commands = {n: no_dispatch() if d is None else d for n, d in individual.items()}
         delivered = yield from self.dispatch_individual(ctx, commands, bids)
         return PeriodOutcome(validation, clearing, delivered, points, ctx.records, shortfall)

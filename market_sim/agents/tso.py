@@ -109,7 +109,8 @@ class TSO(mesa.Agent):
         """TSO-managed: validate and dispatch in one problem over every reporting DSO network.
 
         The TSO holds the DSOs' network models but sees only the state each reported; it
-        cannot use DSO assets (taps stay as reported).
+        cannot use DSO assets (taps stay as reported). The power flow of each reported state
+        is the one its DSO measured the report from (:meth:`~.dso.DSO.reported_flow`).
         """
         area, positive = bids.dso.to_numpy(), bids.mw.to_numpy(float) > 1e-9
         models = [
@@ -119,6 +120,7 @@ class TSO(mesa.Agent):
                 injections_from_table(dso.network, operational_data[name]),
                 _rows_of(bids, np.flatnonzero((area == name) & positive)),
                 dso.limits,
+                point=dso.reported_flow(operational_data[name]),
             )
             for name, dso in dsos.items()
         ]

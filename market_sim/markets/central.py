@@ -34,6 +34,7 @@ from market_sim.grid.linearised import (
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.markets.columns import positions
 from market_sim.types import UP, Injections, Limits, empty_bids
 
 
@@ -263,10 +264,11 @@ def _lookup(
     ids: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing: float = 0.0
 ) -> np.ndarray:
     """The value of each of ``wanted`` among unique ``ids`` (``missing`` where it is not
-    there): a Series ``map``/``reindex`` on arrays, without building the Series."""
+    there): a Series ``map``/``reindex`` on arrays, without building the Series or an index
+    (:func:`~.columns.positions`)."""
     if not len(ids):
         return np.full(len(wanted), missing)
-    pos = pd.Index(ids).get_indexer(wanted)
+    pos = positions(ids, wanted)
     return np.where(pos >= 0, values[pos], missing)
 
 

@@ -34,7 +34,7 @@ from market_sim.grid.linearised import (
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
-from market_sim.markets.columns import positions
+from market_sim.markets.columns import positions, text
 from market_sim.types import UP, Injections, Limits, empty_bids
 
 
@@ -322,9 +322,9 @@ class _Integrated:
             return None
         accepted = self.result.accepted
         return _lookup(
-            accepted.offer_id.to_numpy(np.int64),
-            accepted.mw.to_numpy(float),
-            bids.bid_id.to_numpy(np.int64),
+            accepted["offer_id"].to_numpy(np.int64),
+            accepted["mw"].to_numpy(float),
+            bids["bid_id"].to_numpy(np.int64),
         )
 
     def check(self, mw: np.ndarray, spare_flows: int) -> Checked:
@@ -390,12 +390,12 @@ def dlmp(result, bids: pd.DataFrame, a: sp.csr_matrix, b: np.ndarray) -> pd.Seri
     duals = result.row_duals[len(result.row_duals) - len(b) :]
     per_mw = a.T @ duals if len(b) else np.zeros(len(bids))
     accepted = result.accepted
-    offer_id = accepted.offer_id.to_numpy(np.int64)
+    offer_id = accepted["offer_id"].to_numpy(np.int64)
     der = offer_id >= 0
-    sign = np.where(accepted.direction.to_numpy()[der] == UP, 1.0, -1.0)
+    sign = np.where(text(accepted, "direction")[der] == UP, 1.0, -1.0)
     # EUR/h per MW of its service
-    value = _lookup(bids.bid_id.to_numpy(np.int64), per_mw, offer_id[der], missing=np.nan)
-    price = accepted.bus_price_eur_per_mwh.to_numpy(float)[der] + sign * value
+    value = _lookup(bids["bid_id"].to_numpy(np.int64), per_mw, offer_id[der], missing=np.nan)
+    price = accepted["bus_price_eur_per_mwh"].to_numpy(float)[der] + sign * value
     return pd.Series(price, index=offer_id[der], dtype=float)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import text
+from market_sim.markets.columns import positions, text
 from market_sim.markets.devices import device_of
 from market_sim.types import DOWN, UP, typed_frame
 
@@ -166,7 +166,7 @@ class TerSteps:
         if not schedule.ok:
             logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
             return _ter_columns([], [], [], [], [], [])
-        p = schedule.gen_mw.reindex(self.gen_index).to_numpy(dtype=float)
+        p = _reindexed(schedule.gen_mw, self.gen_index)
         ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
         up = np.clip(np.minimum(self.p_max - p, ramp), 0.0, None)
         down = np.clip(np.minimum(p - self.p_min, ramp), 0.0, None)
@@ -186,6 +186,15 @@ class TerSteps:
             mw[keep],
             price[keep],
         )
+
+
+def _reindexed(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """``values.reindex(index).to_numpy(float)`` of unique labels, by position
+    (:func:`~.columns.positions`): a schedule's outputs come with an index of their own."""
+    at = positions(np.asarray(values.index, dtype=object), np.asarray(index, dtype=object))
+    out = np.full(len(at), np.nan)
+    out[at >= 0] = values.to_numpy(dtype=float)[at[at >= 0]]
+    return out
 
 
 def _ter_columns(ids, element, bus, direction, mw, price) -> dict[str, Any]:

@@ -452,9 +452,8 @@ class BalancingMarket:
         reports. Each round adds at least one device to those decided, so the loop ends.
         """
         offered, device, is_up = book.mw, book.device, book.is_up
-        deciding, mw = np.zeros(len(offered), dtype=bool), offered
-        while True:
-            self._set_offered(slot, mw)
+        deciding = np.zeros(len(offered), dtype=bool)
+        while True:  # the offers' bounds are written already (_write_period)
             msg = self._lp.run()
             if msg is not None or not np.any(device >= 0):
                 return msg
@@ -466,7 +465,7 @@ class BalancingMarket:
             goes_up = self._directions(slot, offered, device, is_up, deciding)
             if goes_up is None:
                 return "not solved to optimality: the MIP of exclusive directions failed"
-            mw = np.where(deciding & (is_up != goes_up), 0.0, offered)
+            self._set_offered(slot, np.where(deciding & (is_up != goes_up), 0.0, offered))
 
     def _directions(self, slot, offered, device, is_up, deciding) -> np.ndarray | None:
         """The MIP: whether each deciding offer's device goes up (per offer; None if the MIP

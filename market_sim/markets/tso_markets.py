@@ -222,18 +222,12 @@ def reserve_labels(reserve_mw: dict[str, float]) -> pd.DataFrame:
 
 def row_labels(reserve: pd.DataFrame, der_labels: pd.DataFrame | None, n_rows: int) -> pd.DataFrame:
     """What each row of :func:`stack_rows` is: the reserve rows' labels
-    (:func:`reserve_labels`), then the DER rows' own labels (each column's arrays end to end,
-    as ``pd.concat`` of the two tables of these columns, at a fraction of its cost)."""
-    tables = [reserve] if der_labels is None else [reserve, der_labels]
-    for table in tables:
-        if list(table.columns) != list(ROW_LABEL_COLUMNS):
-            raise ValueError(f"row labels {list(table.columns)}: not {list(ROW_LABEL_COLUMNS)}")
-    labels = reserve
-    if der_labels is not None:
-        columns = {c: np.concatenate([t[c].to_numpy() for t in tables]) for c in ROW_LABEL_COLUMNS}
-        labels = pd.DataFrame(columns, copy=False)
-    if len(labels) != n_rows:
-        raise ValueError(f"{len(labels)} row labels for {n_rows} rows")
+    (:func:`reserve_labels`), then the DER rows' own labels."""
+    labels = (
+        pd.concat([reserve, der_labels], ignore_index=True) if der_labels is not None else reserve
+    )
+    if len(labels) != n_rows or list(labels.columns) != list(ROW_LABEL_COLUMNS):
+        raise ValueError(f"{len(labels)} row labels {list(labels.columns)} for {n_rows} rows")
     return labels
 
 

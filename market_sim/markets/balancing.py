@@ -537,7 +537,7 @@ class BalancingMarket:
             {
                 "offer_id": book.offer_id[taken],
                 "bus": book.bus[taken],
-                "direction": pd.array(book.direction[taken], dtype="string"),
+                "direction": pd.arrays.StringArray(book.direction[taken]),  # checked: text
                 "mw": q[taken],
                 "price_eur_per_mwh": offer_price[taken],
                 "bus_price_eur_per_mwh": nodal[self._slot_bus[slot[taken]]],

@@ -10,7 +10,7 @@ from market_sim.config import ScenarioConfig
 from market_sim.grid.state import injections_from_table
 from market_sim.markets.balancing import BalancingResult
 from market_sim.markets.central import DistributionModel, IntegratedResult, integrated_clearing
-from market_sim.markets.columns import Columns
+from market_sim.markets.columns import Columns, text
 from market_sim.markets.offers import bid_offer_columns
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.markets.tso_markets import Rows, TsoMarkets, TsoPlan
@@ -114,7 +114,7 @@ class TSO(mesa.Agent):
         cannot use DSO assets (taps stay as reported). The power flow of each reported state
         is the one its DSO measured the report from (:meth:`~.dso.DSO.reported_flow`).
         """
-        area, positive = bids.dso.to_numpy(), bids.mw.to_numpy(float) > 1e-9
+        area, positive = text(bids, "dso"), bids["mw"].to_numpy(float) > 1e-9
         models = [
             DistributionModel.at(
                 name,

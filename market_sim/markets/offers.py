@@ -165,7 +165,8 @@ class TerSteps:
         :func:`~.tso_markets.offer_book`, without the table in between)."""
         if not schedule.ok:
             logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
-            return _ter_columns([], [], [], [], [], [])
+            none = np.zeros(len(self.offer_id))
+            return self._offered(none > 0, none, none)
         p = _reindexed(schedule.gen_mw, self.gen_index)
         ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
         up = np.clip(np.minimum(self.p_max - p, ramp), 0.0, None)
@@ -177,15 +178,17 @@ class TerSteps:
         mid = np.where(is_up, p[g] + shift, p[g] - shift)
         marginal = self.c1[g] + 2.0 * self.c2[g] * mid
         price = np.where(is_up, marginal, -marginal)
-        keep = mw > MW_TOL
-        return _ter_columns(
-            self.offer_id[keep],
-            self.element[keep],
-            self.bus[keep],
-            self.direction[keep],
-            mw[keep],
-            price[keep],
-        )
+        return self._offered(mw > MW_TOL, mw, price)
+
+    def _offered(self, keep: np.ndarray, mw: np.ndarray, price: np.ndarray) -> dict[str, Any]:
+        """The columns of the steps ``keep`` at ``mw`` and ``price``, of the types of
+        :data:`TER_OFFER_COLUMNS` (numpy arrays; the text taken from this table's pandas
+        strings, whose values need no conversion again)."""
+        values = (self.offer_id, self.element, self.bus, self.direction, mw, price)
+        return {
+            c: v[keep] if t == "string" else np.asarray(v[keep], dtype=t)
+            for (c, t), v in zip(TER_OFFER_COLUMNS.items(), values, strict=True)
+        }
 
 
 def _reindexed(values: pd.Series, index: pd.Index) -> np.ndarray:
@@ -195,13 +198,3 @@ def _reindexed(values: pd.Series, index: pd.Index) -> np.ndarray:
     out = np.full(len(at), np.nan)
     out[at >= 0] = values.to_numpy(dtype=float)[at[at >= 0]]
     return out
-
-
-def _ter_columns(ids, element, bus, direction, mw, price) -> dict[str, Any]:
-    """The TER offer columns, of the types of :data:`TER_OFFER_COLUMNS` (numpy arrays, the
-    text as pandas strings)."""
-    values = (ids, element, bus, direction, mw, price)
-    return {
-        c: pd.array(v, dtype=t) if t == "string" else np.asarray(v, dtype=t)
-        for (c, t), v in zip(TER_OFFER_COLUMNS.items(), values, strict=True)
-    }

@@ -10,7 +10,8 @@ from market_sim.config import DsoConfig
 from market_sim.grid.aging import with_overrides
 from market_sim.grid.flexibility_area import flexibility_area
 from market_sim.grid.network import DistributionNetwork
-from market_sim.grid.state import measured_state
+from market_sim.grid.powerflow import PowerFlowDetail
+from market_sim.grid.state import measured
 from market_sim.grid.validation import validate
 from market_sim.grid.validation_limits import validation_limits
 from market_sim.markets.aggregation import aggregate_offer, disaggregate, target_by_direction
@@ -22,7 +23,9 @@ class DSO(mesa.Agent):
     """A distribution system operator and its network (loaded once per run).
 
     It holds no state of a period: the operating points it works at are passed in and handed
-    back, so that each stage sees only what the stage before it produced.
+    back, so that each stage sees only what the stage before it produced. (It keeps its last
+    operational data with the power flow measured for it, :meth:`reported_flow`: a cache for
+    the TSO, which would solve the same point again, not an input of any stage.)
 
     Two sets of limits (issue 9): ``limits``, the network's physical limits, which delivery is
     judged by, violations are counted against, the TSO's integrated problem (tso_managed)
@@ -48,6 +51,8 @@ class DSO(mesa.Agent):
             aging.upgraded_paper,
         )
         self.interface_bus = config.interface_bus  # bus of the transmission case
+        #: the last operational data table and the power flow it was measured from
+        self._reported: tuple[pd.DataFrame, PowerFlowDetail] | None = None
 
     def forecast(self, profile_step: int) -> Injections:
         """The period's baseline operating point from the profiles (the DSO's forecast)."""
@@ -62,7 +67,18 @@ class DSO(mesa.Agent):
         this point (tso_managed), and the DSOs of the other models validate at their forecast;
         a state one period old would make "validated" mean another thing in each model.
         """
-        return measured_state(self.network, forecast, self.limits)
+        table, flow = measured(self.network, forecast, self.limits)
+        self._reported = (table, flow)
+        return table
+
+    def reported_flow(self, table: pd.DataFrame) -> PowerFlowDetail | None:
+        """The power flow :meth:`operational_data` measured ``table`` from (None if ``table`` is
+        not the last one it made). A power flow of the state read back from the table gives
+        the same arrays, bit for bit (its set-points are the forecast's doubles, its taps
+        whole numbers), so the TSO takes this one instead of solving the point again."""
+        if self._reported is None or self._reported[0] is not table:
+            return None
+        return self._reported[1]
 
     @property
     def conflicted(self) -> bool:

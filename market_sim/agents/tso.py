@@ -10,7 +10,8 @@ from market_sim.config import ScenarioConfig
 from market_sim.grid.state import injections_from_table
 from market_sim.markets.balancing import BalancingResult
 from market_sim.markets.central import DistributionModel, IntegratedResult, integrated_clearing
-from market_sim.markets.offers import bid_offers
+from market_sim.markets.columns import Columns, text
+from market_sim.markets.offers import bid_offer_columns
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.markets.tso_markets import Rows, TsoMarkets, TsoPlan
 from market_sim.types import DOWN, UP
@@ -78,12 +79,13 @@ class TSO(mesa.Agent):
     def clear(
         self,
         plan: TsoPlan,
-        der_offers: pd.DataFrame,
+        der_offers: Columns,
         der_rows: Rows | None = None,
         der_labels: pd.DataFrame | None = None,
     ) -> BalancingResult:
         """Clear TER and DER offers against the period's need, with transmission line limits.
 
+        ``der_offers``: a table, or its columns as arrays (:func:`~.offers.bid_offer_columns`).
         ``der_rows = (A, b)``: extra constraints ``A q <= b`` on the DER offers (columns in
         the order of ``der_offers``), the TSO-managed model's distribution constraints;
         ``der_labels``: what each row limits.
@@ -92,12 +94,12 @@ class TSO(mesa.Agent):
 
     def clear_bids(self, plan: TsoPlan, bids: pd.DataFrame) -> BalancingResult:
         """Clear individual (validated) bids, each offered at its DSO's interface bus."""
-        return self.clear(plan, bid_offers(bids, self.interface_buses))
+        return self.clear(plan, bid_offer_columns(bids, self.interface_buses))
 
     def cost_with_all(self, plan: TsoPlan, bids: pd.DataFrame) -> float:
         """Balancing cost (EUR/h) had the TSO had every one of these bids: the reference for
         what a DSO taking first costs it."""
-        return self.markets.cost_with_all(plan, bid_offers(bids, self.interface_buses))
+        return self.markets.cost_with_all(plan, bid_offer_columns(bids, self.interface_buses))
 
     def clear_integrated(
         self,
@@ -109,9 +111,10 @@ class TSO(mesa.Agent):
         """TSO-managed: validate and dispatch in one problem over every reporting DSO network.
 
         The TSO holds the DSOs' network models but sees only the state each reported; it
-        cannot use DSO assets (taps stay as reported).
+        cannot use DSO assets (taps stay as reported). The power flow of each reported state
+        is the one its DSO measured the report from (:meth:`~.dso.DSO.reported_flow`).
         """
-        area, positive = bids.dso.to_numpy(), bids.mw.to_numpy(float) > 1e-9
+        area, positive = text(bids, "dso"), bids["mw"].to_numpy(float) > 1e-9
         models = [
             DistributionModel.at(
                 name,
@@ -119,13 +122,14 @@ class TSO(mesa.Agent):
                 injections_from_table(dso.network, operational_data[name]),
                 _rows_of(bids, np.flatnonzero((area == name) & positive)),
                 dso.limits,
+                point=dso.reported_flow(operational_data[name]),
             )
             for name, dso in dsos.items()
         ]
         return integrated_clearing(
             models,
             lambda b, rows, labels: self.clear(
-                plan, bid_offers(b, self.interface_buses), rows, labels
+                plan, bid_offer_columns(b, self.interface_buses), rows, labels
             ),
         )
 

@@ -212,9 +212,10 @@ class BidLayout:
 
     @classmethod
     def of(cls, dn: DistributionNetwork, bids: pd.DataFrame) -> BidLayout:
-        tables = bids["element"].to_numpy(dtype=object)
+        """The layout of a bid table."""
+        tables, directions = _objects(bids["element"]), _objects(bids["direction"])
         positions = element_positions(dn, tables, bids["element_index"].to_numpy())
-        return cls.at(tables, positions, bids["direction"].to_numpy(), bids["mw"].to_numpy(float))
+        return cls.at(tables, positions, directions, bids["mw"].to_numpy(float))
 
     @classmethod
     def at(
@@ -260,6 +261,13 @@ class BidLayout:
             out.flags.writeable = False
             kept = self._buses[id(model)] = (model, out)
         return kept[1]
+
+
+def _objects(column: pd.Series) -> np.ndarray:
+    """A text column's values as objects, read, never written (as
+    :func:`~market_sim.markets.columns.text`): ``to_numpy`` scans a pandas string column for
+    missing values, which cost more than the rest of a layout."""
+    return np.asarray(column.array, dtype=object)
 
 
 @dataclass

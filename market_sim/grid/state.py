@@ -207,5 +207,13 @@ def measured_state(
     """The state table (:func:`network_state_table`) of one operating point, from its AC
     power flow: what an operator measures and reports (tso_managed's operational data, an
     asset owner's network status to its iDSO)."""
+    return measured(network, injections, limits)[0]
+
+
+def measured(
+    network: DistributionNetwork, injections: Injections, limits: Limits
+) -> tuple[pd.DataFrame, PowerFlowDetail]:
+    """:func:`measured_state` and the power flow it was measured from: a reader of the table
+    that would solve the same point again (the TSO, in tso_managed) can be handed the flow."""
     flow = run_power_flow_detailed(network, injections, limits, write=False)
-    return network_state_table(network, injections, flow)
+    return network_state_table(network, injections, flow), flow

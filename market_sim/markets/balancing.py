@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import highspy
 import numpy as np
@@ -124,28 +125,39 @@ def _devices(offers: pd.DataFrame) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Book:
-    """The offer columns a clearing computes with, read from the table once: pandas column
-    access and comparisons, repeated in every step, cost more than the LP's array writes."""
+class OfferBook:
+    """An offer table and the columns a clearing computes with, as arrays: pandas column
+    access and comparisons, repeated in every step, cost more than the LP's array writes, and
+    a caller that built the table from arrays (:func:`~.tso_markets.offer_book`) hands them
+    on instead of having them read back. ``table`` is what the result carries as its book."""
 
+    table: pd.DataFrame
     offer_id: np.ndarray
     bus: np.ndarray
-    is_up: np.ndarray
+    direction: np.ndarray  # object: up or down
     mw: np.ndarray
     price: np.ndarray
     device: np.ndarray  # -1: no device
 
     @classmethod
-    def of(cls, offers: pd.DataFrame) -> _Book:
-        """The columns of a table whose directions are up or down."""
+    def of(cls, offers: pd.DataFrame) -> OfferBook:
+        """The book of a table of the columns :data:`~.offers.OFFER_COLUMNS` (and ``device``)."""
+        missing = [c for c in OFFER_COLUMNS if c not in offers.columns]
+        if missing:
+            raise ValueError(f"offers lack columns {missing}")
         return cls(
+            table=offers,
             offer_id=offers["offer_id"].to_numpy(dtype=np.int64),
             bus=offers["bus"].to_numpy(dtype=np.int64),
-            is_up=offers["direction"].to_numpy() == UP,
+            direction=offers["direction"].to_numpy(dtype=object, na_value=None),
             mw=offers["mw"].to_numpy(dtype=float),
             price=offers["price_eur_per_mwh"].to_numpy(dtype=float),
             device=_devices(offers),
         )
+
+    @cached_property
+    def is_up(self) -> np.ndarray:
+        return self.direction == UP
 
 
 def _empty_accepted() -> pd.DataFrame:
@@ -305,7 +317,7 @@ class BalancingMarket:
 
     # ---- per period --------------------------------------------------------------------------
 
-    def _slots_for(self, book: _Book) -> np.ndarray:
+    def _slots_for(self, book: OfferBook) -> np.ndarray:
         """Slot index of every offer; grows the capacity and rebuilds if a bus overflows."""
         key = 2 * self.network.bus_position(book.bus) + (~book.is_up).astype(np.int64)
         counts = np.bincount(key, minlength=self.capacity.size).reshape(self.capacity.shape)
@@ -330,20 +342,15 @@ class BalancingMarket:
         rank[order] = np.arange(len(key)) - first
         return self._slot_start[key] + rank
 
-    def _checked_book(self, offers: pd.DataFrame, need: np.ndarray, base_flow: np.ndarray) -> _Book:
-        """The book of ``offers``, checked, as arrays: the checks read the arrays the clearing
-        computes with (pandas' per-column checks cost more than the LP's writes)."""
-        missing = [c for c in OFFER_COLUMNS if c not in offers.columns]
-        if missing:
-            raise ValueError(f"offers lack columns {missing}")
+    def _check(self, book: OfferBook, need: np.ndarray, base_flow: np.ndarray) -> None:
+        """Check the book's arrays and the period's needs and flows (pandas' per-column checks
+        cost more than the LP's writes)."""
         if need.shape != (self.network.n_buses,) or not np.all(np.isfinite(need)):
             raise ValueError(f"need_mw must be {self.network.n_buses} finite values")
         if base_flow.shape != (self.network.n_branches,) or not np.all(np.isfinite(base_flow)):
             raise ValueError(f"base_flow_mw must be {self.network.n_branches} finite values")
-        direction = offers["direction"].to_numpy(dtype=object, na_value=None)
-        if not np.all((direction == UP) | (direction == DOWN)):
+        if not np.all((book.direction == UP) | (book.direction == DOWN)):
             raise ValueError("offer direction must be 'up' or 'down'")
-        book = _Book.of(offers)
         mw, price = book.mw, book.price
         if not (np.all(np.isfinite(mw)) and np.all(mw >= 0) and np.all(np.isfinite(price))):
             raise ValueError("offer mw must be finite and >= 0 and prices finite")
@@ -353,7 +360,6 @@ class BalancingMarket:
             raise ValueError(f"offers at buses {unknown} not in {self.network.name!r}")
         if len(np.unique(book.offer_id)) != len(book.offer_id):
             raise ValueError("offer_id must be unique")
-        return book
 
     def flow_limits(self, base_flow: np.ndarray) -> np.ndarray:
         """Per branch, ``|base + deviation flow| <= limit``: ``max(rating, |base flow|)`` MW,
@@ -392,13 +398,24 @@ class BalancingMarket:
         period only: the reserve and the TSO-managed model's linearised distribution-network
         constraints.
         """
+        return self.clear_book(OfferBook.of(offers), need_mw, base_flow_mw, offer_rows)
+
+    def clear_book(
+        self,
+        book: OfferBook,
+        need_mw: np.ndarray,
+        base_flow_mw: np.ndarray | None = None,
+        offer_rows: tuple[Matrix, np.ndarray] | None = None,
+    ) -> BalancingResult:
+        """:meth:`clear` of an offer table given with its columns (:class:`OfferBook`)."""
         need = np.asarray(need_mw, dtype=float)
         base_flow = (
             np.zeros(self.network.n_branches)
             if base_flow_mw is None
             else np.asarray(base_flow_mw, dtype=float)
         )
-        book = self._checked_book(offers, need, base_flow)
+        self._check(book, need, base_flow)
+        offers = book.table
         slot = self._slots_for(book)  # may rebuild, so before touching the model
 
         t0 = time.perf_counter()
@@ -411,7 +428,7 @@ class BalancingMarket:
             logger.warning("balancing market failed: %s", msg)
             result = self._failed(offers, msg + note, time.perf_counter() - t0, relaxed)
         else:
-            result = self._solved(offers, book, slot, "optimal" + note, relaxed, t0, len(upper))
+            result = self._solved(book, slot, "optimal" + note, relaxed, t0, len(upper))
         rows = (_as_sparse(matrix, (len(upper), len(offers))), np.asarray(upper, dtype=float))
         limit = self.flow_limits(base_flow)
         return replace(
@@ -423,7 +440,7 @@ class BalancingMarket:
             voll_eur_per_mwh=self.voll_eur_per_mwh,
         )
 
-    def _run_exclusive(self, book: _Book, slot: np.ndarray) -> str | None:
+    def _run_exclusive(self, book: OfferBook, slot: np.ndarray) -> str | None:
         """Solve, with a device's up and down offers mutually exclusive.
 
         Accepting both directions of a device moves it by their difference while paying for
@@ -435,9 +452,8 @@ class BalancingMarket:
         reports. Each round adds at least one device to those decided, so the loop ends.
         """
         offered, device, is_up = book.mw, book.device, book.is_up
-        deciding, mw = np.zeros(len(offered), dtype=bool), offered
-        while True:
-            self._set_offered(slot, mw)
+        deciding = np.zeros(len(offered), dtype=bool)
+        while True:  # the offers' bounds are written already (_write_period)
             msg = self._lp.run()
             if msg is not None or not np.any(device >= 0):
                 return msg
@@ -449,7 +465,7 @@ class BalancingMarket:
             goes_up = self._directions(slot, offered, device, is_up, deciding)
             if goes_up is None:
                 return "not solved to optimality: the MIP of exclusive directions failed"
-            mw = np.where(deciding & (is_up != goes_up), 0.0, offered)
+            self._set_offered(slot, np.where(deciding & (is_up != goes_up), 0.0, offered))
 
     def _directions(self, slot, offered, device, is_up, deciding) -> np.ndarray | None:
         """The MIP: whether each deciding offer's device goes up (per offer; None if the MIP
@@ -490,7 +506,7 @@ class BalancingMarket:
         self._lp.set_col_bounds(self._q_cols, np.zeros_like(mw), mw)
 
     def _write_period(
-        self, book: _Book, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray
+        self, book: OfferBook, slot: np.ndarray, need: np.ndarray, base_flow: np.ndarray
     ) -> tuple[str, ...]:
         """Write the period's offers into their slots, the needs and the flow limits (only
         what changed); returns the branches whose limits were relaxed."""
@@ -502,8 +518,7 @@ class BalancingMarket:
 
     def _solved(
         self,
-        offers: pd.DataFrame,
-        book: _Book,
+        book: OfferBook,
         slot: np.ndarray,
         message: str,
         relaxed: tuple[str, ...],
@@ -522,7 +537,7 @@ class BalancingMarket:
             {
                 "offer_id": book.offer_id[taken],
                 "bus": book.bus[taken],
-                "direction": pd.array(offers["direction"].to_numpy()[taken], dtype="string"),
+                "direction": pd.arrays.StringArray(book.direction[taken]),  # checked: text
                 "mw": q[taken],
                 "price_eur_per_mwh": offer_price[taken],
                 "bus_price_eur_per_mwh": nodal[self._slot_bus[slot[taken]]],
@@ -539,7 +554,7 @@ class BalancingMarket:
             solve_time_s=time.perf_counter() - t0,
             n_variables=self.n_variables,
             n_constraints=self.n_constraints + extra_rows,
-            offers=offers,
+            offers=book.table,
             relaxed_branches=relaxed,
             # the period's rows come after the model's own (LoadedModel.extra_rows)
             row_duals=duals[self._lp.n_rows : self._lp.n_rows + extra_rows].copy(),

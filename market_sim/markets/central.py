@@ -34,6 +34,7 @@ from market_sim.grid.linearised import (
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.markets.columns import positions, text
 from market_sim.types import UP, Injections, Limits, empty_bids
 
 
@@ -73,11 +74,14 @@ class DistributionModel:
         state: Injections,
         bids: pd.DataFrame,
         limits: Limits,
+        point: PowerFlowDetail | None = None,
     ) -> DistributionModel:
         """Linearisation point and screened constraints: near their limit at the reported
         state, or pushed past it by all up or all down bids activated together. ``bids``
-        numbered from 0 are kept as they are (a model only reads them), others renumbered."""
-        point = run_power_flow_detailed(dn, state, limits, write=False)
+        numbered from 0 are kept as they are (a model only reads them), others renumbered.
+        ``point``: the power flow of ``state`` where the caller has it (solved if None)."""
+        if point is None:
+            point = run_power_flow_detailed(dn, state, limits, write=False)
         caps = effective_limits(dn, point, limits) if point.result.converged else None
         if not bids.index.equals(pd.RangeIndex(len(bids))):
             bids = bids.reset_index(drop=True)
@@ -260,10 +264,11 @@ def _lookup(
     ids: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing: float = 0.0
 ) -> np.ndarray:
     """The value of each of ``wanted`` among unique ``ids`` (``missing`` where it is not
-    there): a Series ``map``/``reindex`` on arrays, without building the Series."""
+    there): a Series ``map``/``reindex`` on arrays, without building the Series or an index
+    (:func:`~.columns.positions`)."""
     if not len(ids):
         return np.full(len(wanted), missing)
-    pos = pd.Index(ids).get_indexer(wanted)
+    pos = positions(ids, wanted)
     return np.where(pos >= 0, values[pos], missing)
 
 
@@ -317,9 +322,9 @@ class _Integrated:
             return None
         accepted = self.result.accepted
         return _lookup(
-            accepted.offer_id.to_numpy(np.int64),
-            accepted.mw.to_numpy(float),
-            bids.bid_id.to_numpy(np.int64),
+            accepted["offer_id"].to_numpy(np.int64),
+            accepted["mw"].to_numpy(float),
+            bids["bid_id"].to_numpy(np.int64),
         )
 
     def check(self, mw: np.ndarray, spare_flows: int) -> Checked:
@@ -385,12 +390,12 @@ def dlmp(result, bids: pd.DataFrame, a: sp.csr_matrix, b: np.ndarray) -> pd.Seri
     duals = result.row_duals[len(result.row_duals) - len(b) :]
     per_mw = a.T @ duals if len(b) else np.zeros(len(bids))
     accepted = result.accepted
-    offer_id = accepted.offer_id.to_numpy(np.int64)
+    offer_id = accepted["offer_id"].to_numpy(np.int64)
     der = offer_id >= 0
-    sign = np.where(accepted.direction.to_numpy()[der] == UP, 1.0, -1.0)
+    sign = np.where(text(accepted, "direction")[der] == UP, 1.0, -1.0)
     # EUR/h per MW of its service
-    value = _lookup(bids.bid_id.to_numpy(np.int64), per_mw, offer_id[der], missing=np.nan)
-    price = accepted.bus_price_eur_per_mwh.to_numpy(float)[der] + sign * value
+    value = _lookup(bids["bid_id"].to_numpy(np.int64), per_mw, offer_id[der], missing=np.nan)
+    price = accepted["bus_price_eur_per_mwh"].to_numpy(float)[der] + sign * value
     return pd.Series(price, index=offer_id[der], dtype=float)
 
 

@@ -27,6 +27,13 @@ def text(table: Columns, name: str) -> np.ndarray:
     return np.asarray(getattr(column, "array", column), dtype=object)
 
 
+def length(table: Columns) -> int:
+    """The number of rows of ``table`` (``len`` of a mapping counts its columns)."""
+    if isinstance(table, pd.DataFrame):
+        return len(table)
+    return len(next(iter(table.values()))) if len(table) else 0
+
+
 def numbers(table: Columns, name: str, dtype: Any = float) -> np.ndarray:
     """A numeric column as an array of ``dtype`` (a pandas column through ``to_numpy``:
     ``np.asarray`` of a Series looks numpy's array protocols up as its column names first)."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from market_sim.markets.columns import positions, text
 from market_sim.markets.devices import device_of
 from market_sim.types import DOWN, UP, typed_frame
 
@@ -67,19 +68,24 @@ def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFram
     (:func:`~market_sim.markets.devices.device_of`). The columns are selected as arrays before
     the table is built: the TSO makes this book at every clearing.
     """
-    keep = bids["mw"].to_numpy(float) > 1e-9
+    return pd.DataFrame(bid_offer_columns(bids, interface_bus))
+
+
+def bid_offer_columns(bids: pd.DataFrame, interface_bus: dict[str, int]) -> dict[str, np.ndarray]:
+    """The columns of :func:`bid_offers` as arrays: a clearing that reads them into its book
+    (:func:`~.tso_markets.offer_book`) builds no table in between."""
+    mw = bids["mw"].to_numpy(float)
+    keep = mw > 1e-9
     bid_id = bids["bid_id"].to_numpy(np.int64)[keep]
-    dso = bids["dso"].to_numpy()[keep]
-    return pd.DataFrame(
-        {
-            "offer_id": bid_id,
-            "bus": np.fromiter((interface_bus[d] for d in dso), np.int64, len(dso)),
-            "direction": bids["direction"].to_numpy(object)[keep],
-            "mw": bids["mw"].to_numpy(float)[keep],
-            "price_eur_per_mwh": bids["price_eur_per_mwh"].to_numpy(float)[keep],
-            "device": device_of(bid_id),
-        }
-    )
+    dso = text(bids, "dso")[keep]
+    return {
+        "offer_id": bid_id,
+        "bus": np.fromiter((interface_bus[d] for d in dso), np.int64, len(dso)),
+        "direction": text(bids, "direction")[keep],
+        "mw": mw[keep],
+        "price_eur_per_mwh": bids["price_eur_per_mwh"].to_numpy(float)[keep],
+        "device": device_of(bid_id),
+    }
 
 
 def ter_offers(
@@ -152,10 +158,16 @@ class TerSteps:
 
     def offers(self, schedule: ScheduleResult, ramp_mw: np.ndarray | float) -> pd.DataFrame:
         """The TER offer table of ``schedule`` (:func:`ter_offers`)."""
+        return typed_frame(self.columns(schedule, ramp_mw), TER_OFFER_COLUMNS)
+
+    def columns(self, schedule: ScheduleResult, ramp_mw: np.ndarray | float) -> dict[str, Any]:
+        """The columns of :meth:`offers`, of its types (a clearing reads them into its book,
+        :func:`~.tso_markets.offer_book`, without the table in between)."""
         if not schedule.ok:
             logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
-            return _ter_frame([], [], [], [], [], [])
-        p = schedule.gen_mw.reindex(self.gen_index).to_numpy(dtype=float)
+            none = np.zeros(len(self.offer_id))
+            return self._offered(none > 0, none, none)
+        p = _reindexed(schedule.gen_mw, self.gen_index)
         ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
         up = np.clip(np.minimum(self.p_max - p, ramp), 0.0, None)
         down = np.clip(np.minimum(p - self.p_min, ramp), 0.0, None)
@@ -166,18 +178,23 @@ class TerSteps:
         mid = np.where(is_up, p[g] + shift, p[g] - shift)
         marginal = self.c1[g] + 2.0 * self.c2[g] * mid
         price = np.where(is_up, marginal, -marginal)
-        keep = mw > MW_TOL
-        return _ter_frame(
-            self.offer_id[keep],
-            self.element[keep],
-            self.bus[keep],
-            self.direction[keep],
-            mw[keep],
-            price[keep],
-        )
+        return self._offered(mw > MW_TOL, mw, price)
+
+    def _offered(self, keep: np.ndarray, mw: np.ndarray, price: np.ndarray) -> dict[str, Any]:
+        """The columns of the steps ``keep`` at ``mw`` and ``price``, of the types of
+        :data:`TER_OFFER_COLUMNS` (numpy arrays; the text taken from this table's pandas
+        strings, whose values need no conversion again)."""
+        values = (self.offer_id, self.element, self.bus, self.direction, mw, price)
+        return {
+            c: v[keep] if t == "string" else np.asarray(v[keep], dtype=t)
+            for (c, t), v in zip(TER_OFFER_COLUMNS.items(), values, strict=True)
+        }
 
 
-def _ter_frame(ids, element, bus, direction, mw, price) -> pd.DataFrame:
-    """The TER offer table, of the columns and types of :data:`TER_OFFER_COLUMNS`."""
-    values = (ids, element, bus, direction, mw, price)
-    return typed_frame(dict(zip(TER_OFFER_COLUMNS, values, strict=True)), TER_OFFER_COLUMNS)
+def _reindexed(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """``values.reindex(index).to_numpy(float)`` of unique labels, by position
+    (:func:`~.columns.positions`): a schedule's outputs come with an index of their own."""
+    at = positions(np.asarray(values.index, dtype=object), np.asarray(index, dtype=object))
+    out = np.full(len(at), np.nan)
+    out[at >= 0] = values.to_numpy(dtype=float)[at[at >= 0]]
+    return out

@@ -10,16 +10,19 @@ are scipy.sparse: distribution rows over a few thousand bids are mostly zeros.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from market_sim.markets.balancing import BalancingMarket, BalancingResult
+from market_sim.markets.balancing import BalancingMarket, BalancingResult, OfferBook
+from market_sim.markets.columns import Columns, length, numbers, text
 from market_sim.markets.offers import OFFER_COLUMNS, TER_OFFER_COLUMNS, TerSteps, empty_offers
 from market_sim.markets.persistent import Matrix
 from market_sim.markets.schedule import EnergySchedule, ScheduleResult
 from market_sim.markets.transmission import TransmissionNetwork
+from market_sim.types import typed_frame
 
 #: Rows ``A q <= b`` on the accepted MW of an offer book.
 Rows = tuple[Matrix, np.ndarray]
@@ -64,9 +67,10 @@ class TsoMarkets:
         self._reserve_labels = reserve_labels(reserve_mw)
         #: the TER offers' steps, fixed for the run (a period computes their MW and prices)
         self._ter_steps = TerSteps.of(network)
-        #: the last schedule's TER offers: a period asks for them more than once (its
-        #: clearings, the sharing of bids with the DSOs), and they depend on the schedule only
-        self._ter: tuple[ScheduleResult, pd.DataFrame] | None = None
+        #: the last schedule's TER offers, as columns and (once asked for) as a table: a
+        #: period asks for them more than once (its clearings, the sharing of bids with the
+        #: DSOs), and they depend on the schedule only
+        self._ter: tuple[ScheduleResult, dict[str, Any], pd.DataFrame | None] | None = None
 
     def forget_warm_starts(self) -> None:
         """Solve the next period from scratch, as freshly built markets would (a checkpoint)."""
@@ -79,31 +83,43 @@ class TsoMarkets:
 
     def ter_offers(self, schedule: ScheduleResult) -> pd.DataFrame:
         """The generators' balancing offers around ``schedule`` (none if it failed)."""
+        columns = self._ter_columns(schedule)
+        if isinstance(columns, pd.DataFrame):
+            return columns
+        if self._ter[2] is None:
+            self._ter = (schedule, columns, typed_frame(columns, TER_OFFER_COLUMNS))
+        return self._ter[2]
+
+    def _ter_columns(self, schedule: ScheduleResult) -> Columns:
+        """:meth:`ter_offers` as columns (:meth:`~.offers.TerSteps.columns`), which the
+        clearing reads into its book without the table in between (none if it failed)."""
         if not schedule.ok:
             return empty_offers()
         if self._ter is None or self._ter[0] is not schedule:
-            self._ter = (schedule, self._ter_steps.offers(schedule, self.ramp_mw))
+            self._ter = (schedule, self._ter_steps.columns(schedule, self.ramp_mw), None)
         return self._ter[1]
 
     def clear(
         self,
         plan: TsoPlan,
-        der_offers: pd.DataFrame,
+        der_offers: Columns,
         der_rows: Rows | None = None,
         der_labels: pd.DataFrame | None = None,
     ) -> BalancingResult:
         """Clear TER and DER offers against the plan's need, with transmission line limits.
 
+        ``der_offers``: a table, or its columns as arrays (:func:`~.offers.bid_offer_columns`).
         ``der_rows = (A, b)``: extra constraints ``A q <= b`` on the DER offers (columns in the
         order of ``der_offers``; dense or scipy.sparse), the TSO-managed model's distribution
         constraints, and ``der_labels`` what each of them is (:data:`ROW_LABEL_COLUMNS`). The
         result carries the book as cleared, the reserve shortfall and every row's label.
         """
-        ter = self.ter_offers(plan.schedule)
-        offers = balancing_book(ter, der_offers)
-        reserve, shortfall = reserve_rows(offers, self.reserve_mw)
-        rows = stack_rows(reserve, len(ter), der_rows)
-        result = self.balancing.clear(offers, plan.need_mw, self._base_flow(plan.schedule), rows)
+        ter = self._ter_columns(plan.schedule)
+        book = offer_book(ter, der_offers)
+        reserve, shortfall = reserve_rows(book.table, self.reserve_mw)
+        rows = stack_rows(reserve, length(ter), der_rows)
+        flow = self._base_flow(plan.schedule)
+        result = self.balancing.clear_book(book, plan.need_mw, flow, rows)
         labels = row_labels(self._reserve_labels, der_labels, len(rows[1]))
         return replace(result, reserve_shortfall_mw=shortfall, row_labels=labels)
 
@@ -134,32 +150,57 @@ DER_TYPES = {
 CURVE_TYPES = {c: t for c, t in DER_TYPES.items() if c != "device"}
 
 
-def balancing_book(ter: pd.DataFrame, der: pd.DataFrame) -> pd.DataFrame:
+def balancing_book(ter: Columns, der: Columns) -> pd.DataFrame:
     """The balancing market's book: the TER offers, then the DER offers, as
     ``pd.concat([empty_offers(), ter, der], ignore_index=True)`` makes it (the columns
     :data:`~.offers.OFFER_COLUMNS`, then ``element``, NA for DER, then ``device``, NaN for
-    TER).
+    TER): the table of :func:`offer_book`."""
+    return offer_book(ter, der).table
 
-    Built from the columns' arrays where both tables have rows and the types the engine makes
-    (:data:`~.offers.TER_OFFER_COLUMNS`; :data:`DER_TYPES` or :data:`CURVE_TYPES`): the TSO
-    builds a book at every clearing, and the concatenation cost a quarter of a clearing. Any
-    other tables are concatenated.
+
+def offer_book(ter: Columns, der: Columns) -> OfferBook:
+    """The book of :func:`balancing_book` with its columns as arrays, for the clearing.
+
+    Built from the columns' arrays where both tables (DataFrames or their columns) have rows
+    and the types the engine makes (:data:`~.offers.TER_OFFER_COLUMNS`; :data:`DER_TYPES` or
+    :data:`CURVE_TYPES`): the TSO builds a book at every clearing, and the concatenation and
+    the reading back of its columns cost a tenth to a fifth of a clearing. Any other tables
+    are concatenated, and the columns read from the result.
     """
+    n_ter, n_der = length(ter), length(der)
     der_typed = _typed(der, DER_TYPES) or _typed(der, CURVE_TYPES)
-    if not (len(ter) and len(der) and der_typed and _typed(ter, TER_OFFER_COLUMNS)):
-        return pd.concat([empty_offers(), ter, der], ignore_index=True)
+    if not (n_ter and n_der and der_typed and _typed(ter, TER_OFFER_COLUMNS)):
+        tables = [t if isinstance(t, pd.DataFrame) else pd.DataFrame(t) for t in (ter, der)]
+        return OfferBook.of(pd.concat([empty_offers(), *tables], ignore_index=True))
     # (the TER directions' strings come out as the objects of the DER directions)
-    book = {c: np.concatenate([ter[c].to_numpy(), der[c].to_numpy()]) for c in OFFER_COLUMNS}
-    element = np.concatenate([ter["element"].to_numpy(object), np.full(len(der), None)])
-    book["element"] = pd.array(element, dtype="string")
-    if "device" in der.columns:
-        book["device"] = np.concatenate([np.full(len(ter), np.nan), der["device"].to_numpy(float)])
-    return pd.DataFrame(book, copy=False)
+    book = {
+        c: np.concatenate([text(ter, c), text(der, c)])
+        if c == "direction"
+        else np.concatenate([numbers(ter, c, CURVE_TYPES[c]), numbers(der, c, CURVE_TYPES[c])])
+        for c in OFFER_COLUMNS
+    }
+    # pandas strings straight from their objects (NA for DER): pd.array(..., dtype="string")
+    # converts each value again, at six times the cost
+    element = np.concatenate([text(ter, "element"), np.full(n_der, pd.NA, dtype=object)])
+    book["element"] = pd.arrays.StringArray(element)
+    device = np.full(n_ter + n_der, -1, dtype=np.int64)
+    if "device" in der:
+        book["device"] = np.concatenate([np.full(n_ter, np.nan), numbers(der, "device")])
+        device[n_ter:] = numbers(der, "device", np.int64)
+    return OfferBook(
+        table=pd.DataFrame(book, copy=False),
+        offer_id=book["offer_id"],
+        bus=book["bus"],
+        direction=book["direction"],
+        mw=book["mw"],
+        price=book["price_eur_per_mwh"],
+        device=device,
+    )
 
 
-def _typed(table: pd.DataFrame, types: dict[str, str]) -> bool:
+def _typed(table: Columns, types: dict[str, str]) -> bool:
     """Whether ``table`` has exactly the columns of ``types``, in that order, of those types."""
-    return list(table.columns) == list(types) and all(table[c].dtype == t for c, t in types.items())
+    return list(table) == list(types) and all(table[c].dtype == t for c, t in types.items())
 
 
 def reserved(reserve_mw: dict[str, float]) -> list[str]:

@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 
 from market_sim.config import ProsumerConfig
-from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, typed_frame
+from market_sim.types import BID_COLUMNS, DOWN, UP, Injections
 
 LOAD, PV, STORAGE = "load", "pv", "storage"
 _TABLE = {LOAD: "load", PV: "sgen", STORAGE: "storage"}
 _NO_ROWS = np.zeros(0, dtype=np.intp)
+#: A bid's direction as pandas text, taken by position: 0 up, 1 down.
+_DIRECTIONS = pd.array([UP, DOWN], dtype="string")
 
 
 class Prosumer(mesa.Agent):
@@ -74,6 +76,14 @@ class DeviceArrays:
         return np.array([_TABLE[k] for k in self.kind], dtype=object)
 
     @cached_property
+    def text(self) -> dict[str, pd.api.extensions.ExtensionArray]:
+        """The bid book's text columns of every device as pandas text, made once: a period's
+        book takes its rows (pandas' check of every string, every period, cost as much as
+        the rest of the book)."""
+        columns = {"aggregator": self.aggregator, "dso": self.dso, "element": self.table}
+        return {c: pd.array(values, dtype="string") for c, values in columns.items()}
+
+    @cached_property
     def places(self) -> dict[tuple[str, str], np.ndarray]:
         """The rows of each (DSO, kind) that has devices: where a DSO's injections are read
         and written."""
@@ -110,7 +120,14 @@ class DeviceEnergy:
 
     def due_mwh(self) -> np.ndarray:
         """What each device's baseline repays this period if nothing stops it: every debt in
-        equal parts over the periods left before its deadline (no spike), plus the overdue."""
+        equal parts over the periods left before its deadline (no spike), plus the overdue.
+        The same array every time (not to be written): a period asks four times."""
+        return self._due
+
+    @cached_property
+    def _due(self) -> np.ndarray:
+        """:meth:`due_mwh`, computed once per state: a state is never changed, a period's
+        delivery makes a new one."""
         periods_left = np.arange(1, self.debt_mwh.shape[1] + 1)
         return self.overdue_mwh + (self.debt_mwh / periods_left).sum(axis=1)
 
@@ -403,17 +420,22 @@ class ProsumerPopulation:
         columns = {
             "bid_id": bid_id[order],
             "prosumer": d.prosumer[rows],
-            "aggregator": d.aggregator[rows],
-            "dso": d.dso[rows],
-            "element": d.table[rows],
+            "aggregator": d.text["aggregator"].take(rows),
+            "dso": d.text["dso"].take(rows),
+            "element": d.text["element"].take(rows),
             "element_index": d.element_index[rows],
             "bus": d.bus[rows],
-            "direction": np.where(is_up, UP, DOWN),
+            "direction": _DIRECTIONS.take(np.where(is_up, 0, 1)),
             "mw": np.floor(np.where(is_up, up[rows], down[rows]) * 1e6) / 1e6,
             "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
         }
-        # each column built with its dtype: one frame, no sort and cast of a frame
-        return typed_frame(columns, BID_COLUMNS)
+        # each column a new array of its dtype (text taken from the devices' pandas text),
+        # so the frame needs no copy of them: one frame, no sort and cast of a frame
+        typed = {
+            c: columns[c] if t == "string" else np.asarray(columns[c], dtype=t)
+            for c, t in BID_COLUMNS.items()
+        }
+        return pd.DataFrame(typed, copy=False)
 
     # -- delivery -------------------------------------------------------------------------------
     def delivery(

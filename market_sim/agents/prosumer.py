@@ -71,6 +71,11 @@ class DeviceArrays:
         return self.kind == STORAGE
 
     @cached_property
+    def flexible(self) -> np.ndarray:
+        """The devices whose prosumer offers flexibility (through an aggregator)."""
+        return self.aggregator != ""
+
+    @cached_property
     def table(self) -> np.ndarray:
         """Each device's pandapower table (load, sgen, storage)."""
         return np.array([_TABLE[k] for k in self.kind], dtype=object)
@@ -409,7 +414,7 @@ class ProsumerPopulation:
     def _book(self, up: np.ndarray, down: np.ndarray) -> pd.DataFrame:
         """The bid book of the devices' up and down quantities (MW)."""
         d = self.devices
-        flexible = d.aggregator != ""
+        flexible = d.flexible
         up = np.where(flexible & ~np.isnan(d.price_up), up, 0.0)
         down = np.where(flexible & ~np.isnan(d.price_down), down, 0.0)
         rows = np.concatenate([np.flatnonzero(up > 1e-6), np.flatnonzero(down > 1e-6)])
@@ -504,7 +509,7 @@ class ProsumerPopulation:
     def device_columns(self, energy: DeviceEnergy) -> dict[str, np.ndarray]:
         """The columns of :meth:`device_state` as arrays: what the record stage keeps."""
         d = self.devices
-        keep = (d.aggregator != "") & (d.battery | d.load)
+        keep = d.flexible & (d.battery | d.load)
         battery = d.battery[keep]
         return {
             "dso": d.dso[keep],

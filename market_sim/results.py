@@ -194,11 +194,11 @@ def _arrow_column(values: np.ndarray, arrow_type: pa.DataType, dtype: str) -> pa
 
 
 def column_values(column: pd.Series, dtype: Any = None) -> np.ndarray:
-    """A column's values as the numpy array its pandas array holds (no copy where it has
-    ``dtype`` already): what ``to_numpy(dtype)`` returns, without the checks that cost it ten
-    times as much on the small tables of a period (text as Python strings and ``pd.NA``, as
-    ``to_numpy`` gives it)."""
-    return np.asarray(column.array, dtype=dtype)
+    """A column's values as a numpy array (no copy where it has ``dtype`` already): what
+    ``to_numpy(dtype)`` returns for the tables' dtypes (numbers, flags, text, categories), at
+    the cost of a numeric column's ``to_numpy`` also for text, whose ``to_numpy`` scans it
+    for missing values at ten times that (text as Python strings and ``pd.NA`` either way)."""
+    return np.asarray(column.values, dtype=dtype)
 
 
 def column_array(values: Any) -> np.ndarray:

@@ -130,8 +130,6 @@ def age_transformers(
 
 
 def in_service(table: pd.DataFrame, values: np.ndarray) -> np.ndarray:
-    """``values`` where the element is in service, NaN elsewhere (and where not computed).
-    The flags are read through the column's ``.array`` (``to_numpy``'s checks cost more than
-    the rest of this, twice per network and power flow)."""
-    on = np.asarray(table["in_service"].array, dtype=bool)
+    """``values`` where the element is in service, NaN elsewhere (and where not computed)."""
+    on = table["in_service"].to_numpy(dtype=bool)
     return np.where(on, values, np.nan)

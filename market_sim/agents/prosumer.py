@@ -452,18 +452,16 @@ class ProsumerPopulation:
 
         One draw per device and period, whatever was dispatched, so that every model of a
         scenario faces the same failures (a draw per dispatch row would follow the row order,
-        which differs between models, and the number of rows, which shifts later draws).
-        The columns are read through their ``.array``: ``to_numpy``'s checks cost more than
-        the rest of it."""
-        bid_id = np.asarray(dispatch["bid_id"].array, dtype=np.int64)
-        mw = np.asarray(dispatch["mw"].array, dtype=float)
+        which differs between models, and the number of rows, which shifts later draws)."""
+        bid_id = dispatch["bid_id"].to_numpy(np.int64)
+        mw = dispatch["mw"].to_numpy(float)
         delivers: np.ndarray | bool = True
         if reliability < 1:
             responds = rng.random(len(self.devices.kind)) < reliability
             delivers = responds[bid_id // 2]  # up and down alike
         return {
             "bid_id": bid_id,
-            "buyer": np.asarray(dispatch["buyer"].array, dtype=object),
+            "buyer": dispatch["buyer"].to_numpy(object),
             "mw": mw,
             "delivered_mw": np.where(delivers, mw, 0.0),
         }

@@ -83,12 +83,10 @@ def _set_column(df: pd.DataFrame, column: str, values: np.ndarray) -> None:
     type and size (and pandas hands out a writable view of it), else assigned.
 
     Two power flows per network and period write here, and pandas' column assignment costs
-    0.1 ms each: most of a period's writes. The values are the same either way. The column's
-    array is read through ``.array`` (the same view ``to_numpy`` returns, at a tenth of its
-    checks' cost).
+    0.1 ms each: most of a period's writes. The values are the same either way.
     """
     new = np.asarray(values)
-    old = np.asarray(df[column].array)
+    old = df[column].to_numpy()
     if old.dtype != new.dtype or old.shape != new.shape or not old.flags.writeable:
         df[column] = new
     else:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from market_sim.config import ProsumerConfig
-from market_sim.types import BID_COLUMNS, DOWN, UP, Injections
+from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, typed_frame
 
 LOAD, PV, STORAGE = "load", "pv", "storage"
 _TABLE = {LOAD: "load", PV: "sgen", STORAGE: "storage"}
@@ -83,8 +83,7 @@ class DeviceArrays:
     @cached_property
     def text(self) -> dict[str, pd.api.extensions.ExtensionArray]:
         """The bid book's text columns of every device as pandas text, made once: a period's
-        book takes its rows (pandas' check of every string, every period, cost as much as
-        the rest of the book)."""
+        book takes its rows (instead of pandas checking every string of them, every period)."""
         columns = {"aggregator": self.aggregator, "dso": self.dso, "element": self.table}
         return {c: pd.array(values, dtype="string") for c, values in columns.items()}
 
@@ -434,13 +433,9 @@ class ProsumerPopulation:
             "mw": np.floor(np.where(is_up, up[rows], down[rows]) * 1e6) / 1e6,
             "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
         }
-        # each column a new array of its dtype (text taken from the devices' pandas text),
-        # so the frame needs no copy of them: one frame, no sort and cast of a frame
-        typed = {
-            c: columns[c] if t == "string" else np.asarray(columns[c], dtype=t)
-            for c, t in BID_COLUMNS.items()
-        }
-        return pd.DataFrame(typed, copy=False)
+        # each column built with its dtype (text taken from the devices' pandas text, which
+        # typed_frame takes as it is): one frame, no sort and cast of a frame
+        return typed_frame(columns, BID_COLUMNS)
 
     # -- delivery -------------------------------------------------------------------------------
     def delivery(

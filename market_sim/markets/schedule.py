@@ -276,11 +276,13 @@ def schedule_dispatch(
 ) -> dict[str, np.ndarray]:
     """The schedule's injection per generator as the columns element, bus, p_mw of the
     ``schedule_dispatch`` table: what the TER balancing offers are built around (NaN if the
-    schedule failed). Columns, not a table: the record stage keeps them as arrays."""
+    schedule failed). Columns, not a table: the record stage keeps them as arrays; copies,
+    not the network's own columns, so that no reader can change the network through them."""
     gen = network.generators
     element = text(gen, "element")
     # the result's output at each generator, NaN where it has none (a reindex, without the
     # index it builds: the record stage asks every period)
     at = positions(np.asarray(result.gen_mw.index, dtype=object), element)
     p_mw = np.where(at >= 0, result.gen_mw.to_numpy(float)[at], np.nan)
-    return {"element": element, "bus": numbers(gen, "bus", np.int64), "p_mw": p_mw}
+    bus = numbers(gen, "bus", np.int64)
+    return {"element": element.copy(), "bus": bus.copy(), "p_mw": p_mw}

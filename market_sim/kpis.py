@@ -131,8 +131,12 @@ def volumes(
 
 
 def _total(values: np.ndarray) -> float:
-    """Sum skipping NaN, as ``Series.sum()`` adds (the same additions, in the same order)."""
-    return float(np.nansum(values))
+    """Sum skipping NaN, as ``Series.sum()`` adds (the same additions, in the same order):
+    ``np.nansum``'s sum of the values with NaN as 0.0, without its copy where none is NaN
+    (most of a period's columns; a period sums about twenty)."""
+    values = np.asarray(values, dtype=float)
+    nan = np.isnan(values)
+    return float(np.where(nan, 0.0, values).sum() if nan.any() else values.sum())
 
 
 def _directions_of(bid_ids: np.ndarray, bids: pd.DataFrame) -> np.ndarray:

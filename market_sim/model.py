@@ -209,8 +209,11 @@ class MarketModel(mesa.Model):
         yield self.post.wait_until(clock.delivery)
         delivery, delivered, base = self._deliver(inputs, outcome, forecasts)
         wear = self._wear(clock.period, delivered, base)
-        dispatch, settlement = self._settle(inputs, outcome, delivery)
-        self._record(inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual)
+        prices = self._balancing_prices(outcome.clearing)
+        dispatch, settlement = self._settle(inputs, outcome, delivery, prices)
+        self._record(
+            inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual, prices
+        )
         if self.check:
             self._check(inputs, outcome, dispatch, settlement)
 
@@ -301,15 +304,19 @@ class MarketModel(mesa.Model):
         return after, before
 
     def _settle(
-        self, inputs: PeriodInputs, outcome: PeriodOutcome, delivery: Mapping[str, np.ndarray]
+        self,
+        inputs: PeriodInputs,
+        outcome: PeriodOutcome,
+        delivery: Mapping[str, np.ndarray],
+        prices: pd.Series,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The period's dispatch priced by the pricing rule, and who pays whom: the columns
-        of their tables, which the record stage and the KPIs read (no table is built)."""
+        """The period's dispatch priced by the pricing rule (``prices``: the balancing price
+        per bus), and who pays whom: the columns of their tables, which the record stage and
+        the KPIs read (no table is built)."""
         clearing = outcome.clearing
         ok = clearing is not None and clearing.ok
         accepted = clearing.accepted if ok else accepted_none()
         offers = clearing.offers if clearing is not None else empty_offers()
-        prices = self._balancing_prices(clearing)
         cfg = self.config.settlement
         located = clearing.der_price_eur_per_mwh if ok else None
         dispatch = self.timed(
@@ -321,7 +328,7 @@ class MarketModel(mesa.Model):
     def _balancing_prices(self, clearing) -> pd.Series:
         """The balancing price per transmission bus (NaN if the clearing failed or did not
         run), on the run's one index of the buses (a new index per period cost as much as the
-        table)."""
+        table); made once a period, for the settlement and the KPIs."""
         if clearing is None or not clearing.ok:
             return pd.Series(np.nan, index=self._buses)
         return pd.Series(clearing.price_eur_per_mwh, index=self._buses)
@@ -336,8 +343,10 @@ class MarketModel(mesa.Model):
         dispatch: Mapping[str, np.ndarray],
         settlement: Mapping[str, np.ndarray],
         counterfactual: pd.DataFrame,
+        prices: pd.Series,
     ) -> None:
-        """Write the period's rows into the results tables, then its KPIs."""
+        """Write the period's rows into the results tables, then its KPIs (``prices``: the
+        balancing price per bus)."""
         period, rec = inputs.period, self.recorder
         record_outcome(rec, period, outcome)
         rec.add_frame("counterfactual", counterfactual, period=period)
@@ -360,12 +369,12 @@ class MarketModel(mesa.Model):
         record_balancing(rec, period, self.transmission, inputs.plan, clearing)
         record_baseline(rec, period, {n: d.network for n, d in self.dsos.items()}, inputs.forecasts)
         kpis = self._kpis(
-            inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
+            inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual, prices
         )
         record_kpis(rec, period, kpis)
 
     def _kpis(
-        self, inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual
+        self, inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual, prices
     ) -> list[tuple[str, float, str]]:
         schedule, clearing = inputs.plan.schedule, outcome.clearing
         records = outcome.records
@@ -386,7 +395,7 @@ class MarketModel(mesa.Model):
             validation=outcome.validation,
             dispatch=dispatch,
             settlement=settlement,
-            bus_price=self._balancing_prices(clearing),
+            bus_price=prices,
             unserved_mw=sum(_unserved(clearing)),
             voll_eur_per_mwh=self.config.voll_eur_per_mwh,
             grid=grid,

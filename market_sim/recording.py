@@ -17,10 +17,10 @@ from market_sim.coordination.period import PeriodOutcome
 from market_sim.delivery import Delivered
 from market_sim.grid.injections import injections_columns
 from market_sim.markets.balancing import TIE_BREAK_EUR_PER_MWH, BalancingResult
-from market_sim.markets.schedule import dispatch_table
+from market_sim.markets.schedule import schedule_dispatch
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.markets.tso_markets import TsoPlan
-from market_sim.results import Recorder
+from market_sim.results import Recorder, column_values
 from market_sim.tables import column_dtypes
 from market_sim.types import Injections, PowerFlowResult
 from market_sim.wear import Wear
@@ -113,7 +113,8 @@ def record_balancing(
 ) -> None:
     """What the period's balancing LP was built from and its objective, and the schedule's
     dispatch per generator: the tables the LP can be solved again from."""
-    recorder.add_frame("schedule_dispatch", dispatch_table(network, plan.schedule), period=period)
+    dispatch = schedule_dispatch(network, plan.schedule)
+    recorder.add_columns("schedule_dispatch", dispatch, period=period)
     if clearing is None:
         return
     rows, rhs = clearing.offer_rows
@@ -133,12 +134,12 @@ def record_balancing(
     buses = {"bus": network.bus_ids, "load_mw": plan.load_mw, "need_mw": clearing.need_mw}
     recorder.add_columns("balancing_buses", buses, period=period)
     recorder.add_columns("balancing_branches", branch_rows(network, clearing), period=period)
-    labels = {c: clearing.row_labels[c].to_numpy() for c in ROW_LABELS}
+    labels = {c: column_values(clearing.row_labels[c]) for c in ROW_LABELS}
     labels |= {"row": np.arange(len(rhs)), "rhs": rhs}
     recorder.add_columns("balancing_rows", labels, period=period)
     coo = rows.tocoo()
     kept = coo.data != 0.0
-    offer_id = clearing.offers.offer_id.to_numpy(np.int64)[coo.col[kept]]
+    offer_id = column_values(clearing.offers["offer_id"], np.int64)[coo.col[kept]]
     coefficients = {"row": coo.row[kept], "offer_id": offer_id, "coefficient": coo.data[kept]}
     recorder.add_columns("balancing_coefficients", coefficients, period=period)
 
@@ -146,9 +147,9 @@ def record_balancing(
 def offer_book(offers: pd.DataFrame) -> dict[str, np.ndarray]:
     """The offer book as cleared, as columns of ``balancing_offers``: TER offers (negative
     ids, with their generator) and DER."""
-    ter = offers.offer_id.to_numpy() < 0
+    ter = column_values(offers["offer_id"]) < 0
     element = offers["element"] if "element" in offers else pd.Series("", index=offers.index)
-    columns = {c: offers[c].to_numpy() for c in OFFER_COLUMNS}
+    columns = {c: column_values(offers[c]) for c in OFFER_COLUMNS}
     return columns | {
         "resource": np.where(ter, RESOURCES["ter"], RESOURCES["der"]),
         "element": element.to_numpy(dtype=object, na_value=""),
@@ -159,10 +160,10 @@ def branch_rows(network: TransmissionNetwork, clearing: BalancingResult) -> dict
     """Each branch of the balancing's DC network: ends, susceptance, base flow and limit."""
     br = network.branches
     return {
-        "branch": br["element"].to_numpy(),
-        "from_bus": br["from_bus"].to_numpy(np.int64),
-        "to_bus": br["to_bus"].to_numpy(np.int64),
-        "b_pu": br["b_pu"].to_numpy(float),
+        "branch": column_values(br["element"]),
+        "from_bus": column_values(br["from_bus"], np.int64),
+        "to_bus": column_values(br["to_bus"], np.int64),
+        "b_pu": column_values(br["b_pu"], float),
         "base_flow_mw": clearing.base_flow_mw,
         "limit_mw": clearing.flow_limit_mw,
     }

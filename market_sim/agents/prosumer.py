@@ -21,6 +21,8 @@ from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, typed_frame
 LOAD, PV, STORAGE = "load", "pv", "storage"
 _TABLE = {LOAD: "load", PV: "sgen", STORAGE: "storage"}
 _NO_ROWS = np.zeros(0, dtype=np.intp)
+#: A bid's direction as pandas text, taken by position: 0 up, 1 down.
+_DIRECTIONS = pd.array([UP, DOWN], dtype="string")
 
 
 class Prosumer(mesa.Agent):
@@ -69,9 +71,21 @@ class DeviceArrays:
         return self.kind == STORAGE
 
     @cached_property
+    def flexible(self) -> np.ndarray:
+        """The devices whose prosumer offers flexibility (through an aggregator)."""
+        return self.aggregator != ""
+
+    @cached_property
     def table(self) -> np.ndarray:
         """Each device's pandapower table (load, sgen, storage)."""
         return np.array([_TABLE[k] for k in self.kind], dtype=object)
+
+    @cached_property
+    def text(self) -> dict[str, pd.api.extensions.ExtensionArray]:
+        """The bid book's text columns of every device as pandas text, made once: a period's
+        book takes its rows (instead of pandas checking every string of them, every period)."""
+        columns = {"aggregator": self.aggregator, "dso": self.dso, "element": self.table}
+        return {c: pd.array(values, dtype="string") for c, values in columns.items()}
 
     @cached_property
     def places(self) -> dict[tuple[str, str], np.ndarray]:
@@ -110,7 +124,14 @@ class DeviceEnergy:
 
     def due_mwh(self) -> np.ndarray:
         """What each device's baseline repays this period if nothing stops it: every debt in
-        equal parts over the periods left before its deadline (no spike), plus the overdue."""
+        equal parts over the periods left before its deadline (no spike), plus the overdue.
+        The same array every time (not to be written): a period asks four times."""
+        return self._due
+
+    @cached_property
+    def _due(self) -> np.ndarray:
+        """:meth:`due_mwh`, computed once per state: a state is never changed, a period's
+        delivery makes a new one."""
         periods_left = np.arange(1, self.debt_mwh.shape[1] + 1)
         return self.overdue_mwh + (self.debt_mwh / periods_left).sum(axis=1)
 
@@ -392,7 +413,7 @@ class ProsumerPopulation:
     def _book(self, up: np.ndarray, down: np.ndarray) -> pd.DataFrame:
         """The bid book of the devices' up and down quantities (MW)."""
         d = self.devices
-        flexible = d.aggregator != ""
+        flexible = d.flexible
         up = np.where(flexible & ~np.isnan(d.price_up), up, 0.0)
         down = np.where(flexible & ~np.isnan(d.price_down), down, 0.0)
         rows = np.concatenate([np.flatnonzero(up > 1e-6), np.flatnonzero(down > 1e-6)])
@@ -403,16 +424,17 @@ class ProsumerPopulation:
         columns = {
             "bid_id": bid_id[order],
             "prosumer": d.prosumer[rows],
-            "aggregator": d.aggregator[rows],
-            "dso": d.dso[rows],
-            "element": d.table[rows],
+            "aggregator": d.text["aggregator"].take(rows),
+            "dso": d.text["dso"].take(rows),
+            "element": d.text["element"].take(rows),
             "element_index": d.element_index[rows],
             "bus": d.bus[rows],
-            "direction": np.where(is_up, UP, DOWN),
+            "direction": _DIRECTIONS.take(np.where(is_up, 0, 1)),
             "mw": np.floor(np.where(is_up, up[rows], down[rows]) * 1e6) / 1e6,
             "price_eur_per_mwh": np.where(is_up, d.price_up[rows], d.price_down[rows]),
         }
-        # each column built with its dtype: one frame, no sort and cast of a frame
+        # each column built with its dtype (text taken from the devices' pandas text, which
+        # typed_frame takes as it is): one frame, no sort and cast of a frame
         return typed_frame(columns, BID_COLUMNS)
 
     # -- delivery -------------------------------------------------------------------------------
@@ -480,7 +502,7 @@ class ProsumerPopulation:
     def device_columns(self, energy: DeviceEnergy) -> dict[str, np.ndarray]:
         """The columns of :meth:`device_state` as arrays: what the record stage keeps."""
         d = self.devices
-        keep = (d.aggregator != "") & (d.battery | d.load)
+        keep = d.flexible & (d.battery | d.load)
         battery = d.battery[keep]
         return {
             "dso": d.dso[keep],

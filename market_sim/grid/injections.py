@@ -106,23 +106,42 @@ def injections_table(dn: DistributionNetwork, injections: Injections) -> pd.Data
 def injections_columns(dn: DistributionNetwork, injections: Injections) -> dict[str, np.ndarray]:
     """The columns of :func:`injections_table` as arrays (``element`` as Python strings): what
     the recorder keeps. Built from arrays in one go (it is recorded two or three times per DSO
-    and period; one frame per element table, concatenated, cost about four power flows).
+    and period; one frame per element table, concatenated, cost about four power flows), the
+    rows' labels laid out once per network (:func:`_injection_rows`).
     """
-    net = dn.net
-    nt = len(net.trafo)
-    sizes = [len(net[table]) for table in ELEMENT_TABLES] + [nt]
-    nan = [np.full(n, np.nan) for n in sizes]
+    nt = len(dn.net.trafo)
+    element, element_index = _injection_rows(dn)
+    no_taps = np.full(len(element) - nt, np.nan)
+    no_power = np.full(nt, np.nan)
     set_points = [np.asarray(injections.p_mw[t], dtype=float) for t in ELEMENT_TABLES]
     reactive = [np.asarray(injections.q_mvar[t], dtype=float) for t in ELEMENT_TABLES]
     taps = np.asarray(tap_positions(dn, injections), dtype=float) if nt else np.zeros(0)
-    index = [net[t].index.to_numpy(dtype=np.int64) for t in (*ELEMENT_TABLES, "trafo")]
     return {
-        "element": np.repeat(np.array([*ELEMENT_TABLES, "trafo"], dtype=object), sizes),
-        "element_index": np.concatenate(index),
-        "p_mw": np.concatenate([*set_points, nan[-1]]),
-        "q_mvar": np.concatenate([*reactive, nan[-1]]),
-        "tap_pos": np.concatenate([*nan[:-1], taps]),
+        "element": element,
+        "element_index": element_index,
+        "p_mw": np.concatenate([*set_points, no_power]),
+        "q_mvar": np.concatenate([*reactive, no_power]),
+        "tap_pos": np.concatenate([no_taps, taps]),
     }
+
+
+def _injection_rows(dn: DistributionNetwork) -> tuple[np.ndarray, np.ndarray]:
+    """The ``element`` and ``element_index`` columns of a network's injections: every load,
+    sgen, storage and transformer in the net's order. The same every period, so kept with the
+    network (read-only: every period's columns share them) while the net's indices are the
+    same objects, as the state tables' layouts are (:mod:`market_sim.grid.state`)."""
+    tables = (*ELEMENT_TABLES, "trafo")
+    indices = tuple(dn.net[t].index for t in tables)
+    kept = dn.solver_cache.get("injection_rows")
+    if kept is not None and all(a is b for a, b in zip(kept[0], indices, strict=True)):
+        return kept[1], kept[2]
+    sizes = [len(index) for index in indices]
+    element = np.repeat(np.array(tables, dtype=object), sizes)
+    element_index = np.concatenate([index.to_numpy(dtype=np.int64) for index in indices])
+    for column in (element, element_index):
+        column.setflags(write=False)
+    dn.solver_cache["injection_rows"] = (indices, element, element_index)
+    return element, element_index
 
 
 def apply_table(net: Any, table: pd.DataFrame) -> None:

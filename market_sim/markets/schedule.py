@@ -97,6 +97,11 @@ class EnergySchedule:
         #: the objective's cost per MW below it: the price less the fuel it saves
         self.relief_units = relief_units(network) if relief_eur_per_mwh else np.zeros(0, int)
         self._relief_cost = relief_costs(network, self.relief_units, relief_eur_per_mwh or 0.0)
+        gen = network.generators
+        #: every result's index (the generators' names) and the fuel cost's coefficients, read
+        #: once: a result is made every period, and so would they be
+        self._gen_index = pd.Index(gen["element"])
+        self._c1, self._c2 = gen["c1_eur_per_mwh"].to_numpy(), gen["c2_eur_per_mw2h"].to_numpy()
         self.model = self._build()
         self.n_variables, self.n_constraints = count(self.model)
         m = self.model
@@ -205,14 +210,13 @@ class EnergySchedule:
         Units produce ``p - below``; the cost is their fuel cost, the objective without the
         relief's price (both corrections are exactly 0.0 when no unit is below minimum).
         """
-        gen = self.network.generators
         output = p - below
-        fuel_saved = _fuel_cost(gen, p) - _fuel_cost(gen, output)
+        fuel_saved = self._fuel_cost(p) - self._fuel_cost(output)
         relief = self._relief_cost * below
         return ScheduleResult(
             ok=True,
             message=msg,
-            gen_mw=pd.Series(output, index=pd.Index(gen["element"]), name="p_mw"),
+            gen_mw=pd.Series(output, index=self._gen_index, name="p_mw"),
             flow_mw=flow,
             cost_eur_per_h=objective - float(relief.sum()) - float(fuel_saved.sum()),
             price_eur_per_mwh=price,
@@ -220,13 +224,16 @@ class EnergySchedule:
             below_min_mw=float(below.sum()),
         )
 
+    def _fuel_cost(self, p: np.ndarray) -> np.ndarray:
+        """Each unit's variable cost (EUR/h) at output ``p``: ``c1 p + c2 p^2``."""
+        return self._c1 * p + self._c2 * p**2
+
     def _failed(self, msg: str, elapsed: float) -> ScheduleResult:
         logger.warning("energy schedule failed: %s", msg)
-        gen = self.network.generators
         return ScheduleResult(
             ok=False,
             message=msg,
-            gen_mw=pd.Series(np.nan, index=pd.Index(gen["element"]), name="p_mw"),
+            gen_mw=pd.Series(np.nan, index=self._gen_index, name="p_mw"),
             flow_mw=np.full(self.network.n_branches, np.nan),
             cost_eur_per_h=float("nan"),
             price_eur_per_mwh=np.full(self.network.n_buses, np.nan),
@@ -264,18 +271,18 @@ def relief_costs(
     return cost
 
 
-def _fuel_cost(gen: pd.DataFrame, p: np.ndarray) -> np.ndarray:
-    """Each unit's variable cost (EUR/h) at output ``p``: ``c1 p + c2 p^2``."""
-    return gen["c1_eur_per_mwh"].to_numpy() * p + gen["c2_eur_per_mw2h"].to_numpy() * p**2
-
-
-def dispatch_table(network: TransmissionNetwork, result: ScheduleResult) -> pd.DataFrame:
-    """The schedule's injection per generator (element, bus, p_mw): what the TER balancing
-    offers are built around (NaN if the schedule failed)."""
+def schedule_dispatch(
+    network: TransmissionNetwork, result: ScheduleResult
+) -> dict[str, np.ndarray]:
+    """The schedule's injection per generator as the columns element, bus, p_mw of the
+    ``schedule_dispatch`` table: what the TER balancing offers are built around (NaN if the
+    schedule failed). Columns, not a table: the record stage keeps them as arrays; copies,
+    not the network's own columns, so that no reader can change the network through them."""
     gen = network.generators
     element = text(gen, "element")
     # the result's output at each generator, NaN where it has none (a reindex, without the
     # index it builds: the record stage asks every period)
     at = positions(np.asarray(result.gen_mw.index, dtype=object), element)
     p_mw = np.where(at >= 0, result.gen_mw.to_numpy(float)[at], np.nan)
-    return pd.DataFrame({"element": element, "bus": numbers(gen, "bus", np.int64), "p_mw": p_mw})
+    bus = numbers(gen, "bus", np.int64)
+    return {"element": element.copy(), "bus": bus.copy(), "p_mw": p_mw}

@@ -24,6 +24,8 @@ from market_sim.tables import column_dtypes
 from market_sim.types import signed_mw, typed_frame
 
 TSO = "tso"
+#: The settlement's items, in the order of their names (the table is sorted by party, item).
+ITEMS = tuple(sorted(("balancing_energy", "aggregator_fee", "imbalance")))
 
 #: Columns and dtypes of the period's ``dispatch`` and ``settlement`` tables.
 DISPATCH_DTYPES = column_dtypes("dispatch")
@@ -215,7 +217,7 @@ def settlement_columns(
             continue
         for party, sign in ((payee, 1.0), (payer, -1.0)):
             parties.append(np.broadcast_to(np.asarray(party, dtype=object), amount.shape))
-            items.append(np.full(len(amount), item, dtype=object))
+            items.append(np.full(len(amount), ITEMS.index(item)))
             amounts.append(sign * amount)
     if not amounts:
         return _typed_columns({c: [] for c in SETTLEMENT_DTYPES}, SETTLEMENT_DTYPES)
@@ -224,7 +226,7 @@ def settlement_columns(
     )
     # a DSO is a DSO also where it is its DER's aggregator (dso_managed+dso_is_aggregator)
     aggregators, dsos = set(der["name"]), (set(der["buyer"]) - {TSO}) | set(der["dso"])
-    role = np.array([_role(p, aggregators, dsos) for p in party], dtype=object)
+    role = _roles(party, aggregators, dsos)
     return {"party": party, "role": role, "item": item, "amount_eur": amount_eur}
 
 
@@ -248,23 +250,26 @@ def _rows_by_resource(dispatch: Columns) -> tuple[dict[str, np.ndarray], ...]:
 def _net(
     party: np.ndarray, item: np.ndarray, amount: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum of ``amount`` per (party, item), sorted by party then item.
+    """Sum of ``amount`` per (party, item), sorted by party then item (``item``: positions
+    in :data:`ITEMS`, whose order is their names').
 
     Summed on integer codes with the compensated sum of a groupby in row order
     (:func:`~market_sim.markets.group_sum.group_sum`), the one the settlement has always
     used, so the amounts stay the same to the last bit.
     """
     parties, party_code = distinct(party)
-    items, item_code = distinct(item)
+    present, item_code = np.unique(item, return_inverse=True)
+    items = np.array(ITEMS, dtype=object)[present]
     group, net = group_sum(party_code * len(items) + item_code, amount)
     return parties[group // len(items)], items[group % len(items)], net
 
 
-def _role(party: str, aggregators: set[str], dsos: set[str]) -> str:
-    if party == TSO:
-        return "tso"
-    if party in dsos:
-        return "dso"
-    if party.startswith("prosumer "):
-        return "prosumer"
-    return "aggregator" if party in aggregators else "ter"
+def _roles(party: np.ndarray, aggregators: set[str], dsos: set[str]) -> np.ndarray:
+    """Each party's role: the TSO, a DSO, a prosumer (named "prosumer ..."), an aggregator,
+    else a generator (TER); the first that applies, set from the last to the first."""
+    role = np.full(len(party), "ter", dtype=object)
+    role[np.isin(party, list(aggregators))] = "aggregator"
+    role[[p.startswith("prosumer ") for p in party]] = "prosumer"
+    role[np.isin(party, list(dsos))] = "dso"
+    role[party == TSO] = "tso"
+    return role

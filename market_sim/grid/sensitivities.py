@@ -75,16 +75,24 @@ def injection_sensitivities(
 def constraint_gradients(
     model: Model, v: np.ndarray, constraints: list[tuple[str, int]]
 ) -> np.ndarray:
-    """[n_state, n_constraints] d(constraint value)/d(power-flow state), one column each."""
+    """[n_state, n_constraints] d(constraint value)/d(power-flow state), one column each.
+
+    A voltage magnitude's column is a unit vector (none for a bus without a magnitude in the
+    state): all of them are set in one indexed assignment; a branch loading's is its own sum.
+    """
     grad = np.zeros((len(model.pvpq) + len(model.pq), len(constraints)))
-    vnorm = v / np.abs(v)
-    for j, (kind, pos) in enumerate(constraints):
-        if kind == "vm":
-            m = model.m_pos[model.bus_idx[pos]] if model.bus_idx[pos] >= 0 else -1
-            if m >= 0:
-                grad[m, j] = 1.0
-            continue
-        branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, j])
+    is_vm = np.array([kind == "vm" for kind, _ in constraints], dtype=bool)
+    pos = np.array([p for _, p in constraints], dtype=np.int64)
+    cols = np.flatnonzero(is_vm)
+    bus = model.bus_idx[pos[cols]]
+    m = np.where(bus >= 0, model.m_pos[np.maximum(bus, 0)], -1)
+    grad[m[m >= 0], cols[m >= 0]] = 1.0
+    branches = np.flatnonzero(~is_vm)
+    if len(branches):
+        vnorm = v / np.abs(v)
+        for j in branches.tolist():
+            kind, p = constraints[j]
+            branch_loading_gradient(model, v, vnorm, kind, p, grad[:, j])
     return grad
 
 

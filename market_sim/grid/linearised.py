@@ -485,7 +485,8 @@ def box_vertices(
             for (p, x), g in zip(ends, signed, strict=True)
         ]
     )
-    return critical_vertices(np.vstack(signed), q, over, np.tile(near_rows(keys), len(ends)), fulls)
+    near = np.concatenate([near_rows(keys)] * len(ends))
+    return critical_vertices(np.vstack(signed), q, over, near, fulls)
 
 
 def _excess_at(d: PowerFlowDetail, keys: list[Key], caps: Caps) -> np.ndarray:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from market_sim.grid.adjoint import adjoint_solve, factorise
-from market_sim.grid.jacobian import branch_loading_gradient, jacobian
+from market_sim.grid.adjoint import adjoint_solve
+from market_sim.grid.jacobian import branch_loading_gradient, factorised_jacobian
 
 if TYPE_CHECKING:
     from market_sim.grid.lightsim_model import Model
@@ -125,7 +125,7 @@ def _exact_factors(model: Model, v: np.ndarray) -> tuple:
         if m is model and at[probe] == v[probe] and np.array_equal(at, v):
             _RECENT.insert(0, _RECENT.pop(i))
             return factors
-    factors = factorise(jacobian(model, v))
+    factors = factorised_jacobian(model, v)
     _RECENT.insert(0, (model, v.copy(), factors))
     del _RECENT[_RECENT_SIZE:]
     return factors

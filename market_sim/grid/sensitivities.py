@@ -78,21 +78,26 @@ def constraint_gradients(
     """[n_state, n_constraints] d(constraint value)/d(power-flow state), one column each.
 
     A voltage magnitude's column is a unit vector (none for a bus without a magnitude in the
-    state): all of them are set in one indexed assignment; a branch loading's is its own sum.
+    state): all of them are set by one indexed assignment; a branch loading's is its own sum.
     """
     grad = np.zeros((len(model.pvpq) + len(model.pq), len(constraints)))
-    is_vm = np.array([kind == "vm" for kind, _ in constraints], dtype=bool)
-    pos = np.array([p for _, p in constraints], dtype=np.int64)
-    cols = np.flatnonzero(is_vm)
-    bus = model.bus_idx[pos[cols]]
-    m = np.where(bus >= 0, model.m_pos[np.maximum(bus, 0)], -1)
-    grad[m[m >= 0], cols[m >= 0]] = 1.0
-    branches = np.flatnonzero(~is_vm)
-    if len(branches):
+    cols, buses, branches = [], [], []
+    for j, (kind, pos) in enumerate(constraints):
+        if kind == "vm":
+            cols.append(j)
+            buses.append(pos)
+        else:
+            branches.append(j)
+    if cols:
+        bus = model.bus_idx[buses]
+        m = np.where(bus >= 0, model.m_pos[bus], -1)
+        on = m >= 0
+        grad[m[on], np.array(cols)[on]] = 1.0
+    if branches:
         vnorm = v / np.abs(v)
-        for j in branches.tolist():
-            kind, p = constraints[j]
-            branch_loading_gradient(model, v, vnorm, kind, p, grad[:, j])
+        for j in branches:
+            kind, pos = constraints[j]
+            branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, j])
     return grad
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from market_sim import kernels
-from market_sim.grid.adjoint import adjoint_solve, factorise
+from market_sim.grid.adjoint import adjoint_solve
 from market_sim.grid.constraints import Caps, values
-from market_sim.grid.jacobian import jacobian
+from market_sim.grid.jacobian import factorised_jacobian
 from market_sim.grid.linearised import FLEXIBILITY_AREA, KINDS, SENSITIVITY_KIND, Key, bounds
 from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.grid.sensitivities import constraint_gradients
@@ -73,7 +73,7 @@ def interface_and_constraint_sensitivities(
 
     has_a, has_m = a_pos >= 0, m_pos >= 0
     rows = np.r_[a_pos[has_a], m_pos[has_m]]
-    lam = adjoint_solve(factorise(jacobian(model, v)), grad, rows) / model.base_mva
+    lam = adjoint_solve(factorised_jacobian(model, v), grad, rows) / model.base_mva
     n_a = int(has_a.sum())
     d_p = np.zeros((grad.shape[1], len(v)))
     d_q = np.zeros((grad.shape[1], len(v)))

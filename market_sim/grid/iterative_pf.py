@@ -224,9 +224,12 @@ def _note_cuts(
     reasons: list[str],
     binding: list[str],
 ) -> None:
-    """Name, in place, the constraint behind every cut bid and add it to the binding ones."""
-    for k in np.unique(cut_by[cut > 0]):
+    """Name, in place, the constraint behind every cut bid and add it to the binding ones
+    (each violation's reason is formatted once, however many bids it cut)."""
+    cut_bids = np.flatnonzero(cut > 0)
+    for k in np.unique(cut_by[cut_bids]).tolist():
         if viol[k].name not in binding:
             binding.append(viol[k].name)
-    for i in np.flatnonzero(cut > 0):
-        reasons[i] = f"cut: {viol[max(cut_by[i], 0)].name}"
+    labels = [f"cut: {v.name}" for v in viol]
+    for i, k in zip(cut_bids.tolist(), np.maximum(cut_by[cut_bids], 0).tolist(), strict=True):
+        reasons[i] = labels[k]

@@ -2,8 +2,9 @@
 
 The state is lightsim2grid's: voltage angles of the pv and pq buses, then magnitudes of the
 pq buses (``Model.a_pos`` / ``Model.m_pos``). :func:`jacobian` differentiates the power
-balance, :func:`branch_loading_gradient` the loading of one line or transformer; the adjoint
-solves of :mod:`.sensitivities` combine the two.
+balance (:func:`factorised_jacobian` factorises it for the adjoint solves),
+:func:`branch_loading_gradient` the loading of one line or transformer; the adjoint solves of
+:mod:`.sensitivities` combine the two.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from market_sim.grid.adjoint import factorise
 from market_sim.grid.lightsim_model import Model
 
 
@@ -28,6 +30,8 @@ class _Pattern:
     lands there; ``take_again`` the other one of the positions ``again`` (at most two share a
     position: a Ybus diagonal and its bus diagonal, the blocks being disjoint and the maps
     a_pos / m_pos one-to-one), so their sum does not depend on the order they are added in.
+    ``matrix``: a CSC matrix of that structure that :func:`factorised_jacobian` gives each
+    Jacobian's numbers to (a new one's format checks cost a sixth of a factorisation here).
     """
 
     y_row: np.ndarray
@@ -38,6 +42,7 @@ class _Pattern:
     again: np.ndarray
     indices: np.ndarray
     indptr: np.ndarray
+    matrix: sp.csc_matrix
 
 
 def _jacobian_pattern(model: Model) -> _Pattern:
@@ -63,6 +68,9 @@ def _jacobian_pattern(model: Model) -> _Pattern:
     assert len(np.unique(again)) == len(again)  # at most two entries per position
     size = len(model.pvpq) + len(model.pq)
     indptr = np.searchsorted(col[first], np.arange(size + 1)).astype(np.int32)
+    indices = row[first].astype(np.int32)
+    matrix = sp.csc_matrix((np.zeros(len(indices)), indices, indptr), shape=(size, size))
+    matrix.has_canonical_format = True  # sorted by (column, row), one entry per position
     return _Pattern(
         y.row.astype(np.int64),
         y.col.astype(np.int64),
@@ -70,8 +78,9 @@ def _jacobian_pattern(model: Model) -> _Pattern:
         take[first],
         take[~first],
         again,
-        row[first].astype(np.int32),
+        indices,
         indptr,
+        matrix,
     )
 
 
@@ -84,9 +93,28 @@ def jacobian(model: Model, v: np.ndarray) -> sp.csc_matrix:
     dS/dVa = j diag(V) conj(diag(I) - Y diag(V)),
     dS/dVm = diag(V) conj(Y diag(V/|V|)) + conj(diag(I)) diag(V/|V|).
     """
+    pat = _pattern(model)
+    size = len(model.pvpq) + len(model.pq)
+    return sp.csc_matrix((_values(model, pat, v), pat.indices, pat.indptr), shape=(size, size))
+
+
+def factorised_jacobian(model: Model, v: np.ndarray) -> tuple:
+    """:func:`~.adjoint.factorise` of :func:`jacobian` at ``v``: the same matrix, its numbers
+    given to the pattern's one ``matrix`` (a new array each time, never written into, so no
+    earlier factorisation's input changes; SuperLU copies what it factorises)."""
+    pat = _pattern(model)
+    pat.matrix.data = _values(model, pat, v)
+    return factorise(pat.matrix)
+
+
+def _pattern(model: Model) -> _Pattern:
     if model.jac_pattern is None:
         model.jac_pattern = _jacobian_pattern(model)
-    pat = model.jac_pattern
+    return model.jac_pattern
+
+
+def _values(model: Model, pat: _Pattern, v: np.ndarray) -> np.ndarray:
+    """The Jacobian's numbers at ``v`` in the CSC order of ``pat`` (see :func:`jacobian`)."""
     yr, yc, yd = pat.y_row, pat.y_col, pat.y_data
     ibus = model.ybus @ v
     vnorm = v / np.abs(v)
@@ -96,8 +124,7 @@ def jacobian(model: Model, v: np.ndarray) -> sp.csc_matrix:
     stacked = np.concatenate([ds_dva.real, ds_dvm.real, ds_dva.imag, ds_dvm.imag])
     data = stacked[pat.take_first]
     data[pat.again] += stacked[pat.take_again]  # positions ``again`` are distinct
-    size = len(model.pvpq) + len(model.pq)
-    return sp.csc_matrix((data, pat.indices, pat.indptr), shape=(size, size))
+    return data
 
 
 def _branch_admittances(model: Model, kind: str) -> tuple[np.ndarray, ...]:

@@ -41,8 +41,6 @@ from market_sim.grid.constraints import (
     BidLayout,
     Caps,
     Violation,
-    cap_of,
-    excess,
     stacked_excess,
     values,
     violations,
@@ -214,13 +212,13 @@ def screen(
     for d in points:
         if d.converged:
             worst = np.fmax(worst, stacked_excess(d, caps))
-    worst = np.nan_to_num(worst, nan=-np.inf)
+    # No NaN is left: fmax takes the other operand of a NaN, and worst starts at -inf.
     keys: list[Key] = []
     for kind in KINDS:
         of_kind = worst[where[kind]]
         near = np.flatnonzero(of_kind > -settings.screen_margin[kind])
         near = spread(near, of_kind[near], zones[kind], settings.max_screen)
-        keys += [(kind, int(p)) for p in near]
+        keys += [(kind, p) for p in near.tolist()]
     return keys
 
 
@@ -335,16 +333,12 @@ def bounds(
     drift). The margin is ``settings.margin`` times ``scale`` (common, or one per key).
     """
     margin = np.array([settings.margin[k] for k, _ in keys]) * scale
-    # Each key's limit and value at d, read kind by kind (a vmin key's arrays are negated
-    # once per kind, not once per key); the subtractions are elementwise, the same numbers.
-    cap, g = np.empty(len(keys)), np.empty(len(keys))
-    kinds = np.array([k for k, _ in keys], dtype=object)
-    pos = np.array([p for _, p in keys], dtype=np.int64)
-    for kind in KINDS:
-        sel = kinds == kind
-        if sel.any():
-            cap[sel] = cap_of(caps, kind)[pos[sel]]
-            g[sel] = values(d, kind)[pos[sel]]
+    # Each key's limit and value at d, taken from every kind's end to end (a vmin key's
+    # arrays are negated once, not once per key); the subtractions are elementwise, the
+    # same numbers.
+    at = stacked_positions(caps, keys)
+    cap = caps.stacked[0][at]
+    g = np.concatenate([values(d, kind) for kind in KINDS])[at]
     b = cap - g - margin if settings.headroom_first else cap - margin - g
     if x_at is not None:
         for r in range(len(keys)):
@@ -491,20 +485,21 @@ def box_vertices(
             for (p, x), g in zip(ends, signed, strict=True)
         ]
     )
-    return critical_vertices(np.vstack(signed), q, over, np.tile(near_rows(keys), len(ends)), fulls)
+    near = np.concatenate([near_rows(keys)] * len(ends))
+    return critical_vertices(np.vstack(signed), q, over, near, fulls)
 
 
 def _excess_at(d: PowerFlowDetail, keys: list[Key], caps: Caps) -> np.ndarray:
-    """``values(d, k)[i] - cap_of(caps, k)[i]`` of every key ``(k, i)``, one kind at a time
+    """``values(d, k)[i] - cap_of(caps, k)[i]`` of every key ``(k, i)``
     (:func:`~.constraints.excess`, which the screen of ``d`` has computed already)."""
-    kinds = np.array([k for k, _ in keys], dtype=object)
-    pos = np.array([i for _, i in keys], dtype=np.int64)
-    out = np.empty(len(keys))
-    for kind in KINDS:
-        sel = kinds == kind
-        if sel.any():
-            out[sel] = excess(d, caps, kind)[pos[sel]]
-    return out
+    return stacked_excess(d, caps)[stacked_positions(caps, keys)]
+
+
+def stacked_positions(caps: Caps, keys: list[Key]) -> np.ndarray:
+    """Where each key ``(k, i)`` sits in the kinds' arrays end to end (:attr:`Caps.stacked`):
+    one gather reads the keys of every kind."""
+    where = caps.stacked[1]
+    return np.array([where[k].start + i for k, i in keys], dtype=np.int64)
 
 
 @dataclass(frozen=True)

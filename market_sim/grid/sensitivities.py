@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from market_sim.grid.adjoint import adjoint_solve, factorise
-from market_sim.grid.jacobian import branch_loading_gradient, jacobian
+from market_sim.grid.adjoint import adjoint_solve
+from market_sim.grid.jacobian import branch_loading_gradient, factorised_jacobian
 
 if TYPE_CHECKING:
     from market_sim.grid.lightsim_model import Model
@@ -75,16 +75,29 @@ def injection_sensitivities(
 def constraint_gradients(
     model: Model, v: np.ndarray, constraints: list[tuple[str, int]]
 ) -> np.ndarray:
-    """[n_state, n_constraints] d(constraint value)/d(power-flow state), one column each."""
+    """[n_state, n_constraints] d(constraint value)/d(power-flow state), one column each.
+
+    A voltage magnitude's column is a unit vector (none for a bus without a magnitude in the
+    state): all of them are set by one indexed assignment; a branch loading's is its own sum.
+    """
     grad = np.zeros((len(model.pvpq) + len(model.pq), len(constraints)))
-    vnorm = v / np.abs(v)
+    cols, buses, branches = [], [], []
     for j, (kind, pos) in enumerate(constraints):
         if kind == "vm":
-            m = model.m_pos[model.bus_idx[pos]] if model.bus_idx[pos] >= 0 else -1
-            if m >= 0:
-                grad[m, j] = 1.0
-            continue
-        branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, j])
+            cols.append(j)
+            buses.append(pos)
+        else:
+            branches.append(j)
+    if cols:
+        bus = model.bus_idx[buses]
+        m = np.where(bus >= 0, model.m_pos[bus], -1)
+        on = m >= 0
+        grad[m[on], np.array(cols)[on]] = 1.0
+    if branches:
+        vnorm = v / np.abs(v)
+        for j in branches:
+            kind, pos = constraints[j]
+            branch_loading_gradient(model, v, vnorm, kind, pos, grad[:, j])
     return grad
 
 
@@ -117,7 +130,7 @@ def _exact_factors(model: Model, v: np.ndarray) -> tuple:
         if m is model and at[probe] == v[probe] and np.array_equal(at, v):
             _RECENT.insert(0, _RECENT.pop(i))
             return factors
-    factors = factorise(jacobian(model, v))
+    factors = factorised_jacobian(model, v)
     _RECENT.insert(0, (model, v.copy(), factors))
     del _RECENT[_RECENT_SIZE:]
     return factors

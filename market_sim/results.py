@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market_sim.files import atomic_write, atomic_write_text
+from market_sim.markets.columns import array_of
 from market_sim.tables import TABLES
 
 RUN_INFO = "run.json"
@@ -139,7 +140,7 @@ class Recorder:
         if len(frame) == 0:
             return
         wanted = [c for c in self.buffers[table].columns if c not in constants]
-        self.add_columns(table, {c: column_values(frame[c]) for c in wanted}, **constants)
+        self.add_columns(table, {c: np.asarray(array_of(frame, c)) for c in wanted}, **constants)
 
     def table(self, name: str) -> pd.DataFrame:
         """Table ``name`` of the rows so far, with its documented dtypes."""

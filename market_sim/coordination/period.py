@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from market_sim.markets.columns import array_of
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock, Post
@@ -185,7 +186,7 @@ def validation_table(results: Iterable[tuple[str, pd.DataFrame]]) -> pd.DataFram
             [
                 np.full(len(table), validator, dtype=object)
                 if c == "validator"
-                else table[c].to_numpy()
+                else np.asarray(array_of(table, c))
                 for validator, table in parts
             ]
         )

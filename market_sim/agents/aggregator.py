@@ -6,7 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import rows_where
+from market_sim.markets.columns import numbers, rows_where, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.types import empty_bids
 
@@ -52,9 +52,9 @@ def dispatch_columns(tables: list[pd.DataFrame]) -> dict[str, np.ndarray]:
     ``tables``, one row per bid and buyer (their MW summed), in (bid_id, buyer) order: new
     arrays, so that a reader joins the commands of several aggregators without a table each."""
     frames = [t for t in tables if len(t)]
-    bid_id = np.concatenate([t.bid_id.to_numpy(np.int64) for t in frames] or [_NO_IDS])
-    buyer = np.concatenate([t.buyer.to_numpy(object) for t in frames] or [_NO_BUYERS])
-    mw = np.concatenate([t.mw.to_numpy(float) for t in frames] or [_NO_MW])
+    bid_id = np.concatenate([numbers(t, "bid_id", np.int64) for t in frames] or [_NO_IDS])
+    buyer = np.concatenate([text(t, "buyer") for t in frames] or [_NO_BUYERS])
+    mw = np.concatenate([numbers(t, "mw") for t in frames] or [_NO_MW])
     # summed on an integer code that sorts as (bid_id, buyer) does: the sum of a groupby on
     # the two columns (compensated, in row order), at a fraction of its cost
     buyers, buyer_code = np.unique(buyer, return_inverse=True)

@@ -27,7 +27,7 @@ from market_sim.coordination.period import (
 )
 from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
-from market_sim.markets.columns import positions, rows_where, text
+from market_sim.markets.columns import array_of, numbers, positions, rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
@@ -276,13 +276,13 @@ class Located:
     """
 
     def __init__(self, dispatch: pd.DataFrame, bids: pd.DataFrame) -> None:
-        at = positions(bids.bid_id.to_numpy(np.int64), dispatch.bid_id.to_numpy(np.int64))
-        rows = np.flatnonzero((dispatch.mw.to_numpy(float) > 1e-9) & (at >= 0))
+        at = positions(numbers(bids, "bid_id", np.int64), numbers(dispatch, "bid_id", np.int64))
+        rows = np.flatnonzero((numbers(dispatch, "mw") > 1e-9) & (at >= 0))
         self.aggregator = text(bids, "aggregator")[at[rows]]
-        # numpy columns as numpy arrays (Series.values): indexing pandas' wrapper of one
+        # the frames' own arrays (numpy's, or pandas strings): indexing pandas' wrapper of one
         # checks the indexer first, for each column of each command
-        self.columns = {c: dispatch[c].values[rows] for c in dispatch.columns}
-        self.columns |= {c: bids[c].values[at[rows]] for c in ("dso", "direction")}
+        self.columns = {c: array_of(dispatch, c)[rows] for c in dispatch.columns}
+        self.columns |= {c: array_of(bids, c)[at[rows]] for c in ("dso", "direction")}
 
     def commands(self, aggregator: str) -> pd.DataFrame:
         """The rows of ``aggregator``'s bids (without the aggregator column)."""

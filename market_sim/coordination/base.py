@@ -144,7 +144,7 @@ class CoordinationModel:
         # built from copies of the columns, in order, without copying again: an assign and a
         # selection, or pandas' copying constructor, cost twice as much
         columns = {
-            c: named if c == "validator" else table[c].to_numpy(copy=True)
+            c: named if c == "validator" else np.array(array_of(table, c))
             for c in VALIDATION_COLUMNS
         }
         return pd.DataFrame(columns, copy=False)

@@ -17,6 +17,7 @@ from market_sim.coordination.period import PeriodOutcome
 from market_sim.delivery import Delivered
 from market_sim.grid.injections import injections_columns
 from market_sim.markets.balancing import TIE_BREAK_EUR_PER_MWH, BalancingResult
+from market_sim.markets.columns import numbers
 from market_sim.markets.schedule import schedule_dispatch
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.markets.tso_markets import TsoPlan
@@ -134,12 +135,12 @@ def record_balancing(
     buses = {"bus": network.bus_ids, "load_mw": plan.load_mw, "need_mw": clearing.need_mw}
     recorder.add_columns("balancing_buses", buses, period=period)
     recorder.add_columns("balancing_branches", branch_rows(network, clearing), period=period)
-    labels = {c: column_values(clearing.row_labels[c]) for c in ROW_LABELS}
+    labels = {c: column_values(clearing.row_labels, c) for c in ROW_LABELS}
     labels |= {"row": np.arange(len(rhs)), "rhs": rhs}
     recorder.add_columns("balancing_rows", labels, period=period)
     coo = rows.tocoo()
     kept = coo.data != 0.0
-    offer_id = column_values(clearing.offers["offer_id"], np.int64)[coo.col[kept]]
+    offer_id = numbers(clearing.offers, "offer_id", np.int64)[coo.col[kept]]
     coefficients = {"row": coo.row[kept], "offer_id": offer_id, "coefficient": coo.data[kept]}
     recorder.add_columns("balancing_coefficients", coefficients, period=period)
 
@@ -147,9 +148,9 @@ def record_balancing(
 def offer_book(offers: pd.DataFrame) -> dict[str, np.ndarray]:
     """The offer book as cleared, as columns of ``balancing_offers``: TER offers (negative
     ids, with their generator) and DER."""
-    ter = column_values(offers["offer_id"]) < 0
+    ter = column_values(offers, "offer_id") < 0
     element = offers["element"] if "element" in offers else pd.Series("", index=offers.index)
-    columns = {c: column_values(offers[c]) for c in OFFER_COLUMNS}
+    columns = {c: column_values(offers, c) for c in OFFER_COLUMNS}
     return columns | {
         "resource": np.where(ter, RESOURCES["ter"], RESOURCES["der"]),
         "element": element.to_numpy(dtype=object, na_value=""),
@@ -160,10 +161,10 @@ def branch_rows(network: TransmissionNetwork, clearing: BalancingResult) -> dict
     """Each branch of the balancing's DC network: ends, susceptance, base flow and limit."""
     br = network.branches
     return {
-        "branch": column_values(br["element"]),
-        "from_bus": column_values(br["from_bus"], np.int64),
-        "to_bus": column_values(br["to_bus"], np.int64),
-        "b_pu": column_values(br["b_pu"], float),
+        "branch": column_values(br, "element"),
+        "from_bus": numbers(br, "from_bus", np.int64),
+        "to_bus": numbers(br, "to_bus", np.int64),
+        "b_pu": numbers(br, "b_pu"),
         "base_flow_mw": clearing.base_flow_mw,
         "limit_mw": clearing.flow_limit_mw,
     }

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market_sim.files import atomic_write, atomic_write_text
+from market_sim.markets.columns import array_of
 from market_sim.tables import TABLES
 
 RUN_INFO = "run.json"
@@ -139,7 +140,7 @@ class Recorder:
         if len(frame) == 0:
             return
         wanted = [c for c in self.buffers[table].columns if c not in constants]
-        self.add_columns(table, {c: column_values(frame[c]) for c in wanted}, **constants)
+        self.add_columns(table, {c: column_values(frame, c) for c in wanted}, **constants)
 
     def table(self, name: str) -> pd.DataFrame:
         """Table ``name`` of the rows so far, with its documented dtypes."""
@@ -193,12 +194,13 @@ def _arrow_column(values: np.ndarray, arrow_type: pa.DataType, dtype: str) -> pa
     return pa.array(typed, type=arrow_type, from_pandas=True)
 
 
-def column_values(column: pd.Series, dtype: Any = None) -> np.ndarray:
-    """A column's values as a numpy array (no copy where it has ``dtype`` already): what
-    ``to_numpy(dtype)`` returns for the tables' dtypes (numbers, flags, text, categories), at
-    the cost of a numeric column's ``to_numpy`` also for text, whose ``to_numpy`` scans it
-    for missing values at ten times that (text as Python strings and ``pd.NA`` either way)."""
-    return np.asarray(column.values, dtype=dtype)
+def column_values(table: pd.DataFrame, name: str) -> np.ndarray:
+    """A column's values as a numpy array, as the table holds them where it holds a numpy
+    array: what ``to_numpy()`` returns for the tables' dtypes (numbers, flags, text,
+    categories), read from the frame's own array (:func:`~market_sim.markets.columns.array_of`)
+    without the scan for missing values that text's ``to_numpy`` makes (text as Python
+    strings and ``pd.NA`` either way)."""
+    return np.asarray(array_of(table, name))
 
 
 def column_array(values: Any) -> np.ndarray:

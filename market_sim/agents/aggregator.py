@@ -6,7 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import rows_where
+from market_sim.markets.columns import numbers, rows_where, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.types import empty_bids
 
@@ -32,31 +32,36 @@ class Aggregator(mesa.Agent):
         frames = [t for t in tables if len(t)]
         return pd.concat(frames, ignore_index=True) if frames else empty_bids()
 
-    def receive_dispatch(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
-        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery."""
-        return collect_dispatch(tables)
+    def receive_dispatch(self, tables: list[pd.DataFrame]) -> dict[str, np.ndarray]:
+        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery, as
+        the columns of :func:`collect_dispatch`'s table (:func:`dispatch_columns`)."""
+        return dispatch_columns(tables)
 
 
 def collect_dispatch(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """The dispatch commands that reached whoever operates some DER, as one table.
+    """The dispatch commands that reached whoever operates some DER, as one table
+    (bid_id, buyer, mw: :func:`dispatch_columns`).
 
     One row per bid and buyer: a DER can serve the TSO and its DSO in the same period.
     """
+    return pd.DataFrame(dispatch_columns(tables), copy=False)  # new arrays: no copy needed
+
+
+def dispatch_columns(tables: list[pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The columns bid_id (int64), buyer (object) and mw (float) of the dispatch commands
+    ``tables``, one row per bid and buyer (their MW summed), in (bid_id, buyer) order: new
+    arrays, so that a reader joins the commands of several aggregators without a table each."""
     frames = [t for t in tables if len(t)]
-    if not frames:
-        return pd.DataFrame(
-            {
-                "bid_id": pd.Series(dtype="int64"),
-                "buyer": pd.Series(dtype=object),
-                "mw": pd.Series(dtype=float),
-            }
-        )
-    bid_id = np.concatenate([t.bid_id.to_numpy(np.int64) for t in frames])
-    buyer = np.concatenate([t.buyer.to_numpy(object) for t in frames])
-    mw = np.concatenate([t.mw.to_numpy(float) for t in frames])
+    bid_id = np.concatenate([numbers(t, "bid_id", np.int64) for t in frames] or [_NO_IDS])
+    buyer = np.concatenate([text(t, "buyer") for t in frames] or [_NO_BUYERS])
+    mw = np.concatenate([numbers(t, "mw") for t in frames] or [_NO_MW])
     # summed on an integer code that sorts as (bid_id, buyer) does: the sum of a groupby on
     # the two columns (compensated, in row order), at a fraction of its cost
     buyers, buyer_code = np.unique(buyer, return_inverse=True)
     code, summed = group_sum(bid_id * len(buyers) + buyer_code, mw)
-    columns = {"bid_id": code // len(buyers), "buyer": buyers[code % len(buyers)], "mw": summed}
-    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost
+    return {"bid_id": code // len(buyers), "buyer": buyers[code % len(buyers)], "mw": summed}
+
+
+_NO_IDS = np.zeros(0, np.int64)
+_NO_BUYERS = np.zeros(0, object)
+_NO_MW = np.zeros(0)

@@ -15,6 +15,7 @@ from market_sim.grid.state import measured
 from market_sim.grid.validation import validate
 from market_sim.grid.validation_limits import validation_limits
 from market_sim.markets.aggregation import aggregate_offer, disaggregate, target_by_direction
+from market_sim.markets.columns import numbers, positions
 from market_sim.markets.local_market import LocalMarketResult, clear_local_market
 from market_sim.types import Injections, Limits, ValidationResult
 
@@ -145,11 +146,13 @@ class DSO(mesa.Agent):
 
 def validated_bids(bids: pd.DataFrame, result: ValidationResult) -> pd.DataFrame:
     """Bids with ``mw`` replaced by the validated MW (bids cut to zero are dropped)."""
-    # by position (a few hundred bids: pandas' reindex, assign and boolean index cost more)
-    at = pd.Index(result.table.bid_id).get_indexer(bids.bid_id.to_numpy(np.int64))
+    # by position (a few hundred bids: pandas' reindex, assign and boolean index cost more,
+    # and so does the hash table of an index built for one lookup)
+    table = result.table
+    at = positions(numbers(table, "bid_id", np.int64), numbers(bids, "bid_id", np.int64))
     found = at >= 0
     mw = np.zeros(len(at))  # a bid the validation does not name: 0 MW
-    mw[found] = np.nan_to_num(result.table.validated_mw.to_numpy(float)[at[found]])
+    mw[found] = np.nan_to_num(numbers(table, "validated_mw")[at[found]])
     kept = np.flatnonzero(mw > 1e-9)
     out = bids.take(kept)
     out.index = pd.RangeIndex(len(kept))  # a new table already: reset_index would copy it

@@ -22,13 +22,12 @@ from market_sim.coordination.period import (
     PeriodContext,
     PeriodInputs,
     Step,
-    concat,
     der_dispatch,
     no_dispatch,
 )
 from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
-from market_sim.markets.columns import positions, rows_where, text
+from market_sim.markets.columns import array_of, numbers, positions, rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind
@@ -133,7 +132,7 @@ class CoordinationModel:
             agg.receive_dispatch(list(ctx.inbox(agg.name, Kind.DISPATCH).values()))
             for agg in aggregators
         ]
-        return concat(received, no_dispatch())
+        return _joined_dispatch(received)
 
     def validation_rows(
         self, ctx: PeriodContext, validator: str, result: ValidationResult, network: str
@@ -145,7 +144,7 @@ class CoordinationModel:
         # built from copies of the columns, in order, without copying again: an assign and a
         # selection, or pandas' copying constructor, cost twice as much
         columns = {
-            c: named if c == "validator" else table[c].to_numpy(copy=True)
+            c: named if c == "validator" else np.array(array_of(table, c))
             for c in VALIDATION_COLUMNS
         }
         return pd.DataFrame(columns, copy=False)
@@ -277,19 +276,29 @@ class Located:
     """
 
     def __init__(self, dispatch: pd.DataFrame, bids: pd.DataFrame) -> None:
-        at = positions(bids.bid_id.to_numpy(np.int64), dispatch.bid_id.to_numpy(np.int64))
-        rows = np.flatnonzero((dispatch.mw.to_numpy(float) > 1e-9) & (at >= 0))
+        at = positions(numbers(bids, "bid_id", np.int64), numbers(dispatch, "bid_id", np.int64))
+        rows = np.flatnonzero((numbers(dispatch, "mw") > 1e-9) & (at >= 0))
         self.aggregator = text(bids, "aggregator")[at[rows]]
-        # numpy columns as numpy arrays (Series.values): indexing pandas' wrapper of one
+        # the frames' own arrays (numpy's, or pandas strings): indexing pandas' wrapper of one
         # checks the indexer first, for each column of each command
-        self.columns = {c: dispatch[c].values[rows] for c in dispatch.columns}
-        self.columns |= {c: bids[c].values[at[rows]] for c in ("dso", "direction")}
+        self.columns = {c: array_of(dispatch, c)[rows] for c in dispatch.columns}
+        self.columns |= {c: array_of(bids, c)[at[rows]] for c in ("dso", "direction")}
 
     def commands(self, aggregator: str) -> pd.DataFrame:
         """The rows of ``aggregator``'s bids (without the aggregator column)."""
         mine = np.flatnonzero(self.aggregator == aggregator)
         columns = {c: values[mine] for c, values in self.columns.items()}  # new arrays
         return pd.DataFrame(columns, copy=False)
+
+
+def _joined_dispatch(received: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """The aggregators' collected dispatch columns as one table, in aggregator order (what
+    :func:`concat` of their tables gives), built once instead of a table per aggregator."""
+    parts = [columns for columns in received if len(columns["mw"])]
+    if not parts:
+        return no_dispatch()
+    joined = {c: np.concatenate([columns[c] for columns in parts]) for c in parts[0]}
+    return pd.DataFrame(joined, copy=False)  # new arrays: pandas' copy would double the cost
 
 
 def validation_runs(

@@ -28,7 +28,7 @@ from market_sim.coordination.period import (
     validation_table,
 )
 from market_sim.markets.central import IntegratedResult
-from market_sim.markets.columns import text
+from market_sim.markets.columns import numbers, text
 from market_sim.messages import Kind
 from market_sim.types import DirectionStats, ValidationResult
 
@@ -50,7 +50,7 @@ class TsoManaged(CoordinationModel):
         (:meth:`_validation`). The bids' columns are read once, as numpy arrays: a few hundred
         rows, where pandas' cost per operation would dominate."""
         dso = text(bids, "dso")
-        columns = (bids.bid_id.to_numpy(np.int64), bids.mw.to_numpy(float), text(bids, "direction"))
+        columns = (numbers(bids, "bid_id", np.int64), numbers(bids, "mw"), text(bids, "direction"))
         results = {}
         for name in names:
             mine = dso == name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pandas as pd
 from market_sim.grid.injections import tap_positions
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
+from market_sim.markets.columns import array_of, numbers
 from market_sim.types import ELEMENT_TABLES, Injections, Limits
 
 
@@ -22,8 +24,10 @@ def injections_from_table(network: DistributionNetwork, table: pd.DataFrame) -> 
     table per element cost more than the power flow.
     """
     net = network.net
-    p_mw, q_mvar = table["p_mw"].to_numpy(float), table["q_mvar"].to_numpy(float)
-    rows = _table_rows(network, table["element"], table["element_index"].to_numpy())
+    p_mw, q_mvar = numbers(table, "p_mw"), numbers(table, "q_mvar")
+    rows = _table_rows(
+        network, array_of(table, "element"), np.asarray(array_of(table, "element_index"))
+    )
     p, q = {}, {}
     for name in ELEMENT_TABLES:
         mine, pos = rows.where[name]
@@ -37,7 +41,7 @@ def injections_from_table(network: DistributionNetwork, table: pd.DataFrame) -> 
     else:
         taps = np.nan_to_num(net.trafo.tap_pos.to_numpy(float))
     if mine.any():
-        taps[pos] = table["tap_pos"].to_numpy()[mine]
+        taps[pos] = np.asarray(array_of(table, "tap_pos"))[mine]
     return Injections(p, q, taps)
 
 
@@ -51,9 +55,9 @@ class _TableRows:
     every_tap: bool
 
 
-def _table_rows(network: DistributionNetwork, element: pd.Series, index: np.ndarray) -> _TableRows:
-    """The rows of a state table (:class:`_TableRows`), from its ``element`` column (as
-    categorical codes: a state table's is categorical) and its ``element_index``.
+def _table_rows(network: DistributionNetwork, element: Any, index: np.ndarray) -> _TableRows:
+    """The rows of a state table (:class:`_TableRows`), from its ``element`` column's values
+    (as categorical codes: a state table's is categorical) and its ``element_index``.
 
     Kept with the network for the last table layout seen (and the net's indices it was found
     in): a DSO reports the same elements in the same order every period, and four
@@ -61,7 +65,7 @@ def _table_rows(network: DistributionNetwork, element: pd.Series, index: np.ndar
     """
     tables = (*ELEMENT_TABLES, "trafo")
     indices = [network.net[name].index for name in tables]
-    values = element.array
+    values = element
     if not isinstance(values, pd.Categorical):
         values = pd.Categorical(values)
     codes, names = values.codes, values.categories.tolist()

@@ -19,12 +19,21 @@ import pandas as pd
 Columns = Mapping[str, Any]
 
 
+def array_of(table: Columns, name: str) -> Any:
+    """A column's own values: a DataFrame's array as the frame holds it (a numpy array, or
+    the pandas array ``Series.array`` would be: pandas strings, a categorical), without the
+    Series that ``table[name]`` boxes it in, which costs more than reading it; a mapping's
+    value as it is. Read, never written: it is the table's."""
+    if isinstance(table, pd.DataFrame):
+        return table._get_column_array(table.columns.get_loc(name))
+    return table[name]
+
+
 def text(table: Columns, name: str) -> np.ndarray:
     """A text column as an object array of its values (pandas strings hold one already; it
     is theirs, so it is read, never written), without the scan for missing values that
     ``to_numpy`` makes: missing values stay ``pd.NA`` either way."""
-    column = table[name]
-    return np.asarray(getattr(column, "array", column), dtype=object)
+    return np.asarray(array_of(table, name), dtype=object)
 
 
 def length(table: Columns) -> int:
@@ -35,12 +44,9 @@ def length(table: Columns) -> int:
 
 
 def numbers(table: Columns, name: str, dtype: Any = float) -> np.ndarray:
-    """A numeric column as an array of ``dtype`` (a pandas column through ``to_numpy``:
-    ``np.asarray`` of a Series looks numpy's array protocols up as its column names first)."""
-    column = table[name]
-    if isinstance(column, pd.Series):
-        return column.to_numpy(dtype)
-    return np.asarray(column, dtype=dtype)
+    """A numeric column as an array of ``dtype`` (no copy where it has that dtype): what a
+    pandas column's ``to_numpy(dtype)`` gives, read from the frame's own array."""
+    return np.asarray(array_of(table, name), dtype=dtype)
 
 
 def positions(index: np.ndarray, keys: np.ndarray) -> np.ndarray:

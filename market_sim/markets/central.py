@@ -174,8 +174,10 @@ class DistributionModel:
         What the TSO dispatched is one point of the rows; "validated" means the same in every
         model: the volume the validator's constraints would allow, of which any part may be
         activated. The LP is over the rows the clearing ended with (not AC-checked again).
-        Rows without a coefficient on a direction's bids do not limit them (their bounds are
-        at least 0): that direction's LP is not solved, its solution being every free MW.
+        Where every free MW is within the rows (more than a quarter of the LPs on the
+        quickstart; rows without a coefficient on the direction's bids among them), that
+        direction's LP is not solved: its unique optimum is every free MW, which HiGHS returns
+        exactly (each column nonbasic at its upper bound, the slack basis feasible).
         """
         a, b = self.rows()
         out = dispatched.astype(float).copy()
@@ -186,10 +188,10 @@ class DistributionModel:
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
             mine = a[:, sel]
-            if not mine.any():
+            rhs = np.maximum(b - mine @ dispatched[sel], 0.0)
+            if (mine @ free <= rhs).all():
                 out[sel] += free
                 continue
-            rhs = np.maximum(b - mine @ dispatched[sel], 0.0)
             more, _ = solve_lp(highs, mine, rhs, free, "max_volume")
             out[sel] += 0.0 if more is None else more
         return np.minimum(out, offered)

@@ -252,14 +252,22 @@ def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
 
 
 def _block_bids(models: list[DistributionModel]) -> pd.DataFrame:
-    """The DSOs' bids end to end, in the order of :func:`block_rows`' columns (one DSO's
-    own frame as it is: a concatenation costs more than the rest of a small clearing). The
-    DSOs' frames are parts of one bid book, of the same columns and types."""
+    """The DSOs' bids end to end, numbered from 0 (one DSO's own frame as it is: a
+    concatenation costs more than the rest of a small clearing). The DSOs' frames are parts
+    of one bid book, of the same columns and types."""
     if not models:
         return empty_bids()
     if len(models) == 1:
         return models[0].bids
     return pd.concat([m.bids for m in models], ignore_index=True)
+
+
+def numbered_rows(bids: pd.DataFrame, rows: np.ndarray | slice) -> pd.DataFrame:
+    """The rows ``rows`` (positions, or a slice: a view) of ``bids``, numbered from 0:
+    ``reset_index(drop=True)`` of a selection, without copying the selected table again."""
+    out = bids.iloc[rows]
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def _lookup(
@@ -300,8 +308,8 @@ class _Integrated:
     the loop's common margin scale is not used.
     """
 
-    def __init__(self, models: list[DistributionModel], clear) -> None:
-        self.models, self.clear = models, clear
+    def __init__(self, models: list[DistributionModel], clear, book: pd.DataFrame) -> None:
+        self.models, self.clear, self.book = models, clear, book
         self.excluded: list[str] = []
         self.active: list[DistributionModel] = []
         self.failing: list[tuple[DistributionModel, list[Key], Vertex | None]] = []
@@ -314,7 +322,7 @@ class _Integrated:
 
     def solve(self, margin_scale: float) -> np.ndarray | None:
         self.active = [m for m in self.models if m.name not in self.excluded and len(m.bids)]
-        bids = _block_bids(self.active)
+        bids = self._active_bids()
         a, b = block_rows(self.active)
         self.bids, self.rows = bids, (a, b)
         self.result = self.clear(bids, (a, b), row_labels(self.active))
@@ -328,6 +336,12 @@ class _Integrated:
             accepted["mw"].to_numpy(float),
             bids["bid_id"].to_numpy(np.int64),
         )
+
+    def _active_bids(self) -> pd.DataFrame:
+        """The book's rows of the DSOs not excluded: the book as it is while none is."""
+        kept = np.repeat([m.name not in self.excluded for m in self.models],
+                         [len(m.bids) for m in self.models])  # fmt: skip
+        return self.book if kept.all() else numbered_rows(self.book, np.flatnonzero(kept))
 
     def check(self, mw: np.ndarray, spare_flows: int) -> Checked:
         """AC power flow of every DSO whose bids were dispatched."""
@@ -355,16 +369,20 @@ class _Integrated:
         return True
 
 
-def integrated_clearing(models: list[DistributionModel], clear) -> tuple[object, IntegratedResult]:
+def integrated_clearing(
+    models: list[DistributionModel], clear, book: pd.DataFrame | None = None
+) -> tuple[object, IntegratedResult]:
     """Clear with every DSO's linearised constraints, AC-check, add violated ones, repeat.
 
     ``clear(bids, rows, labels) -> BalancingResult`` is the TSO's DC-OPF given the DSOs' bids
     (one frame, in block order), ``rows = (A, b)`` over them and what each row limits
-    (:func:`row_labels`). A DSO whose dispatch still fails
+    (:func:`row_labels`). ``book``: the models' bids end to end (one frame numbered from 0),
+    where the caller has them so (else they are joined here). A DSO whose dispatch still fails
     the AC check after :data:`~.linearised.TSO_MANAGED`'s rounds has its bids dropped, and the
     TSO clears once more (dropping at once any DSO that fails then).
     """
-    problem = _Integrated(models, clear)
+    book = _block_bids(models) if book is None else book
+    problem = _Integrated(models, clear, book)
     search = constraint_generation(problem, TSO_MANAGED)
     while search.ended == "exhausted":
         problem.excluded += [m.name for m, _, _ in problem.failing]

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from market_sim.config import ScenarioConfig
+from market_sim.grid.constraints import BidLayout
 from market_sim.grid.state import injections_from_table
 from market_sim.markets.balancing import BalancingResult
 from market_sim.markets.central import (
@@ -128,6 +129,7 @@ class TSO(mesa.Agent):
                 numbered_rows(book, slice(lo, hi)),
                 dso.limits,
                 point=dso.reported_flow(operational_data[name]),
+                layout=BidLayout.of(dso.network, book, slice(lo, hi)),
             )
             for (name, dso), lo, hi in zip(dsos.items(), ends[:-1], ends[1:], strict=True)
         ]

@@ -75,17 +75,19 @@ class DistributionModel:
         bids: pd.DataFrame,
         limits: Limits,
         point: PowerFlowDetail | None = None,
+        layout: BidLayout | None = None,
     ) -> DistributionModel:
         """Linearisation point and screened constraints: near their limit at the reported
         state, or pushed past it by all up or all down bids activated together. ``bids``
         numbered from 0 are kept as they are (a model only reads them), others renumbered.
-        ``point``: the power flow of ``state`` where the caller has it (solved if None)."""
+        ``point``: the power flow of ``state``, ``layout``: ``BidLayout.of(dn, bids)``, where
+        the caller has them (else solved / read here)."""
         if point is None:
             point = run_power_flow_detailed(dn, state, limits, write=False)
         caps = effective_limits(dn, point, limits) if point.result.converged else None
         if not bids.index.equals(pd.RangeIndex(len(bids))):
             bids = bids.reset_index(drop=True)
-        layout = BidLayout.of(dn, bids)
+        layout = BidLayout.of(dn, bids) if layout is None else layout
         model = cls(name, dn, state, bids, limits, point, caps, [], layout=layout)
         if caps is None or not len(bids):
             return model

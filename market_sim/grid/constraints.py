@@ -211,11 +211,14 @@ class BidLayout:
     )
 
     @classmethod
-    def of(cls, dn: DistributionNetwork, bids: pd.DataFrame) -> BidLayout:
-        """The layout of a bid table."""
-        tables, directions = _objects(bids["element"]), _objects(bids["direction"])
-        positions = element_positions(dn, tables, bids["element_index"].to_numpy())
-        return cls.at(tables, positions, directions, bids["mw"].to_numpy(float))
+    def of(
+        cls, dn: DistributionNetwork, bids: pd.DataFrame, rows: slice = slice(None)
+    ) -> BidLayout:
+        """The layout of a bid table, or of its rows ``rows``: the bids of one network among
+        those of several in one table, whose columns pandas then reads once for all."""
+        tables, directions = _objects(bids["element"])[rows], _objects(bids["direction"])[rows]
+        positions = element_positions(dn, tables, bids["element_index"].to_numpy()[rows])
+        return cls.at(tables, positions, directions, bids["mw"].to_numpy(float)[rows])
 
     @classmethod
     def at(

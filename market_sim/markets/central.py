@@ -75,17 +75,19 @@ class DistributionModel:
         bids: pd.DataFrame,
         limits: Limits,
         point: PowerFlowDetail | None = None,
+        layout: BidLayout | None = None,
     ) -> DistributionModel:
         """Linearisation point and screened constraints: near their limit at the reported
         state, or pushed past it by all up or all down bids activated together. ``bids``
         numbered from 0 are kept as they are (a model only reads them), others renumbered.
-        ``point``: the power flow of ``state`` where the caller has it (solved if None)."""
+        ``point``: the power flow of ``state``, ``layout``: ``BidLayout.of(dn, bids)``, where
+        the caller has them (else solved / read here)."""
         if point is None:
             point = run_power_flow_detailed(dn, state, limits, write=False)
         caps = effective_limits(dn, point, limits) if point.result.converged else None
         if not bids.index.equals(pd.RangeIndex(len(bids))):
             bids = bids.reset_index(drop=True)
-        layout = BidLayout.of(dn, bids)
+        layout = BidLayout.of(dn, bids) if layout is None else layout
         model = cls(name, dn, state, bids, limits, point, caps, [], layout=layout)
         if caps is None or not len(bids):
             return model
@@ -174,8 +176,10 @@ class DistributionModel:
         What the TSO dispatched is one point of the rows; "validated" means the same in every
         model: the volume the validator's constraints would allow, of which any part may be
         activated. The LP is over the rows the clearing ended with (not AC-checked again).
-        Rows without a coefficient on a direction's bids do not limit them (their bounds are
-        at least 0): that direction's LP is not solved, its solution being every free MW.
+        Where every free MW is within the rows (more than a quarter of the LPs on the
+        quickstart; rows without a coefficient on the direction's bids among them), that
+        direction's LP is not solved: its unique optimum is every free MW, which HiGHS returns
+        exactly (each column nonbasic at its upper bound, the slack basis feasible).
         """
         a, b = self.rows()
         out = dispatched.astype(float).copy()
@@ -186,10 +190,10 @@ class DistributionModel:
                 continue
             free = np.maximum(offered[sel] - dispatched[sel], 0.0)
             mine = a[:, sel]
-            if not mine.any():
+            rhs = np.maximum(b - mine @ dispatched[sel], 0.0)
+            if (mine @ free <= rhs).all():
                 out[sel] += free
                 continue
-            rhs = np.maximum(b - mine @ dispatched[sel], 0.0)
             more, _ = solve_lp(highs, mine, rhs, free, "max_volume")
             out[sel] += 0.0 if more is None else more
         return np.minimum(out, offered)
@@ -250,14 +254,22 @@ def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
 
 
 def _block_bids(models: list[DistributionModel]) -> pd.DataFrame:
-    """The DSOs' bids end to end, in the order of :func:`block_rows`' columns (one DSO's
-    own frame as it is: a concatenation costs more than the rest of a small clearing). The
-    DSOs' frames are parts of one bid book, of the same columns and types."""
+    """The DSOs' bids end to end, numbered from 0 (one DSO's own frame as it is: a
+    concatenation costs more than the rest of a small clearing). The DSOs' frames are parts
+    of one bid book, of the same columns and types."""
     if not models:
         return empty_bids()
     if len(models) == 1:
         return models[0].bids
     return pd.concat([m.bids for m in models], ignore_index=True)
+
+
+def numbered_rows(bids: pd.DataFrame, rows: np.ndarray | slice) -> pd.DataFrame:
+    """The rows ``rows`` (positions, or a slice: a view) of ``bids``, numbered from 0:
+    ``reset_index(drop=True)`` of a selection, without copying the selected table again."""
+    out = bids.iloc[rows]
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def _lookup(
@@ -298,8 +310,8 @@ class _Integrated:
     the loop's common margin scale is not used.
     """
 
-    def __init__(self, models: list[DistributionModel], clear) -> None:
-        self.models, self.clear = models, clear
+    def __init__(self, models: list[DistributionModel], clear, book: pd.DataFrame) -> None:
+        self.models, self.clear, self.book = models, clear, book
         self.excluded: list[str] = []
         self.active: list[DistributionModel] = []
         self.failing: list[tuple[DistributionModel, list[Key], Vertex | None]] = []
@@ -312,7 +324,7 @@ class _Integrated:
 
     def solve(self, margin_scale: float) -> np.ndarray | None:
         self.active = [m for m in self.models if m.name not in self.excluded and len(m.bids)]
-        bids = _block_bids(self.active)
+        bids = self._active_bids()
         a, b = block_rows(self.active)
         self.bids, self.rows = bids, (a, b)
         self.result = self.clear(bids, (a, b), row_labels(self.active))
@@ -326,6 +338,12 @@ class _Integrated:
             accepted["mw"].to_numpy(float),
             bids["bid_id"].to_numpy(np.int64),
         )
+
+    def _active_bids(self) -> pd.DataFrame:
+        """The book's rows of the DSOs not excluded: the book as it is while none is."""
+        kept = np.repeat([m.name not in self.excluded for m in self.models],
+                         [len(m.bids) for m in self.models])  # fmt: skip
+        return self.book if kept.all() else numbered_rows(self.book, np.flatnonzero(kept))
 
     def check(self, mw: np.ndarray, spare_flows: int) -> Checked:
         """AC power flow of every DSO whose bids were dispatched."""
@@ -353,16 +371,20 @@ class _Integrated:
         return True
 
 
-def integrated_clearing(models: list[DistributionModel], clear) -> tuple[object, IntegratedResult]:
+def integrated_clearing(
+    models: list[DistributionModel], clear, book: pd.DataFrame | None = None
+) -> tuple[object, IntegratedResult]:
     """Clear with every DSO's linearised constraints, AC-check, add violated ones, repeat.
 
     ``clear(bids, rows, labels) -> BalancingResult`` is the TSO's DC-OPF given the DSOs' bids
     (one frame, in block order), ``rows = (A, b)`` over them and what each row limits
-    (:func:`row_labels`). A DSO whose dispatch still fails
+    (:func:`row_labels`). ``book``: the models' bids end to end (one frame numbered from 0),
+    where the caller has them so (else they are joined here). A DSO whose dispatch still fails
     the AC check after :data:`~.linearised.TSO_MANAGED`'s rounds has its bids dropped, and the
     TSO clears once more (dropping at once any DSO that fails then).
     """
-    problem = _Integrated(models, clear)
+    book = _block_bids(models) if book is None else book
+    problem = _Integrated(models, clear, book)
     search = constraint_generation(problem, TSO_MANAGED)
     while search.ended == "exhausted":
         problem.excluded += [m.name for m, _, _ in problem.failing]

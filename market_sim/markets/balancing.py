@@ -546,7 +546,8 @@ class BalancingMarket:
                 "mw": q[taken],
                 "price_eur_per_mwh": offer_price[taken],
                 "bus_price_eur_per_mwh": nodal[self._slot_bus[slot[taken]]],
-            }
+            },
+            copy=False,  # new arrays already: a copy into blocks costs a sixth of the table
         )
         return BalancingResult(
             ok=True,

@@ -116,7 +116,7 @@ class TsoMarkets:
         """
         ter = self._ter_columns(plan.schedule)
         book = offer_book(ter, der_offers)
-        reserve, shortfall = reserve_rows(book.table, self.reserve_mw)
+        reserve, shortfall = book_reserve_rows(book.mw, book.direction, self.reserve_mw)
         rows = stack_rows(reserve, length(ter), der_rows)
         flow = self._base_flow(plan.schedule)
         result = self.balancing.clear_book(book, plan.need_mw, flow, rows)
@@ -255,8 +255,15 @@ def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Ro
     """Reserve: the offers of a direction may be activated only up to what leaves the reserve
     unused (``sum q <= sum mw - reserve``), one row per direction with a reserve. Also returns
     what the offers cannot hold back: the reserve shortfall (MW)."""
+    return book_reserve_rows(numbers(offers, "mw"), text(offers, "direction"), reserve_mw)
+
+
+def book_reserve_rows(
+    mw: np.ndarray, direction_of: np.ndarray, reserve_mw: dict[str, float]
+) -> tuple[Rows, float]:
+    """:func:`reserve_rows` of a book's ``mw`` and ``direction`` arrays (a clearing has them
+    as arrays already, :class:`~.balancing.OfferBook`)."""
     cols, bounds, shortfall = [], [], 0.0
-    mw, direction_of = offers["mw"].to_numpy(float), offers["direction"].to_numpy()
     for direction in reserved(reserve_mw):
         reserve = reserve_mw[direction]
         mine = (direction_of == direction).astype(float)
@@ -264,11 +271,10 @@ def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Ro
         shortfall += max(0.0, reserve - room)
         cols.append(np.flatnonzero(mine))
         bounds.append(max(0.0, room - reserve))
-    indptr = np.r_[0, np.cumsum([len(c) for c in cols], dtype=np.int64)]
+    indptr = np.zeros(len(cols) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(c) for c in cols], dtype=np.int64)
     indices = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    matrix = sparse.csr_array(
-        (np.ones(len(indices)), indices, indptr), shape=(len(cols), len(offers))
-    )
+    matrix = sparse.csr_array((np.ones(len(indices)), indices, indptr), shape=(len(cols), len(mw)))
     return (matrix, np.array(bounds, dtype=float)), shortfall
 
 
@@ -280,7 +286,7 @@ def stack_rows(reserve: Rows, n_ter: int, der_rows: Rows | None) -> Rows:
     blocks store the same entries, in the same order, at several times the cost)."""
     if der_rows is None or not len(der_rows[1]):
         return reserve
-    top, der = sparse.csr_array(reserve[0]), sparse.csr_array(der_rows[0])
+    top, der = _csr(reserve[0]), _csr(der_rows[0])
     if top.shape[1] != n_ter + der.shape[1]:
         raise ValueError(f"{der.shape[1]} DER columns after {n_ter} TER offers: not {top.shape[1]}")
     matrix = sparse.csr_array(
@@ -292,3 +298,11 @@ def stack_rows(reserve: Rows, n_ter: int, der_rows: Rows | None) -> Rows:
         shape=(top.shape[0] + der.shape[0], top.shape[1]),
     )
     return matrix, np.concatenate([reserve[1], np.asarray(der_rows[1], dtype=float)])
+
+
+def _csr(matrix: Matrix) -> sparse.csr_array | sparse.csr_matrix:
+    """``matrix`` as CSR: itself where it is CSR already (array or matrix: :func:`stack_rows`
+    reads only its arrays and shape), else converted."""
+    if isinstance(matrix, sparse.csr_array | sparse.csr_matrix):
+        return matrix
+    return sparse.csr_array(matrix)

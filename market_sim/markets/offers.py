@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import positions, text
+from market_sim.markets.columns import numbers, positions, text
 from market_sim.markets.devices import device_of
 from market_sim.types import DOWN, UP, typed_frame
 
@@ -74,16 +74,16 @@ def bid_offers(bids: pd.DataFrame, interface_bus: dict[str, int]) -> pd.DataFram
 def bid_offer_columns(bids: pd.DataFrame, interface_bus: dict[str, int]) -> dict[str, np.ndarray]:
     """The columns of :func:`bid_offers` as arrays: a clearing that reads them into its book
     (:func:`~.tso_markets.offer_book`) builds no table in between."""
-    mw = bids["mw"].to_numpy(float)
+    mw = numbers(bids, "mw")
     keep = mw > 1e-9
-    bid_id = bids["bid_id"].to_numpy(np.int64)[keep]
+    bid_id = numbers(bids, "bid_id", np.int64)[keep]
     dso = text(bids, "dso")[keep]
     return {
         "offer_id": bid_id,
         "bus": np.fromiter((interface_bus[d] for d in dso), np.int64, len(dso)),
         "direction": text(bids, "direction")[keep],
         "mw": mw[keep],
-        "price_eur_per_mwh": bids["price_eur_per_mwh"].to_numpy(float)[keep],
+        "price_eur_per_mwh": numbers(bids, "price_eur_per_mwh")[keep],
         "device": device_of(bid_id),
     }
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import Columns, numbers, positions, text
 from market_sim.grid.flow_summary import Flows, violated_elements
 from market_sim.grid.injections import apply_bids
 from market_sim.grid.powerflow import PowerFlowDetail, monitored, run_power_flow_detailed
-from market_sim.markets.columns import Columns, numbers, positions, text
 from market_sim.types import Injections, PowerFlowResult
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import Columns, distinct, numbers, positions, text
+from market_sim.columns import Columns, distinct, numbers, positions, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.markets.settlement import prices_at
 from market_sim.tables import COUNTERFACTUAL_KPIS, KPIS

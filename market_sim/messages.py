@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from market_sim.columns import array_of
+
 
 class Kind(StrEnum):
     """What a message is, in the paper's vocabulary."""
@@ -68,15 +70,15 @@ def payload_bytes(table: pd.DataFrame) -> int:
     attributes, which go into the schema; a table without columns, whose batch length Arrow
     takes from the frame; a column type whose buffers are not counted here) are serialised.
 
-    The columns are read as the arrays the frame holds (pandas' ``_get_column_array``, the
-    array ``Series.array`` would wrap): a message's frame is new, and boxing each of its
-    columns in a Series cost more than counting all of them.
+    The columns are read as the arrays the frame holds (:func:`~market_sim.columns.array_of`):
+    a message's frame is new, and boxing each of its columns in a Series cost more than
+    counting all of them.
     """
     if table.attrs or not table.columns.is_unique or table.columns.empty:
         return stream_bytes(table)
     columns, body = [], 0
-    for i, name in enumerate(table.columns):
-        layout = _column_layout(table._get_column_array(i))
+    for name in table.columns:
+        layout = _column_layout(array_of(table, name))
         if layout is None:
             return stream_bytes(table)
         columns.append((name, layout.key))

@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import column_values, numbers
 from market_sim.coordination.period import PeriodOutcome
 from market_sim.delivery import Delivered
 from market_sim.grid.injections import injections_columns
 from market_sim.markets.balancing import TIE_BREAK_EUR_PER_MWH, BalancingResult
-from market_sim.markets.columns import numbers
 from market_sim.markets.schedule import schedule_dispatch
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.markets.tso_markets import TsoPlan
-from market_sim.results import Recorder, column_values
+from market_sim.results import Recorder
 from market_sim.tables import column_dtypes
 from market_sim.types import Injections, PowerFlowResult
 from market_sim.wear import Wear

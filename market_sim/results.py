@@ -25,8 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market_sim.columns import column_values
 from market_sim.files import atomic_write, atomic_write_text
-from market_sim.markets.columns import array_of
 from market_sim.tables import TABLES
 
 RUN_INFO = "run.json"
@@ -192,15 +192,6 @@ def _arrow_column(values: np.ndarray, arrow_type: pa.DataType, dtype: str) -> pa
             return pa.array(values, type=arrow_type, from_pandas=True)
     typed = pd.Series(values, copy=False).astype(dtype)
     return pa.array(typed, type=arrow_type, from_pandas=True)
-
-
-def column_values(table: pd.DataFrame, name: str) -> np.ndarray:
-    """A column's values as a numpy array, as the table holds them where it holds a numpy
-    array: what ``to_numpy()`` returns for the tables' dtypes (numbers, flags, text,
-    categories), read from the frame's own array (:func:`~market_sim.markets.columns.array_of`)
-    without the scan for missing values that text's ``to_numpy`` makes (text as Python
-    strings and ``pd.NA`` either way)."""
-    return np.asarray(array_of(table, name))
 
 
 def column_array(values: Any) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import distinct, numbers, positions, text
+from market_sim.columns import distinct, numbers, positions, text
 
 
 def test_positions_are_an_index_lookup():

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from market_sim.agents.aggregator import collect_dispatch, dispatch_columns
+from market_sim.columns import array_of, numbers, text
 from market_sim.coordination.base import _joined_dispatch
 from market_sim.coordination.period import concat, no_dispatch
-from market_sim.markets.columns import array_of, numbers, text
 from market_sim.types import BID_COLUMNS, typed_frame
 
 

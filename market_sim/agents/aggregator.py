@@ -6,7 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import numbers, rows_where, text
+from market_sim.columns import numbers, rows_where, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.types import empty_bids
 

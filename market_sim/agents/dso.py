@@ -6,6 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import numbers, positions
 from market_sim.config import DsoConfig
 from market_sim.grid.aging import with_overrides
 from market_sim.grid.flexibility_area import flexibility_area
@@ -15,7 +16,6 @@ from market_sim.grid.state import measured
 from market_sim.grid.validation import validate
 from market_sim.grid.validation_limits import validation_limits
 from market_sim.markets.aggregation import aggregate_offer, disaggregate, target_by_direction
-from market_sim.markets.columns import numbers, positions
 from market_sim.markets.local_market import LocalMarketResult, clear_local_market
 from market_sim.types import Injections, Limits, ValidationResult
 

@@ -6,6 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import Columns, text
 from market_sim.config import ScenarioConfig
 from market_sim.grid.constraints import BidLayout
 from market_sim.grid.state import injections_from_table
@@ -16,7 +17,6 @@ from market_sim.markets.central import (
     integrated_clearing,
     numbered_rows,
 )
-from market_sim.markets.columns import Columns, text
 from market_sim.markets.offers import bid_offer_columns
 from market_sim.markets.transmission import TransmissionNetwork
 from market_sim.markets.tso_markets import Rows, TsoMarkets, TsoPlan

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import array_of, numbers, positions, rows_where, text
 from market_sim.config import DsoMarketConfig
 from market_sim.coordination.period import (
     VALIDATION_COLUMNS,
@@ -27,7 +28,6 @@ from market_sim.coordination.period import (
 )
 from market_sim.grid.state import injections_from_table
 from market_sim.markets import priority
-from market_sim.markets.columns import array_of, numbers, positions, rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind

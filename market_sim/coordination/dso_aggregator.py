@@ -30,9 +30,9 @@ from dataclasses import replace
 import pandas as pd
 
 from market_sim.agents.aggregator import collect_dispatch
+from market_sim.columns import rows_where
 from market_sim.coordination.dso_managed import DsoManaged
 from market_sim.coordination.period import PeriodContext, Step
-from market_sim.markets.columns import rows_where
 from market_sim.messages import Kind
 
 _DECIDES = "each DSO decides its DER's bids within its network's limits and aggregates them"

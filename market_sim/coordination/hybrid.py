@@ -13,6 +13,7 @@ from collections.abc import Generator
 import pandas as pd
 
 from market_sim.agents.dso import validated_bids
+from market_sim.columns import rows_where, text
 from market_sim.coordination.base import NETWORK_STATUS_STEP, CoordinationModel
 from market_sim.coordination.period import (
     PeriodContext,
@@ -23,7 +24,6 @@ from market_sim.coordination.period import (
     no_dispatch,
     validation_table,
 )
-from market_sim.markets.columns import rows_where, text
 from market_sim.markets.local_market import LocalMarketResult
 from market_sim.markets.priority import taken
 from market_sim.markets.tso_markets import TsoPlan

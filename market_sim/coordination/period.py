@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from market_sim.markets.columns import array_of
+from market_sim.columns import array_of
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock, Post
@@ -223,8 +223,8 @@ def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
     if any(t.attrs or not t.columns.equals(first.columns) for t in frames[1:]):
         return None
     columns = {}
-    for i, name in enumerate(first.columns):
-        parts = [t._get_column_array(i) for t in frames]
+    for name in first.columns:
+        parts = [array_of(t, name) for t in frames]
         if any(p.dtype != parts[0].dtype for p in parts[1:]):
             return None
         if isinstance(parts[0], np.ndarray):

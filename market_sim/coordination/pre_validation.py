@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from market_sim.columns import rows_where
 from market_sim.coordination.base import NETWORK_STATUS_STEP
 from market_sim.coordination.hybrid import Hybrid
 from market_sim.coordination.period import (
@@ -28,7 +29,6 @@ from market_sim.coordination.period import (
     Step,
     concat,
 )
-from market_sim.markets.columns import rows_where
 from market_sim.messages import Kind
 
 

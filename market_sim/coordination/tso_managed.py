@@ -17,6 +17,7 @@ from collections.abc import Generator, Iterable
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import numbers, text
 from market_sim.coordination.base import CoordinationModel
 from market_sim.coordination.period import (
     PeriodContext,
@@ -28,7 +29,6 @@ from market_sim.coordination.period import (
     validation_table,
 )
 from market_sim.markets.central import IntegratedResult
-from market_sim.markets.columns import numbers, text
 from market_sim.messages import Kind
 from market_sim.types import DirectionStats, ValidationResult
 

@@ -268,7 +268,7 @@ class BidLayout:
 
 def _objects(column: pd.Series) -> np.ndarray:
     """A text column's values as objects, read, never written (as
-    :func:`~market_sim.markets.columns.text`): ``to_numpy`` scans a pandas string column for
+    :func:`~market_sim.columns.text`): ``to_numpy`` scans a pandas string column for
     missing values, which cost more than the rest of a layout."""
     return np.asarray(column.array, dtype=object)
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import array_of, numbers
 from market_sim.grid.injections import tap_positions
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
-from market_sim.markets.columns import array_of, numbers
 from market_sim.types import ELEMENT_TABLES, Injections, Limits
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from market_sim.columns import positions, text
 from market_sim.grid.constraints import BidLayout, Caps, effective_limits
 from market_sim.grid.linear_opf import network_highs, solve_lp
 from market_sim.grid.linearised import (
@@ -34,7 +35,6 @@ from market_sim.grid.linearised import (
 )
 from market_sim.grid.network import DistributionNetwork
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
-from market_sim.markets.columns import positions, text
 from market_sim.types import UP, Injections, Limits, empty_bids
 
 
@@ -277,7 +277,7 @@ def _lookup(
 ) -> np.ndarray:
     """The value of each of ``wanted`` among unique ``ids`` (``missing`` where it is not
     there): a Series ``map``/``reindex`` on arrays, without building the Series or an index
-    (:func:`~.columns.positions`)."""
+    (:func:`~market_sim.columns.positions`)."""
     if not len(ids):
         return np.full(len(wanted), missing)
     pos = positions(ids, wanted)

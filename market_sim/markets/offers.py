@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import numbers, positions, text
+from market_sim.columns import numbers, positions, text
 from market_sim.markets.devices import device_of
 from market_sim.types import DOWN, UP, typed_frame
 
@@ -193,7 +193,8 @@ class TerSteps:
 
 def _reindexed(values: pd.Series, index: pd.Index) -> np.ndarray:
     """``values.reindex(index).to_numpy(float)`` of unique labels, by position
-    (:func:`~.columns.positions`): a schedule's outputs come with an index of their own."""
+    (:func:`~market_sim.columns.positions`): a schedule's outputs come with an index of their
+    own."""
     at = positions(np.asarray(values.index, dtype=object), np.asarray(index, dtype=object))
     out = np.full(len(at), np.nan)
     out[at >= 0] = values.to_numpy(dtype=float)[at[at >= 0]]

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from market_sim.markets.columns import numbers, positions, text
+from market_sim.columns import numbers, positions, text
 from market_sim.markets.dc_model import (
     HIGHS_OPTIONS,
     count,

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from market_sim.markets.columns import Columns, distinct, numbers, positions, text
+from market_sim.columns import Columns, distinct, numbers, positions, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.registry import PRICING_RULES
 from market_sim.tables import column_dtypes

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from market_sim.columns import Columns, array_of, length, numbers, text
 from market_sim.markets.balancing import BalancingMarket, BalancingResult, OfferBook
-from market_sim.markets.columns import Columns, array_of, length, numbers, text
 from market_sim.markets.offers import OFFER_COLUMNS, TER_OFFER_COLUMNS, TerSteps, empty_offers
 from market_sim.markets.persistent import Matrix
 from market_sim.markets.schedule import EnergySchedule, ScheduleResult

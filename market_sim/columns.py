@@ -29,6 +29,15 @@ def array_of(table: Columns, name: str) -> Any:
     return table[name]
 
 
+def column_values(table: Columns, name: str) -> np.ndarray:
+    """A column's values as a numpy array, as the table holds them where it holds a numpy
+    array: what ``to_numpy()`` returns for the tables' dtypes (numbers, flags, text,
+    categories), read from the frame's own array (:func:`array_of`) without the scan for
+    missing values that text's ``to_numpy`` makes (text as Python strings and ``pd.NA``
+    either way)."""
+    return np.asarray(array_of(table, name))
+
+
 def text(table: Columns, name: str) -> np.ndarray:
     """A text column as an object array of its values (pandas strings hold one already; it
     is theirs, so it is read, never written), without the scan for missing values that

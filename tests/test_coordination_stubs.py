@@ -85,7 +85,7 @@ class StubTSO:
     def ter_offers(self, plan) -> pd.DataFrame:
         return empty_offers()
 
-    def clear_integrated(self, plan, bids, state, dsos):
+    def clear_integrated(self, plan, bids, state, dsos, flows=None):
         """Accepts every up bid of a reporting DSO (its distribution rows allow no down)."""
         accepted = {}
         for name in dsos:
@@ -117,8 +117,9 @@ class StubDSO:
     def operating_point(self, forecast: Injections, result: ValidationResult) -> Injections:
         return forecast
 
-    def operational_data(self, forecast: Injections) -> pd.DataFrame:
-        return pd.DataFrame({"element": ["load"], "p_mw": [float(forecast.p_mw["load"].sum())]})
+    def operational_data(self, forecast: Injections) -> tuple[pd.DataFrame, None]:
+        table = pd.DataFrame({"element": ["load"], "p_mw": [float(forecast.p_mw["load"].sum())]})
+        return table, None
 
     def aggregated_offer(self, validated: pd.DataFrame, first_id: int) -> pd.DataFrame:
         return aggregate_offer(validated, self.interface_bus, first_id)

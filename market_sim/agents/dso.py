@@ -24,9 +24,7 @@ class DSO(mesa.Agent):
     """A distribution system operator and its network (loaded once per run).
 
     It holds no state of a period: the operating points it works at are passed in and handed
-    back, so that each stage sees only what the stage before it produced. (It keeps its last
-    operational data with the power flow measured for it, :meth:`reported_flow`: a cache for
-    the TSO, which would solve the same point again, not an input of any stage.)
+    back, so that each stage sees only what the stage before it produced.
 
     Two sets of limits (issue 9): ``limits``, the network's physical limits, which delivery is
     judged by, violations are counted against, the TSO's integrated problem (tso_managed)
@@ -52,34 +50,27 @@ class DSO(mesa.Agent):
             aging.upgraded_paper,
         )
         self.interface_bus = config.interface_bus  # bus of the transmission case
-        #: the last operational data table and the power flow it was measured from
-        self._reported: tuple[pd.DataFrame, PowerFlowDetail] | None = None
 
     def forecast(self, profile_step: int) -> Injections:
         """The period's baseline operating point from the profiles (the DSO's forecast)."""
         return self.network.baseline(profile_step)
 
-    def operational_data(self, forecast: Injections) -> pd.DataFrame:
+    def operational_data(self, forecast: Injections) -> tuple[pd.DataFrame, PowerFlowDetail]:
         """Operational data of the network at the period's forecast operating point: every
         element's set-point, bus voltages, branch flows and loadings
-        (:func:`~market_sim.grid.state.network_state_table`), from a power flow of that point.
+        (:func:`~market_sim.grid.state.network_state_table`), from a power flow of that point,
+        and that power flow.
 
         Why the forecast and not the last delivered state: the TSO linearises the network at
         this point (tso_managed), and the DSOs of the other models validate at their forecast;
         a state one period old would make "validated" mean another thing in each model.
-        """
-        table, flow = measured(self.network, forecast, self.limits)
-        self._reported = (table, flow)
-        return table
 
-    def reported_flow(self, table: pd.DataFrame) -> PowerFlowDetail | None:
-        """The power flow :meth:`operational_data` measured ``table`` from (None if ``table`` is
-        not the last one it made). A power flow of the state read back from the table gives
-        the same arrays, bit for bit (its set-points are the forecast's doubles, its taps
-        whole numbers), so the TSO takes this one instead of solving the point again."""
-        if self._reported is None or self._reported[0] is not table:
-            return None
-        return self._reported[1]
+        Why the flow too: the table is what the DSO reports; the TSO would solve the same
+        point again from it, and that flow gives the same arrays, bit for bit (its set-points
+        are the forecast's doubles, its taps whole numbers), so the step hands it on instead
+        (one power flow per DSO and period fewer).
+        """
+        return measured(self.network, forecast, self.limits)
 
     @property
     def conflicted(self) -> bool:

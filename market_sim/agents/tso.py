@@ -9,6 +9,7 @@ import pandas as pd
 from market_sim.columns import Columns, text
 from market_sim.config import ScenarioConfig
 from market_sim.grid.constraints import BidLayout
+from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.grid.state import injections_from_table
 from market_sim.markets.balancing import BalancingResult
 from market_sim.markets.central import (
@@ -113,12 +114,14 @@ class TSO(mesa.Agent):
         bids: pd.DataFrame,
         operational_data: dict[str, pd.DataFrame],
         dsos: dict,
+        flows: dict[str, PowerFlowDetail] | None = None,
     ) -> tuple[BalancingResult, IntegratedResult]:
         """TSO-managed: validate and dispatch in one problem over every reporting DSO network.
 
         The TSO holds the DSOs' network models but sees only the state each reported; it
-        cannot use DSO assets (taps stay as reported). The power flow of each reported state
-        is the one its DSO measured the report from (:meth:`~.dso.DSO.reported_flow`).
+        cannot use DSO assets (taps stay as reported). ``flows``: the power flow of a reported
+        state where the caller has it (the one its DSO measured the report from,
+        :meth:`~.dso.DSO.operational_data`); else it is solved here.
         """
         book, ends = _dso_book(bids, list(dsos))
         models = [
@@ -128,7 +131,7 @@ class TSO(mesa.Agent):
                 injections_from_table(dso.network, operational_data[name]),
                 numbered_rows(book, slice(lo, hi)),
                 dso.limits,
-                point=dso.reported_flow(operational_data[name]),
+                point=(flows or {}).get(name),
                 layout=BidLayout.of(dso.network, book, slice(lo, hi)),
             )
             for (name, dso), lo, hi in zip(dsos.items(), ends[:-1], ends[1:], strict=True)

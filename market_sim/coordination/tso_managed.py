@@ -102,9 +102,8 @@ class TsoManaged(CoordinationModel):
         clock, bids, parties = ctx.clock, inputs.bids, self.parties
         books = {(a.name, "tso"): a.bid_book(bids) for a in parties.aggregators.values()}
         ctx.send(self.step("1a"), books, clock.bids_gate)
-        reports = {
-            (n, "tso"): d.operational_data(inputs.forecasts[n]) for n, d in parties.dsos.items()
-        }
+        measured = {n: d.operational_data(inputs.forecasts[n]) for n, d in parties.dsos.items()}
+        reports = {(n, "tso"): table for n, (table, _) in measured.items()}
         ctx.send(self.step("1b"), reports, clock.bids_gate)
         yield ctx.wait_until(clock.bids_gate)
         received = concat(ctx.inbox("tso", Kind.BIDS).values(), bids)
@@ -112,8 +111,17 @@ class TsoManaged(CoordinationModel):
         ctx.records.operational_data.update(state)
 
         reported = {n: d for n, d in parties.dsos.items() if n in state}
+        # the DSOs' own power flows of the states that arrived as sent: the TSO's would repeat them
+        flows = {n: flow for n, (table, flow) in measured.items() if state.get(n) is table}
         clearing, integrated = ctx.timed(
-            "tso", "clearing", parties.tso.clear_integrated, inputs.plan, received, state, reported
+            "tso",
+            "clearing",
+            parties.tso.clear_integrated,
+            inputs.plan,
+            received,
+            state,
+            reported,
+            flows,
         )
         self.record_clearing(ctx, clearing, integrated.distribution_rows, integrated.rounds)
         results = self._validations(parties.dsos, received, integrated)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from market_sim.columns import array_of
+from market_sim.columns import array_of, concat_frames
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock, Post
@@ -205,33 +205,7 @@ def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
     frames = [t for t in tables if len(t)]
     if len(frames) == 1 and frames[0].index.equals(pd.RangeIndex(len(frames[0]))):
         return frames[0]
-    if not frames:
-        return like.iloc[0:0]
-    joined = _joined(frames)
-    return pd.concat(frames, ignore_index=True) if joined is None else joined
-
-
-def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    """``pd.concat(frames, ignore_index=True)`` of tables of the same (unique) columns with
-    the same dtypes and no frame attributes, by the concatenation it makes of each column
-    (numpy's, or the pandas array type's own for pandas strings and categoricals), without its
-    planning of blocks and indices, which costs more than the copying on tables of a few
-    hundred rows. None for other tables (``pd.concat`` aligns and converts them)."""
-    first = frames[0]
-    if first.attrs or not first.columns.is_unique:
-        return None
-    if any(t.attrs or not t.columns.equals(first.columns) for t in frames[1:]):
-        return None
-    columns = {}
-    for name in first.columns:
-        parts = [array_of(t, name) for t in frames]
-        if any(p.dtype != parts[0].dtype for p in parts[1:]):
-            return None
-        if isinstance(parts[0], np.ndarray):
-            columns[name] = np.concatenate(parts)
-        else:
-            columns[name] = type(parts[0])._concat_same_type(parts)
-    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost
+    return concat_frames(frames) if frames else like.iloc[0:0]
 
 
 def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from market_sim.columns import Columns, array_of, length, numbers, text
+from market_sim.columns import Columns, array_of, concat_frames, length, numbers, text
 from market_sim.markets.balancing import BalancingMarket, BalancingResult, OfferBook
 from market_sim.markets.offers import OFFER_COLUMNS, TER_OFFER_COLUMNS, TerSteps, empty_offers
 from market_sim.markets.persistent import Matrix
@@ -226,29 +226,10 @@ def reserve_labels(reserve_mw: dict[str, float]) -> pd.DataFrame:
 def row_labels(reserve: pd.DataFrame, der_labels: pd.DataFrame | None, n_rows: int) -> pd.DataFrame:
     """What each row of :func:`stack_rows` is: the reserve rows' labels
     (:func:`reserve_labels`), then the DER rows' own labels."""
-    labels = _stacked(reserve, der_labels) if der_labels is not None else reserve
+    labels = concat_frames([reserve, der_labels]) if der_labels is not None else reserve
     if len(labels) != n_rows or list(labels.columns) != list(ROW_LABEL_COLUMNS):
         raise ValueError(f"{len(labels)} row labels {list(labels.columns)} for {n_rows} rows")
     return labels
-
-
-def _stacked(top: pd.DataFrame, bottom: pd.DataFrame) -> pd.DataFrame:
-    """``pd.concat([top, bottom], ignore_index=True)``, by joining the columns' numpy arrays
-    where both tables have the same columns with numpy arrays of the same dtypes (the labels
-    of every clearing are: the concatenation's alignment and type resolution cost a tenth of
-    a clearing); any other tables are concatenated."""
-    names = list(top.columns)
-    if list(bottom.columns) == names:
-        pairs = [(array_of(top, c), array_of(bottom, c)) for c in names]
-        if all(_same_numpy(a, b) for a, b in pairs):
-            joined = {c: np.concatenate(pair) for c, pair in zip(names, pairs, strict=True)}
-            return pd.DataFrame(joined, copy=False)
-    return pd.concat([top, bottom], ignore_index=True)
-
-
-def _same_numpy(a: Any, b: Any) -> bool:
-    """Whether ``a`` and ``b`` are numpy arrays of one dtype (which their concatenation keeps)."""
-    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
 
 
 def reserve_rows(offers: pd.DataFrame, reserve_mw: dict[str, float]) -> tuple[Rows, float]:

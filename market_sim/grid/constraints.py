@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import text
 from market_sim.grid.flow_summary import VIOLATION_TOL
 from market_sim.grid.injections import UP_SIGN
 from market_sim.grid.network import DistributionNetwork, element_positions
@@ -216,7 +217,7 @@ class BidLayout:
     ) -> BidLayout:
         """The layout of a bid table, or of its rows ``rows``: the bids of one network among
         those of several in one table, whose columns pandas then reads once for all."""
-        tables, directions = _objects(bids["element"])[rows], _objects(bids["direction"])[rows]
+        tables, directions = text(bids, "element")[rows], text(bids, "direction")[rows]
         positions = element_positions(dn, tables, bids["element_index"].to_numpy()[rows])
         return cls.at(tables, positions, directions, bids["mw"].to_numpy(float)[rows])
 
@@ -264,13 +265,6 @@ class BidLayout:
             out.flags.writeable = False
             kept = self._buses[id(model)] = (model, out)
         return kept[1]
-
-
-def _objects(column: pd.Series) -> np.ndarray:
-    """A text column's values as objects, read, never written (as
-    :func:`~market_sim.columns.text`): ``to_numpy`` scans a pandas string column for
-    missing values, which cost more than the rest of a layout."""
-    return np.asarray(column.array, dtype=object)
 
 
 @dataclass

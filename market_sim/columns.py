@@ -69,6 +69,16 @@ def positions(index: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.where(index[at] == keys, at, -1)
 
 
+def reindexed(values: pd.Series, index: Any) -> np.ndarray:
+    """``values.reindex(index).to_numpy(float)`` of unique labels, by position
+    (:func:`positions`), without the index a reindex builds: a schedule's outputs, read at
+    the generators every period, come with an index of their own."""
+    at = positions(np.asarray(values.index, dtype=object), np.asarray(index, dtype=object))
+    out = np.full(len(at), np.nan)
+    out[at >= 0] = values.to_numpy(dtype=float)[at[at >= 0]]
+    return out
+
+
 def distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)`` of strings, hashed before it is sorted: a
     period's few thousand rows name a few hundred parties, and sorting only those is about

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import numbers, positions, text
+from market_sim.columns import numbers, reindexed, text
 from market_sim.markets.devices import device_of
 from market_sim.types import DOWN, UP, typed_frame
 
@@ -167,7 +167,7 @@ class TerSteps:
             logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
             none = np.zeros(len(self.offer_id))
             return self._offered(none > 0, none, none)
-        p = _reindexed(schedule.gen_mw, self.gen_index)
+        p = reindexed(schedule.gen_mw, self.gen_index)
         ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
         up = np.clip(np.minimum(self.p_max - p, ramp), 0.0, None)
         down = np.clip(np.minimum(p - self.p_min, ramp), 0.0, None)
@@ -189,13 +189,3 @@ class TerSteps:
             c: v[keep] if t == "string" else np.asarray(v[keep], dtype=t)
             for (c, t), v in zip(TER_OFFER_COLUMNS.items(), values, strict=True)
         }
-
-
-def _reindexed(values: pd.Series, index: pd.Index) -> np.ndarray:
-    """``values.reindex(index).to_numpy(float)`` of unique labels, by position
-    (:func:`~market_sim.columns.positions`): a schedule's outputs come with an index of their
-    own."""
-    at = positions(np.asarray(values.index, dtype=object), np.asarray(index, dtype=object))
-    out = np.full(len(at), np.nan)
-    out[at >= 0] = values.to_numpy(dtype=float)[at[at >= 0]]
-    return out

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from market_sim.columns import numbers, positions, text
+from market_sim.columns import numbers, reindexed, text
 from market_sim.markets.dc_model import (
     HIGHS_OPTIONS,
     count,
@@ -280,9 +280,6 @@ def schedule_dispatch(
     not the network's own columns, so that no reader can change the network through them."""
     gen = network.generators
     element = text(gen, "element")
-    # the result's output at each generator, NaN where it has none (a reindex, without the
-    # index it builds: the record stage asks every period)
-    at = positions(np.asarray(result.gen_mw.index, dtype=object), element)
-    p_mw = np.where(at >= 0, result.gen_mw.to_numpy(float)[at], np.nan)
+    p_mw = reindexed(result.gen_mw, element)  # NaN at a generator without an output
     bus = numbers(gen, "bus", np.int64)
     return {"element": element.copy(), "bus": bus.copy(), "p_mw": p_mw}

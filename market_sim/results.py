@@ -39,6 +39,12 @@ class RunFolderError(ValueError):
     """A run folder that cannot be used as asked: its message is one line for the user."""
 
 
+#: Rows a table's blocks have on average from which they go to Arrow unjoined
+#: (:meth:`TableBuffer.arrow`): about where a copy of a block costs as much as an Arrow
+#: chunk's own overhead.
+CHUNK_ROWS = 300
+
+
 class TableBuffer:
     """One table's rows, kept as column arrays until the table is taken.
 
@@ -76,14 +82,21 @@ class TableBuffer:
             self.blocks.append({c: frame[c].to_numpy() for c in self.columns})
 
     def arrow(self) -> pa.Table:
-        """The rows so far as an Arrow table of the documented schema; the buffer keeps them
-        (as one block, so that asking again does not join them again)."""
+        """The rows so far as an Arrow table of the documented schema; the buffer keeps them.
+
+        Blocks of :data:`CHUNK_ROWS` rows or more (a clearing's coefficients, the bids) go to
+        Arrow as they are, one chunk each: joining them first copied a chunk's largest
+        tables once more, for nothing, since Arrow takes a number column without a copy
+        and converts text block by block at the same cost. Smaller blocks are joined, where
+        one conversion costs less than one per block; the joined block is kept, so that
+        asking again does not join them again. The values are the same either way.
+        """
         self._flush_rows()
         if not self.blocks:
             return schema(self.name).empty_table()
-        joined = {c: np.concatenate([b[c] for b in self.blocks]) for c in self.columns}
-        self.blocks = [joined]
-        return arrow_table(self.name, joined)
+        if sum(len(b[self.columns[0]]) for b in self.blocks) < CHUNK_ROWS * len(self.blocks):
+            self.blocks = [{c: np.concatenate([b[c] for b in self.blocks]) for c in self.columns}]
+        return chunked_arrow_table(self.name, self.blocks)
 
     def frame(self) -> pd.DataFrame:
         """The rows so far as one DataFrame with the documented dtypes."""
@@ -173,9 +186,33 @@ def _constant(n: int, value: Any) -> np.ndarray:
 def arrow_table(table: str, columns: Mapping[str, np.ndarray]) -> pa.Table:
     """Columns of ``table`` (numpy arrays, all of one length) as an Arrow table of its
     documented schema."""
+    return chunked_arrow_table(table, [columns])
+
+
+def chunked_arrow_table(table: str, blocks: list[Mapping[str, np.ndarray]]) -> pa.Table:
+    """Blocks of rows of ``table`` (each one numpy array per column, of one length) as one
+    Arrow table of its documented schema, each block a chunk of its columns.
+
+    A column is converted block by block only where every block has its documented type
+    already (then each block's values are what the joined column's would be); any other
+    is joined first and converted as :func:`arrow_table` converts it, since how pandas
+    converts a value may depend on the other values of its column.
+    """
     fields = schema(table)
-    arrays = [_arrow_column(columns[f.name], f.type, TABLES[table][f.name][0]) for f in fields]
-    return pa.Table.from_arrays(arrays, schema=fields)
+    columns = []
+    for f in fields:
+        dtype = TABLES[table][f.name][0]
+        values = [b[f.name] for b in blocks]
+        if len(values) > 1 and not all(_has_type(v, dtype) for v in values):
+            values = [np.concatenate(values)]
+        columns.append(pa.chunked_array([_arrow_column(v, f.type, dtype) for v in values]))
+    return pa.Table.from_arrays(columns, schema=fields)
+
+
+def _has_type(values: np.ndarray, dtype: str) -> bool:
+    """Whether a column's values have its documented type as they are (text: Python
+    objects)."""
+    return values.dtype == object if dtype == "string" else values.dtype == np.dtype(dtype)
 
 
 def _arrow_column(values: np.ndarray, arrow_type: pa.DataType, dtype: str) -> pa.Array:
@@ -186,8 +223,7 @@ def _arrow_column(values: np.ndarray, arrow_type: pa.DataType, dtype: str) -> pa
     Python strings and missing values) goes to Arrow as it is; any other is converted as
     ``DataFrame.astype`` converts it (an error where a value does not fit).
     """
-    as_is = values.dtype == object if dtype == "string" else values.dtype == np.dtype(dtype)
-    if as_is:
+    if _has_type(values, dtype):
         with contextlib.suppress(pa.ArrowTypeError):  # objects that are not all text
             return pa.array(values, type=arrow_type, from_pandas=True)
     typed = pd.Series(values, copy=False).astype(dtype)

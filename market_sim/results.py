@@ -84,12 +84,12 @@ class TableBuffer:
     def arrow(self) -> pa.Table:
         """The rows so far as an Arrow table of the documented schema; the buffer keeps them.
 
-        Blocks of :data:`CHUNK_ROWS` rows or more (a clearing's coefficients, the bids) go to
-        Arrow as they are, one chunk each: joining them first copied a chunk's largest
-        tables once more, for nothing, since Arrow takes a number column without a copy
-        and converts text block by block at the same cost. Smaller blocks are joined, where
-        one conversion costs less than one per block; the joined block is kept, so that
-        asking again does not join them again. The values are the same either way.
+        Blocks of :data:`CHUNK_ROWS` rows or more on average (a clearing's coefficients, the
+        bids) go to Arrow as they are, one chunk each: joining them first copied a chunk's
+        largest tables once more, for nothing, since Arrow takes a number column without a
+        copy and converts text block by block at the same cost. Smaller blocks are joined,
+        where one conversion costs less than one per block; the joined block is kept, so
+        that asking again does not join them again. The values are the same either way.
         """
         self._flush_rows()
         if not self.blocks:

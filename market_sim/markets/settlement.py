@@ -198,25 +198,31 @@ def settlement_table(dispatch: Columns, hours: float, terms: SettlementTerms) ->
 def settlement_columns(
     dispatch: Columns, hours: float, terms: SettlementTerms
 ) -> dict[str, np.ndarray]:
-    """The rows of :func:`settlement_table` as numpy columns (text as Python strings)."""
+    """The rows of :func:`settlement_table` as numpy columns (text as Python strings).
+
+    Parties and items are summed as integer codes (:class:`_Parties`, positions in
+    :data:`ITEMS`) that sort as their names do: a period's thousand transfer rows name a few
+    dozen parties, and naming each row's party cost more than the sums.
+    """
     ter, der = _rows_by_resource(dispatch)
-    prosumer = np.array([f"prosumer {p}" for p in der["prosumer"]], dtype=object)
+    names = _Parties(ter["name"], der["buyer"], der["name"], der["prosumer"])
+    tso, generator, buyer, aggregator, prosumer = names.codes
     fee = terms.aggregator_fee_eur_per_mwh * der["mw"] * hours
     transfers = [
-        # payer, payee, item, amount (arrays aligned with the rows of ter or der)
-        (TSO, ter["name"], "balancing_energy", ter["payment_eur"]),
-        (der["buyer"], der["name"], "balancing_energy", der["payment_eur"]),
-        (der["name"], prosumer, "balancing_energy", der["payment_eur"]),
-        (prosumer, der["name"], "aggregator_fee", fee),
-        (prosumer, der["name"], "imbalance", der["imbalance_eur"]),
-        (der["name"], der["buyer"], "imbalance", der["imbalance_eur"]),
+        # payer, payee, item, amount (codes and arrays aligned with the rows of ter or der)
+        (tso, generator, "balancing_energy", ter["payment_eur"]),
+        (buyer, aggregator, "balancing_energy", der["payment_eur"]),
+        (aggregator, prosumer, "balancing_energy", der["payment_eur"]),
+        (prosumer, aggregator, "aggregator_fee", fee),
+        (prosumer, aggregator, "imbalance", der["imbalance_eur"]),
+        (aggregator, buyer, "imbalance", der["imbalance_eur"]),
     ]
     parties, items, amounts = [], [], []
     for payer, payee, item, amount in transfers:
         if not len(amount):
             continue
         for party, sign in ((payee, 1.0), (payer, -1.0)):
-            parties.append(np.broadcast_to(np.asarray(party, dtype=object), amount.shape))
+            parties.append(np.full(len(amount), party) if np.ndim(party) == 0 else party)
             items.append(np.full(len(amount), ITEMS.index(item)))
             amounts.append(sign * amount)
     if not amounts:
@@ -226,8 +232,29 @@ def settlement_columns(
     )
     # a DSO is a DSO also where it is its DER's aggregator (dso_managed+dso_is_aggregator)
     aggregators, dsos = set(der["name"]), (set(der["buyer"]) - {TSO}) | set(der["dso"])
-    role = _roles(party, aggregators, dsos)
-    return {"party": party, "role": role, "item": item, "amount_eur": amount_eur}
+    role = _roles(names.names, aggregators, dsos)[party]
+    return {"party": names.names[party], "role": role, "item": item, "amount_eur": amount_eur}
+
+
+class _Parties:
+    """The parties of a period's settlement as integer codes that sort as their names do.
+
+    ``codes``: the TSO's code, then the codes of the generators (the TER rows' names), the
+    buyers, the aggregators and the prosumers (``prosumer <id>``) of the DER rows, row by
+    row; ``names``: the name of each code. The names are hashed and sorted once, each
+    prosumer's built once however many bids it has.
+    """
+
+    def __init__(
+        self, generator: np.ndarray, buyer: np.ndarray, aggregator: np.ndarray, prosumer_id
+    ) -> None:
+        ids, id_code = np.unique(prosumer_id, return_inverse=True)
+        prosumers = np.array([f"prosumer {p}" for p in ids.tolist()], dtype=object)
+        columns = [np.array([TSO], dtype=object), generator, buyer, aggregator, prosumers]
+        self.names, rank = distinct(np.concatenate(columns))
+        ends = np.cumsum([len(c) for c in columns])
+        tso, generator_code, buyer_code, aggregator_code, prosumer_code = np.split(rank, ends[:-1])
+        self.codes = (tso[0], generator_code, buyer_code, aggregator_code, prosumer_code[id_code])
 
 
 def _rows_by_resource(dispatch: Columns) -> tuple[dict[str, np.ndarray], ...]:
@@ -250,18 +277,18 @@ def _rows_by_resource(dispatch: Columns) -> tuple[dict[str, np.ndarray], ...]:
 def _net(
     party: np.ndarray, item: np.ndarray, amount: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum of ``amount`` per (party, item), sorted by party then item (``item``: positions
-    in :data:`ITEMS`, whose order is their names').
+    """Sum of ``amount`` per (party, item), sorted by party then item (``party``: codes that
+    sort as the parties' names, :class:`_Parties`; ``item``: positions in :data:`ITEMS`,
+    whose order is their names'). Returns each sum's party code, item and amount.
 
     Summed on integer codes with the compensated sum of a groupby in row order
     (:func:`~market_sim.markets.group_sum.group_sum`), the one the settlement has always
     used, so the amounts stay the same to the last bit.
     """
-    parties, party_code = distinct(party)
     present, item_code = np.unique(item, return_inverse=True)
     items = np.array(ITEMS, dtype=object)[present]
-    group, net = group_sum(party_code * len(items) + item_code, amount)
-    return parties[group // len(items)], items[group % len(items)], net
+    group, net = group_sum(party * len(items) + item_code, amount)
+    return group // len(items), items[group % len(items)], net
 
 
 def _roles(party: np.ndarray, aggregators: set[str], dsos: set[str]) -> np.ndarray:

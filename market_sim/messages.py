@@ -78,11 +78,16 @@ def payload_bytes(table: pd.DataFrame) -> int:
         return stream_bytes(table)
     columns, body = [], 0
     for name in table.columns:
-        layout = _column_layout(array_of(table, name))
-        if layout is None:
-            return stream_bytes(table)
-        columns.append((name, layout.key))
-        body += sum(-(-length // _ALIGNMENT) * _ALIGNMENT for length in layout.buffers)
+        values = array_of(table, name)
+        if type(values) is np.ndarray and values.dtype.kind in _NUMBERS:
+            key, size = _number_layout(values)  # most columns: no layout object
+        else:
+            layout = _column_layout(values)
+            if layout is None:
+                return stream_bytes(table)
+            key, size = layout.key, sum(map(_padded, layout.buffers))
+        columns.append((name, key))
+        body += size
     key = (tuple(columns), len(table) == 0, body == 0)
     if key not in _REST_BYTES:
         _REST_BYTES[key] = stream_bytes(table) - body
@@ -115,7 +120,8 @@ def _column_layout(values: np.ndarray | pd.api.extensions.ExtensionArray) -> _La
     here."""
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in _NUMBERS:
-        return _number_layout(values)
+        key, size = _number_layout(np.asarray(values))
+        return _Layout(key, (size,))
     if isinstance(dtype, pd.CategoricalDtype):
         return _categorical_layout(values)
     if _python_objects(dtype):
@@ -132,13 +138,15 @@ def _column_layout(values: np.ndarray | pd.api.extensions.ExtensionArray) -> _La
 _NUMBERS = "biuf"
 
 
-def _number_layout(values: np.ndarray) -> _Layout:
-    """A numpy column of numbers: its values (booleans as bits) and, for floats with NaN, a
-    validity bitmap; the dtype alone fixes its Arrow type."""
-    n = len(values)
-    nulls = values.dtype.kind == "f" and bool(np.isnan(values).any())
-    data = _bitmap_bytes(n) if values.dtype.kind == "b" else values.nbytes
-    return _Layout((values.dtype,), (_bitmap_bytes(n) if nulls else 0, data))
+def _number_layout(values: np.ndarray) -> tuple[tuple, int]:
+    """A numpy column of numbers: its key (the dtype alone fixes its Arrow type) and the
+    padded bytes of its values (booleans as bits) and, for floats with NaN, of a validity
+    bitmap."""
+    n, kind = len(values), values.dtype.kind
+    size = _padded(_bitmap_bytes(n) if kind == "b" else values.nbytes)
+    if kind == "f" and np.isnan(values).any():
+        size += _padded(_bitmap_bytes(n))
+    return (values.dtype,), size
 
 
 def _python_objects(dtype: object) -> bool:
@@ -199,6 +207,11 @@ def _text_bytes(array: pa.StringArray) -> int:
         return 0
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)
     return int(offsets[array.offset + len(array)] - offsets[array.offset])
+
+
+def _padded(length: int) -> int:
+    """``length`` bytes padded to Arrow's alignment."""
+    return -(-length // _ALIGNMENT) * _ALIGNMENT
 
 
 def _bitmap_bytes(n: int) -> int:

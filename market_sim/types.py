@@ -43,7 +43,8 @@ BID_COLUMNS = {
 def typed_frame(columns: Mapping[str, Any], dtypes: Mapping[str, str]) -> pd.DataFrame:
     """A table of ``columns`` with the declared ``dtypes``, in their order: numeric columns
     as numpy arrays, text (``"string"``) as pandas strings. The stages build such tables every
-    period, and a pandas array per numeric column costs as much again as the table."""
+    period, and a pandas array per numeric column costs as much again as the table. The
+    frame holds copies: pandas' constructor copies every column."""
     return pd.DataFrame(
         {
             c: _strings(columns[c]) if t == "string" else np.asarray(columns[c], dtype=t)
@@ -53,9 +54,13 @@ def typed_frame(columns: Mapping[str, Any], dtypes: Mapping[str, str]) -> pd.Dat
 
 
 def _strings(values: Any) -> pd.api.extensions.ExtensionArray:
-    """``pd.array(values, dtype="string")`` (a copy, values made text, missing ones NA) by
-    the call it makes: its inference of what it was given costs as much again."""
+    """``values`` as pandas strings, for :func:`typed_frame` to copy: pandas strings already
+    as they are (checking each value again cost as much as the rest of a bid book's table),
+    others by ``pd.array(values, dtype="string")`` (a copy, values made text, missing ones
+    NA), by the call it makes: its inference of what it was given costs as much again."""
     dtype = pd.StringDtype()
+    if isinstance(values, pd.api.extensions.ExtensionArray) and values.dtype == dtype:
+        return values
     return dtype.construct_array_type()._from_sequence(values, dtype=dtype, copy=True)
 
 

@@ -110,28 +110,40 @@ def _cuts(
 
     A violation counts as *explained* when the harmful bids account, to first order, for at
     least half of its overshoot; unexplained ones come from far-off nonlinear operating points
-    and their sensitivities would cut innocent bids.
+    and their sensitivities would cut innocent bids. Every violation's cut is one row of a
+    matrix (only the water filling of :func:`_distribute` runs per row): elementwise the
+    numbers of one violation at a time, and a bid's largest cut and the first violation
+    that demands it are those of a running maximum over the violations in order.
     """
-    cut = np.zeros_like(x)
-    cut_by = np.full(len(x), -1, dtype=np.int64)
     harms = np.where(sens > 0, sens * x, 0.0)  # row k: what each bid adds to violation k
+    totals = harms.sum(axis=1)  # per row as harms[k].sum(): a contiguous row each
+    overshoot = np.array([v.overshoot for v in viol], dtype=float)
+    skip = totals <= 0
+    if explained_only:
+        skip |= totals < 0.5 * overshoot
+    rows = np.flatnonzero(~skip)
+    if not len(rows):
+        return np.zeros_like(x), np.full(len(x), -1, dtype=np.int64)
+    margin = np.array([ABS_MARGIN[viol[k].kind] for k in rows.tolist()])
+    need = overshoot[rows] * (1.0 + CUT_MARGIN * rounds) + margin * (1 + rounds)
+    c = np.array(
+        [
+            _distribute(sens[k], x, n, equal_share)
+            for k, n in zip(rows.tolist(), need.tolist(), strict=True)
+        ]
+    )
+    harm = harms[rows]
+    if equal_share:
+        relevant = harm > 0
+        ratio = np.divide(c, x, out=np.full(c.shape, -np.inf), where=relevant)
+        share = np.maximum(ratio.max(axis=1, keepdims=True), MIN_CUT_FRACTION)
+        c = np.where(relevant, share * x, 0.0)
+    else:
+        relevant = harm >= 0.01 * harm.max(axis=1, keepdims=True)
     least, most = MIN_CUT_FRACTION * x, np.where(x > 10 * MIN_MW, MAX_CUT_FRACTION * x, x)
-    for k, v in enumerate(viol):
-        s, harm = sens[k], harms[k]
-        total = harm.sum()
-        if total <= 0 or (explained_only and total < 0.5 * v.overshoot):
-            continue
-        need = v.overshoot * (1.0 + CUT_MARGIN * rounds) + ABS_MARGIN[v.kind] * (1 + rounds)
-        c = _distribute(s, x, need, equal_share)
-        relevant = (harm > 0) if equal_share else (harm >= 0.01 * harm.max())
-        if equal_share:
-            share = max(float(np.max(c[relevant] / x[relevant])), MIN_CUT_FRACTION)
-            c = np.where(relevant, share * x, 0.0)
-        c = np.where(relevant, np.maximum(c, least), c)
-        c = np.minimum(c, most)
-        better = c > cut
-        cut_by[better] = k
-        cut = np.maximum(cut, c)
+    c = np.minimum(np.where(relevant, np.maximum(c, least), c), most)
+    cut = np.maximum(np.zeros_like(x), c.max(axis=0))
+    cut_by = np.where(cut > 0, rows[np.argmax(c, axis=0)], -1)
     return cut, cut_by
 
 

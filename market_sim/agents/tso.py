@@ -9,6 +9,7 @@ import pandas as pd
 from market_sim.columns import Columns, text
 from market_sim.config import ScenarioConfig
 from market_sim.grid.constraints import BidLayout
+from market_sim.grid.network import DistributionNetwork, element_positions
 from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.grid.state import injections_from_table
 from market_sim.markets.balancing import BalancingResult
@@ -124,6 +125,7 @@ class TSO(mesa.Agent):
         :meth:`~.dso.DSO.operational_data`); else it is solved here.
         """
         book, ends = _dso_book(bids, list(dsos))
+        columns = _layout_columns(book)
         models = [
             DistributionModel.at(
                 name,
@@ -132,7 +134,7 @@ class TSO(mesa.Agent):
                 numbered_rows(book, slice(lo, hi)),
                 dso.limits,
                 point=(flows or {}).get(name),
-                layout=BidLayout.of(dso.network, book, slice(lo, hi)),
+                layout=_layout(dso.network, *(c[lo:hi] for c in columns)),
             )
             for (name, dso), lo, hi in zip(dsos.items(), ends[:-1], ends[1:], strict=True)
         ]
@@ -149,8 +151,40 @@ def _dso_book(bids: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[
     """The bids offering more than 1e-9 MW grouped by DSO (in the order of ``names``),
     numbered from 0, and where each DSO's rows begin (then where the last end): each DSO's
     bids are a slice of it, and the clearing takes it whole, where a selection per DSO and
-    their concatenation again cost four times as much."""
+    their concatenation again cost four times as much. Bids that are such a book already
+    (every one offers, the DSOs' in that order, numbered from 0: the quickstart's) are
+    returned as they are: the selection would copy every column for nothing."""
     area, positive = text(bids, "dso"), bids["mw"].to_numpy(float) > 1e-9
     mine = [np.flatnonzero((area == name) & positive) for name in names]
     ends = np.cumsum([0, *(len(rows) for rows in mine)]).tolist()
-    return numbered_rows(bids, np.concatenate([np.zeros(0, np.intp), *mine])), ends
+    rows = np.concatenate([np.zeros(0, np.intp), *mine])
+    if _in_order(rows, len(bids)) and bids.index.equals(pd.RangeIndex(len(bids))):
+        return bids, ends
+    return numbered_rows(bids, rows), ends
+
+
+def _in_order(rows: np.ndarray, n: int) -> bool:
+    """Whether ``rows`` are the positions 0, 1, ..., n - 1 (the whole table, in order)."""
+    return len(rows) == n and bool((rows == np.arange(n)).all())
+
+
+def _layout_columns(book: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """The book's columns a :class:`~.constraints.BidLayout` is made of (element table, its
+    label, direction, MW), read once for every DSO's slice."""
+    return (
+        text(book, "element"),
+        book["element_index"].to_numpy(),
+        text(book, "direction"),
+        book["mw"].to_numpy(float),
+    )
+
+
+def _layout(
+    dn: DistributionNetwork,
+    tables: np.ndarray,
+    labels: np.ndarray,
+    directions: np.ndarray,
+    mw: np.ndarray,
+) -> BidLayout:
+    """``BidLayout.of(dn, book, rows)`` of one DSO's rows, from the book's columns."""
+    return BidLayout.at(tables, element_positions(dn, tables, labels), directions, mw)

@@ -81,13 +81,14 @@ class TsoManaged(CoordinationModel):
         columns = {"bid_id": bid_id, "validated_mw": validated, "reason": reason}
         table = pd.DataFrame(columns, copy=False)  # new arrays: no copy needed
         converged = reason == "ok"
+        mine = {d: direction == d for d in ("down", "up")}  # each text comparison once
         directions = {  # nansum: the sums Series.sum() makes
             d: DirectionStats(
-                offered_mw=float(np.nansum(offered[direction == d])),
-                validated_mw=float(np.nansum(validated[direction == d])),
+                offered_mw=float(np.nansum(offered[sel])),
+                validated_mw=float(np.nansum(validated[sel])),
                 converged=converged,
             )
-            for d in ("down", "up")
+            for d, sel in mine.items()
         }
         return ValidationResult(
             table,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from market_sim.columns import positions, text
+from market_sim.columns import numbers, positions, text
 from market_sim.grid.constraints import BidLayout, Caps, effective_limits
 from market_sim.grid.linear_opf import network_highs, solve_lp
 from market_sim.grid.linearised import (
@@ -232,7 +232,10 @@ KIND_ELEMENT = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
 
 
 def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
-    """What each row of :func:`block_rows` limits: kind, DSO and pandapower element."""
+    """What each row of :func:`block_rows` limits: kind, DSO and pandapower element.
+
+    The columns are handed to pandas as arrays (text as objects, the dtype it would infer
+    from lists of strings): from lists, its inference cost more than the labels."""
     kinds, dsos, elements, indices = [], [], [], []
     for m in models:
         keys = m.row_keys()
@@ -243,14 +246,13 @@ def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
         dsos += [m.name] * len(keys)
         elements += element
         indices += [ids[e][pos] for (_, pos), e in zip(keys, element, strict=True)]
-    return pd.DataFrame(
-        {
-            "kind": kinds,
-            "dso": dsos,
-            "element": elements,
-            "element_index": np.array(indices, dtype=np.int64),
-        }
-    )
+    columns = {
+        "kind": np.array(kinds, dtype=object),
+        "dso": np.array(dsos, dtype=object),
+        "element": np.array(elements, dtype=object),
+        "element_index": np.array(indices, dtype=np.int64),
+    }
+    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost
 
 
 def _block_bids(models: list[DistributionModel]) -> pd.DataFrame:
@@ -334,9 +336,9 @@ class _Integrated:
             return None
         accepted = self.result.accepted
         return _lookup(
-            accepted["offer_id"].to_numpy(np.int64),
-            accepted["mw"].to_numpy(float),
-            bids["bid_id"].to_numpy(np.int64),
+            numbers(accepted, "offer_id", np.int64),
+            numbers(accepted, "mw"),
+            numbers(bids, "bid_id", np.int64),
         )
 
     def _active_bids(self) -> pd.DataFrame:
@@ -412,12 +414,12 @@ def dlmp(result, bids: pd.DataFrame, a: sp.csr_matrix, b: np.ndarray) -> pd.Seri
     duals = result.row_duals[len(result.row_duals) - len(b) :]
     per_mw = a.T @ duals if len(b) else np.zeros(len(bids))
     accepted = result.accepted
-    offer_id = accepted["offer_id"].to_numpy(np.int64)
+    offer_id = numbers(accepted, "offer_id", np.int64)
     der = offer_id >= 0
     sign = np.where(text(accepted, "direction")[der] == UP, 1.0, -1.0)
     # EUR/h per MW of its service
-    value = _lookup(bids["bid_id"].to_numpy(np.int64), per_mw, offer_id[der], missing=np.nan)
-    price = accepted["bus_price_eur_per_mwh"].to_numpy(float)[der] + sign * value
+    value = _lookup(numbers(bids, "bid_id", np.int64), per_mw, offer_id[der], missing=np.nan)
+    price = numbers(accepted, "bus_price_eur_per_mwh")[der] + sign * value
     return pd.Series(price, index=offer_id[der], dtype=float)
 
 

@@ -28,9 +28,12 @@ from market_sim.coordination.period import (
     der_dispatch,
     validation_table,
 )
-from market_sim.markets.central import IntegratedResult
+from market_sim.markets.central import IntegratedResult, numbered_rows
 from market_sim.messages import Kind
 from market_sim.types import DirectionStats, ValidationResult
+
+#: The columns of a validation's table (:class:`~market_sim.types.ValidationResult`), by dtype.
+_COLUMNS = {"bid_id": np.int64, "validated_mw": float, "reason": object}
 
 
 class TsoManaged(CoordinationModel):
@@ -45,17 +48,39 @@ class TsoManaged(CoordinationModel):
     @staticmethod
     def _validations(
         names: Iterable[str], bids: pd.DataFrame, integrated: IntegratedResult
-    ) -> dict[str, ValidationResult]:
+    ) -> tuple[dict[str, ValidationResult], pd.DataFrame]:
         """What the integrated problem's rows validate of each DSO's bids, by the DSO's name
-        (:meth:`_validation`). The bids' columns are read once, as numpy arrays: a few hundred
-        rows, where pandas' cost per operation would dominate."""
+        (:meth:`_validation`), and every DSO's table end to end (in the order of ``names``).
+        The bids' columns are read once, as numpy arrays: a few hundred rows, where pandas'
+        cost per operation would dominate; the tables are slices of one frame, which costs
+        what one of them did."""
         dso = text(bids, "dso")
         columns = (numbers(bids, "bid_id", np.int64), numbers(bids, "mw"), text(bids, "direction"))
-        results = {}
+        parts = {}
         for name in names:
             mine = dso == name
-            results[name] = TsoManaged._validation(name, *(c[mine] for c in columns), integrated)
-        return results
+            parts[name] = TsoManaged._validation(name, *(c[mine] for c in columns), integrated)
+        table = pd.DataFrame(
+            {c: np.concatenate([part[c] for part, _, _ in parts.values()]) for c in _COLUMNS}
+            if parts
+            else {c: np.zeros(0, t) for c, t in _COLUMNS.items()},
+            copy=False,  # new arrays: no copy needed
+        )
+        ends = np.cumsum([0, *(len(part["bid_id"]) for part, _, _ in parts.values())]).tolist()
+        results = {
+            name: ValidationResult(
+                numbered_rows(table, slice(lo, hi)),
+                integrated.rounds,
+                reason == "ok",
+                message=reason,
+                method="integrated_dc_opf",
+                directions=directions,
+            )
+            for (name, (_, reason, directions)), lo, hi in zip(
+                parts.items(), ends[:-1], ends[1:], strict=True
+            )
+        }
+        return results, table
 
     @staticmethod
     def _validation(
@@ -64,10 +89,11 @@ class TsoManaged(CoordinationModel):
         offered: np.ndarray,
         direction: np.ndarray,
         integrated: IntegratedResult,
-    ) -> ValidationResult:
+    ) -> tuple[dict[str, np.ndarray], str, dict[str, DirectionStats]]:
         """What the integrated problem's rows validate of one DSO's bids (their ids, offered
-        MW and directions; the DSOs' max-volume LP on them, the dispatch included), as a
-        validation."""
+        MW and directions; the DSOs' max-volume LP on them, the dispatch included): the
+        validation table's columns, the reason (``ok`` or why rejected) and the per-direction
+        figures (the caller makes one table of every DSO's columns)."""
         mw = integrated.validated_mw.get(name)
         validated = np.zeros(len(bid_id))
         if mw is not None:  # the rows' validated MW, aligned with the bids offering > 1e-9 MW
@@ -78,8 +104,8 @@ class TsoManaged(CoordinationModel):
             reason = "rejected: no operational data"
         else:
             reason = "ok"
-        columns = {"bid_id": bid_id, "validated_mw": validated, "reason": reason}
-        table = pd.DataFrame(columns, copy=False)  # new arrays: no copy needed
+        reasons = np.full(len(bid_id), reason, dtype=object)
+        columns = {"bid_id": bid_id, "validated_mw": validated, "reason": reasons}
         converged = reason == "ok"
         mine = {d: direction == d for d in ("down", "up")}  # each text comparison once
         directions = {  # nansum: the sums Series.sum() makes
@@ -90,14 +116,7 @@ class TsoManaged(CoordinationModel):
             )
             for d, sel in mine.items()
         }
-        return ValidationResult(
-            table,
-            integrated.rounds,
-            converged,
-            message=reason,
-            method="integrated_dc_opf",
-            directions=directions,
-        )
+        return columns, reason, directions
 
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
         clock, bids, parties = ctx.clock, inputs.bids, self.parties
@@ -125,10 +144,10 @@ class TsoManaged(CoordinationModel):
             flows,
         )
         self.record_clearing(ctx, clearing, integrated.distribution_rows, integrated.rounds)
-        results = self._validations(parties.dsos, received, integrated)
+        results, tables = self._validations(parties.dsos, received, integrated)
         for name, result in results.items():
             self.record_validation(ctx, "tso", result, name)
-        validation = validation_table(("tso", r.table) for r in results.values())
+        validation = validation_table([("tso", tables)])
         ctx.send(self.step("2a"), {("tso", "tso"): validation})
         dispatch = der_dispatch(clearing)
         delivered = yield from self.dispatch_to_der(ctx, "2b", {"tso": dispatch}, received)

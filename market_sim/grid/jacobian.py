@@ -15,11 +15,22 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from market_sim.grid.adjoint import factorise
+from market_sim.grid.adjoint import column_order, factorise
 from market_sim.grid.lightsim_model import Model
 
 
 @dataclass(frozen=True)
+class _Ordered:
+    """``J[:, order]`` as a fixed CSC structure: ``matrix``, whose numbers are ``J.data[take]``
+    (``order`` None: the columns are ordered at each factorisation, see
+    :func:`~.adjoint.column_order`)."""
+
+    order: np.ndarray | None
+    take: np.ndarray
+    matrix: sp.csc_matrix
+
+
+@dataclass
 class _Pattern:
     """Where the numbers of a Jacobian go, fixed for one model.
 
@@ -32,6 +43,8 @@ class _Pattern:
     a_pos / m_pos one-to-one), so their sum does not depend on the order they are added in.
     ``matrix``: a CSC matrix of that structure that :func:`factorised_jacobian` gives each
     Jacobian's numbers to (a new one's format checks cost a sixth of a factorisation here).
+    ``ordered``: the same with the columns in the factors' fill-reducing order, found at the
+    first factorisation (:class:`_Ordered`).
     """
 
     y_row: np.ndarray
@@ -43,6 +56,7 @@ class _Pattern:
     indices: np.ndarray
     indptr: np.ndarray
     matrix: sp.csc_matrix
+    ordered: _Ordered | None = None
 
 
 def _jacobian_pattern(model: Model) -> _Pattern:
@@ -103,8 +117,31 @@ def factorised_jacobian(model: Model, v: np.ndarray) -> tuple:
     given to the pattern's one ``matrix`` (a new array each time, never written into, so no
     earlier factorisation's input changes; SuperLU copies what it factorises)."""
     pat = _pattern(model)
-    pat.matrix.data = _values(model, pat, v)
-    return factorise(pat.matrix)
+    data = _values(model, pat, v)
+    if pat.ordered is None:
+        pat.matrix.data = data
+        factors = factorise(pat.matrix)
+        pat.ordered = _ordered(pat.matrix, column_order(pat.matrix, factors))
+        return factors
+    ordered = pat.ordered
+    if ordered.order is None:
+        ordered.matrix.data = data
+        return factorise(ordered.matrix)
+    ordered.matrix.data = data[ordered.take]
+    return factorise(ordered.matrix, ordered.order)
+
+
+def _ordered(matrix: sp.csc_matrix, order: np.ndarray | None) -> _Ordered:
+    """The structure of ``matrix[:, order]`` and where its numbers come from in ``matrix``."""
+    if order is None:
+        return _Ordered(None, np.arange(matrix.nnz), matrix)
+    positions = sp.csc_matrix((np.arange(matrix.nnz, dtype=float), matrix.indices, matrix.indptr),
+                              shape=matrix.shape)[:, order]  # fmt: skip
+    take = positions.data.astype(np.int64)
+    ordered = sp.csc_matrix((np.zeros(len(take)), positions.indices, positions.indptr),
+                            shape=matrix.shape)  # fmt: skip
+    ordered.has_canonical_format = True
+    return _Ordered(order, take, ordered)
 
 
 def _pattern(model: Model) -> _Pattern:

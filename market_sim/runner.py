@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from market_sim import processes
+from market_sim.chunk_writer import Chunk, ChunkWriter
 from market_sim.config import ScenarioConfig, dump_config, load_config
 from market_sim.kpis import links, summary
 from market_sim.model import MarketModel
@@ -312,25 +313,21 @@ def _run_model(
         gc.collect()
         gc.freeze()
         gc.set_threshold(_LOOP_GC_THRESHOLD, *thresholds[1:])
-        while sim.period < config.n_periods and not stop.requested:
-            first, end = sim.period, min(config.n_periods, (sim.period // chunk + 1) * chunk)
-            while sim.period < end and not stop.requested:
-                sim.step()
-                bar.update()
-            if sim.period == first:
-                break
-            # stopped inside a chunk, its tables are written for reading, not its state: a
-            # resumed run redoes the chunk from its start, with the solvers' warm starts of
-            # the uninterrupted run, so that its tables are the same bit for bit
-            state = sim.state.to_bytes() if sim.period == end else None
-            folder.write_chunk(index, sim.take_tables(), state)
-            wall = round(wall_before + time.perf_counter() - started, 3)
-            folder.update(last_completed_period=sim.period - 1, chunks=index + 1, wall_time_s=wall)
-            log.info(
-                "%s: chunk %d written (periods %d-%d of %d) to %s",
-                config.models[0], index, first, sim.period - 1, config.n_periods, folder.path,
-            )  # fmt: skip
-            index += 1
+        with ChunkWriter(folder, config.models[0], config.n_periods) as writer:
+            while sim.period < config.n_periods and not stop.requested:
+                first, end = sim.period, min(config.n_periods, (sim.period // chunk + 1) * chunk)
+                while sim.period < end and not stop.requested:
+                    sim.step()
+                    bar.update()
+                if sim.period == first:
+                    break
+                # stopped inside a chunk, its tables are written for reading, not its state:
+                # a resumed run redoes the chunk from its start, with the solvers' warm starts
+                # of the uninterrupted run, so that its tables are the same bit for bit
+                state = sim.state.to_bytes() if sim.period == end else None
+                wall = round(wall_before + time.perf_counter() - started, 3)
+                writer.write(Chunk(index, sim.take_tables(), state, first, sim.period - 1, wall))
+                index += 1
         if stop.requested:
             raise Interrupted(folder.path, sim.period - 1, config.n_periods)
     except (Interrupted, KeyboardInterrupt):
@@ -342,7 +339,9 @@ def _run_model(
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
-    folder.update(status="complete")
+    folder.update(
+        status="complete", wall_time_s=round(wall_before + time.perf_counter() - started, 3)
+    )
 
 
 def _report(folder: Path, config: ScenarioConfig) -> RunReport:

@@ -65,8 +65,8 @@ class Model:
     pq: np.ndarray
     bus_idx: np.ndarray  # net.bus position -> solver bus, -1 if not energised
     elem_idx: dict[str, np.ndarray]  # element position -> solver bus, -1 if not connected
-    scaling: dict[str, np.ndarray]  # pandapower's ``scaling`` column per element table
-    sent: dict[str, np.ndarray]  # set-points last sent to ``grid`` ("load_p", "sgen_q", ...)
+    set_points: SetPoints  # where each table's p and q lie in ``sent``
+    sent: np.ndarray  # float32 set-points last sent to ``grid``, laid out by ``set_points``
     line_rating: np.ndarray  # kA behind 100 % loading
     trafo_rating: np.ndarray  # MVA behind 100 % loading, over sqrt(3)
     trafo_vn: np.ndarray  # [n_trafo, 2] rated kV at hv / lv side
@@ -80,6 +80,63 @@ class Model:
     updates: dict[str, Any]  # set-point key ("load_p", ...) -> the grid's vectorised update
     jac_pattern: Any = None  # jacobian._Pattern
     branch_y: dict[str, tuple] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetPoints:
+    """Every set-point a power flow sends, laid out as one array: a block per non-empty
+    element table and kind (load p, load q, sgen p, ...), in the order they are sent.
+
+    One array lets a power flow scale, round to float32 and compare all of them with what was
+    sent before in a handful of numpy calls instead of a handful per table and kind (most of a
+    validation's power flows change one or two blocks; the rest are skipped as before).
+    """
+
+    blocks: tuple[tuple[str, str], ...]  # (table, "p" or "q") of each block
+    slices: tuple[slice, ...]  # each block's positions
+    starts: np.ndarray  # each block's first position (for ``np.logical_or.reduceat``)
+    scaling: np.ndarray | None  # pandapower's ``scaling`` per position; None if all are 1
+
+    @classmethod
+    def of(cls, net: Any) -> SetPoints:
+        """The layout of ``net``'s loads, sgens and storages (their ``scaling``, NaN as 1)."""
+        blocks, sizes, scales = [], [], []
+        for table in ELEMENT_TABLES:
+            df = net[table]
+            if not len(df):
+                continue
+            scale = df["scaling"].to_numpy(dtype=float) if "scaling" in df else np.ones(len(df))
+            for kind in ("p", "q"):
+                blocks.append((table, kind))
+                sizes.append(len(df))
+                scales.append(np.nan_to_num(scale, nan=1.0))
+        ends = np.cumsum(sizes, dtype=np.int64)
+        scaling = np.concatenate(scales) if scales else np.zeros(0)
+        return cls(
+            tuple(blocks),
+            tuple(slice(int(e - n), int(e)) for e, n in zip(ends, sizes, strict=True)),
+            ends - np.asarray(sizes, dtype=np.int64),
+            None if (scaling == 1.0).all() else scaling,
+        )
+
+    @property
+    def size(self) -> int:
+        """How many set-points there are in all."""
+        return self.slices[-1].stop if self.slices else 0
+
+    def scaled(self, injections: Injections) -> np.ndarray:
+        """The set-points as lightsim2grid takes them: times ``scaling``, in float32.
+
+        A scaling of 1 changes no bit, so it is skipped where every element has it.
+        """
+        parts = [
+            (injections.p_mw if kind == "p" else injections.q_mvar)[table]
+            for table, kind in self.blocks
+        ]
+        values = np.concatenate(parts, dtype=float) if parts else np.zeros(0)
+        if self.scaling is not None:
+            values = values * self.scaling
+        return values.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -112,6 +169,10 @@ def model_for(dn: DistributionNetwork, taps: np.ndarray) -> Model | None:
     if runpp_reason(dn):
         return None
     models = cache.setdefault("models", {})
+    seen = _seen_taps(cache, models)
+    exact = np.asarray(taps, dtype=float).tobytes()
+    if exact in seen:
+        return seen[exact]
     key = tuple(np.round(taps, 6).tolist())
     if key not in models:
         try:
@@ -120,7 +181,23 @@ def model_for(dn: DistributionNetwork, taps: np.ndarray) -> Model | None:
             log.debug("%s: %s, using pandapower runpp", dn.code, exc)
             cache["runpp_reason"] = str(exc)
             return None
+    seen[exact] = models[key]
     return models[key]
+
+
+def _seen_taps(cache: dict[str, Any], models: dict[tuple, Model]) -> dict[bytes, Model]:
+    """The models of the tap settings asked for before, by their exact bytes.
+
+    Every power flow asks for its model, and rounding the taps into :func:`model_for`'s key
+    cost more than the rest of the lookup; the taps rarely change, so their bytes find the
+    model directly. Kept for this ``models`` dict only: a new one (:func:`forget_models`)
+    starts afresh.
+    """
+    kept = cache.get("models_by_taps")
+    if kept is None or kept[0] is not models:
+        kept = (models, {})
+        cache["models_by_taps"] = kept
+    return kept[1]
 
 
 def forget_models(dn: DistributionNetwork) -> None:
@@ -244,7 +321,8 @@ def _assemble(
     a_pos[pvpq] = np.arange(len(pvpq))
     m_pos = np.full(len(to_grid), -1, dtype=np.int64)
     m_pos[pq] = len(pvpq) + np.arange(len(pq))
-    elem_idx, scaling, sent = _element_maps(net, bus_idx)
+    elem_idx = _element_buses(net, bus_idx)
+    set_points = SetPoints.of(net)
     line, trafo = net.line, net.trafo
     updates = {
         "load_p": grid.update_loads_p,
@@ -263,8 +341,8 @@ def _assemble(
         pq=pq,
         bus_idx=bus_idx,
         elem_idx=elem_idx,
-        scaling=scaling,
-        sent=sent,
+        set_points=set_points,
+        sent=np.zeros(set_points.size, dtype=np.float32),
         line_rating=(line["max_i_ka"] * line["df"] * line["parallel"]).to_numpy(dtype=float),
         trafo_rating=(trafo["sn_mva"] * trafo["df"] * trafo["parallel"]).to_numpy(dtype=float)
         / np.sqrt(3),
@@ -286,19 +364,15 @@ def _unless_all(mask: np.ndarray) -> np.ndarray | None:
     return None if mask.all() else mask
 
 
-def _element_maps(net: Any, bus_idx: np.ndarray) -> tuple[dict, dict, dict]:
-    """Per element table: solver bus of each element, its ``scaling``, zero sent set-points."""
-    elem_idx, scaling, sent = {}, {}, {}
+def _element_buses(net: Any, bus_idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Per element table: the solver bus of each element, -1 where it is not connected."""
+    elem_idx = {}
     for table in ELEMENT_TABLES:
         df = net[table]
         pos = net.bus.index.get_indexer(df["bus"].to_numpy())
         in_service = df["in_service"].to_numpy(dtype=bool)
         elem_idx[table] = np.where(in_service, bus_idx[pos], -1) if len(df) else pos
-        scale = df["scaling"].to_numpy(dtype=float) if "scaling" in df else np.ones(len(df))
-        scaling[table] = np.nan_to_num(scale, nan=1.0)
-        sent[f"{table}_p"] = np.zeros(len(df), dtype=np.float32)
-        sent[f"{table}_q"] = np.zeros(len(df), dtype=np.float32)
-    return elem_idx, scaling, sent
+    return elem_idx
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,91 +390,106 @@ def run(
     None if Newton-Raphson does not converge.
     """
     _send_injections(model, injections)
-    v = _solve(model, model.v0 if v_start is None else v_start)
-    if v is None and v_start is not None:
-        v = _solve(model, model.v0)
-    if v is None:
+    solved = _solve(model, model.v0 if v_start is None else v_start)
+    if solved is None and v_start is not None:
+        solved = _solve(model, model.v0)
+    if solved is None:
         return None
-    return _flows(model, v), State(model, v[model.to_grid])
+    v, v_solver = solved
+    return _flows(model, v), State(model, v_solver)
 
 
 def _send_injections(model: Model, injections: Injections) -> None:
     """Send the set-points that changed since the last power flow to the grid, vectorised.
 
     lightsim2grid takes float32 arrays here: the rounding (1e-7 relative) moves voltages by
-    about 1e-10 pu, far below the 1e-6 pu the results are compared at.
+    about 1e-10 pu, far below the 1e-6 pu the results are compared at. All set-points are
+    compared at once (:class:`SetPoints`); each block with a change is sent as before.
     """
-    grid, update = model.grid, model.updates
-    for table in ELEMENT_TABLES:
-        scaling = model.scaling[table]
-        if not len(scaling):
-            continue
-        for kind, values in (("p", injections.p_mw[table]), ("q", injections.q_mvar[table])):
-            key = f"{table}_{kind}"
-            new = (np.asarray(values, dtype=float) * scaling).astype(np.float32)
-            changed = new != model.sent[key]
-            if not changed.any():
-                continue
-            if key in update:
-                update[key](changed, new)
-            else:  # no vectorised update in lightsim2grid: one element at a time
-                change = grid.change_q_sgen if table == "sgen" else grid.change_q_storage
-                for i in np.flatnonzero(changed):
-                    change(int(i), float(new[i]))
-            model.sent[key] = new
+    layout = model.set_points
+    new = layout.scaled(injections)
+    changed = new != model.sent
+    if not changed.any():
+        return
+    touched = np.logical_or.reduceat(changed, layout.starts).tolist()
+    for (table, kind), part, hit in zip(layout.blocks, layout.slices, touched, strict=True):
+        if hit:
+            _update(model, table, kind, changed[part], new[part])
+    model.sent = new
 
 
-def _solve(model: Model, v_start: np.ndarray) -> np.ndarray | None:
-    """lightsim2grid Newton-Raphson from ``v_start``; the grid-model voltages or None."""
+def _update(model: Model, table: str, kind: str, changed: np.ndarray, new: np.ndarray) -> None:
+    """Send one table's new ``kind`` set-points (float32) where ``changed`` to the grid."""
+    update = model.updates.get(f"{table}_{kind}")
+    if update is not None:
+        update(changed, new)
+        return
+    # No vectorised update in lightsim2grid: one element at a time.
+    grid = model.grid
+    change = grid.change_q_sgen if table == "sgen" else grid.change_q_storage
+    for i in np.flatnonzero(changed):
+        change(int(i), float(new[i]))
+
+
+def _solve(model: Model, v_start: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """lightsim2grid Newton-Raphson from ``v_start``: the grid-model and the solver-labelled
+    voltages, or None."""
     try:
         with kernels.timed("power_flows"):
             v = np.array(model.grid.ac_pf(v_start.copy(), NR_MAX_IT, NR_TOL))
     except RuntimeError as exc:  # lightsim2grid's own failure (a C++ exception)
         log.debug("lightsim2grid power flow failed: %s", exc)
         v = np.zeros(0, dtype=complex)
-    if len(v) == 0 or not np.all(np.isfinite(v[model.to_grid])):
+    v_solver = v[model.to_grid] if len(v) else v
+    if len(v) == 0 or not np.isfinite(v_solver).all():
         # A diverged Newton-Raphson leaves lightsim2grid's solver in a state that fails the
         # next power flow too, whatever its inputs (a validation's failed trial points made
         # the delivery power flow of the same injections fail). A new solver of the same
         # type makes every power flow depend on its own inputs only.
         model.grid.change_solver(model.grid.get_solver_type())
         return None
-    return v
+    return v, v_solver
 
 
 def _flows(model: Model, v: np.ndarray) -> Flows:
-    """Bus voltages and branch loadings (pandapower's definitions) of a converged solution."""
+    """Bus voltages and branch loadings (pandapower's definitions) of a converged solution.
+
+    lightsim2grid's result arrays are views of its solver's memory (the next power flow
+    overwrites them): those kept as they are get copied, the computed ones are new already.
+    """
     grid = model.grid
     at_bus = v[model.bus_grid]
     bus_on, line_on, trafo_on = model.bus_on, model.line_on, model.trafo_on
     vm = _where(bus_on, np.abs(at_bus))
     va = _where(bus_on, np.degrees(np.arctan2(at_bus.imag, at_bus.real)))  # np.angle's
     line_1 = grid.get_line_res1()
-    line_ld = np.maximum(line_1[3], grid.get_line_res2()[3]) / model.line_rating
-    line_ld = _where(line_on, line_ld * 100.0)
+    line_ld = np.maximum(line_1[3], grid.get_line_res2()[3])
+    line_ld /= model.line_rating
+    line_ld *= 100.0
     # pandapower's "current" trafo loading: i_ka * vn_kv * sqrt3 / sn_mva / parallel / df.
     hv = grid.get_trafo_res1()
     i_hv, i_lv = hv[3], grid.get_trafo_res2()[3]
     trafo_ld = np.maximum(i_hv * model.trafo_vn[:, 0], i_lv * model.trafo_vn[:, 1])
-    trafo_ld = _where(trafo_on, trafo_ld / model.trafo_rating * 100.0)
+    trafo_ld /= model.trafo_rating
+    trafo_ld *= 100.0
     p_ext, q_ext, _ = grid.get_gen_res()
     return Flows(
         vm,
-        line_ld,
-        trafo_ld,
-        p_ext.sum(),
-        q_ext.sum(),
+        _where(line_on, line_ld),
+        _where(trafo_on, trafo_ld),
+        np.add.reduce(p_ext),  # ndarray.sum's reduction, without its Python wrapper
+        np.add.reduce(q_ext),
         va_degree=va,
-        line_p_mw=_where(line_on, line_1[0]),
-        line_q_mvar=_where(line_on, line_1[1]),
-        trafo_p_mw=_where(trafo_on, hv[0]),
-        trafo_q_mvar=_where(trafo_on, hv[1]),
+        line_p_mw=_where(line_on, np.array(line_1[0], dtype=float)),
+        line_q_mvar=_where(line_on, np.array(line_1[1], dtype=float)),
+        trafo_p_mw=_where(trafo_on, np.array(hv[0], dtype=float)),
+        trafo_q_mvar=_where(trafo_on, np.array(hv[1], dtype=float)),
     )
 
 
 def _where(on: np.ndarray | None, values: np.ndarray) -> np.ndarray:
-    """``np.where(on, values, nan)`` of float ``values``: a new array, NaN where not ``on``
-    (usually every element is, ``on`` None: then a copy, without the masked select)."""
+    """``np.where(on, values, nan)`` of a new float array ``values``: NaN where not ``on``
+    (usually every element is, ``on`` None: then ``values`` itself, without the select)."""
     if on is None:
-        return np.array(values, dtype=float)
+        return values
     return np.where(on, values, np.nan)

@@ -199,3 +199,17 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_a_rerun_skips_the_finished_runs(
     again = run_sweep(load_sweep(path), out, workers=1, processes=False)
     assert set(again.skipped) == finished and not again.failed
     assert len(again.ran) + len(again.skipped) == 3
+
+
+def test_the_sweeps_own_workers_log_critical_errors_only():
+    """Stopped with the cluster during a heartbeat, a worker process logged a traceback of the
+    closed connection (CI of stop 22: the Ctrl-C test above saw it); each worker process of
+    our LocalCluster has its ``distributed`` loggers at critical, the driver's keep theirs."""
+    import logging
+
+    driver_level = logging.getLogger("distributed").getEffectiveLevel()
+    with execute._client(None, 1, processes=True) as client:
+        levels = client.run(lambda: logging.getLogger("distributed.worker").getEffectiveLevel())
+        assert list(levels.values()) == [logging.CRITICAL]
+        assert os.getpid() not in client.run(os.getpid).values()
+    assert logging.getLogger("distributed").getEffectiveLevel() == driver_level

@@ -134,6 +134,8 @@ def _client(scheduler: str | None, workers: int | None, processes: bool) -> Iter
     """A Dask client: of the cluster at ``scheduler``, or of a LocalCluster we start and stop."""
     from distributed import Client, LocalCluster
 
+    from market_sim.sweep.quiet_worker import QuietWorker
+
     quiet_third_party()  # distributed sets its loggers' levels when imported
 
     if scheduler:
@@ -148,6 +150,7 @@ def _client(scheduler: str | None, workers: int | None, processes: bool) -> Iter
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.register_plugin(QuietWorker(), name="market-sim-quiet-worker")
         yield client
 
 

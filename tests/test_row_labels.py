@@ -30,5 +30,16 @@ def test_row_labels_are_the_concatenation(reserve, der):
     assert isinstance(got.index, pd.RangeIndex)
 
 
+@pytest.mark.parametrize("reserve", [{UP: 0.0}, {UP: 1.0, DOWN: 2.0}])
+@pytest.mark.parametrize("n", [0, 3])
+def test_row_labels_of_columns_are_those_of_their_table(reserve, n):
+    """The TSO-managed clearing hands its rows' labels over as arrays: the same table."""
+    top, der = reserve_labels(reserve), _der(n)
+    columns = {c: der[c].to_numpy() for c in der}
+    got = row_labels(top, columns, len(top) + n)
+    pd.testing.assert_frame_equal(got, row_labels(top, der, len(top) + n), check_exact=True)
+    assert isinstance(got.index, pd.RangeIndex)
+
+
 def test_no_reserve_labels_are_text():
     assert reserve_labels({UP: 0.0})["kind"].dtype == object

@@ -89,7 +89,7 @@ class TSO(mesa.Agent):
         plan: TsoPlan,
         der_offers: Columns,
         der_rows: Rows | None = None,
-        der_labels: pd.DataFrame | None = None,
+        der_labels: Columns | None = None,
     ) -> BalancingResult:
         """Clear TER and DER offers against the period's need, with transmission line limits.
 

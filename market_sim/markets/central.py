@@ -231,11 +231,11 @@ def block_rows(models: list[DistributionModel]) -> tuple[sp.csr_matrix, np.ndarr
 KIND_ELEMENT = {"vmax": "bus", "vmin": "bus", "line": "line", "trafo": "trafo"}
 
 
-def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
-    """What each row of :func:`block_rows` limits: kind, DSO and pandapower element.
-
-    The columns are handed to pandas as arrays (text as objects, the dtype it would infer
-    from lists of strings): from lists, its inference cost more than the labels."""
+def row_labels(models: list[DistributionModel]) -> dict[str, np.ndarray]:
+    """What each row of :func:`block_rows` limits: kind, DSO and pandapower element, as the
+    columns of :data:`~.tso_markets.ROW_LABEL_COLUMNS` (text as objects, the dtype pandas
+    infers from lists of strings). Arrays, not a table: the TSO's clearing joins them below
+    its reserve rows' labels into the one table of the result."""
     kinds, dsos, elements, indices = [], [], [], []
     for m in models:
         keys = m.row_keys()
@@ -246,13 +246,12 @@ def row_labels(models: list[DistributionModel]) -> pd.DataFrame:
         dsos += [m.name] * len(keys)
         elements += element
         indices += [ids[e][pos] for (_, pos), e in zip(keys, element, strict=True)]
-    columns = {
+    return {
         "kind": np.array(kinds, dtype=object),
         "dso": np.array(dsos, dtype=object),
         "element": np.array(elements, dtype=object),
         "element_index": np.array(indices, dtype=np.int64),
     }
-    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost
 
 
 def _block_bids(models: list[DistributionModel]) -> pd.DataFrame:

@@ -104,7 +104,7 @@ class TsoMarkets:
         plan: TsoPlan,
         der_offers: Columns,
         der_rows: Rows | None = None,
-        der_labels: pd.DataFrame | None = None,
+        der_labels: Columns | None = None,
     ) -> BalancingResult:
         """Clear TER and DER offers against the plan's need, with transmission line limits.
 
@@ -223,10 +223,18 @@ def reserve_labels(reserve_mw: dict[str, float]) -> pd.DataFrame:
     )
 
 
-def row_labels(reserve: pd.DataFrame, der_labels: pd.DataFrame | None, n_rows: int) -> pd.DataFrame:
+def row_labels(reserve: pd.DataFrame, der_labels: Columns | None, n_rows: int) -> pd.DataFrame:
     """What each row of :func:`stack_rows` is: the reserve rows' labels
-    (:func:`reserve_labels`), then the DER rows' own labels."""
-    labels = concat_frames([reserve, der_labels]) if der_labels is not None else reserve
+    (:func:`reserve_labels`), then the DER rows' own labels (a table, or its columns as numpy
+    arrays, as the TSO-managed clearing makes them: joined with the reserve's arrays, without
+    a table of their own in between)."""
+    if der_labels is None:
+        labels = reserve
+    elif isinstance(der_labels, pd.DataFrame):
+        labels = concat_frames([reserve, der_labels])
+    else:
+        columns = {c: np.concatenate([array_of(reserve, c), der_labels[c]]) for c in der_labels}
+        labels = pd.DataFrame(columns, copy=False)  # new arrays: no copy needed
     if len(labels) != n_rows or list(labels.columns) != list(ROW_LABEL_COLUMNS):
         raise ValueError(f"{len(labels)} row labels {list(labels.columns)} for {n_rows} rows")
     return labels

@@ -269,9 +269,9 @@ def _rows_by_resource(dispatch: Columns) -> tuple[dict[str, np.ndarray], ...]:
         "imbalance_eur": numbers(dispatch, "imbalance_eur"),
     }
     resource = text(dispatch, "resource")
-    return tuple(
-        {c: values[resource == kind] for c, values in columns.items()} for kind in ("ter", "der")
-    )
+    # one comparison of the text column per kind, not one per column read
+    rows = (resource == kind for kind in ("ter", "der"))
+    return tuple({c: values[at] for c, values in columns.items()} for at in rows)
 
 
 def _net(

@@ -141,7 +141,7 @@ class _GreedyTso:
         a, b = rows
         # every row is labelled, those learnt at failing parts of a dispatch too (the run's
         # ``balancing_rows`` table is built from the labels)
-        assert len(labels) == len(b)
+        assert all(len(column) == len(b) for column in labels.values())
         mw, _ = solve_lp(quiet_highs(), a.toarray(), b, bids.mw.to_numpy(float), "max_volume")
         accepted = pd.DataFrame(
             {

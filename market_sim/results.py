@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import platform
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,43 @@ class RunFolderError(ValueError):
 
 #: Rows a table's blocks have on average from which they go to Arrow unjoined
 #: (:meth:`TableBuffer.arrow`): about where a copy of a block costs as much as an Arrow
-#: chunk's own overhead.
-CHUNK_ROWS = 300
+#: chunk's own overhead (a few microseconds per block and column, converted and written).
+CHUNK_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A column of runs of one value each: a block's constant (the period, a DSO's name) is
+    one run, such columns of several blocks joined are several. Kept as values and counts
+    until the chunk is converted, where a run costs one value converted, not one per row:
+    text goes to Arrow one Python string at a time, so a chunk's DSO names, one per row,
+    cost as much as its element names."""
+
+    values: tuple
+    counts: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def array(self) -> np.ndarray:
+        """The column as numpy values, each run as :func:`_constant` repeats its value."""
+        runs = zip(self.values, self.counts, strict=True)
+        return np.concatenate([_constant(n, value) for value, n in runs])
+
+    def arrow(self, arrow_type: pa.DataType, dtype: str) -> pa.Array:
+        """The column as an Arrow array of its documented type, converted as
+        :func:`_arrow_column` converts the repeated values: numbers repeated by numpy, text
+        (Python objects) converted one row per run, each value on its own, then repeated by
+        Arrow, which copies bytes, not Python strings."""
+        first = np.concatenate([_constant(1, value) for value in self.values])
+        if first.dtype != object:
+            return _arrow_column(np.repeat(first, self.counts), arrow_type, dtype)
+        rows = np.repeat(np.arange(len(first), dtype=np.int32), self.counts)
+        return _arrow_column(first, arrow_type, dtype).take(rows)
+
+
+#: A block's column: an array of its rows, or runs of one value each.
+Column = np.ndarray | Runs
 
 
 class TableBuffer:
@@ -59,8 +96,8 @@ class TableBuffer:
     def __init__(self, name: str) -> None:
         self.name = name
         self.columns = tuple(TABLES[name])
-        #: blocks of rows, each one array per column, in the order they were added
-        self.blocks: list[dict[str, np.ndarray]] = []
+        #: blocks of rows, each one column per column name, in the order they were added
+        self.blocks: list[dict[str, Column]] = []
         #: single rows (values in column order) added since the last block
         self.rows: list[tuple] = []
 
@@ -68,8 +105,9 @@ class TableBuffer:
         """One row, its values in the table's column order."""
         self.rows.append(values)
 
-    def add_block(self, columns: Mapping[str, np.ndarray]) -> None:
-        """Rows given as one array per column of the table, all of one length."""
+    def add_block(self, columns: Mapping[str, Column]) -> None:
+        """Rows given as one column (an array, or :class:`Runs`) per column of the table,
+        all of one length."""
         self._flush_rows()
         self.blocks.append({c: columns[c] for c in self.columns})
 
@@ -88,14 +126,15 @@ class TableBuffer:
         bids) go to Arrow as they are, one chunk each: joining them first copied a chunk's
         largest tables once more, for nothing, since Arrow takes a number column without a
         copy and converts text block by block at the same cost. Smaller blocks are joined,
-        where one conversion costs less than one per block; the joined block is kept, so
-        that asking again does not join them again. The values are the same either way.
+        where one conversion costs less than one per block (constants stay runs:
+        :func:`joined`); the joined block is kept, so that asking again does not join them
+        again. The values are the same either way.
         """
         self._flush_rows()
         if not self.blocks:
             return schema(self.name).empty_table()
         if sum(len(b[self.columns[0]]) for b in self.blocks) < CHUNK_ROWS * len(self.blocks):
-            self.blocks = [{c: np.concatenate([b[c] for b in self.blocks]) for c in self.columns}]
+            self.blocks = [{c: joined([b[c] for b in self.blocks]) for c in self.columns}]
         return chunked_arrow_table(self.name, self.blocks)
 
     def frame(self) -> pd.DataFrame:
@@ -134,8 +173,9 @@ class Recorder:
 
     def add_columns(self, table: str, columns: Mapping[str, Any], **constants: Any) -> None:
         """Rows given as arrays, one per column, of equal length, and ``constants`` (the
-        period, a DSO's name) repeated over them; no rows if the arrays are empty. The arrays
-        are copied: the stage that made them may change them later."""
+        period, a DSO's name) repeated over them (kept as :class:`Runs`); no rows if the
+        arrays are empty. The arrays are copied: the stage that made them may change them
+        later."""
         arrays = {c: column_array(v) for c, v in columns.items()}
         n = len(next(iter(arrays.values())))
         if any(len(a) != n for a in arrays.values()):
@@ -143,9 +183,8 @@ class Recorder:
             raise ValueError(f"{table}: columns of unequal lengths {lengths}")
         if n == 0:
             return
-        for name, value in constants.items():
-            arrays[name] = _constant(n, value)
-        self.buffers[table].add_block(arrays)
+        block: dict[str, Column] = arrays | {c: Runs((v,), (n,)) for c, v in constants.items()}
+        self.buffers[table].add_block(block)
 
     def add_frame(self, table: str, frame: pd.DataFrame, **constants: Any) -> None:
         """The rows of a DataFrame with the table's columns (others are left out), and
@@ -189,20 +228,40 @@ def arrow_table(table: str, columns: Mapping[str, np.ndarray]) -> pa.Table:
     return chunked_arrow_table(table, [columns])
 
 
-def chunked_arrow_table(table: str, blocks: list[Mapping[str, np.ndarray]]) -> pa.Table:
-    """Blocks of rows of ``table`` (each one numpy array per column, of one length) as one
+def joined(columns: list[Column]) -> Column:
+    """One column of several blocks: runs where every block has runs (a constant costs no
+    array until it is converted), else the blocks' arrays joined."""
+    if all(isinstance(c, Runs) for c in columns):
+        values = itertools.chain.from_iterable(c.values for c in columns)
+        counts = itertools.chain.from_iterable(c.counts for c in columns)
+        return Runs(tuple(values), tuple(counts))
+    return np.concatenate([_array(c) for c in columns])
+
+
+def _array(column: Column) -> np.ndarray:
+    """A block's column as a numpy array (runs repeated)."""
+    return column.array() if isinstance(column, Runs) else column
+
+
+def chunked_arrow_table(table: str, blocks: list[Mapping[str, Column]]) -> pa.Table:
+    """Blocks of rows of ``table`` (each one column per column name, of one length) as one
     Arrow table of its documented schema, each block a chunk of its columns.
 
     A column is converted block by block only where every block has its documented type
     already (then each block's values are what the joined column's would be); any other
     is joined first and converted as :func:`arrow_table` converts it, since how pandas
-    converts a value may depend on the other values of its column.
+    converts a value may depend on the other values of its column. A column of runs in
+    every block is converted as one chunk of runs (:meth:`Runs.arrow`).
     """
     fields = schema(table)
     columns = []
     for f in fields:
         dtype = TABLES[table][f.name][0]
         values = [b[f.name] for b in blocks]
+        if all(isinstance(v, Runs) for v in values):
+            columns.append(pa.chunked_array([joined(values).arrow(f.type, dtype)]))
+            continue
+        values = [_array(v) for v in values]
         if len(values) > 1 and not all(_has_type(v, dtype) for v in values):
             values = [np.concatenate(values)]
         columns.append(pa.chunked_array([_arrow_column(v, f.type, dtype) for v in values]))

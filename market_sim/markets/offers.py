@@ -80,12 +80,27 @@ def bid_offer_columns(bids: pd.DataFrame, interface_bus: dict[str, int]) -> dict
     dso = text(bids, "dso")[keep]
     return {
         "offer_id": bid_id,
-        "bus": np.fromiter((interface_bus[d] for d in dso), np.int64, len(dso)),
+        "bus": _interface_buses(dso, interface_bus),
         "direction": text(bids, "direction")[keep],
         "mw": mw[keep],
         "price_eur_per_mwh": numbers(bids, "price_eur_per_mwh")[keep],
         "device": device_of(bid_id),
     }
+
+
+def _interface_buses(dso: np.ndarray, interface_bus: dict[str, int]) -> np.ndarray:
+    """The interface bus of each bid's DSO; KeyError for a DSO without one. One comparison
+    of the column per DSO: a run has a few DSOs (two in the shipped configurations), and a
+    lookup per bid cost half as much again at two."""
+    bus = np.empty(len(dso), dtype=np.int64)
+    found = np.zeros(len(dso), dtype=bool)
+    for name, at in interface_bus.items():
+        mine = dso == name
+        bus[mine] = at
+        found |= mine
+    if not found.all():
+        raise KeyError(dso[np.argmin(found)])
+    return bus
 
 
 def ter_offers(
@@ -113,21 +128,22 @@ def ter_offers(
 class TerSteps:
     """The steps of the generators' TER offers (:func:`ter_offers`), which are fixed for a
     run: per offer, in the order of the table (offer_id descending), its generator, step and
-    direction, with the generators' costs and limits as arrays. A period computes only the
-    steps' MW and prices from its schedule."""
+    direction, with the generators' limits and each offer's cost coefficients as arrays. A
+    period computes only the steps' MW and prices from its schedule."""
 
     gen_index: pd.Index  # the generators' element names (a schedule's gen_mw index)
     gen: np.ndarray  # generator position of each offer
-    step: np.ndarray  # j
+    midpoint: np.ndarray  # j + 0.5: where in its direction's range step j's price is taken
     steps: np.ndarray  # the generator's number of steps k
     is_up: np.ndarray
+    room_at: np.ndarray  # each offer's generator in the ranges of both directions, up first
     offer_id: np.ndarray
     element: pd.arrays.StringArray
     bus: np.ndarray
     direction: pd.arrays.StringArray
-    c1: np.ndarray  # per generator
+    c1: np.ndarray  # per offer: its generator's
     c2: np.ndarray
-    p_min: np.ndarray
+    p_min: np.ndarray  # per generator
     p_max: np.ndarray
 
     @classmethod
@@ -143,15 +159,16 @@ class TerSteps:
         return cls(
             gen_index=pd.Index(gen["element"]),
             gen=g,
-            step=np.concatenate([j, j])[order],
+            midpoint=np.concatenate([j, j])[order] + 0.5,
             steps=steps[g],
             is_up=is_up,
+            room_at=np.where(is_up, g, g + len(gen)),
             offer_id=ids[order],
             element=pd.array(gen["element"].to_numpy()[g], dtype="string"),
             bus=gen["bus"].to_numpy()[g],
             direction=pd.array(np.where(is_up, UP, DOWN).astype(object), dtype="string"),
-            c1=c1,
-            c2=c2,
+            c1=c1[g],
+            c2=c2[g],
             p_min=gen["p_min_mw"].to_numpy(),
             p_max=gen["p_max_mw"].to_numpy(),
         )
@@ -167,16 +184,17 @@ class TerSteps:
             logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
             none = np.zeros(len(self.offer_id))
             return self._offered(none > 0, none, none)
-        p = reindexed(schedule.gen_mw, self.gen_index)
+        p = _outputs(schedule.gen_mw, self.gen_index)
         ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
         up = np.clip(np.minimum(self.p_max - p, ramp), 0.0, None)
         down = np.clip(np.minimum(p - self.p_min, ramp), 0.0, None)
-        g, k, is_up = self.gen, self.steps, self.is_up
-        # the expressions of both directions as they were written for each (bit for bit)
-        mw = np.where(is_up, up[g], down[g]) / k
-        shift = (self.step + 0.5) * np.where(is_up, up[g], down[g]) / k
-        mid = np.where(is_up, p[g] + shift, p[g] - shift)
-        marginal = self.c1[g] + 2.0 * self.c2[g] * mid
+        is_up, k, at = self.is_up, self.steps, p[self.gen]
+        # the expressions of both directions as they were written for each (bit for bit): a
+        # step's range in its direction is picked from both directions' ranges at once
+        room = np.concatenate([up, down])[self.room_at]
+        mw = room / k
+        shift = self.midpoint * room / k
+        marginal = self.c1 + 2.0 * self.c2 * np.where(is_up, at + shift, at - shift)
         price = np.where(is_up, marginal, -marginal)
         return self._offered(mw > MW_TOL, mw, price)
 
@@ -189,3 +207,12 @@ class TerSteps:
             c: v[keep] if t == "string" else np.asarray(v[keep], dtype=t)
             for (c, t), v in zip(TER_OFFER_COLUMNS.items(), values, strict=True)
         }
+
+
+def _outputs(gen_mw: pd.Series, index: pd.Index) -> np.ndarray:
+    """A schedule's output of each generator of ``index``: the schedule's own values where
+    they are indexed by those generators in that order (the TSO's schedules are, and a
+    reindex cost a quarter of the offers' arithmetic), else reindexed (NaN where missing)."""
+    if gen_mw.index.equals(index):
+        return gen_mw.to_numpy(dtype=float)
+    return reindexed(gen_mw, index)

@@ -215,8 +215,8 @@ class _End:
 
 def _branch_ends(model: Model, kind: str, pos: int) -> tuple[_End, ...]:
     """The connected ends of a branch (:class:`_End`), found once per model and branch: a
-    loading's gradient is asked for at every linearisation, and finding them cost more than
-    the arithmetic at the voltages."""
+    loading's gradient is asked for at every linearisation, and finding them each time was a
+    third of the constraint gradients' time on the quickstart."""
     b1, b2, y11, y12, y21, y22, found = _branch_admittances(model, kind)
     if pos not in found:
         ends = []

@@ -317,10 +317,11 @@ class _Integrated:
         self.active: list[DistributionModel] = []
         self.failing: list[tuple[DistributionModel, list[Key], Vertex | None]] = []
         self.accepted: dict[str, np.ndarray] = {}
-        #: the last clearing's result, bids and rows (set by the first :meth:`solve`)
+        #: the last clearing's result, bids and rows (set by the first :meth:`solve`, with
+        #: which every search begins; no empty placeholder: a sparse matrix costs 20 us)
         self.result = None
         self.bids: pd.DataFrame | None = None
-        self.rows: tuple[sp.csr_matrix, np.ndarray] = (sp.csr_matrix((0, 0)), np.zeros(0))
+        self.rows: tuple[sp.csr_matrix, np.ndarray] | None = None
         self.clearings = self.n_rows = 0
 
     def solve(self, margin_scale: float) -> np.ndarray | None:
@@ -393,6 +394,7 @@ def integrated_clearing(
     accepted = {} if search.ended == "infeasible" else problem.accepted
     validated = {m.name: m.validated(accepted[m.name]) for m in models if m.name in accepted}
     excluded = tuple(problem.excluded)
+    assert problem.rows is not None  # every search solves at least once
     result = with_dlmp(problem.result, problem.bids, *problem.rows)
     return result, IntegratedResult(
         accepted, validated, excluded, problem.clearings, problem.n_rows

@@ -9,7 +9,7 @@ import pandas as pd
 from market_sim.columns import Columns, text
 from market_sim.config import ScenarioConfig
 from market_sim.grid.constraints import BidLayout
-from market_sim.grid.network import DistributionNetwork, element_positions
+from market_sim.grid.network import DistributionNetwork, element_positions, kept_for_layout
 from market_sim.grid.powerflow import PowerFlowDetail
 from market_sim.grid.state import injections_from_table
 from market_sim.markets.balancing import BalancingResult
@@ -192,19 +192,13 @@ def _layout(
 
 def _positions(dn: DistributionNetwork, tables: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """:func:`~.network.element_positions` of a DSO's bids (read-only), kept with the network
-    for the last bids seen and the net's indices they were found in (as the state table's
-    rows, :func:`~.state._table_rows`): the same DERs bid in the same order in most periods
-    (72 of 78 on the quickstart), and comparing the columns costs a third of the look-up."""
-    indices = [dn.net[name].index for name in ELEMENT_TABLES]
-    kept = dn.solver_cache.get("bid_positions")
-    if (
-        kept is not None
-        and all(a is b for a, b in zip(kept[0], indices, strict=True))
-        and np.array_equal(kept[1], tables)
-        and np.array_equal(kept[2], labels)
-    ):
-        return kept[3]
-    positions = element_positions(dn, tables, labels)
-    positions.flags.writeable = False  # shared by the layouts of every period that hits
-    dn.solver_cache["bid_positions"] = (indices, tables.copy(), labels.copy(), positions)
-    return positions
+    for the last bids seen (:func:`~.network.kept_for_layout`, as the state table's rows): the
+    same DERs bid in the same order in most periods (72 of 78 on the quickstart), and comparing
+    the columns costs a third of the look-up."""
+
+    def positions(_: list[pd.Index]) -> np.ndarray:
+        found = element_positions(dn, tables, labels)
+        found.flags.writeable = False  # shared by the layouts of every period that hits
+        return found
+
+    return kept_for_layout(dn, "bid_positions", ELEMENT_TABLES, (tables, labels), positions)

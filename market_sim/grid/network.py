@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -125,6 +126,31 @@ def element_positions(
         if sel.any():
             out[sel] = table_positions(dn, table, labels[sel])
     return out
+
+
+def kept_for_layout(
+    dn: DistributionNetwork,
+    name: str,
+    tables: tuple[str, ...],
+    keys: tuple[Any, ...],
+    compute: Callable[[list[pd.Index]], Any],
+) -> Any:
+    """``compute(indices)`` of a table layout (``keys``: arrays or lists, compared by value),
+    kept with the network under ``name`` for the last layout seen and the indices of the net's
+    ``tables`` it was found in (compared by identity: a net whose tables were replaced is
+    looked up afresh). A DSO reports and bids the same elements in the same order in most
+    periods, where comparing the columns costs less than finding them in the net again."""
+    indices = [dn.net[table].index for table in tables]
+    kept = dn.solver_cache.get(name)
+    if (
+        kept is not None
+        and all(a is b for a, b in zip(kept[0], indices, strict=True))
+        and all(np.array_equal(a, b) for a, b in zip(kept[1], keys, strict=True))
+    ):
+        return kept[2]
+    value = compute(indices)
+    dn.solver_cache[name] = (indices, tuple(np.array(key, copy=True) for key in keys), value)
+    return value
 
 
 def table_positions(dn: DistributionNetwork, table: str, labels: np.ndarray) -> np.ndarray:

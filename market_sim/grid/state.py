@@ -10,7 +10,7 @@ import pandas as pd
 
 from market_sim.columns import array_of, numbers
 from market_sim.grid.injections import tap_positions
-from market_sim.grid.network import DistributionNetwork
+from market_sim.grid.network import DistributionNetwork, kept_for_layout
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
 from market_sim.types import ELEMENT_TABLES, Injections, Limits
 
@@ -45,6 +45,10 @@ def injections_from_table(network: DistributionNetwork, table: pd.DataFrame) -> 
     return Injections(p, q, taps)
 
 
+#: The net's tables a state table writes: the injecting ones, then the transformers' taps.
+TABLES_WRITTEN = (*ELEMENT_TABLES, "trafo")
+
+
 @dataclass(frozen=True)
 class _TableRows:
     """Where a state table's rows go: per element table (the injecting ones and ``trafo``),
@@ -59,34 +63,25 @@ def _table_rows(network: DistributionNetwork, element: Any, index: np.ndarray) -
     """The rows of a state table (:class:`_TableRows`), from its ``element`` column's values
     (as categorical codes: a state table's is categorical) and its ``element_index``.
 
-    Kept with the network for the last table layout seen (and the net's indices it was found
-    in): a DSO reports the same elements in the same order every period, and four
-    ``get_indexer`` calls cost more than the rest.
+    Kept with the network for the last table layout seen (:func:`~.network.kept_for_layout`):
+    a DSO reports the same elements in the same order every period, and four ``get_indexer``
+    calls cost more than the rest.
     """
-    tables = (*ELEMENT_TABLES, "trafo")
-    indices = [network.net[name].index for name in tables]
     values = element
     if not isinstance(values, pd.Categorical):
         values = pd.Categorical(values)
     codes, names = values.codes, values.categories.tolist()
-    kept = network.solver_cache.get("state_table_rows")
-    if (
-        kept is not None
-        and all(a is b for a, b in zip(kept[3], indices, strict=True))
-        and kept[0] == names
-        and np.array_equal(kept[1], codes)
-        and np.array_equal(kept[2], index)
-    ):
-        return kept[4]
-    where = {}
-    for name, labels in zip(tables, indices, strict=True):
-        mine = codes == names.index(name) if name in names else np.zeros(len(codes), bool)
-        where[name] = (mine, labels.get_indexer(index[mine]))
-    written = np.zeros(len(indices[-1]), bool)
-    written[where["trafo"][1]] = True  # -1 writes the last one, as the assignment of taps does
-    rows = _TableRows(where, bool(written.all()))
-    network.solver_cache["state_table_rows"] = (names, codes.copy(), index.copy(), indices, rows)
-    return rows
+
+    def rows(indices: list[pd.Index]) -> _TableRows:
+        where = {}
+        for name, labels in zip(TABLES_WRITTEN, indices, strict=True):
+            mine = codes == names.index(name) if name in names else np.zeros(len(codes), bool)
+            where[name] = (mine, labels.get_indexer(index[mine]))
+        written = np.zeros(len(indices[-1]), bool)
+        written[where["trafo"][1]] = True  # -1 writes the last one, as the assignment of taps does
+        return _TableRows(where, bool(written.all()))
+
+    return kept_for_layout(network, "state_table_rows", TABLES_WRITTEN, (names, codes, index), rows)
 
 
 #: Columns of the operational data table: the set-points of :func:`injections_table`, then the

@@ -72,7 +72,11 @@ def positions(index: np.ndarray, keys: np.ndarray) -> np.ndarray:
 def reindexed(values: pd.Series, index: Any) -> np.ndarray:
     """``values.reindex(index).to_numpy(float)`` of unique labels, by position
     (:func:`positions`), without the index a reindex builds: a schedule's outputs, read at
-    the generators every period, come with an index of their own."""
+    the generators every period, come with an index of their own. Where that index equals
+    ``index`` (the TSO's schedules are indexed by its generators, in order), the values are
+    read as they are: a reindex cost a quarter of the TER offers' arithmetic."""
+    if values.index.equals(index):
+        return values.to_numpy(dtype=float, copy=True)  # new, as a reindex's
     at = positions(np.asarray(values.index, dtype=object), np.asarray(index, dtype=object))
     out = np.full(len(at), np.nan)
     out[at >= 0] = values.to_numpy(dtype=float)[at[at >= 0]]

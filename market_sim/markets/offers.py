@@ -184,7 +184,7 @@ class TerSteps:
             logger.warning("no TER offers: the schedule failed (%s)", schedule.message)
             none = np.zeros(len(self.offer_id))
             return self._offered(none > 0, none, none)
-        p = _outputs(schedule.gen_mw, self.gen_index)
+        p = reindexed(schedule.gen_mw, self.gen_index)
         ramp = np.broadcast_to(np.asarray(ramp_mw, dtype=float), p.shape)
         up = np.clip(np.minimum(self.p_max - p, ramp), 0.0, None)
         down = np.clip(np.minimum(p - self.p_min, ramp), 0.0, None)
@@ -207,12 +207,3 @@ class TerSteps:
             c: v[keep] if t == "string" else np.asarray(v[keep], dtype=t)
             for (c, t), v in zip(TER_OFFER_COLUMNS.items(), values, strict=True)
         }
-
-
-def _outputs(gen_mw: pd.Series, index: pd.Index) -> np.ndarray:
-    """A schedule's output of each generator of ``index``: the schedule's own values where
-    they are indexed by those generators in that order (the TSO's schedules are, and a
-    reindex cost a quarter of the offers' arithmetic), else reindexed (NaN where missing)."""
-    if gen_mw.index.equals(index):
-        return gen_mw.to_numpy(dtype=float)
-    return reindexed(gen_mw, index)

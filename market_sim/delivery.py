@@ -84,10 +84,11 @@ def _located(dispatch: Columns, bids: pd.DataFrame) -> dict[str, dict[str, np.nd
         "element": text(bids, "element")[at],
         "element_index": numbers(bids, "element_index", np.int64)[at],
     }
-    return {
-        name: {c: values[dso == name] for c, values in columns.items()}
-        for name in dict.fromkeys(dso.tolist())
-    }
+    located = {}
+    for name in dict.fromkeys(dso.tolist()):
+        mine = dso == name  # once per DSO, not per column: it compares Python strings
+        located[name] = {c: values[mine] for c, values in columns.items()}
+    return located
 
 
 def _delivered(dso, injections: Injections, write: bool = True) -> Delivered:

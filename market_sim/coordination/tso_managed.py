@@ -25,7 +25,7 @@ from market_sim.coordination.period import (
     PeriodOutcome,
     Step,
     concat,
-    der_dispatch,
+    der_dispatch_columns,
     validation_table,
 )
 from market_sim.markets.central import IntegratedResult, numbered_rows
@@ -149,6 +149,6 @@ class TsoManaged(CoordinationModel):
             self.record_validation(ctx, "tso", result, name)
         validation = validation_table([("tso", tables)])
         ctx.send(self.step("2a"), {("tso", "tso"): validation})
-        dispatch = der_dispatch(clearing)
+        dispatch = der_dispatch_columns(clearing)
         delivered = yield from self.dispatch_to_der(ctx, "2b", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered, dict(inputs.forecasts), ctx.records)

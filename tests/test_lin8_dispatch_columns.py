@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from market_sim.coordination.base import Located
-from market_sim.coordination.period import as_dispatch, dispatch_columns
+from market_sim.coordination.period import as_dispatch, as_dispatch_columns
 
 
 def _bids(n: int, seed: int) -> pd.DataFrame:
@@ -33,7 +33,7 @@ def test_commands_from_columns_are_those_from_the_table(n: int) -> None:
     mw = np.where(rng.random(len(ids)) < 0.3, 0.0, rng.random(len(ids)))
     by_table, by_columns = (
         Located(as_dispatch(ids, mw), bids),
-        Located(dispatch_columns(ids, mw), bids),
+        Located(as_dispatch_columns(ids, mw), bids),
     )
     for aggregator in ("agg_a", "agg_b"):
         a, b = by_table.commands(aggregator), by_columns.commands(aggregator)

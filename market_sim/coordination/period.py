@@ -211,13 +211,13 @@ def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
 def as_dispatch(bid_id, mw, buyer: str = "tso") -> pd.DataFrame:
     """An individual dispatch table: bid_id, mw and who bought it (tso or a DSO's name).
 
-    Its columns are copies of the arguments (:func:`dispatch_columns`), so the frame is built
+    Its columns are copies of the arguments (:func:`as_dispatch_columns`), so the frame is built
     without copying again (pandas' copying constructor costs twice as much on a table of a few
     rows)."""
-    return pd.DataFrame(dispatch_columns(bid_id, mw, buyer), copy=False)
+    return pd.DataFrame(as_dispatch_columns(bid_id, mw, buyer), copy=False)
 
 
-def dispatch_columns(bid_id, mw, buyer: str = "tso") -> dict[str, np.ndarray]:
+def as_dispatch_columns(bid_id, mw, buyer: str = "tso") -> dict[str, np.ndarray]:
     """The columns of :func:`as_dispatch`'s table (copies of the arguments), for a reader of
     columns."""
     mw = np.array(mw, float)
@@ -259,7 +259,7 @@ def der_dispatch_columns(result: BalancingResult) -> dict[str, np.ndarray]:
     """The columns of :func:`der_dispatch`'s table, for a dispatch that is only split into
     the aggregators' commands (:meth:`~.base.CoordinationModel.dispatch_to_der`), never read
     as a table: building it cost a third of the split."""
-    return dispatch_columns(*_accepted_der(result)) if result.ok else dispatch_columns([], [])
+    return as_dispatch_columns(*_accepted_der(result)) if result.ok else as_dispatch_columns([], [])
 
 
 def _accepted_der(result: BalancingResult) -> tuple[np.ndarray, np.ndarray]:

@@ -61,11 +61,11 @@ def baseline(dsos: Mapping, points: Mapping[str, Injections]) -> dict[str, Deliv
     """Each DSO's operating point with no DER activated: one AC power flow per network.
 
     Violations found here are the network's own (baseline); those only after delivery are
-    DER-caused. It writes the set-points into the networks, so run it before :func:`deliver`,
-    which leaves them in the delivered state.
+    DER-caused. It leaves the networks' tables as they were (writing the set-points cost a
+    third of a power flow): :func:`deliver` writes the delivered state into them.
     """
     return {
-        name: _delivered(dso, apply_bids(dso.network, points[name], None))
+        name: _delivered(dso, apply_bids(dso.network, points[name], None), write=False)
         for name, dso in dsos.items()
     }
 
@@ -84,15 +84,18 @@ def _located(dispatch: Columns, bids: pd.DataFrame) -> dict[str, dict[str, np.nd
         "element": text(bids, "element")[at],
         "element_index": numbers(bids, "element_index", np.int64)[at],
     }
-    return {
-        name: {c: values[dso == name] for c, values in columns.items()}
-        for name in dict.fromkeys(dso.tolist())
-    }
+    located = {}
+    for name in dict.fromkeys(dso.tolist()):
+        mine = dso == name  # once per DSO, not per column: it compares Python strings
+        located[name] = {c: values[mine] for c, values in columns.items()}
+    return located
 
 
-def _delivered(dso, injections: Injections) -> Delivered:
-    """The AC power flow of a DSO network at ``injections``, and what it violates."""
-    flow = run_power_flow_detailed(dso.network, injections, dso.limits)
+def _delivered(dso, injections: Injections, write: bool = True) -> Delivered:
+    """The AC power flow of a DSO network at ``injections``, and what it violates; ``write``:
+    whether the set-points are written into the network's tables (see
+    :func:`~.grid.powerflow.run_power_flow_detailed`)."""
+    flow = run_power_flow_detailed(dso.network, injections, dso.limits, write=write)
     return Delivered(
         injections,
         flow.result,

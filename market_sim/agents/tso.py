@@ -6,7 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import Columns, text
+from market_sim.columns import Columns, column_values, numbers, text
 from market_sim.config import ScenarioConfig
 from market_sim.grid.constraints import BidLayout
 from market_sim.grid.network import DistributionNetwork, element_positions, kept_for_layout
@@ -154,7 +154,7 @@ def _dso_book(bids: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[
     their concatenation again cost four times as much. Bids that are such a book already
     (every one offers, the DSOs' in that order, numbered from 0: the quickstart's) are
     returned as they are: the selection would copy every column for nothing."""
-    area, positive = text(bids, "dso"), bids["mw"].to_numpy(float) > 1e-9
+    area, positive = text(bids, "dso"), numbers(bids, "mw") > 1e-9
     mine = [np.flatnonzero((area == name) & positive) for name in names]
     ends = np.cumsum([0, *(len(rows) for rows in mine)]).tolist()
     rows = np.concatenate([np.zeros(0, np.intp), *mine])
@@ -170,12 +170,13 @@ def _in_order(rows: np.ndarray, n: int) -> bool:
 
 def _layout_columns(book: pd.DataFrame) -> tuple[np.ndarray, ...]:
     """The book's columns a :class:`~.constraints.BidLayout` is made of (element table, its
-    label, direction, MW), read once for every DSO's slice."""
+    label, direction, MW), read once for every DSO's slice, as arrays (a column's Series is
+    built on a frame's first access to it, and is read only here)."""
     return (
         text(book, "element"),
-        book["element_index"].to_numpy(),
+        column_values(book, "element_index"),
         text(book, "direction"),
-        book["mw"].to_numpy(float),
+        numbers(book, "mw"),
     )
 
 

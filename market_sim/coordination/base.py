@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import array_of, numbers, positions, rows_where, text
+from market_sim.columns import Columns, array_of, numbers, positions, rows_where, text
 from market_sim.config import DsoMarketConfig
 from market_sim.coordination.period import (
     VALIDATION_COLUMNS,
@@ -112,13 +112,14 @@ class CoordinationModel:
         self,
         ctx: PeriodContext,
         label: str,
-        by_sender: dict[str, pd.DataFrame],
+        by_sender: dict[str, Columns],
         bids: pd.DataFrame,
     ) -> Generator:
         """Send individual dispatch to the aggregators by the dispatch gate; they collect it.
 
         Every aggregator the sender serves gets a command, empty when none of its bids is
-        used. Returns the dispatch (bid_id, mw) that reached the DER: a late one is lost.
+        used. A sender's dispatch is a table or its columns (:func:`~.period.as_dispatch`'s).
+        Returns the dispatch (bid_id, mw) that reached the DER: a late one is lost.
         """
         aggregators = self.parties.aggregators.values()
         tables = {}
@@ -266,8 +267,8 @@ class CoordinationModel:
 
 
 class Located:
-    """A dispatch (rows above 1e-9 MW) with each bid's aggregator, DSO and direction from the
-    bid book, to split into one command per aggregator.
+    """A dispatch (rows above 1e-9 MW; a table or its columns) with each bid's aggregator, DSO
+    and direction from the bid book, to split into one command per aggregator.
 
     Columns are taken by position (a dispatch has a few hundred rows; a merge and a boolean
     index per aggregator cost most of the step): each command holds the dispatch's columns
@@ -275,13 +276,14 @@ class Located:
     of the dispatch with the bid book on ``bid_id`` gives them.
     """
 
-    def __init__(self, dispatch: pd.DataFrame, bids: pd.DataFrame) -> None:
+    def __init__(self, dispatch: Columns, bids: pd.DataFrame) -> None:
         at = positions(numbers(bids, "bid_id", np.int64), numbers(dispatch, "bid_id", np.int64))
         rows = np.flatnonzero((numbers(dispatch, "mw") > 1e-9) & (at >= 0))
         self.aggregator = text(bids, "aggregator")[at[rows]]
         # the frames' own arrays (numpy's, or pandas strings): indexing pandas' wrapper of one
-        # checks the indexer first, for each column of each command
-        self.columns = {c: array_of(dispatch, c)[rows] for c in dispatch.columns}
+        # checks the indexer first, for each column of each command (a table iterates over its
+        # column names, a mapping over its keys)
+        self.columns = {c: array_of(dispatch, c)[rows] for c in dispatch}
         self.columns |= {c: array_of(bids, c)[at[rows]] for c in ("dso", "direction")}
 
     def commands(self, aggregator: str) -> pd.DataFrame:

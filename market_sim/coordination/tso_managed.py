@@ -20,20 +20,18 @@ import pandas as pd
 from market_sim.columns import numbers, text
 from market_sim.coordination.base import CoordinationModel
 from market_sim.coordination.period import (
+    VALIDATION_COLUMNS,
     PeriodContext,
     PeriodInputs,
     PeriodOutcome,
     Step,
     concat,
-    der_dispatch,
-    validation_table,
+    der_dispatch_columns,
+    no_validation,
 )
 from market_sim.markets.central import IntegratedResult, numbered_rows
 from market_sim.messages import Kind
 from market_sim.types import DirectionStats, ValidationResult
-
-#: The columns of a validation's table (:class:`~market_sim.types.ValidationResult`), by dtype.
-_COLUMNS = {"bid_id": np.int64, "validated_mw": float, "reason": object}
 
 
 class TsoManaged(CoordinationModel):
@@ -50,23 +48,28 @@ class TsoManaged(CoordinationModel):
         names: Iterable[str], bids: pd.DataFrame, integrated: IntegratedResult
     ) -> tuple[dict[str, ValidationResult], pd.DataFrame]:
         """What the integrated problem's rows validate of each DSO's bids, by the DSO's name
-        (:meth:`_validation`), and every DSO's table end to end (in the order of ``names``).
+        (:meth:`_validation`), and the validation table of every DSO's rows end to end (in
+        the order of ``names``; the TSO validates them all).
+
         The bids' columns are read once, as numpy arrays: a few hundred rows, where pandas'
-        cost per operation would dominate; the tables are slices of one frame, which costs
-        what one of them did."""
+        cost per operation would dominate. The validation table is built once, from the
+        columns, and each DSO's result holds its rows of it (the validator's column too): a
+        table of the results' columns, and the validation table made of it again, cost
+        twice as much."""
         dso = text(bids, "dso")
         columns = (numbers(bids, "bid_id", np.int64), numbers(bids, "mw"), text(bids, "direction"))
         parts = {}
         for name in names:
             mine = dso == name
             parts[name] = TsoManaged._validation(name, *(c[mine] for c in columns), integrated)
-        table = pd.DataFrame(
-            {c: np.concatenate([part[c] for part, _, _ in parts.values()]) for c in _COLUMNS}
-            if parts
-            else {c: np.zeros(0, t) for c, t in _COLUMNS.items()},
-            copy=False,  # new arrays: no copy needed
-        )
-        ends = np.cumsum([0, *(len(part["bid_id"]) for part, _, _ in parts.values())]).tolist()
+        tables = [part for part, _, _ in parts.values()]
+        lengths = [len(part["bid_id"]) for part in tables]
+        if not sum(lengths):
+            table = no_validation()
+        else:
+            joined = {c: np.concatenate([part[c] for part in tables]) for c in VALIDATION_COLUMNS}
+            table = pd.DataFrame(joined, copy=False)  # new arrays: no copy needed
+        ends = np.cumsum([0, *lengths]).tolist()
         results = {
             name: ValidationResult(
                 numbered_rows(table, slice(lo, hi)),
@@ -105,7 +108,13 @@ class TsoManaged(CoordinationModel):
         else:
             reason = "ok"
         reasons = np.full(len(bid_id), reason, dtype=object)
-        columns = {"bid_id": bid_id, "validated_mw": validated, "reason": reasons}
+        validator = np.full(len(bid_id), "tso", dtype=object)
+        columns = {
+            "bid_id": bid_id,
+            "validator": validator,
+            "validated_mw": validated,
+            "reason": reasons,
+        }
         converged = reason == "ok"
         mine = {d: direction == d for d in ("down", "up")}  # each text comparison once
         directions = {  # nansum: the sums Series.sum() makes
@@ -144,11 +153,10 @@ class TsoManaged(CoordinationModel):
             flows,
         )
         self.record_clearing(ctx, clearing, integrated.distribution_rows, integrated.rounds)
-        results, tables = self._validations(parties.dsos, received, integrated)
+        results, validation = self._validations(parties.dsos, received, integrated)
         for name, result in results.items():
             self.record_validation(ctx, "tso", result, name)
-        validation = validation_table([("tso", tables)])
         ctx.send(self.step("2a"), {("tso", "tso"): validation})
-        dispatch = der_dispatch(clearing)
+        dispatch = der_dispatch_columns(clearing)
         delivered = yield from self.dispatch_to_der(ctx, "2b", {"tso": dispatch}, received)
         return PeriodOutcome(validation, clearing, delivered, dict(inputs.forecasts), ctx.records)

@@ -252,7 +252,7 @@ def accepted_der(result: BalancingResult) -> pd.DataFrame:
 def der_dispatch(result: BalancingResult) -> pd.DataFrame:
     """The TSO's individual dispatch (:func:`as_dispatch`) of its accepted DER offers; none
     if the clearing failed."""
-    return as_dispatch(*_accepted_der(result)) if result.ok else no_dispatch()
+    return pd.DataFrame(der_dispatch_columns(result), copy=False)  # new arrays: no copy
 
 
 def der_dispatch_columns(result: BalancingResult) -> dict[str, np.ndarray]:

@@ -253,9 +253,20 @@ class _Parties:
         prosumers = np.array([f"prosumer {p}" for p in ids.tolist()], dtype=object)
         columns = [np.array([TSO], dtype=object), generator, buyer, aggregator, prosumers]
         self.names, rank = distinct(np.concatenate(columns))
-        ends = np.cumsum([len(c) for c in columns])
-        tso, generator_code, buyer_code, aggregator_code, prosumer_code = np.split(rank, ends[:-1])
+        tso, generator_code, buyer_code, aggregator_code, prosumer_code = _pieces(
+            rank, [len(c) for c in columns]
+        )
         self.codes = (tso[0], generator_code, buyer_code, aggregator_code, prosumer_code[id_code])
+
+
+def _pieces(values: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """``values`` cut into consecutive pieces of ``lengths`` (views): ``np.split`` at their
+    ends, without its per-piece bookkeeping, which costs ten times the slicing."""
+    pieces, start = [], 0
+    for n in lengths:
+        pieces.append(values[start : start + n])
+        start += n
+    return pieces
 
 
 def _rows_by_resource(dispatch: Columns) -> tuple[dict[str, np.ndarray], ...]:

@@ -15,6 +15,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import numbers, text
 from market_sim.config import ProsumerConfig
 from market_sim.types import BID_COLUMNS, DOWN, UP, Injections, typed_frame
 
@@ -447,16 +448,18 @@ class ProsumerPopulation:
 
         One draw per device and period, whatever was dispatched, so that every model of a
         scenario faces the same failures (a draw per dispatch row would follow the row order,
-        which differs between models, and the number of rows, which shifts later draws)."""
-        bid_id = dispatch["bid_id"].to_numpy(np.int64)
-        mw = dispatch["mw"].to_numpy(float)
+        which differs between models, and the number of rows, which shifts later draws).
+        The columns are read as the table's own arrays (:mod:`market_sim.columns`), without
+        the Series that indexing the table builds for each."""
+        bid_id = numbers(dispatch, "bid_id", np.int64)
+        mw = numbers(dispatch, "mw")
         delivers: np.ndarray | bool = True
         if reliability < 1:
             responds = rng.random(len(self.devices.kind)) < reliability
             delivers = responds[bid_id // 2]  # up and down alike
         return {
             "bid_id": bid_id,
-            "buyer": dispatch["buyer"].to_numpy(object),
+            "buyer": text(dispatch, "buyer"),
             "mw": mw,
             "delivered_mw": np.where(delivers, mw, 0.0),
         }

@@ -68,8 +68,8 @@ class TSO(mesa.Agent):
         to their load. Returns the plan and the error's new value.
         """
         load = self.network.base_load_mw * load_factor
-        for bus, mw in dso_injection_mw.items():
-            load[self.network.bus_position(bus)[0]] -= mw
+        # the DSOs' interface buses are distinct: one subtraction each, looked up at once
+        load[self.network.bus_position(list(dso_injection_mw))] -= list(dso_injection_mw.values())
         schedule = self.markets.schedule(load)
         rho, sd = self.error_config.autocorrelation, self.error_config.sd_fraction
         error = rho * error + np.sqrt(1 - rho**2) * sd * rng.normal()

@@ -26,6 +26,7 @@ from market_sim.types import signed_mw, typed_frame
 TSO = "tso"
 #: The settlement's items, in the order of their names (the table is sorted by party, item).
 ITEMS = tuple(sorted(("balancing_energy", "aggregator_fee", "imbalance")))
+_ITEM_NAMES = np.array(ITEMS, dtype=object)
 
 #: Columns and dtypes of the period's ``dispatch`` and ``settlement`` tables.
 DISPATCH_DTYPES = column_dtypes("dispatch")
@@ -252,9 +253,20 @@ class _Parties:
         prosumers = np.array([f"prosumer {p}" for p in ids.tolist()], dtype=object)
         columns = [np.array([TSO], dtype=object), generator, buyer, aggregator, prosumers]
         self.names, rank = distinct(np.concatenate(columns))
-        ends = np.cumsum([len(c) for c in columns])
-        tso, generator_code, buyer_code, aggregator_code, prosumer_code = np.split(rank, ends[:-1])
+        tso, generator_code, buyer_code, aggregator_code, prosumer_code = _pieces(
+            rank, [len(c) for c in columns]
+        )
         self.codes = (tso[0], generator_code, buyer_code, aggregator_code, prosumer_code[id_code])
+
+
+def _pieces(values: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """``values`` cut into consecutive pieces of ``lengths`` (views): ``np.split`` at their
+    ends, without its per-piece bookkeeping, which costs ten times the slicing."""
+    pieces, start = [], 0
+    for n in lengths:
+        pieces.append(values[start : start + n])
+        start += n
+    return pieces
 
 
 def _rows_by_resource(dispatch: Columns) -> tuple[dict[str, np.ndarray], ...]:
@@ -283,20 +295,26 @@ def _net(
 
     Summed on integer codes with the compensated sum of a groupby in row order
     (:func:`~market_sim.markets.group_sum.group_sum`), the one the settlement has always
-    used, so the amounts stay the same to the last bit.
+    used, so the amounts stay the same to the last bit. A code spans every item, present or
+    not: it sorts by party then item all the same, without a ``np.unique`` of the rows.
     """
-    present, item_code = np.unique(item, return_inverse=True)
-    items = np.array(ITEMS, dtype=object)[present]
-    group, net = group_sum(party * len(items) + item_code, amount)
-    return group // len(items), items[group % len(items)], net
+    group, net = group_sum(party * len(ITEMS) + item, amount)
+    return group // len(ITEMS), _ITEM_NAMES[group % len(ITEMS)], net
 
 
 def _roles(party: np.ndarray, aggregators: set[str], dsos: set[str]) -> np.ndarray:
     """Each party's role: the TSO, a DSO, a prosumer (named "prosumer ..."), an aggregator,
-    else a generator (TER); the first that applies, set from the last to the first."""
-    role = np.full(len(party), "ter", dtype=object)
-    role[np.isin(party, list(aggregators))] = "aggregator"
-    role[[p.startswith("prosumer ") for p in party]] = "prosumer"
-    role[np.isin(party, list(dsos))] = "dso"
-    role[party == TSO] = "tso"
-    return role
+    else a generator (TER); the first that applies. Looked up name by name in sets: a
+    period has a few hundred parties, where each ``np.isin`` of text sorts them again."""
+    return np.array([_role(p, aggregators, dsos) for p in party.tolist()], dtype=object)
+
+
+def _role(party: str, aggregators: set[str], dsos: set[str]) -> str:
+    """The role of one party (see :func:`_roles`)."""
+    if party == TSO:
+        return "tso"
+    if party in dsos:
+        return "dso"
+    if party.startswith("prosumer "):
+        return "prosumer"
+    return "aggregator" if party in aggregators else "ter"

@@ -10,6 +10,7 @@ declared once in :data:`market_sim.tables.KPIS`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -107,24 +108,29 @@ def volumes(
     bids: pd.DataFrame, validation: pd.DataFrame, dispatch: Columns, hours: float
 ) -> dict[str, float]:
     """DER energy offered, validated, dispatched and delivered, and TER energy activated, per
-    direction (MWh): up and down of one device are two services, never added together."""
-    direction = text(bids, "direction")
-    validated_direction = _directions_of(numbers(validation, "bid_id", np.int64), bids)
+    direction (MWh): up and down of one device are two services, never added together.
+
+    A validated bid's direction is its bid's, so the validated rows of a direction are read
+    from the bids' rows of it, at each validated bid's place in the book, without comparing
+    the directions' text again."""
+    offered = _by_direction(text(bids, "direction"))
+    at = positions(numbers(bids, "bid_id", np.int64), numbers(validation, "bid_id", np.int64))
     resource = text(dispatch, "resource")
     der, ter = resource == "der", resource == "ter"
-    dispatched = text(dispatch, "direction")
+    dispatched = _by_direction(text(dispatch, "direction"))
     mw, delivered = numbers(dispatch, "mw"), numbers(dispatch, "delivered_mw")
-    stages = {  # (direction, MW) of each row of the stage
-        "der_offered": (direction, numbers(bids, "mw")),
-        "der_validated": (validated_direction, numbers(validation, "validated_mw")),
-        "der_dispatched": (dispatched[der], mw[der]),
-        "der_delivered": (dispatched[der], delivered[der]),
-        "ter_activated": (dispatched[ter], mw[ter]),
+    der_rows = {d: rows & der for d, rows in dispatched.items()}
+    stages = {  # (the rows of each direction, MW of each row) of the stage
+        "der_offered": (offered, numbers(bids, "mw")),
+        "der_validated": (_rows_at(offered, at), numbers(validation, "validated_mw")),
+        "der_dispatched": (der_rows, mw),
+        "der_delivered": (der_rows, delivered),
+        "ter_activated": ({d: rows & ter for d, rows in dispatched.items()}, mw),
     }
     out = {}
-    for stage, (table_direction, table_mw) in stages.items():
+    for stage, (rows, table_mw) in stages.items():
         for d in (UP, DOWN):
-            out[f"{stage}_{d}_mwh"] = _total(table_mw[table_direction == d]) * hours
+            out[f"{stage}_{d}_mwh"] = _total(table_mw[rows[d]]) * hours
     bought = text(dispatch, "buyer")[der] != "tso"
     out["dso_purchased_mwh"] = _total(mw[der][bought]) * hours
     return out
@@ -132,20 +138,31 @@ def volumes(
 
 def _total(values: np.ndarray) -> float:
     """Sum skipping NaN, as ``Series.sum()`` adds (the same additions, in the same order):
-    ``np.nansum``'s sum of the values with NaN as 0.0, without its copy where none is NaN
-    (most of a period's columns; a period sums about twenty)."""
+    the plain sum, which is NaN only where a value is NaN (or infinities of both signs meet,
+    whose sum is NaN either way), else ``np.nansum``'s sum of the values with NaN as 0.0.
+    Most of the twenty columns a period sums have no NaN: a scan for it cost as much as the
+    sum."""
     values = np.asarray(values, dtype=float)
-    nan = np.isnan(values)
-    return float(np.where(nan, 0.0, values).sum() if nan.any() else values.sum())
+    total = values.sum()
+    if math.isnan(total):
+        total = np.where(np.isnan(values), 0.0, values).sum()
+    return float(total)
 
 
-def _directions_of(bid_ids: np.ndarray, bids: pd.DataFrame) -> np.ndarray:
-    """The direction of each of ``bid_ids`` in the bid book ("" where it is not in it)."""
-    at = positions(numbers(bids, "bid_id", np.int64), bid_ids)
+def _by_direction(direction: np.ndarray) -> dict[str, np.ndarray]:
+    """Which rows of a ``direction`` column are of each direction (a row of neither, none)."""
+    return {d: direction == d for d in (UP, DOWN)}
+
+
+def _rows_at(rows: dict[str, np.ndarray], at: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows of each direction read at positions ``at`` of a table (-1: not in it, of neither
+    direction)."""
     found = at >= 0
-    direction = np.full(len(at), "", dtype=object)
-    direction[found] = text(bids, "direction")[at[found]]
-    return direction
+    out = {}
+    for d, of_d in rows.items():
+        out[d] = np.zeros(len(at), dtype=bool)
+        out[d][found] = of_d[at[found]]
+    return out
 
 
 def _sums_by(keys: np.ndarray, values: np.ndarray) -> dict:
@@ -155,13 +172,18 @@ def _sums_by(keys: np.ndarray, values: np.ndarray) -> dict:
 
     A key's code is its place among the keys in order of appearance, found in a dict: a
     period's few hundred rows name a handful of roles or DSOs, where a factorization costs
-    more in pandas' dispatch than in hashing. Each group is summed in row order whatever its
-    code, so the sums are the same."""
-    known = ~pd.isna(keys)
-    rows = keys[known].tolist()
+    more in pandas' dispatch than in hashing. A missing key is found among these few names,
+    not row by row. Each group is summed in row order whatever its code, so the sums are the
+    same."""
+    rows = keys.tolist()
     code = {name: i for i, name in enumerate(dict.fromkeys(rows))}
-    codes = np.array([code[name] for name in rows], dtype=np.int64)
-    group, total = group_sum(codes, np.asarray(values, float)[known])
+    codes = np.fromiter(map(code.__getitem__, rows), np.int64, len(rows))
+    values = np.asarray(values, float)
+    missing = [i for name, i in code.items() if pd.isna(name)]
+    if missing:
+        known = ~np.isin(codes, missing)
+        codes, values = codes[known], values[known]
+    group, total = group_sum(codes, values)
     names = list(code)
     return dict(zip([names[g] for g in group.tolist()], total.tolist(), strict=True))
 

@@ -170,13 +170,14 @@ def _categorical_layout(values: pd.Categorical) -> _Layout:
 def _text_layout(dtype: object, values: np.ndarray) -> _Layout | None:
     """A text column without nulls (every value a ``str``): Arrow's text type (what both
     pandas and Arrow make of Python strings), offsets and UTF-8 bytes, counted by joining the
-    values (one C loop, which rejects any value that is not a ``str``); None for others
-    (nulls, other objects, no rows: Arrow infers the type from the values). Keyed by the
-    dtype's name: hashing pandas' text dtype costs more than the join."""
+    values (one C loop, which rejects any value that is not a ``str``) as a list: the join
+    made one of the array item by item, at a third of its cost; None for others (nulls,
+    other objects, no rows: Arrow infers the type from the values). Keyed by the dtype's
+    name: hashing pandas' text dtype costs more than the join."""
     if not len(values):
         return None
     try:
-        data = len("".join(values).encode())
+        data = len("".join(values.tolist()).encode())
     except (TypeError, UnicodeEncodeError):
         return None
     return _Layout(("text", str(dtype)), (0, (len(values) + 1) * _OFFSET_BYTES, data))

@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import scipy.sparse.linalg as spla
 
@@ -36,6 +37,7 @@ from market_sim.grid import adjoint, lightsim_model, linear_opf, powerflow
 from market_sim.model import MarketModel
 from market_sim.scenario import load_scenario
 
+ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 5
 PERIODS = 4
 
@@ -113,7 +115,7 @@ def _factorisations(calls: list) -> dict[str, float]:
 
 def main() -> None:
     logging.disable(logging.WARNING)
-    config = load_config("configs/quickstart.yaml").model_copy(update={"days": 2})
+    config = load_config(ROOT / "configs/quickstart.yaml").model_copy(update={"days": 2})
     config = config.for_model("tso_managed")
     scenario = load_scenario(config)
     sim = MarketModel(config, scenario.networks, scenario.transmission)

@@ -81,10 +81,11 @@ class DistributionModel:
         state, or pushed past it by all up or all down bids activated together. ``bids``
         numbered from 0 are kept as they are (a model only reads them), others renumbered.
         ``point``: the power flow of ``state``, ``layout``: ``BidLayout.of(dn, bids)``, where
-        the caller has them (else solved / read here)."""
+        the caller has them (else solved / read here). Of ``point`` only whether it converged
+        is read: its summary (``result``) counts violations, 24 us a point on the quickstart."""
         if point is None:
             point = run_power_flow_detailed(dn, state, limits, write=False)
-        caps = effective_limits(dn, point, limits) if point.result.converged else None
+        caps = effective_limits(dn, point, limits) if point.converged else None
         if not bids.index.equals(pd.RangeIndex(len(bids))):
             bids = bids.reset_index(drop=True)
         layout = BidLayout.of(dn, bids) if layout is None else layout

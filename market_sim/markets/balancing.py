@@ -30,6 +30,7 @@ import pandas as pd
 import pyomo.environ as pyo
 from scipy import sparse
 
+from market_sim.columns import Columns
 from market_sim.markets.dc_model import (
     HIGHS_OPTIONS,
     count,
@@ -74,7 +75,8 @@ class BalancingResult:
     ``base_flow_mw`` and ``flow_limit_mw`` (:meth:`BalancingMarket.flow_limits`) per branch,
     ``offer_rows = (A, b)`` the period's rows ``A q <= b`` over ``offers`` (scipy.sparse
     CSR, possibly with stored zeros), and ``row_labels`` (kind, dso, element, element_index of
-    each row, set by :class:`~market_sim.markets.tso_markets.TsoMarkets`, which stacks them),
+    each row, set by :class:`~market_sim.markets.tso_markets.TsoMarkets`, which stacks them: a
+    table, or its columns as arrays, :func:`~.tso_markets.row_label_columns`),
     ``voll_eur_per_mwh`` the price of unserved need.
     ``row_duals``: dual of each of the period's ``offer_rows`` (EUR/h per MW of its bound, <= 0
     where it binds), from which the caller prices what those rows mean (the DLMP).
@@ -103,7 +105,7 @@ class BalancingResult:
     base_flow_mw: np.ndarray | None = None
     flow_limit_mw: np.ndarray | None = None
     offer_rows: tuple[sparse.csr_array, np.ndarray] | None = None
-    row_labels: pd.DataFrame | None = None
+    row_labels: Columns | None = None
     voll_eur_per_mwh: float = float("nan")
     row_duals: np.ndarray = field(default_factory=lambda: np.zeros(0))
     der_price_eur_per_mwh: pd.Series | None = None

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from market_sim.columns import Columns, numbers, positions, text
-from market_sim.grid.flow_summary import Flows, violated_elements
+from market_sim.grid.flow_summary import violated_elements
 from market_sim.grid.injections import apply_bids
-from market_sim.grid.powerflow import PowerFlowDetail, monitored, run_power_flow_detailed
+from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
 from market_sim.types import Injections, PowerFlowResult
 
 
@@ -107,9 +107,8 @@ def _delivered(dso, injections: Injections, write: bool = True) -> Delivered:
 
 
 def _violated(dso, flow: PowerFlowDetail) -> frozenset[str] | None:
-    if not flow.result.converged:
-        return None
-    nan = float("nan")
-    flows = Flows(flow.vm_pu, flow.line_loading_percent, flow.trafo_loading_percent, nan, nan)
-    network = dso.network
-    return violated_elements(network.net, flows, dso.limits, monitored(network))
+    """The labels of the elements outside the network's limits (the limits ``flow`` was
+    summarised against: the DSO's physical ones), from the same :attr:`~.grid.powerflow.
+    PowerFlowDetail.limit_check` its summary counted; None if it did not converge."""
+    check = flow.limit_check
+    return None if check is None else violated_elements(dso.network.net, check)

@@ -83,49 +83,48 @@ def _max(a: np.ndarray) -> float:
     return float(a.max()) if a.size else float("nan")
 
 
-def violation_masks(
-    net: Any, flows: Flows, limits: Limits, monitored: Monitored | None = None
-) -> dict[str, np.ndarray]:
-    """Per element table (bus, line, trafo), which monitored elements break ``limits``
-    (``monitored``: the net's :class:`Monitored`, if the caller keeps it).
+@dataclass(frozen=True)
+class LimitCheck:
+    """One converged power flow against one set of limits: the bus voltages, line and trafo
+    loadings of the monitored elements (NaN elsewhere) and, per element table (bus, line,
+    trafo), which monitored elements break the limits.
 
-    The one rule both the counts of :func:`summarise` and the element labels of
-    :func:`violated_elements` come from.
+    The one rule both the counts of :func:`summary` and the element labels of
+    :func:`violated_elements` come from, worked out once per power flow: the delivery stage
+    asks both of each of its power flows (:attr:`~.powerflow.PowerFlowDetail.limit_check`).
     """
-    return _masks(*_monitored(monitored or Monitored.of(net), flows), limits)
+
+    vm: np.ndarray
+    line: np.ndarray
+    trafo: np.ndarray
+    masks: dict[str, np.ndarray]
 
 
-def _monitored(mon: Monitored, flows: Flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bus voltages, line and trafo loadings of the monitored elements (NaN elsewhere)."""
+def check_limits(
+    net: Any, flows: Flows, limits: Limits, monitored: Monitored | None = None
+) -> LimitCheck:
+    """The :class:`LimitCheck` of ``flows`` against ``limits`` (``monitored``: the net's
+    :class:`Monitored`, if the caller keeps it)."""
+    mon = monitored or Monitored.of(net)
     vm = np.where(mon.bus, flows.vm_pu, np.nan)
     line = np.where(mon.line, flows.line_loading_percent, np.nan)
     trafo = np.where(mon.trafo, flows.trafo_loading_percent, np.nan)
-    return vm, line, trafo
+    # NaN (not monitored, not computed) compares False without a floating-point warning
+    masks = {
+        "bus": (vm > limits.vm_max_pu + VIOLATION_TOL) | (vm < limits.vm_min_pu - VIOLATION_TOL),
+        "line": line > limits.max_loading_percent + VIOLATION_TOL,
+        "trafo": trafo > limits.trafo_limits(len(trafo)) + VIOLATION_TOL,
+    }
+    return LimitCheck(vm, line, trafo, masks)
 
 
-def _masks(
-    vm: np.ndarray, line: np.ndarray, trafo: np.ndarray, limits: Limits
-) -> dict[str, np.ndarray]:
-    """The rule of :func:`violation_masks` on the arrays of :func:`_monitored` (which
-    :func:`summarise` reads once per power flow: thousands a day)."""
-    with np.errstate(invalid="ignore"):
-        return {
-            "bus": (vm > limits.vm_max_pu + VIOLATION_TOL)
-            | (vm < limits.vm_min_pu - VIOLATION_TOL),
-            "line": line > limits.max_loading_percent + VIOLATION_TOL,
-            "trafo": trafo > limits.trafo_limits(len(trafo)) + VIOLATION_TOL,
-        }
-
-
-def violated_elements(
-    net: Any, flows: Flows, limits: Limits, monitored: Monitored | None = None
-) -> frozenset[str]:
+def violated_elements(net: Any, check: LimitCheck) -> frozenset[str]:
     """Labels ("bus 12", "line 3", "trafo 0": table and pandapower index) of the elements that
-    break ``limits``: what lets the KPIs tell violations already there without any DER
-    activation from those the activation caused, element by element."""
+    break the limits of ``check``: what lets the KPIs tell violations already there without
+    any DER activation from those the activation caused, element by element."""
     return frozenset(
         f"{table} {index}"
-        for table, mask in violation_masks(net, flows, limits, monitored).items()
+        for table, mask in check.masks.items()
         for index in net[table].index.to_numpy()[mask].tolist()
     )
 
@@ -135,18 +134,24 @@ def summarise(
 ) -> PowerFlowResult:
     """Count the limit violations of one converged power flow (``monitored``: the net's
     :class:`Monitored`, if the caller keeps it)."""
-    vm, line, trafo = _monitored(monitored or Monitored.of(net), flows)
-    masks = _masks(vm, line, trafo, limits)  # the rule of violation_masks, on the same arrays
+    return summary(flows, check_limits(net, flows, limits, monitored))
+
+
+def summary(flows: Flows, check: LimitCheck) -> PowerFlowResult:
+    """The :class:`~market_sim.types.PowerFlowResult` of a converged power flow and its
+    :class:`LimitCheck` (``count_nonzero``: the count a mask's ``sum`` gives, without its
+    reduction's Python wrapper)."""
+    vm, masks = check.vm, check.masks
     fin = vm[np.isfinite(vm)]
     return PowerFlowResult(
         converged=True,
         vm_min_pu=float(fin.min()) if fin.size else float("nan"),
         vm_max_pu=float(fin.max()) if fin.size else float("nan"),
-        max_line_loading_percent=_max(line),
-        max_trafo_loading_percent=_max(trafo),
-        n_voltage_violations=int(masks["bus"].sum()),
-        n_line_violations=int(masks["line"].sum()),
-        n_trafo_violations=int(masks["trafo"].sum()),
+        max_line_loading_percent=_max(check.line),
+        max_trafo_loading_percent=_max(check.trafo),
+        n_voltage_violations=int(np.count_nonzero(masks["bus"])),
+        n_line_violations=int(np.count_nonzero(masks["line"])),
+        n_trafo_violations=int(np.count_nonzero(masks["trafo"])),
         interface_p_mw=-float(flows.ext_p_mw),
         interface_q_mvar=-float(flows.ext_q_mvar),
     )

@@ -21,7 +21,14 @@ import numpy as np
 from pandapower.powerflow import LoadflowNotConverged
 
 from market_sim.grid import lightsim_model
-from market_sim.grid.flow_summary import Flows, Monitored, not_converged, summarise
+from market_sim.grid.flow_summary import (
+    Flows,
+    LimitCheck,
+    Monitored,
+    check_limits,
+    not_converged,
+    summary,
+)
 from market_sim.grid.injections import tap_positions, write_injections
 from market_sim.grid.lightsim_model import State
 from market_sim.grid.network import DistributionNetwork
@@ -38,8 +45,9 @@ class PowerFlowDetail:
     Arrays are aligned with ``net.bus`` / ``net.line`` / ``net.trafo`` positional order and are
     NaN for elements that were not computed (out of service, isolated, not converged).
     ``result`` (the :class:`~market_sim.types.PowerFlowResult` summary) is counted on first
-    use from ``flows`` and ``summary_of`` (the limits and monitored elements it counts
-    against): most of a validation's power flows only ask :attr:`converged`.
+    use from :attr:`limit_check`, ``flows`` checked against ``summary_of`` (the limits and
+    monitored elements it counts against): most of a validation's power flows only ask
+    :attr:`converged`.
     ``state`` is the solver state for sensitivities (None on the pandapower fallback path).
     ``runpp_reason`` says why pandapower's ``runpp`` solved it instead of lightsim2grid ("" if
     lightsim2grid did), so that a caller can record the slower, sensitivity-free fallback.
@@ -63,12 +71,19 @@ class PowerFlowDetail:
         return self.flows is not None
 
     @cached_property
-    def result(self) -> PowerFlowResult:
-        """The power flow's summary: limit violations counted by :func:`.summarise`."""
+    def limit_check(self) -> LimitCheck | None:
+        """``flows`` against the limits of ``summary_of`` (:func:`.check_limits`), None if not
+        converged: what :attr:`result` counts and a delivery labels the violations by."""
         if self.flows is None or self.summary_of is None:
-            return not_converged()
+            return None
         limits, mon = self.summary_of
-        return summarise(None, self.flows, limits, mon)
+        return check_limits(None, self.flows, limits, mon)
+
+    @cached_property
+    def result(self) -> PowerFlowResult:
+        """The power flow's summary: limit violations counted by :func:`.summary`."""
+        check = self.limit_check
+        return not_converged() if check is None else summary(self.flows, check)
 
 
 def memoised(d: PowerFlowDetail, key: Any, owner: object, compute: Callable[[], Any]) -> Any:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from market_sim.columns import array_of
+from market_sim.columns import Columns, array_of, length
 
 
 class Kind(StrEnum):
@@ -34,8 +34,10 @@ class Kind(StrEnum):
 class Message:
     """One message of one step of one period.
 
-    ``payload`` is a DataFrame (a bid book, a dispatch list, a network state). ``step`` is the
-    paper's label (Figs. 1-3) of the step that sends it.
+    ``payload`` is a table (a bid book, a dispatch list, a network state): a DataFrame, or
+    the columns of one (numpy or pandas arrays: :data:`~market_sim.columns.Columns`) where
+    its receiver only reads columns back. ``step`` is the paper's label (Figs. 1-3) of the
+    step that sends it.
     """
 
     period: int
@@ -43,11 +45,11 @@ class Message:
     sender: str
     receiver: str
     kind: Kind
-    payload: pd.DataFrame
+    payload: Columns
 
     @property
     def items(self) -> int:
-        return len(self.payload)
+        return length(self.payload)
 
     @property
     def size_bytes(self) -> int:
@@ -55,9 +57,9 @@ class Message:
         return payload_bytes(self.payload)
 
 
-def payload_bytes(table: pd.DataFrame) -> int:
-    """Size of a table serialised as an Arrow IPC stream (schema, dictionaries, record batch,
-    end marker).
+def payload_bytes(table: Columns) -> int:
+    """Size of a table (or the table of its columns, :func:`stream_bytes`) serialised as an
+    Arrow IPC stream (schema, dictionaries, record batch, end marker).
 
     Counted without writing the stream or converting text (about ten messages a period, a
     few hundred rows of four text columns each; Arrow's conversion of text cost more than all
@@ -74,13 +76,15 @@ def payload_bytes(table: pd.DataFrame) -> int:
     a message's frame is new, and boxing each of its columns in a Series cost more than
     counting all of them.
     """
-    if table.attrs or not table.columns.is_unique or table.columns.empty:
+    if not _counted(table):
         return stream_bytes(table)
     columns, body = [], 0
-    for name in table.columns:
+    for name in table:
         values = array_of(table, name)
         if type(values) is np.ndarray and values.dtype.kind in _NUMBERS:
             key, size = _number_layout(values)  # most columns: no layout object
+        elif not isinstance(values, np.ndarray | pd.api.extensions.ExtensionArray):
+            return stream_bytes(table)  # a mapping's other values: as the table makes them
         else:
             layout = _column_layout(values)
             if layout is None:
@@ -88,10 +92,18 @@ def payload_bytes(table: pd.DataFrame) -> int:
             key, size = layout.key, sum(map(_padded, layout.buffers))
         columns.append((name, key))
         body += size
-    key = (tuple(columns), len(table) == 0, body == 0)
+    key = (tuple(columns), length(table) == 0, body == 0)
     if key not in _REST_BYTES:
         _REST_BYTES[key] = stream_bytes(table) - body
     return _REST_BYTES[key] + body
+
+
+def _counted(table: Columns) -> bool:
+    """Whether :func:`payload_bytes` counts ``table``'s bytes (a mapping's names are unique,
+    but it must have columns; a frame must have unique ones and no attributes)."""
+    if not isinstance(table, pd.DataFrame):
+        return len(table) > 0
+    return not table.attrs and table.columns.is_unique and not table.columns.empty
 
 
 #: Arrow IPC pads every buffer of a record batch's body to a multiple of this many bytes
@@ -220,8 +232,11 @@ def _bitmap_bytes(n: int) -> int:
     return -(-n // 8)
 
 
-def stream_bytes(table: pd.DataFrame) -> int:
-    """Size of a table serialised as an Arrow IPC stream, by writing the stream."""
+def stream_bytes(table: Columns) -> int:
+    """Size of a table (a mapping: the DataFrame of its columns) serialised as an Arrow IPC
+    stream, by writing the stream."""
+    if not isinstance(table, pd.DataFrame):
+        table = pd.DataFrame(table, copy=False)
     batch = pa.RecordBatch.from_pandas(table, preserve_index=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:

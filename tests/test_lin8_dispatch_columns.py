@@ -36,6 +36,7 @@ def test_commands_from_columns_are_those_from_the_table(n: int) -> None:
         Located(as_dispatch_columns(ids, mw), bids),
     )
     for aggregator in ("agg_a", "agg_b"):
-        a, b = by_table.commands(aggregator), by_columns.commands(aggregator)
+        a = pd.DataFrame(by_table.command_columns(aggregator))
+        b = pd.DataFrame(by_columns.command_columns(aggregator))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
         assert list(a.dtypes) == list(b.dtypes)

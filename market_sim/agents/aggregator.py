@@ -6,7 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import numbers, rows_where, text
+from market_sim.columns import Columns, columns_where, length, numbers, rows_where, text
 from market_sim.markets.group_sum import group_sum
 from market_sim.types import empty_bids
 
@@ -26,15 +26,22 @@ class Aggregator(mesa.Agent):
         """The bids of this aggregator's prosumers: one table, sent as one message."""
         return rows_where(population_bids, "aggregator", self.name)
 
+    def bid_columns(self, population_bids: pd.DataFrame) -> Columns:
+        """The columns of :meth:`bid_book`'s table, for a receiver that joins the books it
+        receives (the TSO's concatenation of every aggregator's): a table per aggregator cost
+        more than the books' message and join."""
+        return columns_where(population_bids, "aggregator", self.name)
+
     def validated_book(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """What it offers the TSO after pre-validation: the bids its DSOs returned, each at
         the MW its DSO validated (bids validated to zero are not among them)."""
         frames = [t for t in tables if len(t)]
         return pd.concat(frames, ignore_index=True) if frames else empty_bids()
 
-    def receive_dispatch(self, tables: list[pd.DataFrame]) -> dict[str, np.ndarray]:
-        """Collect the period's dispatch commands (possibly from TSO and DSO) for delivery, as
-        the columns of :func:`collect_dispatch`'s table (:func:`dispatch_columns`)."""
+    def receive_dispatch(self, tables: list[Columns]) -> dict[str, np.ndarray]:
+        """Collect the period's dispatch commands (possibly from TSO and DSO; tables or their
+        columns) for delivery, as the columns of :func:`collect_dispatch`'s table
+        (:func:`dispatch_columns`)."""
         return dispatch_columns(tables)
 
 
@@ -47,11 +54,12 @@ def collect_dispatch(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(dispatch_columns(tables), copy=False)  # new arrays: no copy needed
 
 
-def dispatch_columns(tables: list[pd.DataFrame]) -> dict[str, np.ndarray]:
+def dispatch_columns(tables: list[Columns]) -> dict[str, np.ndarray]:
     """The columns bid_id (int64), buyer (object) and mw (float) of the dispatch commands
-    ``tables``, one row per bid and buyer (their MW summed), in (bid_id, buyer) order: new
-    arrays, so that a reader joins the commands of several aggregators without a table each."""
-    frames = [t for t in tables if len(t)]
+    ``tables`` (tables or their columns), one row per bid and buyer (their MW summed), in
+    (bid_id, buyer) order: new arrays, so that a reader joins the commands of several
+    aggregators without a table each."""
+    frames = [t for t in tables if length(t)]
     bid_id = np.concatenate([numbers(t, "bid_id", np.int64) for t in frames] or [_NO_IDS])
     buyer = np.concatenate([text(t, "buyer") for t in frames] or [_NO_BUYERS])
     mw = np.concatenate([numbers(t, "mw") for t in frames] or [_NO_MW])

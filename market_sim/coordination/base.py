@@ -118,7 +118,8 @@ class CoordinationModel:
         """Send individual dispatch to the aggregators by the dispatch gate; they collect it.
 
         Every aggregator the sender serves gets a command, empty when none of its bids is
-        used. A sender's dispatch is a table or its columns (:func:`~.period.as_dispatch`'s).
+        used, as columns (:meth:`Located.command_columns`: the aggregator only reads them
+        back). A sender's dispatch is a table or its columns (:func:`~.period.as_dispatch`'s).
         Returns the dispatch (bid_id, mw) that reached the DER: a late one is lost.
         """
         aggregators = self.parties.aggregators.values()
@@ -127,7 +128,7 @@ class CoordinationModel:
             located = Located(dispatch, bids)
             for agg in aggregators:
                 if sender == "tso" or sender in agg.dsos:
-                    tables[(sender, agg.name)] = located.commands(agg.name)
+                    tables[(sender, agg.name)] = located.command_columns(agg.name)
         yield ctx.send(self.step(label), tables, ctx.clock.dispatch_gate)
         received = [
             agg.receive_dispatch(list(ctx.inbox(agg.name, Kind.DISPATCH).values()))
@@ -286,11 +287,12 @@ class Located:
         self.columns = {c: array_of(dispatch, c)[rows] for c in dispatch}
         self.columns |= {c: array_of(bids, c)[at[rows]] for c in ("dso", "direction")}
 
-    def commands(self, aggregator: str) -> pd.DataFrame:
-        """The rows of ``aggregator``'s bids (without the aggregator column)."""
+    def command_columns(self, aggregator: str) -> dict[str, np.ndarray]:
+        """The columns of the rows of ``aggregator``'s bids (without the aggregator column; new
+        arrays), a message whose receiver only reads columns: a frame of them cost more than
+        the rest of the split."""
         mine = np.flatnonzero(self.aggregator == aggregator)
-        columns = {c: values[mine] for c, values in self.columns.items()}  # new arrays
-        return pd.DataFrame(columns, copy=False)
+        return {c: values[mine] for c, values in self.columns.items()}
 
 
 def _joined_dispatch(received: list[dict[str, np.ndarray]]) -> pd.DataFrame:

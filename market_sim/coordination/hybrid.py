@@ -44,7 +44,7 @@ class Hybrid(CoordinationModel):
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
         inputs = yield from self.exchange_status(ctx, inputs)
         clock, bids, dsos = ctx.clock, inputs.bids, self.parties.dsos
-        books = {(a.name, "tso"): a.bid_book(bids) for a in self.parties.aggregators.values()}
+        books = {(a.name, "tso"): a.bid_columns(bids) for a in self.parties.aggregators.values()}
         ctx.send(self.step("1"), books, clock.bids_gate)
         yield ctx.wait_until(clock.bids_gate)
         received = concat(ctx.inbox("tso", Kind.BIDS).values(), bids)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from market_sim.columns import array_of, concat_frames, numbers
+from market_sim.columns import Columns, array_of, as_frame, concat_frames, length, numbers
 from market_sim.markets.tso_markets import TsoPlan
 from market_sim.messages import Kind, Message
 from market_sim.schedule import PeriodClock, Post
@@ -114,17 +114,18 @@ class PeriodContext:
     def send(
         self,
         step: Step,
-        tables: Mapping[tuple[str, str], pd.DataFrame],
+        tables: Mapping[tuple[str, str], Columns],
         gate_s: float | None = None,
     ) -> simpy.Event:
-        """One message per (sender, receiver) of a step; the event fires when all arrived."""
+        """One message per (sender, receiver) of a step (a table, or its columns:
+        :class:`~market_sim.messages.Message`); the event fires when all arrived."""
         messages = [
             Message(self.clock.period, step.label, s, r, step.kind, t)
             for (s, r), t in tables.items()
         ]
         return self._post.send(messages, gate_s)
 
-    def inbox(self, receiver: str, kind: Kind) -> dict[str, pd.DataFrame]:
+    def inbox(self, receiver: str, kind: Kind) -> dict[str, Columns]:
         """Payloads of the messages of a kind that reached ``receiver``, by sender."""
         return {m.sender: m.payload for m in self._post.take(receiver, kind)}
 
@@ -195,14 +196,17 @@ def validation_table(results: Iterable[tuple[str, pd.DataFrame]]) -> pd.DataFram
     return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost
 
 
-def concat(tables: Iterable[pd.DataFrame], like: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate received tables; none gives an empty table shaped like ``like``.
+def concat(tables: Iterable[Columns], like: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate received tables (or their columns: :func:`~.columns.concat_frames`); none
+    gives an empty table shaped like ``like``.
 
-    A single table indexed from 0 is handed on as it is (what ``pd.concat`` would copy): no
-    step writes into a table it received, and a copy of a bid book's text columns costs as
-    much as the rest of a step.
+    A single table indexed from 0 is handed on as it is (what ``pd.concat`` would copy), a
+    single mapping as the table of its columns: no step writes into a table it received, and
+    a copy of a bid book's text columns costs as much as the rest of a step.
     """
-    frames = [t for t in tables if len(t)]
+    frames = [t for t in tables if length(t)]
+    if len(frames) == 1 and not isinstance(frames[0], pd.DataFrame):
+        return as_frame(frames[0])
     if len(frames) == 1 and frames[0].index.equals(pd.RangeIndex(len(frames[0]))):
         return frames[0]
     return concat_frames(frames) if frames else like.iloc[0:0]

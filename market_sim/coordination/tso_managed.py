@@ -129,7 +129,7 @@ class TsoManaged(CoordinationModel):
 
     def run(self, ctx: PeriodContext, inputs: PeriodInputs) -> Generator:
         clock, bids, parties = ctx.clock, inputs.bids, self.parties
-        books = {(a.name, "tso"): a.bid_book(bids) for a in parties.aggregators.values()}
+        books = {(a.name, "tso"): a.bid_columns(bids) for a in parties.aggregators.values()}
         ctx.send(self.step("1a"), books, clock.bids_gate)
         measured = {n: d.operational_data(inputs.forecasts[n]) for n, d in parties.dsos.items()}
         reports = {(n, "tso"): table for n, (table, _) in measured.items()}

@@ -26,10 +26,14 @@ def washed_devices(device: np.ndarray, is_up: np.ndarray, mw: np.ndarray) -> np.
     """Offers of devices with both an up and a down offer above :data:`DISPATCH_TOL_MW` (a
     boolean mask over the offers; ``device`` is -1 for offers of no device)."""
     device = np.asarray(device)
-    used = (device >= 0) & (np.asarray(mw, float) > DISPATCH_TOL_MW)
-    up = np.unique(device[used & is_up])
-    down = np.unique(device[used & ~is_up])
-    return (device >= 0) & np.isin(device, np.intersect1d(up, down))
+    known = device >= 0
+    used = known & (np.asarray(mw, float) > DISPATCH_TOL_MW)
+    # a flag per device number (a period's offers name a few hundred devices): two sorts, an
+    # intersection and a membership test cost five times as much
+    flags = np.zeros((2, int(device.max(initial=0)) + 1), dtype=bool)
+    flags[0, device[used & is_up]] = True
+    flags[1, device[used & ~is_up]] = True
+    return known & np.logical_and(*flags)[np.where(known, device, 0)]
 
 
 def partner_used(

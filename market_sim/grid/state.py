@@ -144,37 +144,21 @@ def network_state_table(
     layout = _state_layout(network, tuple(values))
     table = {"element": layout.element.copy(), "element_index": layout.element_index}
     for column in STATE_COLUMNS[2:]:
-        table[column] = _state_column(layout, values, column)
+        filled = np.full(len(layout.element_index), np.nan, STATE_WIRE_TYPES.get(column, float))
+        for element, rows in layout.rows.items():
+            given = values[element].get(column)
+            if given is not None:
+                filled[rows] = np.asarray(given, float)[: rows.stop - rows.start]
+        table[column] = filled
     return pd.DataFrame(table, copy=False)  # see _StateLayout
-
-
-def _state_column(
-    layout: _StateLayout, values: dict[str, dict[str, Any]], column: str
-) -> np.ndarray:
-    """One value column of a state table: each element table's ``column`` values (as
-    doubles) in the layout's rows, NaN where it has none, in the column's wire type.
-
-    Joined in one ``concatenate`` (casting as an assignment into the typed column does) from
-    the layout's NaN blocks where a table has no such values: filling a NaN column table by
-    table cost a dozen assignments per column and period.
-    """
-    parts = []
-    for element, rows in layout.rows.items():
-        given = values[element].get(column)
-        if given is None:
-            parts.append(layout.gaps[element])
-        else:
-            parts.append(np.asarray(given, float)[: rows.stop - rows.start])
-    return np.concatenate(parts, dtype=STATE_WIRE_TYPES.get(column, float))
 
 
 @dataclass(frozen=True)
 class _StateLayout:
     """The rows of a state table of one network: each element table's rows in turn (its
     elements in the net's order; the ext_grid: one row, all together), as the ``element``
-    (categorical, the tables as categories) and ``element_index`` columns, where each
-    table's rows are and, per table, a NaN block of its rows' length (``gaps``: the values of
-    a quantity it has none of); ``indices``, the net's indices it was laid out from.
+    (categorical, the tables as categories) and ``element_index`` columns, and where each
+    table's rows are; ``indices``, the net's indices it was laid out from.
 
     Every table of the layout shares its ``element_index`` column, uncopied and read-only, so
     that no reader can change another period's table through it (the categorical is copied:
@@ -184,7 +168,6 @@ class _StateLayout:
     element: pd.Categorical
     element_index: np.ndarray
     rows: dict[str, slice]
-    gaps: dict[str, np.ndarray]
     indices: tuple[pd.Index, ...]
 
 
@@ -205,9 +188,6 @@ def _state_layout(network: DistributionNetwork, elements: tuple[str, ...]) -> _S
     codes = np.repeat(np.arange(len(elements)), sizes)
     element_index = np.concatenate(numbers)
     element_index.flags.writeable = False  # shared by every table of this layout
-    gaps = {name: np.full(size, np.nan) for name, size in zip(elements, sizes, strict=True)}
-    for gap in gaps.values():
-        gap.flags.writeable = False  # joined into new columns, never written
     layouts[elements] = _StateLayout(
         pd.Categorical.from_codes(codes, categories=list(elements)),
         element_index,
@@ -215,7 +195,6 @@ def _state_layout(network: DistributionNetwork, elements: tuple[str, ...]) -> _S
             name: slice(end - size, end)
             for name, size, end in zip(elements, sizes, ends, strict=True)
         },
-        gaps,
         indices,
     )
     return layouts[elements]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from market_sim.columns import Columns, array_of, length
+from market_sim.columns import Columns, array_of, as_frame, length
 
 
 class Kind(StrEnum):
@@ -235,9 +235,7 @@ def _bitmap_bytes(n: int) -> int:
 def stream_bytes(table: Columns) -> int:
     """Size of a table (a mapping: the DataFrame of its columns) serialised as an Arrow IPC
     stream, by writing the stream."""
-    if not isinstance(table, pd.DataFrame):
-        table = pd.DataFrame(table, copy=False)
-    batch = pa.RecordBatch.from_pandas(table, preserve_index=False)
+    batch = pa.RecordBatch.from_pandas(as_frame(table), preserve_index=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)

@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from market_sim.columns import as_frame
 from market_sim.markets.tso_markets import reserve_labels, row_label_columns
 from market_sim.types import DOWN, UP
 
 
 def row_labels(reserve, der, n_rows):
     """The labels as the table a reader makes of them (a table, or its columns)."""
-    labels = row_label_columns(reserve, der, n_rows)
-    return labels if isinstance(labels, pd.DataFrame) else pd.DataFrame(labels)
+    return as_frame(row_label_columns(reserve, der, n_rows))
 
 
 def _der(n: int, kind_dtype: str = "object") -> pd.DataFrame:

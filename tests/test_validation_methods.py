@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from market_sim.grid import linear_opf
-from market_sim.grid.constraints import effective_limits, violations
+from market_sim.grid.constraints import MIN_MW, effective_limits, violations
 from market_sim.grid.fairness import jain_index
 from market_sim.grid.injections import apply_bids
 from market_sim.grid.network import DistributionNetwork, load_network
@@ -135,6 +135,41 @@ def test_oltc_validates_at_least_as_much(dn: DistributionNetwork) -> None:
         assert_safe(dn, inj, bids, free)  # safe at the chosen taps
         gains += free.validated_mw - fixed.validated_mw
     assert gains > 0.5  # these midday cases are voltage-limited: moving the tap helps (MW)
+
+
+@pytest.mark.parametrize("method", FAST)
+def test_oltc_search_stops_where_everything_is_validated(
+    dn: DistributionNetwork, method: str, monkeypatch
+) -> None:
+    """The tap search stops at the first candidate that validates every offered MW, and
+    chooses what trying every candidate chooses: no later candidate can validate more than
+    is offered (each method validates at most each offer, to the bit)."""
+    from market_sim.grid import validation
+
+    cases = [(dn.baseline(STEPS[0]), 100, 3.0), (dn.baseline(STEPS[2]), 101, 0.02)]
+    results = []
+    for inj, seed, scale in cases:
+        bids = shared_random_bids(dn, inj, np.random.default_rng(seed), scale)
+        results.append(validate(dn, inj, bids, LIMITS, method=method, oltc=True))
+        offered = bids["mw"].to_numpy()
+        assert (results[-1].table["validated_mw"].to_numpy() <= offered).all()
+    with monkeypatch.context() as m:
+        m.setattr(validation, "_FULL_TOLERANCE_MW", -np.inf)  # never stop: every candidate
+        every = [
+            validate(dn, inj, shared_random_bids(dn, inj, np.random.default_rng(seed), scale),
+                     LIMITS, method=method, oltc=True)
+            for inj, seed, scale in cases
+        ]  # fmt: skip
+    for stopped, full in zip(results, every, strict=True):
+        assert np.array_equal(stopped.trafo_tap_pos, full.trafo_tap_pos)
+        assert stopped.table["validated_mw"].equals(full.table["validated_mw"])
+        assert stopped.tap_candidates == full.tap_candidates[: len(stopped.tap_candidates)]
+    # the evening case's small bids all fit at the present taps: one candidate is tried
+    inj, seed, scale = cases[1]
+    mw = shared_random_bids(dn, inj, np.random.default_rng(seed), scale)["mw"].to_numpy()
+    small = results[1]
+    assert len(small.tap_candidates) == 1 < len(every[1].tap_candidates)
+    assert small.validated_mw == pytest.approx(mw[mw > MIN_MW].sum(), abs=1e-9)
 
 
 def test_equitable_is_fairer(dn: DistributionNetwork) -> None:

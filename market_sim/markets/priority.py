@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import highspy
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from market_sim import kernels
 from market_sim.markets.devices import device_of, partner_used, washed_devices
@@ -307,17 +307,17 @@ def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None,
     device = np.where(bid_id >= 0, device_of(bid_id), -1)
     is_up = (der.direction == UP).to_numpy()
     deciding = np.zeros(n, dtype=bool)
-    with kernels.timed("solves"):
-        result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
-    while result.status == 0:
-        per_der = result.x[: n_sides * n].reshape(n_sides, n).sum(axis=0)
+    n_var = a_ub.shape[1]
+    x, message = _solve(cost, a_ub, b_ub, np.full(n_var, np.inf))
+    while x is not None:
+        per_der = x[: n_sides * n].reshape(n_sides, n).sum(axis=0)
         washing = washed_devices(device, is_up, per_der)
         if not washing.any():
-            return result.x[: a_ub.shape[1]], ""
+            return x[:n_var], ""
         deciding |= washing
         rows = np.flatnonzero(deciding)
         devices, which = np.unique(device[rows], return_inverse=True)
-        k, m, n_var = len(devices), len(rows), a_ub.shape[1]
+        k, m = len(devices), len(rows)
         # per deciding DER b of device d: sum_s q[s, b] <= cap_b z_d (up), cap_b (1 - z_d) (down)
         cols = (np.arange(n_sides)[:, None] * n + rows[None, :]).ravel()
         pick = sparse.coo_array(
@@ -328,14 +328,54 @@ def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None,
         a = sparse.vstack([sparse.hstack([a_ub, sparse.csr_array((a_ub.shape[0], k))]),
                            sparse.hstack([pick, z])], format="csr")  # fmt: skip
         upper = np.r_[b_ub, np.where(is_up[rows], 0.0, cap[rows])]
-        with kernels.timed("solves"):
-            result = milp(
-                np.r_[cost, np.zeros(k)],
-                integrality=np.r_[np.zeros(n_var), np.ones(k)],
-                bounds=Bounds(0.0, np.r_[np.full(n_var, np.inf), np.ones(k)]),
-                constraints=LinearConstraint(a, -np.inf, upper),
-            )
-    return None, result.message
+        x, message = _solve(
+            np.r_[cost, np.zeros(k)], a, upper, np.r_[np.full(n_var, np.inf), np.ones(k)], k
+        )
+    return None, message
+
+
+def _solve(
+    cost: np.ndarray, a: sparse.sparray, upper: np.ndarray, col_upper: np.ndarray, binaries: int = 0
+) -> tuple[np.ndarray | None, str]:
+    """``min cost x, a x <= upper, 0 <= x <= col_upper``, the last ``binaries`` columns
+    integer: x, or None and HiGHS's model status. HiGHS is called directly, column-wise: SciPy's
+    ``linprog`` spent three quarters of a quickstart call checking its options one by one and
+    reading the bound duals column by column, none of which is used here."""
+    a = sparse.csc_array(a)
+    n_col, n_row = a.shape[1], a.shape[0]
+    integrality = np.zeros(n_col, dtype=np.int32)
+    integrality[n_col - binaries :] = int(highspy.HighsVarType.kInteger)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    if not binaries:  # what linprog(method="highs") asks for
+        h.setOptionValue("simplex_strategy", _DUAL_SIMPLEX)
+    h.passModel(
+        n_col,
+        n_row,
+        a.nnz,
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        np.asarray(cost, dtype=float),
+        np.zeros(n_col),
+        np.asarray(col_upper, dtype=float),
+        np.full(n_row, -highspy.kHighsInf),
+        np.asarray(upper, dtype=float),
+        a.indptr.astype(np.int32),
+        a.indices.astype(np.int32),
+        a.data.astype(float),
+        integrality,
+    )
+    with kernels.timed("solves"):
+        h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        return None, h.modelStatusToString(status)
+    return np.asarray(h.getSolution().col_value, dtype=float), ""
+
+
+#: HiGHS's ``simplex_strategy`` for the dual simplex.
+_DUAL_SIMPLEX = 1
 
 
 def priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw) -> pd.DataFrame:

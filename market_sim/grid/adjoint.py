@@ -1,12 +1,18 @@
 """Transposed solves with the power-flow Jacobian: one LU factorisation, many right-hand sides.
 
 Every sensitivity of a constraint to the injections is one adjoint solve ``J^T lambda = dg/dx``
-(:mod:`.sensitivities`). SuperLU factorises; the transposed triangular solves run here over
-its factors, with every right-hand side in the inner loop (numba), because SuperLU's own
-transposed solve is slow on radial networks (see :func:`adjoint_solve`).
+(:mod:`.sensitivities`). A network's Jacobians share one sparsity pattern, so their LU
+factors are computed on one fixed plan (:class:`StaticLU`: the fill-reducing order and the
+fill of L and U found once, then numbers only, in numba); SuperLU factorises where the plan's
+pivots are too small. The transposed triangular solves run here over the factors, with every
+right-hand side in the inner loop (numba), because SuperLU's own transposed solve is slow on
+radial networks (see :func:`adjoint_solve`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,31 +23,130 @@ try:  # numba is optional at import time (see market_sim.logs); SuperLU's solve 
 except ImportError:  # pragma: no cover
     numba = None
 
+#: A pivot of the plan smaller than this share of its column's largest entry (before the
+#: elimination) hands the matrix to SuperLU's partial pivoting instead. The quickstart's grids
+#: keep every pivot above 1.3 % of its column at their baselines through the year (a point a
+#: week): dP/dVa and dQ/dVm dominate their columns.
+PIVOT_TOL = 1e-3
 
-def factorise(jac: sp.csc_matrix, order: np.ndarray | None = None) -> tuple:
+
+def factorise(jac: sp.csc_matrix) -> tuple:
     """SuperLU factors of ``jac`` with the CSC arrays of L and U read out once.
 
     The columns are ordered by minimum degree on J^T + J, which fills less than the default on
     these (radial, symmetric-pattern) networks and so speeds up the many transposed solves.
-    ``order``: ``jac`` is a Jacobian ``J[:, order]`` whose columns are already in that order
-    (:func:`column_order`), so SuperLU keeps them as they are: the same factors without
-    ordering again, which is a sixth of a factorisation and depends on the pattern only.
     """
-    lu = spla.splu(jac, permc_spec="MMD_AT_PLUS_A" if order is None else "NATURAL")
+    lu = spla.splu(jac, permc_spec="MMD_AT_PLUS_A")
     low, up = lu.L, lu.U
-    return lu, (low.indptr, low.indices, low.data, up.indptr, up.indices, up.data), order
+    return lu, (low.indptr, low.indices, low.data, up.indptr, up.indices, up.data), None
 
 
-def column_order(jac: sp.csc_matrix, factors: tuple) -> np.ndarray | None:
-    """The fill-reducing column order of ``factors`` (:func:`factorise` of ``jac``), or None
-    where factorising ``jac[:, order]`` unordered would not give the very same factors."""
-    lu = factors[0]
-    order = np.argsort(lu.perm_c)  # jac Pc = jac[:, order]
-    again = factorise(jac[:, order], order)
-    same = np.array_equal(again[0].perm_c, np.arange(len(order))) and all(
-        np.array_equal(a, b) for a, b in zip(again[1], factors[1], strict=True)
-    )
-    return order if same and np.array_equal(again[0].perm_r, lu.perm_r) else None
+class Permutations(NamedTuple):
+    """Where :func:`adjoint_solve` reads the factors' permutations (SuperLU's names): column
+    ``perm_c[j]`` and row ``perm_r[i]`` of the factored matrix hold column j and row i."""
+
+    perm_c: np.ndarray
+    perm_r: np.ndarray
+
+
+@dataclass(frozen=True)
+class StaticLU:
+    """LU factors of every matrix of one sparsity pattern on one plan, without pivoting.
+
+    The rows and columns are put in one fill-reducing order (minimum degree on A^T + A, from
+    the pattern only) and the diagonal is the pivot: a power-flow Jacobian's diagonal (dP/dVa,
+    dQ/dVm of a bus) dominates its column. The fill of L and U then depends on the pattern
+    alone, so it is found once (:meth:`of`) and each matrix costs only its numbers (numba,
+    :meth:`factorise`): about a seventh of a SuperLU factorisation with its factors read out
+    on the quickstart's grids, and less fill (U has L's pattern, transposed). The factors are
+    SuperLU's up to rounding (1e-13 relative in the solves) and depend on the matrix only.
+    """
+
+    order: np.ndarray  # position j of the factored matrix holds row and column order[j]
+    row_of: np.ndarray  # the inverse: row i sits at row_of[i]
+    l_ptr: np.ndarray
+    l_idx: np.ndarray
+    u_ptr: np.ndarray
+    u_idx: np.ndarray
+
+    @classmethod
+    def of(cls, pattern: sp.csc_matrix) -> StaticLU | None:
+        """The plan for matrices of the pattern of ``pattern`` (its numbers are not read),
+        or None without numba or where the pattern has an empty diagonal entry."""
+        n = pattern.shape[0]
+        entries = sp.csc_matrix(
+            (np.ones(pattern.nnz), pattern.indices, pattern.indptr), pattern.shape
+        )
+        if numba is None or not np.all(entries.diagonal() != 0):
+            return None
+        order = np.argsort(spla.splu(_structural(pattern), permc_spec="MMD_AT_PLUS_A").perm_c)
+        permuted = _structural(pattern[order][:, order].tocsc())
+        fill = spla.splu(permuted, permc_spec="NATURAL", diag_pivot_thresh=0.0)
+        if not np.array_equal(fill.perm_r, np.arange(n)):  # pragma: no cover
+            return None
+        low, up = fill.L.tocsc(), fill.U.tocsc()
+        low.sort_indices()
+        up.sort_indices()  # rows ascending: the order the elimination needs
+        return cls(order, np.argsort(order), low.indptr, low.indices, up.indptr, up.indices)
+
+    def factorise(self, jac: sp.csc_matrix) -> tuple | None:
+        """:func:`factorise`'s factors of ``jac`` (of the plan's pattern) on this plan, or
+        None where a pivot is below :data:`PIVOT_TOL` of its column."""
+        low, up = np.empty(len(self.l_idx)), np.empty(len(self.u_idx))
+        ok = _refactor(jac.indptr, jac.indices, jac.data, self.order, self.row_of,
+                       self.l_ptr, self.l_idx, low, self.u_ptr, self.u_idx, up,
+                       np.zeros(len(self.order)), PIVOT_TOL)  # fmt: skip
+        if not ok:
+            return None
+        arrays = (self.l_ptr, self.l_idx, low, self.u_ptr, self.u_idx, up)
+        return Permutations(np.arange(len(self.order)), self.row_of), arrays, self.order
+
+
+def _structural(pattern: sp.csc_matrix) -> sp.csc_matrix:
+    """``pattern`` with seeded random numbers and a dominant diagonal: its elimination fills
+    what any matrix of the pattern can fill (no entry cancels by chance)."""
+    out = pattern.copy().tocsc()
+    out.data = np.random.default_rng(0).uniform(1.0, 2.0, out.nnz)
+    out = (out + sp.identity(out.shape[0], format="csc") * (2.0 * out.shape[0])).tocsc()
+    return out
+
+
+def _refactor_py(a_ptr, a_idx, a_val, order, row_of, l_ptr, l_idx, l_val, u_ptr, u_idx, u_val,
+                 x, tol) -> bool:  # fmt: skip
+    """Left-looking LU of ``A[order][:, order]`` on the fixed patterns of L (unit lower) and U
+    (upper, rows ascending per column), into ``l_val`` and ``u_val``; ``x`` a zero work
+    vector. Column j: scatter A's column, subtract each earlier column k of L times U[k, j]
+    (ascending k: U[k, j] is final once the columns before k are subtracted), then split
+    into U's rows and L's, divided by the pivot. False if a pivot is below ``tol`` of the
+    column's largest entry."""
+    n = len(order)
+    for j in range(n):
+        col, largest = order[j], 0.0
+        for p in range(a_ptr[col], a_ptr[col + 1]):
+            x[row_of[a_idx[p]]] = a_val[p]
+            largest = max(largest, abs(a_val[p]))
+        for p in range(u_ptr[j], u_ptr[j + 1]):
+            k = u_idx[p]
+            if k != j:
+                ukj = x[k]
+                for q in range(l_ptr[k], l_ptr[k + 1]):
+                    i = l_idx[q]
+                    if i != k:
+                        x[i] -= l_val[q] * ukj
+        pivot = x[j]
+        if not abs(pivot) > tol * largest:
+            return False
+        for p in range(u_ptr[j], u_ptr[j + 1]):
+            u_val[p] = x[u_idx[p]]
+            x[u_idx[p]] = 0.0
+        for q in range(l_ptr[j], l_ptr[j + 1]):
+            i = l_idx[q]
+            l_val[q] = 1.0 if i == j else x[i] / pivot
+            x[i] = 0.0
+    return True
+
+
+_refactor = numba.njit(cache=True, nogil=True)(_refactor_py) if numba is not None else None
 
 
 def adjoint_solve(factors: tuple, grad: np.ndarray, rows: np.ndarray) -> np.ndarray:

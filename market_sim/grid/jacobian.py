@@ -15,19 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from market_sim.grid.adjoint import column_order, factorise
+from market_sim.grid.adjoint import StaticLU, factorise
 from market_sim.grid.lightsim_model import Model
-
-
-@dataclass(frozen=True)
-class _Ordered:
-    """``J[:, order]`` as a fixed CSC structure: ``matrix``, whose numbers are ``J.data[take]``
-    (``order`` None: the columns are ordered at each factorisation, see
-    :func:`~.adjoint.column_order`)."""
-
-    order: np.ndarray | None
-    take: np.ndarray
-    matrix: sp.csc_matrix
 
 
 @dataclass
@@ -43,8 +32,8 @@ class _Pattern:
     a_pos / m_pos one-to-one), so their sum does not depend on the order they are added in.
     ``matrix``: a CSC matrix of that structure that :func:`factorised_jacobian` gives each
     Jacobian's numbers to (a new one's format checks cost a sixth of a factorisation here).
-    ``ordered``: the same with the columns in the factors' fill-reducing order, found at the
-    first factorisation (:class:`_Ordered`).
+    ``plan``: the LU plan of the structure (:class:`~.adjoint.StaticLU`; None where SuperLU
+    factorises every Jacobian), made at the first factorisation (``planned``).
     """
 
     y_row: np.ndarray
@@ -56,7 +45,8 @@ class _Pattern:
     indices: np.ndarray
     indptr: np.ndarray
     matrix: sp.csc_matrix
-    ordered: _Ordered | None = None
+    plan: StaticLU | None = None
+    planned: bool = False
 
 
 def _jacobian_pattern(model: Model) -> _Pattern:
@@ -113,35 +103,16 @@ def jacobian(model: Model, v: np.ndarray) -> sp.csc_matrix:
 
 
 def factorised_jacobian(model: Model, v: np.ndarray) -> tuple:
-    """:func:`~.adjoint.factorise` of :func:`jacobian` at ``v``: the same matrix, its numbers
-    given to the pattern's one ``matrix`` (a new array each time, never written into, so no
-    earlier factorisation's input changes; SuperLU copies what it factorises)."""
+    """:func:`~.adjoint.factorise`'s factors of :func:`jacobian` at ``v``, on the pattern's
+    plan (:class:`~.adjoint.StaticLU`), or SuperLU's where the plan's pivots are too small.
+    The numbers go to the pattern's one ``matrix`` (a new array each time, never written into,
+    so no earlier factorisation's input changes; neither factorisation keeps it)."""
     pat = _pattern(model)
-    data = _values(model, pat, v)
-    if pat.ordered is None:
-        pat.matrix.data = data
-        factors = factorise(pat.matrix)
-        pat.ordered = _ordered(pat.matrix, column_order(pat.matrix, factors))
-        return factors
-    ordered = pat.ordered
-    if ordered.order is None:
-        ordered.matrix.data = data
-        return factorise(ordered.matrix)
-    ordered.matrix.data = data[ordered.take]
-    return factorise(ordered.matrix, ordered.order)
-
-
-def _ordered(matrix: sp.csc_matrix, order: np.ndarray | None) -> _Ordered:
-    """The structure of ``matrix[:, order]`` and where its numbers come from in ``matrix``."""
-    if order is None:
-        return _Ordered(None, np.arange(matrix.nnz), matrix)
-    positions = sp.csc_matrix((np.arange(matrix.nnz, dtype=float), matrix.indices, matrix.indptr),
-                              shape=matrix.shape)[:, order]  # fmt: skip
-    take = positions.data.astype(np.int64)
-    ordered = sp.csc_matrix((np.zeros(len(take)), positions.indices, positions.indptr),
-                            shape=matrix.shape)  # fmt: skip
-    ordered.has_canonical_format = True
-    return _Ordered(order, take, ordered)
+    pat.matrix.data = _values(model, pat, v)
+    if not pat.planned:
+        pat.plan, pat.planned = StaticLU.of(pat.matrix), True
+    factors = pat.plan.factorise(pat.matrix) if pat.plan is not None else None
+    return factors if factors is not None else factorise(pat.matrix)
 
 
 def _pattern(model: Model) -> _Pattern:

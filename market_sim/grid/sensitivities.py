@@ -121,8 +121,9 @@ def _exact_factors(model: Model, v: np.ndarray) -> tuple:
 
     Exact by construction: the Jacobian is a function of the model's admittances and ``v``
     only, and the same matrix is factorised the same way (on the model's one plan, or by
-    SuperLU), so a hit returns what a new factorisation would. The entry holds the model, so no other model can take its identity
-    (a new grid after :func:`~market_sim.grid.lightsim_model.forget_models` never matches).
+    SuperLU), so a hit returns what a new factorisation would. The entry holds the model, so
+    no other model can take its identity (a new grid after
+    :func:`~market_sim.grid.lightsim_model.forget_models` never matches).
     """
     probe = model.pq[0] if len(model.pq) else 0
     for i, (m, at, factors) in enumerate(_RECENT):

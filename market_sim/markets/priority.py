@@ -334,6 +334,10 @@ def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None,
     return None, message
 
 
+#: HiGHS's ``simplex_strategy`` for the dual simplex.
+_DUAL_SIMPLEX = 1
+
+
 def _solve(
     cost: np.ndarray, a: sparse.sparray, upper: np.ndarray, col_upper: np.ndarray, binaries: int = 0
 ) -> tuple[np.ndarray | None, str]:
@@ -372,10 +376,6 @@ def _solve(
     if status != highspy.HighsModelStatus.kOptimal:
         return None, h.modelStatusToString(status)
     return np.asarray(h.getSolution().col_value, dtype=float), ""
-
-
-#: HiGHS's ``simplex_strategy`` for the dual simplex.
-_DUAL_SIMPLEX = 1
 
 
 def priority_rows(rule, dso, bid_ids, requested, dso_mw, tso_mw) -> pd.DataFrame:

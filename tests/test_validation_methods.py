@@ -146,27 +146,22 @@ def test_oltc_search_stops_where_everything_is_validated(
     is offered (each method validates at most each offer, to the bit)."""
     from market_sim.grid import validation
 
-    cases = [(dn.baseline(STEPS[0]), 100, 3.0), (dn.baseline(STEPS[2]), 101, 0.02)]
-    results = []
-    for inj, seed, scale in cases:
-        bids = shared_random_bids(dn, inj, np.random.default_rng(seed), scale)
-        results.append(validate(dn, inj, bids, LIMITS, method=method, oltc=True))
-        offered = bids["mw"].to_numpy()
-        assert (results[-1].table["validated_mw"].to_numpy() <= offered).all()
+    cases = []
+    for step, seed, scale in ((STEPS[0], 100, 3.0), (STEPS[2], 101, 0.02)):
+        inj = dn.baseline(step)
+        cases.append((inj, shared_random_bids(dn, inj, np.random.default_rng(seed), scale)))
+    results = [validate(dn, inj, bids, LIMITS, method=method, oltc=True) for inj, bids in cases]
+    for (_, bids), res in zip(cases, results, strict=True):
+        assert (res.table["validated_mw"].to_numpy() <= bids["mw"].to_numpy()).all()
     with monkeypatch.context() as m:
         m.setattr(validation, "_FULL_TOLERANCE_MW", -np.inf)  # never stop: every candidate
-        every = [
-            validate(dn, inj, shared_random_bids(dn, inj, np.random.default_rng(seed), scale),
-                     LIMITS, method=method, oltc=True)
-            for inj, seed, scale in cases
-        ]  # fmt: skip
+        every = [validate(dn, inj, bids, LIMITS, method=method, oltc=True) for inj, bids in cases]
     for stopped, full in zip(results, every, strict=True):
         assert np.array_equal(stopped.trafo_tap_pos, full.trafo_tap_pos)
         assert stopped.table["validated_mw"].equals(full.table["validated_mw"])
         assert stopped.tap_candidates == full.tap_candidates[: len(stopped.tap_candidates)]
     # the evening case's small bids all fit at the present taps: one candidate is tried
-    inj, seed, scale = cases[1]
-    mw = shared_random_bids(dn, inj, np.random.default_rng(seed), scale)["mw"].to_numpy()
+    mw = cases[1][1]["mw"].to_numpy()
     small = results[1]
     assert len(small.tap_candidates) == 1 < len(every[1].tap_candidates)
     assert small.validated_mw == pytest.approx(mw[mw > MIN_MW].sum(), abs=1e-9)

@@ -337,9 +337,35 @@ def test_a_bug_in_the_power_flow_is_not_non_convergence(
     def broken(model, v):
         raise TypeError("a programming error")
 
+    lightsim_model.forget_models(dn)  # else the point's kept solution answers
     monkeypatch.setattr(lightsim_model, "_flows", broken)
     with pytest.raises(TypeError):
         run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS)
+
+
+def test_a_point_solved_again_is_the_kept_solution(
+    dn: DistributionNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same set-points from the no-load start are solved once: the second power flow
+    returns the first one's arrays (read-only), a warm start or another point solves anew,
+    and a checkpoint's fresh models keep nothing."""
+    from market_sim.grid import lightsim_model
+
+    lightsim_model.forget_models(dn)  # the fixture's network has solved these points before
+    solves = []
+    solve = lightsim_model._solve
+    monkeypatch.setattr(lightsim_model, "_solve", lambda m, v: solves.append(1) or solve(m, v))
+    first = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, write=False)
+    again = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, write=False)
+    assert len(solves) == 1 and again.flows is first.flows
+    assert not first.vm_pu.flags.writeable and not first.state.v.flags.writeable
+    run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, warm_start=first)
+    other = run_power_flow_detailed(dn, dn.baseline(STEPS[1]), LIMITS, write=False)
+    assert len(solves) == 3 and not np.array_equal(other.vm_pu, first.vm_pu, equal_nan=True)
+    lightsim_model.forget_models(dn)
+    fresh = run_power_flow_detailed(dn, dn.baseline(STEPS[0]), LIMITS, write=False)
+    assert len(solves) == 4
+    np.testing.assert_array_equal(fresh.vm_pu, first.vm_pu)
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ def grid_raising(dn, monkeypatch):
 
     def install(error: Exception) -> None:
         monkeypatch.setattr(model, "grid", Failing(model.grid, "ac_pf", error))
+        model.solutions.clear()  # a kept solution would answer without the grid
 
     return install
 

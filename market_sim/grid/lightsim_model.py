@@ -42,6 +42,10 @@ NR_TOL = 1e-9
 NR_MAX_IT = 20
 #: Largest no-load voltage difference (pu) to pandapower for which lightsim2grid is trusted.
 MODEL_CHECK_TOL = 1e-8
+#: Solutions from the no-load start a :class:`Model` keeps, by their set-points: a period
+#: solves some points again a few power flows later (the state a DSO measures and its
+#: baseline at delivery, a dispatch's AC check and its delivery).
+KEPT_SOLUTIONS = 8
 
 
 @dataclass
@@ -80,6 +84,8 @@ class Model:
     updates: dict[str, Any]  # set-point key ("load_p", ...) -> the grid's vectorised update
     jac_pattern: Any = None  # jacobian._Pattern
     branch_y: dict[str, tuple] = field(default_factory=dict)
+    #: the last :data:`KEPT_SOLUTIONS` solutions from ``v0``, by their set-points' bytes
+    solutions: dict[bytes, tuple[Flows, State]] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,7 @@ def _renewed(pristine: Any, checked: Model, vm_ext: float) -> Model | None:
         updates=_updates(grid),
         jac_pattern=None,
         branch_y={},
+        solutions={},
     )
 
 
@@ -441,27 +448,48 @@ def run(
     The default start is fixed rather than the last solution, so that a run's results do not
     depend on what was solved before in the same process (equal seeds give bitwise equal
     tables); it costs about one Newton iteration. A failed warm start is retried from it.
-    None if Newton-Raphson does not converge.
+    The same set-points from the no-load start are solved once: a kept solution
+    (:data:`KEPT_SOLUTIONS`; read-only, shared by every caller that asks for it) is returned
+    again. None if Newton-Raphson does not converge.
     """
-    _send_injections(model, injections)
+    new = model.set_points.scaled(injections)
+    key = new.tobytes() if v_start is None else None
+    kept = model.solutions.get(key) if key is not None else None
+    if kept is not None:
+        return kept
+    _send_injections(model, new)
     solved = _solve(model, model.v0 if v_start is None else v_start)
     if solved is None and v_start is not None:
         solved = _solve(model, model.v0)
     if solved is None:
         return None
     v, v_solver = solved
-    return _flows(model, v), State(model, v_solver)
+    result = (_flows(model, v), State(model, v_solver))
+    if key is not None:
+        _keep(model.solutions, key, result)
+    return result
 
 
-def _send_injections(model: Model, injections: Injections) -> None:
-    """Send the set-points that changed since the last power flow to the grid, vectorised.
+def _keep(solutions: dict[bytes, tuple[Flows, State]], key: bytes, result: tuple) -> None:
+    """Keep ``result`` read-only under ``key``, dropping the oldest beyond the limit."""
+    flows, state = result
+    for values in (*vars(flows).values(), state.v):
+        if isinstance(values, np.ndarray):
+            values.flags.writeable = False
+    if len(solutions) >= KEPT_SOLUTIONS:
+        del solutions[next(iter(solutions))]
+    solutions[key] = result
+
+
+def _send_injections(model: Model, new: np.ndarray) -> None:
+    """Send the set-points (:meth:`SetPoints.scaled`) that changed since the last power flow
+    to the grid, vectorised.
 
     lightsim2grid takes float32 arrays here: the rounding (1e-7 relative) moves voltages by
     about 1e-10 pu, far below the 1e-6 pu the results are compared at. All set-points are
     compared at once (:class:`SetPoints`); each block with a change is sent as before.
     """
     layout = model.set_points
-    new = layout.scaled(injections)
     changed = new != model.sent
     if not changed.any():
         return

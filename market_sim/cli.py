@@ -14,7 +14,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from market_sim.config import ConfigError, ScenarioConfig, load_config
+from market_sim.config import ConfigError, ScenarioConfig, chunk_periods, load_config
 from market_sim.config_yaml import resolve_config
 from market_sim.logs import quiet_resource_tracker, setup
 from market_sim.registry import COORDINATION_MODELS
@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
     )
     run.add_argument(
-        "--chunk-days", type=int, help="days per chunk written to disk (default: the config's, 1)"
+        "--chunk-days",
+        type=float,
+        help="days per chunk written to disk, a whole number of periods (default: the config's, 1)",
     )
     run.add_argument(
         "--overwrite",
@@ -246,10 +248,13 @@ def _checked_config(args: argparse.Namespace) -> ScenarioConfig:
     checked (ConfigError), before anything is loaded."""
     config = load_config(args.config, args.set)
     chunk_days = getattr(args, "chunk_days", None)
-    for flag, value in (("--days", args.days), ("--chunk-days", chunk_days)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag}: got {value}; allowed: a whole number >= 1")
+    if args.days is not None and args.days < 1:
+        raise ConfigError(f"--days: got {args.days}; allowed: a whole number >= 1")
     if chunk_days is not None:
+        try:
+            chunk_periods(chunk_days, config.period_minutes, "--chunk-days")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         config = config.model_copy(update={"chunk_days": chunk_days})
     if args.days is not None:
         config.for_model(config.models[0], args.days)  # validates the date range

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -471,6 +472,18 @@ def _unique_agent_names(dsos: list[DsoConfig], aggregators: list[AggregatorConfi
         owners[name] = field.removesuffix(".name")
 
 
+def chunk_periods(chunk_days: float, period_minutes: int, field: str = "chunk_days") -> int:
+    """The periods of a chunk of ``chunk_days``; a ValueError naming ``field`` unless that is
+    a whole number of periods, at least one (a chunk ends where a run can be resumed)."""
+    periods = chunk_days * 24 * 60 / period_minutes
+    if not (math.isfinite(periods) and 1 <= periods == round(periods) and chunk_days <= 366):
+        raise ValueError(
+            f"{field}: got {chunk_days}; allowed: a whole number of {period_minutes}-minute "
+            "periods, at least one, at most 366 days (e.g. 1, 0.25, 2)"
+        )
+    return round(periods)
+
+
 class ScenarioConfig(_Strict):
     """A whole scenario. ``models`` may list several coordination models to run side by side."""
 
@@ -486,7 +499,13 @@ class ScenarioConfig(_Strict):
     #: a run writes its tables and state to disk every chunk: what a crash can lose, and where
     #: solvers forget their warm starts, so that a run resumed there computes what an
     #: uninterrupted one does (part of the config: it may change results in the last digits)
-    chunk_days: int = Field(1, ge=1, le=366, description="days per chunk written to disk")
+    chunk_days: float = Field(
+        1,
+        gt=0,
+        le=366,
+        description="days per chunk written to disk: a whole number of periods (a fraction "
+        "of a day bounds the memory of a large network's chunk)",
+    )
     models: list[ModelName] = Field(
         min_length=1,
         description="coordination models run side by side, each at most once (one name alone "
@@ -538,6 +557,7 @@ class ScenarioConfig(_Strict):
         missing = [n for n in names if n not in covered]
         if missing:
             raise ValueError(f"aggregators: no aggregator represents the prosumers of {missing}")
+        chunk_periods(self.chunk_days, self.period_minutes)
         period_s = 60 * self.period_minutes
         if self.gates.dispatch_s > period_s:
             raise ValueError(

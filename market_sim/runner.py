@@ -24,7 +24,7 @@ import pandas as pd
 
 from market_sim import processes
 from market_sim.chunk_writer import Chunk, ChunkWriter
-from market_sim.config import ScenarioConfig, dump_config, load_config
+from market_sim.config import ScenarioConfig, chunk_periods, dump_config, load_config
 from market_sim.kpis import links, summary
 from market_sim.model import MarketModel
 from market_sim.progress import Progress
@@ -185,7 +185,7 @@ def resume_scenario(
 
 
 def _chunk_periods(config: ScenarioConfig) -> int:
-    return config.chunk_days * config.periods_per_day
+    return chunk_periods(config.chunk_days, config.period_minutes)
 
 
 #: A run still to do: its config, its folder, and the checkpoint it starts from.

@@ -117,6 +117,12 @@ CASES = [
     ),
     ("a name of dots", _edited(lambda d: d.update(name="..")), ["name", "'..'", "allowed"]),
     (
+        "a chunk of part of a period",
+        _edited(lambda d: d.update(chunk_days=0.3)),
+        ["chunk_days", "0.3", "a whole number of 15-minute periods"],
+    ),
+    ("a chunk of no period", _edited(lambda d: d.update(chunk_days=0)), ["chunk_days", "0"]),
+    (
         "not UTF-8",
         TEXT.replace("a sunny midsummer day", "un jour d'été").encode("latin-1"),
         ["not UTF-8", "0xe9", "allowed: a UTF-8"],

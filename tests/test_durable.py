@@ -166,6 +166,27 @@ def test_sigkill_then_resume_gives_the_uninterrupted_tables(
     assert not (folder.parent / LOCK).exists()
 
 
+def test_chunks_of_a_fraction_of_a_day_resume_like_whole_days(tiny, tmp_path, start):
+    """``--chunk-days 0.25`` (six 60-minute periods: what bounds the memory of a large
+    network's chunk) writes a part per quarter day, and a run killed in its second chunk
+    resumes, from the middle of a day, to the tables of an uninterrupted run so chunked."""
+    whole = tmp_path / "whole"
+    assert main(_argv(tiny, whole, "--chunk-days", "0.25")) == 0
+    straight = whole / "quickstart" / MODEL
+    assert _info(straight)["chunks"] == 8
+    first = pd.read_parquet(straight / "grid" / "part-00001.parquet")
+    assert (first.period.min(), first.period.max()) == (6, 11)
+
+    child = start(tiny, tmp_path / "killed", "--chunk-days", "0.25")
+    folder = tmp_path / "killed" / "quickstart" / MODEL
+    _wait_for_chunk(folder, child)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert _info(folder)["last_completed_period"] < 47
+    assert main(["run", "--resume", str(folder), "--no-progress"]) == 0
+    _assert_same_tables(straight, folder)
+
+
 def test_ctrl_c_finishes_the_period_exits_130_with_one_line_and_resumes(
     straight, tiny, tmp_path, start
 ):
@@ -352,7 +373,7 @@ def test_ctrl_c_of_a_jobs_run_stops_every_worker_after_its_period_and_resumes(
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["run", str(QUICKSTART), "--chunk-days", "0"], "--chunk-days: got 0; allowed: a whole"),
+        (["run", str(QUICKSTART), "--chunk-days", "0"], "--chunk-days: got 0.0; allowed:"),
         (["run", "--resume", "nowhere"], "--resume: got 'nowhere'; allowed: a run folder"),
         (["run", str(QUICKSTART), "--resume", "x"], "--resume: got CONFIG too; allowed:"),
         (["run", "--resume", "x", "--overwrite"], "--resume: got --overwrite too; allowed:"),

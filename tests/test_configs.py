@@ -12,7 +12,6 @@ from market_sim.registry import COORDINATION_MODELS
 from market_sim.results import load_results
 from market_sim.runner import run_scenario
 from market_sim.scenario import load_networks, load_scenario
-from market_sim.tables import TABLES
 from tests.conftest import ROOT
 
 #: scenarios whose networks take long to load: run by the benchmarks, not by `make test`
@@ -52,8 +51,9 @@ def test_config_runs_two_days_under_every_model(path, tmp_path):
     assert [r.model for r in reports] == models
     periods = 2 * scenario.config.periods_per_day
     for report in reports:
-        tables = load_results(report.folder)
-        assert set(tables) == set(TABLES), (path.name, report.model)
+        # the tables asked about (load_results checks that every table is there): two days
+        # of tso_managed on the 10k-bus grid hold 660 million LP coefficients
+        tables = load_results(report.folder, tables=("kpis", "grid", "events"))
         assert tables["kpis"].period.nunique() == periods, (path.name, report.model)
         assert len(tables["grid"]) == periods * len(scenario.config.dsos)
         assert not tables["events"].kind.eq("schedule_failed").any(), (path.name, report.model)

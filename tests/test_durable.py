@@ -255,6 +255,15 @@ def test_a_failing_run_is_marked_failed_with_its_error_and_raises(tiny, tmp_path
     assert not (folder.parent / LOCK).exists()
 
 
+def test_load_results_reads_the_tables_asked_for(straight):
+    """Only the tables named (a large run's do not fit in memory together); a name that is
+    not a table is a one-line error naming it and the tables there are."""
+    tables = load_results(straight, tables=["grid", "kpis"])
+    assert list(tables) == ["grid", "kpis"] and len(tables["grid"]) == 48
+    with pytest.raises(ValueError, match=r"tables: got \['grids'\]; allowed: the tables"):
+        load_results(straight, tables=["grids"])
+
+
 def test_load_results_refuses_an_incomplete_folder_unless_asked(tmp_path):
     empty = {
         n: pd.DataFrame({c: pd.Series(dtype=t) for c, (t, _) in TABLES[n].items()}) for n in TABLES

@@ -6,6 +6,7 @@ info|clear`` and ``market-sim compare CONFIG [--variants V ...] [--days N] [--ou
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import subprocess
@@ -176,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     return commands[args.command](args)
 
 
+#: The errors of a full disk or quota: a run stopped by them can be resumed once there is room.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def _run(args: argparse.Namespace) -> int:
     from market_sim.results import RunFolderError
     from market_sim.runner import (
@@ -221,6 +226,16 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("market-sim: interrupted before any period was written", file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in _FULL:
+            raise
+        where = args.resume if args.resume is not None else args.out / config.name
+        print(
+            f"market-sim: writing the results failed: {error}; the chunks written are kept: "
+            f"make room, then market-sim run --resume {where}",
+            file=sys.stderr,
+        )
+        return 1
     print(side_by_side(reports))
     status = _report([r.folder for r in reports], None, None) if args.report else 0
     violated = check_line(reports)

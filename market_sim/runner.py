@@ -334,7 +334,10 @@ def _run_model(
         folder.update(status="interrupted")
         raise
     except Exception as error:
-        folder.update(status="failed", error=f"{type(error).__name__}: {error}")
+        try:
+            folder.update(status="failed", error=f"{type(error).__name__}: {error}")
+        except OSError as also:  # a full disk fails this too: the run's own error stands
+            log.error("%s: could not mark the run failed: %s", folder.path, also)
         raise
     finally:
         gc.set_threshold(*thresholds)

@@ -255,6 +255,42 @@ def test_a_failing_run_is_marked_failed_with_its_error_and_raises(tiny, tmp_path
     assert not (folder.parent / LOCK).exists()
 
 
+def test_a_full_disk_is_one_line_status_1_and_the_run_resumes(
+    straight, tiny, tmp_path, monkeypatch, capsys
+):
+    """No space left while writing the second chunk (the disk full for run.json too): one
+    line saying how to resume, status 1; the first chunk is kept and the resumed run gives the
+    uninterrupted tables."""
+    import errno
+
+    from market_sim import run_folder
+
+    write_part, write_info = run_folder.write_part, run_folder.write_run_info
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def no_room(*args):
+        raise full
+
+    def part(folder, table, index, arrow):
+        if index == 1:
+            monkeypatch.setattr(run_folder, "write_run_info", no_room)
+            raise full
+        write_part(folder, table, index, arrow)
+
+    monkeypatch.setattr(run_folder, "write_part", part)
+    assert main(_argv(tiny, tmp_path)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    folder = tmp_path / "quickstart"
+    assert err[-1].startswith("market-sim: writing the results failed: [Errno 28] No space")
+    assert err[-1].endswith(f"market-sim run --resume {folder}")
+    monkeypatch.setattr(run_folder, "write_part", write_part)
+    monkeypatch.setattr(run_folder, "write_run_info", write_info)
+    info = _info(folder / MODEL)  # "running": marking it failed needed the disk too
+    assert info["status"] == "running" and info["last_completed_period"] == 23
+    assert main(["run", "--resume", str(folder), "--no-progress"]) == 0
+    _assert_same_tables(straight, folder / MODEL)
+
+
 def test_load_results_reads_the_tables_asked_for(straight):
     """Only the tables named (a large run's do not fit in memory together); a name that is
     not a table is a one-line error naming it and the tables there are."""

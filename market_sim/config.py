@@ -574,6 +574,11 @@ class ScenarioConfig(_Strict):
     def n_periods(self) -> int:
         return self.days * self.periods_per_day
 
+    @property
+    def chunk_periods(self) -> int:
+        """The periods of a chunk written to disk (``chunk_days``, checked when loaded)."""
+        return chunk_periods(self.chunk_days, self.period_minutes)
+
     def for_model(self, model: str, days: int | None = None) -> ScenarioConfig:
         """The resolved config of one run: one model, optionally fewer or more days."""
         update: dict[str, object] = {"models": [model]}

@@ -24,7 +24,7 @@ import pandas as pd
 
 from market_sim import processes
 from market_sim.chunk_writer import Chunk, ChunkWriter
-from market_sim.config import ScenarioConfig, chunk_periods, dump_config, load_config
+from market_sim.config import ScenarioConfig, dump_config, load_config
 from market_sim.kpis import links, summary
 from market_sim.model import MarketModel
 from market_sim.progress import Progress
@@ -159,7 +159,7 @@ def _new_runs(
             "model": name,
             "seed": run_config.seed,
             "periods": run_config.n_periods,
-            "chunk_periods": _chunk_periods(run_config),
+            "chunk_periods": run_config.chunk_periods,
             "packages": package_versions(),
             "wall_time_s": 0.0,
         }
@@ -182,10 +182,6 @@ def resume_scenario(
     runs = [(load_config(f / "config.yaml"), ModelFolder(f)) for f in folders]
     with RunLock(folders[0].parent):
         return _run_all(scenario, runs, progress, check, jobs, source)
-
-
-def _chunk_periods(config: ScenarioConfig) -> int:
-    return chunk_periods(config.chunk_days, config.period_minutes)
 
 
 #: A run still to do: its config, its folder, and the checkpoint it starts from.
@@ -293,7 +289,7 @@ def _run_model(
 ) -> None:
     """Run one model chunk by chunk, each chunk's tables and state written as it ends."""
     state = None if checkpoint.state is None else RunState.from_bytes(checkpoint.state)
-    chunk = _chunk_periods(config)
+    chunk = config.chunk_periods
     wall_before, started = folder.info().get("wall_time_s", 0.0), time.perf_counter()
     index = checkpoint.next_chunk
     folder.update(status="running", error=None)  # a failed run resumed may now succeed

@@ -420,6 +420,17 @@ class CommunicationConfig(_Strict):
     bandwidth_mbit_s: float = Field(10.0, gt=0, description="link bandwidth, Mbit/s")
 
 
+class RecordConfig(_Strict):
+    """Tables a run may leave empty: what only an audit reads, and a large network makes huge."""
+
+    balancing_coefficients: bool = Field(
+        True,
+        description="record the balancing LP's coefficients A (balancing_coefficients, needed "
+        "to rebuild a clearing from the tables); off, the table is empty: on a 10k-bus grid "
+        "tso_managed's linearised rows are ~3.4 million a period, ~3.5 GB of parquet a day",
+    )
+
+
 class GatesConfig(_Strict):
     """When each phase of a period closes, in seconds after gate opening."""
 
@@ -523,6 +534,7 @@ class ScenarioConfig(_Strict):
     dso_market: DsoMarketConfig = DsoMarketConfig()
     communication: CommunicationConfig = CommunicationConfig()
     gates: GatesConfig = GatesConfig()
+    record: RecordConfig = RecordConfig()
 
     @field_validator("models", mode="before")
     @classmethod

@@ -366,7 +366,8 @@ class MarketModel(mesa.Model):
             record_prices(rec, period, "balancing", buses, clearing.price_eur_per_mwh)
         record_delivery(rec, period, {n: d.network for n, d in self.dsos.items()}, delivered)
         record_wear(rec, period, wear[0])
-        record_balancing(rec, period, self.transmission, inputs.plan, clearing)
+        record_balancing(rec, period, self.transmission, inputs.plan, clearing,
+                         self.config.record.balancing_coefficients)  # fmt: skip
         record_baseline(rec, period, {n: d.network for n, d in self.dsos.items()}, inputs.forecasts)
         kpis = self._kpis(
             inputs, outcome, delivered, base, wear, dispatch, settlement, counterfactual, prices

@@ -112,9 +112,11 @@ def record_balancing(
     network: TransmissionNetwork,
     plan: TsoPlan,
     clearing: BalancingResult | None,
+    coefficients: bool = True,
 ) -> None:
     """What the period's balancing LP was built from and its objective, and the schedule's
-    dispatch per generator: the tables the LP can be solved again from."""
+    dispatch per generator: the tables the LP can be solved again from (its rows' coefficients
+    only if ``coefficients``: ``record.balancing_coefficients`` of the config)."""
     dispatch = schedule_dispatch(network, plan.schedule)
     recorder.add_columns("schedule_dispatch", dispatch, period=period)
     if clearing is None:
@@ -139,11 +141,13 @@ def record_balancing(
     labels = {c: column_values(clearing.row_labels, c) for c in ROW_LABELS}
     labels |= {"row": np.arange(len(rhs)), "rhs": rhs}
     recorder.add_columns("balancing_rows", labels, period=period)
+    if not coefficients:
+        return
     row, col, data = _entries(rows)
     kept = data != 0.0
     offer_id = numbers(clearing.offers, "offer_id", np.int64)[col[kept]]
-    coefficients = {"row": row[kept], "offer_id": offer_id, "coefficient": data[kept]}
-    recorder.add_columns("balancing_coefficients", coefficients, period=period)
+    entries = {"row": row[kept], "offer_id": offer_id, "coefficient": data[kept]}
+    recorder.add_columns("balancing_coefficients", entries, period=period)
 
 
 def _entries(rows: sparse.csr_array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -242,3 +242,26 @@ def test_reserve_rows_are_rebuilt_too(make_model, quickstart, tmp_path):
     assert rows.rhs[0] == pytest.approx(offers.mw[offers.direction == "up"].sum() - 20.0)
     cost = tables["balancing_lp"].cost_eur_per_h[0]
     assert rebuilt_cost(tables, PERIODS[0]) == pytest.approx(cost, rel=1e-6, abs=1e-6)
+
+
+def test_unrecorded_coefficients_leave_that_table_empty_and_every_other_as_it_was(
+    run_tables, make_model, quickstart
+):
+    """``record.balancing_coefficients: false`` (a large grid's audit table) changes what is
+    written, not what is computed: the same periods give the same tables but that one."""
+    model, tables = run_tables
+    if model != "tso_managed":
+        pytest.skip("the table is large where tso_managed's distribution rows are")
+    record = quickstart.record.model_copy(update={"balancing_coefficients": False})
+    sim = make_model(model, record=record)
+    sim.period = PERIODS[0]
+    sim.run(len(PERIODS))
+    without = sim.tables()
+    assert len(tables["balancing_coefficients"]) > 0
+    assert without["balancing_coefficients"].empty
+    assert list(without["balancing_coefficients"]) == list(tables["balancing_coefficients"])
+    for name in set(tables) - {"balancing_coefficients", "timings"}:
+        pd.testing.assert_frame_equal(
+            without[name].reset_index(drop=True), tables[name].reset_index(drop=True),
+            check_dtype=False, obj=name,
+        )  # fmt: skip

@@ -49,6 +49,8 @@ bench: $(TEST_STAMP)
 
 # Re-resolve both locks from pyproject's ranges (run after changing dependencies, then test):
 # the runtime closure first, then the extras constrained to it, keeping only what they add.
+# Make it with the lowest Python 3.11 at hand: every pin must install on each supported Python
+# (Debian 12's is 3.11.2; tests/test_packaging.py checks the pins' Requires-Python).
 lock:
 	rm -rf .lockenv && $(PY) -m venv .lockenv
 	.lockenv/bin/python -m pip install -q --upgrade pip

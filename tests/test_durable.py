@@ -291,6 +291,34 @@ def test_a_full_disk_is_one_line_status_1_and_the_run_resumes(
     _assert_same_tables(straight, folder / MODEL)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KB tmpfs at ``tmp_path / "disk"`` (root only), which the test may grow."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_in_a_jobs_worker_is_the_same_one_line(straight, tiny, small_disk, capsys):
+    """With --jobs the runs write in worker processes: a real full disk there stops the run
+    with the same one line and status 1, and the scenario folder resumes once there is room."""
+    argv = ["run", str(tiny), "--model", MODEL, "--model", "hybrid", "--jobs", "2"]
+    assert main([*argv, "--out", str(small_disk), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    folder = small_disk / "quickstart"
+    assert err[-1].startswith("market-sim: writing the results failed: [Errno 28] No space")
+    assert err[-1].endswith(f"market-sim run --resume {folder}")
+    assert {_info(folder / m)["status"] for m in (MODEL, "hybrid")} <= {"failed", "running"}
+    remount = ["mount", "-o", "remount,size=64m", str(small_disk)]
+    subprocess.run(remount, check=True)
+    assert main(["run", "--resume", str(folder), "--jobs", "2", "--no-progress"]) == 0
+    _assert_same_tables(straight, folder / MODEL)
+
+
 def test_load_results_reads_the_tables_asked_for(straight):
     """Only the tables named (a large run's do not fit in memory together); a name that is
     not a table is a one-line error naming it and the tables there are."""

@@ -34,6 +34,25 @@ def test_supported_pythons_agree():
     assert versions == {"3.11", "3.12", "3.13"}
 
 
+def test_every_pinned_version_installs_on_the_lowest_supported_python():
+    """The locks are what ``make`` installs, so each pin must admit every Python the project
+    says it supports: Debian 12's is 3.11.2, which pymdown-extensions 13 (>=3.11.5) refused."""
+    from importlib.metadata import distribution
+
+    from packaging.specifiers import SpecifierSet
+
+    lowest = re.search(r">=(3\.\d+)", PROJECT["requires-python"]).group(1) + ".0"
+    pins = [
+        line.split("==")[0]
+        for lock in ("requirements.lock", "requirements-test.lock")
+        for line in (ROOT / lock).read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    ]
+    needs = {name: distribution(name).metadata.get("Requires-Python") or "" for name in pins}
+    refused = {n: need for n, need in needs.items() if not SpecifierSet(need).contains(lowest)}
+    assert len(pins) > 100 and not refused, f"pins that refuse Python {lowest}: {refused}"
+
+
 def test_example_configs_are_shipped_once_and_resolve_by_name():
     shipped = shipped_configs()
     assert set(shipped) == {"quickstart", "ehv", "mvlv-urban"}

@@ -68,7 +68,7 @@ def main() -> None:
     wall, peak = run_year(models, args.days, args.jobs, args.out)
     print(f"{', '.join(models)}: {args.days} days, --jobs {args.jobs}: wall {wall:.0f} s "
           f"({wall / 60:.1f} min), peak RSS {peak:.0f} MB")  # fmt: skip
-    # the interpreter's build matters: pyenv's default one ran the engine ~9 % slower than
+    # the interpreter's build matters: pyenv's default one ran the engine 6-9 % slower than
     # Debian's optimised /usr/bin/python3.11 (benchmarks/README.md, sixteenth round)
     print(f"Python {sys.version.split()[0]} at {sys.executable}")
     for model in models:

@@ -427,7 +427,7 @@ class RecordConfig(_Strict):
         True,
         description="record the balancing LP's coefficients A (balancing_coefficients, needed "
         "to rebuild a clearing from the tables); off, the table is empty: on a 10k-bus grid "
-        "tso_managed's linearised rows are ~3.4 million a period, ~3.5 GB of parquet a day",
+        "tso_managed's linearised rows are ~3.4 million a period, ~3.1 GB of parquet a day",
     )
 
 

@@ -112,7 +112,7 @@ def record_balancing(
     network: TransmissionNetwork,
     plan: TsoPlan,
     clearing: BalancingResult | None,
-    coefficients: bool = True,
+    coefficients: bool,
 ) -> None:
     """What the period's balancing LP was built from and its objective, and the schedule's
     dispatch per generator: the tables the LP can be solved again from (its rows' coefficients

@@ -255,6 +255,13 @@ def test_a_failing_run_is_marked_failed_with_its_error_and_raises(tiny, tmp_path
     assert not (folder.parent / LOCK).exists()
 
 
+def _assert_full_disk_line(err: str, folder: Path) -> None:
+    """The last line of stderr says the disk is full and how to resume ``folder``."""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("market-sim: writing the results failed: [Errno 28] No space")
+    assert last.endswith(f"market-sim run --resume {folder}")
+
+
 def test_a_full_disk_is_one_line_status_1_and_the_run_resumes(
     straight, tiny, tmp_path, monkeypatch, capsys
 ):
@@ -279,10 +286,8 @@ def test_a_full_disk_is_one_line_status_1_and_the_run_resumes(
 
     monkeypatch.setattr(run_folder, "write_part", part)
     assert main(_argv(tiny, tmp_path)) == 1
-    err = capsys.readouterr().err.strip().splitlines()
     folder = tmp_path / "quickstart"
-    assert err[-1].startswith("market-sim: writing the results failed: [Errno 28] No space")
-    assert err[-1].endswith(f"market-sim run --resume {folder}")
+    _assert_full_disk_line(capsys.readouterr().err, folder)
     monkeypatch.setattr(run_folder, "write_part", write_part)
     monkeypatch.setattr(run_folder, "write_run_info", write_info)
     info = _info(folder / MODEL)  # "running": marking it failed needed the disk too
@@ -308,10 +313,8 @@ def test_a_full_disk_in_a_jobs_worker_is_the_same_one_line(straight, tiny, small
     with the same one line and status 1, and the scenario folder resumes once there is room."""
     argv = ["run", str(tiny), "--model", MODEL, "--model", "hybrid", "--jobs", "2"]
     assert main([*argv, "--out", str(small_disk), "--no-progress"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
     folder = small_disk / "quickstart"
-    assert err[-1].startswith("market-sim: writing the results failed: [Errno 28] No space")
-    assert err[-1].endswith(f"market-sim run --resume {folder}")
+    _assert_full_disk_line(capsys.readouterr().err, folder)
     assert {_info(folder / m)["status"] for m in (MODEL, "hybrid")} <= {"failed", "running"}
     remount = ["mount", "-o", "remount,size=64m", str(small_disk)]
     subprocess.run(remount, check=True)

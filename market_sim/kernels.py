@@ -12,10 +12,13 @@ Totals are per thread: a Dask worker with several threads may run several models
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import highspy
 
 #: The kernels timed: AC power flows (lightsim2grid, pandapower's runpp and runopp) and
 #: optimisation solves (HiGHS, through pyomo's persistent interface, highspy or scipy).
@@ -47,3 +50,33 @@ def take() -> dict[str, float]:
     for kernel in KERNELS:
         spent[kernel] = 0.0
     return totals
+
+
+def quiet_highs(highs: highspy.Highs | None = None, **options: object) -> highspy.Highs:
+    """``highs`` (a new instance by default) silent, on one thread, with ``options`` set: every
+    HiGHS instance the engine solves with is made or set up here.
+
+    One thread, because HiGHS's default (``threads`` 0) makes every ``run`` read the machine's
+    CPU topology from ``/sys`` to size its scheduler: about 45 of the 85 us a one-column LP
+    takes, on each of a quickstart period's five solves. The LPs and the small MILPs here gain
+    nothing from threads, and their results do not then depend on the machine's core count.
+    """
+    highs = highspy.Highs() if highs is None else highs
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("threads", _threads())
+    for key, value in options.items():
+        highs.setOptionValue(key, value)
+    return highs
+
+
+@functools.cache
+def _threads() -> int:
+    """HiGHS's ``threads`` for the engine's instances: 1, unless HiGHS's scheduler (one per
+    process) already runs another number of threads, set by a solve before the engine's first
+    (a notebook's own HiGHS model); then 0, its current number, since HiGHS refuses to solve
+    with any other."""
+    probe = highspy.Highs()
+    probe.setOptionValue("output_flag", False)
+    probe.setOptionValue("threads", 1)
+    probe.addVar(0.0, 1.0)
+    return 1 if probe.run() == highspy.HighsStatus.kOk else 0

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
+
+import highspy
 
 from market_sim import kernels
 
@@ -42,3 +47,48 @@ def test_each_period_records_its_wall_time_and_its_kernels(make_model):
     assert run["power_flows"] + run["solves"] < run["period"]
     stages = timings[timings.role != "run"].seconds.sum()
     assert stages <= run["period"]
+
+
+def test_every_solve_of_a_period_runs_highs_on_one_thread(make_model, monkeypatch):
+    """HiGHS's default ``threads`` (0) reads the CPU topology from /sys at every run and sizes
+    its scheduler by the machine; every instance of the engine is set to one thread instead."""
+    threads = []
+    run = highspy.Highs.run
+
+    def counted(self, *args):
+        threads.append(self.getOptionValue("threads")[1])
+        return run(self, *args)
+
+    monkeypatch.setattr(highspy.Highs, "run", counted)
+    for model in ("tso_managed", "dso_managed"):
+        sim = make_model(model)
+        sim.period = 48
+        sim.step()
+    assert len(threads) >= 4  # schedules, balancing markets, validation LPs
+    assert set(threads) == {kernels.quiet_highs().getOptionValue("threads")[1]} == {1}
+
+
+def test_a_scheduler_of_another_size_is_used_as_it_is():
+    """HiGHS refuses to solve with a ``threads`` other than its running scheduler's (one per
+    process): after a notebook's own solve on two threads, the engine's instances take the
+    scheduler as it is and still solve."""
+    script = textwrap.dedent(
+        """
+        import highspy
+        theirs = highspy.Highs()
+        theirs.setOptionValue("output_flag", False)
+        theirs.setOptionValue("threads", 2)
+        theirs.addVar(0.0, 1.0)
+        assert theirs.run() == highspy.HighsStatus.kOk
+        from market_sim import kernels
+        ours = kernels.quiet_highs()
+        ours.addVar(0.0, 2.0)
+        ours.changeColCost(0, -1.0)
+        assert ours.run() == highspy.HighsStatus.kOk
+        assert ours.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        assert ours.getSolution().col_value[0] == 2.0
+        print(ours.getOptionValue("threads")[1])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "0"

@@ -108,10 +108,7 @@ def quiet_highs() -> highspy.Highs:
     The LPs are small in rows (hundreds) but dense in thousands of bid columns; presolve
     finds nothing to remove there and took three quarters of the solve time on the 10k grid.
     """
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("presolve", "off")
-    return h
+    return kernels.quiet_highs(presolve="off")
 
 
 def network_highs(dn: DistributionNetwork) -> highspy.Highs:

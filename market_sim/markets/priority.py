@@ -349,10 +349,8 @@ def _solve(
     n_col, n_row = a.shape[1], a.shape[0]
     integrality = np.zeros(n_col, dtype=np.int32)
     integrality[n_col - binaries :] = int(highspy.HighsVarType.kInteger)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    if not binaries:  # what linprog(method="highs") asks for
-        h.setOptionValue("simplex_strategy", _DUAL_SIMPLEX)
+    # the dual simplex unless there are binaries: what linprog(method="highs") asks for
+    h = kernels.quiet_highs(**({} if binaries else {"simplex_strategy": _DUAL_SIMPLEX}))
     h.passModel(
         n_col,
         n_row,

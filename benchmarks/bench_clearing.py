@@ -29,7 +29,8 @@ import pandapower.networks as pn
 import pandas as pd
 from scipy import sparse
 
-from market_sim.markets.balancing import TIE_BREAK_EUR_PER_MWH, BalancingMarket
+from market_sim import kernels
+from market_sim.markets.balancing import TIE_BREAK_EUR_PER_MWH, BalancingMarket, OfferBook
 from market_sim.markets.offers import ter_offers
 from market_sim.markets.pips_fallback import pips_problem
 from market_sim.markets.schedule import EnergySchedule
@@ -47,9 +48,7 @@ EHV = "1-EHV-mixed--0-sw"
 
 def _direct_highs(cost, hess_diag, a: sparse.csr_matrix, xlo, xhi, rlo, rhi) -> highspy.Highs:
     """A highspy model of min c'x + x'Hx/2, rlo <= Ax <= rhi, xlo <= x <= xhi."""
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("qp_regularization_value", 1e-12)
+    h = kernels.quiet_highs(qp_regularization_value=1e-12)  # on one thread, as the engine's
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, xlo, xhi
@@ -141,7 +140,7 @@ def direct_balancing(market: BalancingMarket):
     lim_rows = np.arange(n_l + n_b, n_l + n_b + len(rated), dtype=np.int32)
 
     def clear(offers: pd.DataFrame, need: np.ndarray, base_flow: np.ndarray) -> float:
-        slot = market._slots_for(offers)
+        slot = _slots(market, offers)
         mw = np.zeros(n_s)
         mw[slot] = offers["mw"].to_numpy()
         h.changeColsBounds(n_s, q_cols, np.zeros(n_s), mw)
@@ -156,6 +155,12 @@ def direct_balancing(market: BalancingMarket):
         return h.getInfo().objective_function_value
 
     return clear
+
+
+def _slots(market: BalancingMarket, offers: pd.DataFrame) -> np.ndarray:
+    """The slot of every offer in ``market``'s LP (grown where a bus overflows)."""
+    book = OfferBook.of(offers)
+    return market._slots_for(book, market.network.bus_position(book.bus))
 
 
 def _inputs(network, schedule: EnergySchedule, periods: int, rng: np.random.Generator):
@@ -207,7 +212,7 @@ def bench(name: str, net, periods: int, every: int, rng: np.random.Generator) ->
     }
     market = BalancingMarket(network, VOLL)
     for x in inputs:  # grow the slots once, so that no timed period rebuilds
-        market._slots_for(x[2])
+        _slots(market, x[2])
     bal_direct = direct_balancing(market)
     row["balancing persistent"] = median_ms(lambda x: market.clear(*x[2:]), inputs)
     row["balancing rebuilt"] = median_ms(

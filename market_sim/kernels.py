@@ -56,10 +56,11 @@ def quiet_highs(highs: highspy.Highs | None = None, **options: object) -> highsp
     """``highs`` (a new instance by default) silent, on one thread, with ``options`` set: every
     HiGHS instance the engine solves with is made or set up here.
 
-    One thread, because HiGHS's default (``threads`` 0) makes every ``run`` read the machine's
-    CPU topology from ``/sys`` to size its scheduler: about 45 of the 85 us a one-column LP
-    takes, on each of a quickstart period's five solves. The LPs and the small MILPs here gain
-    nothing from threads, and their results do not then depend on the machine's core count.
+    One thread, because with HiGHS's default (``threads`` 0) every ``run`` reads the machine's
+    CPU topology from ``/sys`` twice, not once, and syncs a scheduler sized by the machine (two
+    threads on this 2-core one): a one-column LP took 73-82 us against 37-41 us on one thread,
+    on each of a quickstart period's five solves. The LPs and small MILPs here gain nothing from
+    threads, and their results do not then depend on the machine's core count.
     """
     highs = highspy.Highs() if highs is None else highs
     highs.setOptionValue("output_flag", False)

@@ -50,8 +50,8 @@ def test_each_period_records_its_wall_time_and_its_kernels(make_model):
 
 
 def test_every_solve_of_a_period_runs_highs_on_one_thread(make_model, monkeypatch):
-    """HiGHS's default ``threads`` (0) reads the CPU topology from /sys at every run and sizes
-    its scheduler by the machine; every instance of the engine is set to one thread instead."""
+    """HiGHS's default ``threads`` (0) sizes its scheduler by the machine, reading the CPU
+    topology at every run; every instance of the engine is set to one thread instead."""
     threads = []
     run = highspy.Highs.run
 

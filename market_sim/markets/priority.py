@@ -334,10 +334,6 @@ def _exclusive_solve(der, n_sides, cost, a_ub, b_ub) -> tuple[np.ndarray | None,
     return None, message
 
 
-#: HiGHS's ``simplex_strategy`` for the dual simplex.
-_DUAL_SIMPLEX = 1
-
-
 def _solve(
     cost: np.ndarray, a: sparse.sparray, upper: np.ndarray, col_upper: np.ndarray, binaries: int = 0
 ) -> tuple[np.ndarray | None, str]:
@@ -349,8 +345,7 @@ def _solve(
     n_col, n_row = a.shape[1], a.shape[0]
     integrality = np.zeros(n_col, dtype=np.int32)
     integrality[n_col - binaries :] = int(highspy.HighsVarType.kInteger)
-    # the dual simplex unless there are binaries: what linprog(method="highs") asks for
-    h = kernels.quiet_highs(**({} if binaries else {"simplex_strategy": _DUAL_SIMPLEX}))
+    h = kernels.quiet_highs()  # the default simplex_strategy: the dual simplex
     h.passModel(
         n_col,
         n_row,

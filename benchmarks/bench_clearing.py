@@ -48,7 +48,7 @@ EHV = "1-EHV-mixed--0-sw"
 
 def _direct_highs(cost, hess_diag, a: sparse.csr_matrix, xlo, xhi, rlo, rhi) -> highspy.Highs:
     """A highspy model of min c'x + x'Hx/2, rlo <= Ax <= rhi, xlo <= x <= xhi."""
-    h = kernels.quiet_highs(qp_regularization_value=1e-12)  # on one thread, as the engine's
+    h = kernels.one_thread_highs(qp_regularization_value=1e-12)  # as the engine's
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, xlo, xhi

@@ -8,6 +8,7 @@ whole wall time, so that the engine's share of a run is read from the run's own 
 (``benchmarks/bench_year.py``).
 
 Totals are per thread: a Dask worker with several threads may run several models at once.
+Every HiGHS instance the engine solves with is made or set up by :func:`one_thread_highs`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def take() -> dict[str, float]:
     return totals
 
 
-def quiet_highs(highs: highspy.Highs | None = None, **options: object) -> highspy.Highs:
+def one_thread_highs(highs: highspy.Highs | None = None, **options: object) -> highspy.Highs:
     """``highs`` (a new instance by default) silent, on one thread, with ``options`` set: every
     HiGHS instance the engine solves with is made or set up here.
 

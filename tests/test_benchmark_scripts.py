@@ -1,6 +1,6 @@
-"""The benchmark scripts still run: they reach into the markets' internals (slots, rated
-branches) to build their direct-HiGHS baselines, and an engine change that moves those breaks
-``make bench`` long after the change is merged. Each runs here on its smallest inputs."""
+"""``bench_clearing.py`` still runs: its direct-HiGHS baselines reach into the balancing
+market's internals (slots, rated branches), and an engine change that moves those broke
+``make bench`` long after the change was merged. It runs here on two periods."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def test_every_solve_of_a_period_runs_highs_on_one_thread(make_model, monkeypatc
         sim.period = 48
         sim.step()
     assert len(threads) >= 4  # schedules, balancing markets, validation LPs
-    assert set(threads) == {kernels.quiet_highs().getOptionValue("threads")[1]} == {1}
+    assert set(threads) == {kernels.one_thread_highs().getOptionValue("threads")[1]} == {1}
 
 
 def test_a_scheduler_of_another_size_is_used_as_it_is():
@@ -81,7 +81,7 @@ def test_a_scheduler_of_another_size_is_used_as_it_is():
         theirs.addVar(0.0, 1.0)
         assert theirs.run() == highspy.HighsStatus.kOk
         from market_sim import kernels
-        ours = kernels.quiet_highs()
+        ours = kernels.one_thread_highs()
         ours.addVar(0.0, 2.0)
         ours.changeColCost(0, -1.0)
         assert ours.run() == highspy.HighsStatus.kOk

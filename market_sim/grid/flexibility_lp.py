@@ -93,7 +93,7 @@ class SupportLp:
     """
 
     def __init__(self, lower: np.ndarray, upper: np.ndarray, w_map: sp.csr_matrix) -> None:
-        self.h = kernels.quiet_highs(presolve="off")
+        self.h = kernels.one_thread_highs(presolve="off")
         self.lower, self.upper = lower, upper  # of the z columns
         self.n_z, self.n_w = len(lower), w_map.shape[0]
         self.solves = 0

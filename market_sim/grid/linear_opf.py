@@ -108,7 +108,7 @@ def quiet_highs() -> highspy.Highs:
     The LPs are small in rows (hundreds) but dense in thousands of bid columns; presolve
     finds nothing to remove there and took three quarters of the solve time on the 10k grid.
     """
-    return kernels.quiet_highs(presolve="off")
+    return kernels.one_thread_highs(presolve="off")
 
 
 def network_highs(dn: DistributionNetwork) -> highspy.Highs:

@@ -58,7 +58,7 @@ class LoadedModel:
         self._opt = opt  # keeps pyomo's translation (and its maps) alive
         self._var_map = var_map
         self._con_map = con_map
-        kernels.quiet_highs(self.highs, **(options or {}))
+        kernels.one_thread_highs(self.highs, **(options or {}))
         lp = self.highs.getLp()
         self._col_lower = np.array(lp.col_lower_, dtype=float)
         self._col_upper = np.array(lp.col_upper_, dtype=float)
@@ -161,7 +161,7 @@ class LoadedModel:
         keeps more of an earlier solve than its basis, and the next solves differ in the
         last bits.
         """
-        self.highs = kernels.quiet_highs(**self._options)
+        self.highs = kernels.one_thread_highs(**self._options)
         self.highs.passModel(self._loaded_lp)
         lp = self._loaded_lp
         self._col_lower = np.array(lp.col_lower_, dtype=float)

@@ -345,7 +345,7 @@ def _solve(
     n_col, n_row = a.shape[1], a.shape[0]
     integrality = np.zeros(n_col, dtype=np.int32)
     integrality[n_col - binaries :] = int(highspy.HighsVarType.kInteger)
-    h = kernels.quiet_highs()  # the default simplex_strategy: the dual simplex
+    h = kernels.one_thread_highs()  # the default simplex_strategy: the dual simplex
     h.passModel(
         n_col,
         n_row,

@@ -1,4 +1,4 @@
-"""The numpy group sum is the pandas groupby sum, to the last bit."""
+"""The compiled group sum is the pandas groupby sum, to the last bit."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_sim.grid import linear_opf
-from market_sim.grid.constraints import MIN_MW, effective_limits, violations
+from market_sim.grid import ac_opf, linear_opf
+from market_sim.grid.constraints import MIN_MW, BidLayout, check, effective_limits, violations
 from market_sim.grid.fairness import jain_index
 from market_sim.grid.injections import apply_bids
 from market_sim.grid.network import DistributionNetwork, load_network
@@ -232,19 +232,61 @@ def test_infeasible_lp_rejects_the_direction(dn: DistributionNetwork, monkeypatc
 @pytest.mark.slow
 @pytest.mark.parametrize("fairness", FAIRNESS)
 def test_ac_opf_is_safe_and_close_to_linear_opf(dn: DistributionNetwork, fairness) -> None:
-    """ac_opf never validates an unsafe set; where it converges, linear_opf is within 5 % of
-    the offered volume of it (per direction)."""
+    """ac_opf never validates an unsafe set; where it converges and the baseline is within
+    the limits, linear_opf is within 5 % of the offered volume of it (per direction).
+
+    Where the baseline already violates a limit, its level is the limit and no part of a
+    validated set may raise it. linear_opf's worst case over the box then cuts every bid that
+    raises such a row, however little; ac_opf's AC checks of the box's critical vertices miss
+    bids that raise it alone (by up to 1.4e-5 pu on rural in June) but not together, and it
+    validates more. There linear_opf is compared with the guarantee instead: each of its
+    validated bids alone passes an AC power flow within the limits.
+    """
     for k, step in enumerate(STEPS):
         inj = dn.baseline(step)
         bids = random_bids(dn, inj, seed=100 + k)
         ref = validate(dn, inj, bids, LIMITS, method="ac_opf", fairness=fairness)
         assert_safe(dn, inj, bids, ref)
         lin = validate(dn, inj, bids, LIMITS, method="linear_opf", fairness=fairness)
+        if run_power_flow(dn, inj, LIMITS).n_violations:
+            assert_single_bids_safe(dn, inj, bids, lin)
+            continue
         for direction, stats in ref.directions.items():
             if stats.converged:
                 offered = stats.offered_mw
                 gap = volume(ref, direction) - volume(lin, direction)
                 assert gap <= 0.05 * offered, (step, direction, gap)
+
+
+def assert_single_bids_safe(dn: DistributionNetwork, inj: Injections, bids, res) -> None:
+    """Each bid alone at its validated MW passes an AC power flow within the effective limits."""
+    caps = effective_limits(dn, run_power_flow_detailed(dn, inj, LIMITS, write=False), LIMITS)
+    mw = res.table["validated_mw"].to_numpy()
+    for i in np.flatnonzero(mw > MIN_MW):
+        book = bids.iloc[[i]].assign(mw=mw[i])
+        d = run_power_flow_detailed(dn, apply_bids(dn, inj, book), LIMITS, write=False)
+        assert d.result.converged and not violations(dn, d, caps), (i, violations(dn, d, caps))
+
+
+def test_ac_opf_common_share_is_safe_over_its_box() -> None:
+    """ac_opf's equitable fallback (every bid at the largest common share) is a validated set
+    like any other: every part of it is safe, not only the whole.
+
+    Reproduction: semiurb at twice its PV in April midday, the baseline over vmax at two
+    buses. The share found by checking only the whole set (0.378 of every down bid) had a
+    subset 6.9e-4 pu over a voltage cap; the share is now checked over its box."""
+    dn = load_network("1-MV-semiurb--2-sw", pv_scale=2.0)
+    inj = dn.baseline(STEPS[1])
+    bids = random_bids(dn, inj, seed=101)
+    down = bids[bids["direction"] == DOWN].reset_index(drop=True)
+    layout = BidLayout.of(dn, down)
+    base = run_power_flow_detailed(dn, inj, LIMITS, write=False)
+    caps = effective_limits(dn, base, LIMITS)
+    share, _ = ac_opf._common_share(dn, layout, inj, base, caps, LIMITS)
+    x = share * layout.offered
+    d = check(dn, layout, inj, x, LIMITS, warm=base)
+    worst, _ = ac_opf._box(dn, layout, inj, base, d, x, caps, LIMITS)
+    assert worst.ok, worst.overshoot
 
 
 def test_linear_opf_is_deterministic(dn: DistributionNetwork) -> None:

@@ -129,7 +129,26 @@ def _joined(frames: list[Columns]) -> pd.DataFrame | None:
             columns[name] = np.concatenate(parts)
         else:
             columns[name] = type(parts[0])._concat_same_type(parts)
-    return pd.DataFrame(columns, copy=False)  # new arrays: pandas' copy would double the cost
+    return new_frame(columns)
+
+
+def new_frame(columns: Columns) -> pd.DataFrame:
+    """A table of ``columns``: new, equally long one-dimensional arrays (numpy arrays or
+    pandas arrays) that nothing else holds, each taken as it is, one block per column.
+
+    ``pd.DataFrame(columns, copy=False)`` gives the same table but first checks every array
+    again and consolidates the columns of one dtype into a block (a copy): 60-100 us for a
+    period's few hundred rows, against 20-40 here, on each of the ~8 tables a period builds.
+    """
+    if not columns:
+        return pd.DataFrame()
+    arrays = list(columns.values())
+    return pd.DataFrame._from_arrays(
+        arrays,
+        columns=pd.Index(list(columns), dtype=object),
+        index=pd.RangeIndex(len(arrays[0])),
+        verify_integrity=False,
+    )
 
 
 def columns_where(table: Columns, column: str, value: Any) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market_sim.columns import new_frame
+
 UP = "up"
 DOWN = "down"
 DIRECTIONS = (UP, DOWN)
@@ -44,23 +46,23 @@ def typed_frame(columns: Mapping[str, Any], dtypes: Mapping[str, str]) -> pd.Dat
     """A table of ``columns`` with the declared ``dtypes``, in their order: numeric columns
     as numpy arrays, text (``"string"``) as pandas strings. The stages build such tables every
     period, and a pandas array per numeric column costs as much again as the table. The
-    frame holds copies: pandas' constructor copies every column."""
-    return pd.DataFrame(
+    frame holds copies of the columns, taken as they are (:func:`~.columns.new_frame`)."""
+    return new_frame(
         {
-            c: _strings(columns[c]) if t == "string" else np.asarray(columns[c], dtype=t)
+            c: _strings(columns[c]) if t == "string" else np.array(columns[c], dtype=t)
             for c, t in dtypes.items()
         }
     )
 
 
 def _strings(values: Any) -> pd.api.extensions.ExtensionArray:
-    """``values`` as pandas strings, for :func:`typed_frame` to copy: pandas strings already
-    as they are (checking each value again cost as much as the rest of a bid book's table),
-    others by ``pd.array(values, dtype="string")`` (a copy, values made text, missing ones
-    NA), by the call it makes: its inference of what it was given costs as much again."""
+    """A copy of ``values`` as pandas strings: of pandas strings as they are (checking each
+    value again cost as much as the rest of a bid book's table), of others by
+    ``pd.array(values, dtype="string")`` (values made text, missing ones NA), by the call it
+    makes: its inference of what it was given costs as much again."""
     dtype = pd.StringDtype()
     if isinstance(values, pd.api.extensions.ExtensionArray) and values.dtype == dtype:
-        return values
+        return values.copy()
     return dtype.construct_array_type()._from_sequence(values, dtype=dtype, copy=True)
 
 

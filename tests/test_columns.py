@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import distinct, numbers, positions, text
+from market_sim.columns import distinct, new_frame, numbers, positions, text
 
 
 def test_positions_are_an_index_lookup():
@@ -46,3 +46,23 @@ def test_distinct_strings_are_numpys_unique():
         found, codes = distinct(values)
         assert found.tolist() == expected.tolist()
         np.testing.assert_array_equal(codes, inverse)
+
+
+def test_new_frame_is_the_table_pandas_builds():
+    """new_frame gives what ``pd.DataFrame(columns, copy=False)`` gives: values, dtypes,
+    index and column labels, for every array type the stages hand on and for no rows."""
+    n = 6
+    columns = {
+        "bid_id": np.arange(n),
+        "mw": np.linspace(0.0, 1.0, n),
+        "price": np.full(n, np.nan),
+        "ok": np.ones(n, dtype=bool),
+        "dso": np.array(["rural", "semiurb"] * 3, dtype=object),
+        "direction": pd.array(["up", "down", pd.NA] * 2, dtype="string"),
+        "element": pd.Categorical(["load", "sgen"] * 3),
+    }
+    for case in (columns, {c: v[:0] for c, v in columns.items()}, {}):
+        expected, got = pd.DataFrame(case, copy=False), new_frame(case)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+        assert type(got.index) is type(expected.index)
+        assert got.columns.dtype == expected.columns.dtype

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import Columns, array_of, numbers, positions, rows_where, text
+from market_sim.columns import Columns, array_of, new_frame, numbers, positions, rows_where, text
 from market_sim.config import DsoMarketConfig
 from market_sim.coordination.period import (
     VALIDATION_COLUMNS,
@@ -302,7 +302,7 @@ def _joined_dispatch(received: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     if not parts:
         return no_dispatch()
     joined = {c: np.concatenate([columns[c] for columns in parts]) for c in parts[0]}
-    return pd.DataFrame(joined, copy=False)  # new arrays: pandas' copy would double the cost
+    return new_frame(joined)
 
 
 def validation_runs(

@@ -17,7 +17,7 @@ from collections.abc import Generator, Iterable
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import numbers, text
+from market_sim.columns import new_frame, numbers, text
 from market_sim.coordination.base import CoordinationModel
 from market_sim.coordination.period import (
     VALIDATION_COLUMNS,
@@ -68,7 +68,7 @@ class TsoManaged(CoordinationModel):
             table = no_validation()
         else:
             joined = {c: np.concatenate([part[c] for part in tables]) for c in VALIDATION_COLUMNS}
-            table = pd.DataFrame(joined, copy=False)  # new arrays: no copy needed
+            table = new_frame(joined)
         ends = np.cumsum([0, *lengths]).tolist()
         results = {
             name: ValidationResult(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market_sim.columns import array_of, numbers
+from market_sim.columns import array_of, new_frame, numbers
 from market_sim.grid.injections import tap_positions
 from market_sim.grid.network import DistributionNetwork, kept_for_layout
 from market_sim.grid.powerflow import PowerFlowDetail, run_power_flow_detailed
@@ -150,7 +150,7 @@ def network_state_table(
             if given is not None:
                 filled[rows] = np.asarray(given, float)[: rows.stop - rows.start]
         table[column] = filled
-    return pd.DataFrame(table, copy=False)  # see _StateLayout
+    return new_frame(table)  # see _StateLayout
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from market_sim.columns import Columns, array_of, concat_frames, length, numbers, text
+from market_sim.columns import Columns, array_of, concat_frames, length, new_frame, numbers, text
 from market_sim.markets.balancing import BalancingMarket, BalancingResult, OfferBook
 from market_sim.markets.offers import OFFER_COLUMNS, TER_OFFER_COLUMNS, TerSteps, empty_offers
 from market_sim.markets.persistent import Matrix
@@ -188,7 +188,7 @@ def offer_book(ter: Columns, der: Columns) -> OfferBook:
         book["device"] = np.concatenate([np.full(n_ter, np.nan), numbers(der, "device")])
         device[n_ter:] = numbers(der, "device", np.int64)
     return OfferBook(
-        table=pd.DataFrame(book, copy=False),
+        table=new_frame(book),
         offer_id=book["offer_id"],
         bus=book["bus"],
         direction=book["direction"],

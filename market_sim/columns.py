@@ -134,11 +134,12 @@ def _joined(frames: list[Columns]) -> pd.DataFrame | None:
 
 def new_frame(columns: Columns) -> pd.DataFrame:
     """A table of ``columns``: new, equally long one-dimensional arrays (numpy arrays or
-    pandas arrays) that nothing else holds, each taken as it is, one block per column.
+    pandas arrays) that nothing else holds, taken as they are.
 
-    ``pd.DataFrame(columns, copy=False)`` gives the same table but first checks every array
-    again and consolidates the columns of one dtype into a block (a copy): 60-100 us for a
-    period's few hundred rows, against 20-40 here, on each of the ~8 tables a period builds.
+    ``pd.DataFrame(columns, copy=False)`` gives the same table (a test compares them) but
+    first checks every array again and infers the index from their lengths: 70 us for a
+    7-column table of 300 rows, against 47 by pandas' own from-arrays path, on each of the
+    ~8 tables a period builds.
     """
     if not columns:
         return pd.DataFrame()

@@ -66,3 +66,13 @@ def test_new_frame_is_the_table_pandas_builds():
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
         assert type(got.index) is type(expected.index)
         assert got.columns.dtype == expected.columns.dtype
+
+
+def test_distinct_numbers_are_numpys_unique():
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 7, 300):
+        values = rng.integers(-5, 20, n)
+        expected, inverse = np.unique(values, return_inverse=True)
+        found, codes = distinct(values)
+        assert found.tolist() == expected.tolist() and found.dtype == values.dtype
+        np.testing.assert_array_equal(codes, inverse)

@@ -481,3 +481,19 @@ def test_offer_rows_constrain_one_period_and_leave_the_model_as_built(layout):
     pd.testing.assert_frame_equal(limited.offers, offers)  # the book as cleared
     again = market.clear(offers, need).accepted.set_index("offer_id").mw
     pd.testing.assert_series_equal(again, plain)
+
+
+def test_binding_offer_rows_leave_a_basis_to_start_from():
+    """Deleting a binding row (its slack nonbasic) made HiGHS drop its basis, so the next
+    period's balancing solve started from scratch; the statuses it keeps are given back as an
+    alien basis, and the next clearing starts from it and ends where a fresh market ends."""
+    market = BalancingMarket(_triangle(), VOLL)
+    offers = _offers([(1, 0, "up", 50.0, 10.0), (2, 0, "up", 50.0, 20.0), (3, 2, "up", 50, 30.0)])
+    need = np.array([0.0, 80.0, 0.0])
+    rows = (np.array([[1.0, 1.0, 0.0]]), np.array([40.0]))  # binds: 1 and 2 could give 80
+    assert market.clear(offers, need, offer_rows=rows).ok
+    assert market._lp.highs.getBasis().valid
+    again = market.clear(offers, need)
+    fresh = BalancingMarket(_triangle(), VOLL).clear(offers, need)
+    pd.testing.assert_frame_equal(again.accepted, fresh.accepted)
+    np.testing.assert_array_equal(again.price_eur_per_mwh, fresh.price_eur_per_mwh)

@@ -149,7 +149,24 @@ class LoadedModel:
             yield
         finally:
             if n_rows:
-                self.highs.deleteRows(n_rows, np.arange(first, first + n_rows, dtype=np.int32))
+                self._delete_rows(first, n_rows)
+
+    def _delete_rows(self, first: int, n_rows: int) -> None:
+        """Delete ``n_rows`` rows from ``first`` on, keeping the basis of the last solve.
+
+        Where a deleted row was binding (its slack nonbasic), HiGHS marks the basis invalid,
+        though it keeps every remaining status, with more basic variables than rows: the
+        next solve then started from scratch, presolve included (two thirds of case39's
+        balancing solves, 1.7 against 1.1 ms). Given back as an alien basis, HiGHS makes a
+        basis of those statuses (the surplus made nonbasic), and the next period starts
+        from the last one's dispatch. A basis that was not valid before stays as it was.
+        """
+        valid = self.highs.getBasis().valid
+        self.highs.deleteRows(n_rows, np.arange(first, first + n_rows, dtype=np.int32))
+        basis = self.highs.getBasis()
+        if valid and not basis.valid:
+            basis.alien = True
+            self.highs.setBasis(basis)
 
     # ---- solve and read --------------------------------------------------------------------
 

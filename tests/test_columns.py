@@ -66,6 +66,9 @@ def test_new_frame_is_the_table_pandas_builds():
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
         assert type(got.index) is type(expected.index)
         assert got.columns.dtype == expected.columns.dtype
+    first, second = new_frame(columns), new_frame(columns)
+    first.columns.name = "renamed"  # tables of the same names share labels, not their name
+    assert second.columns.name is None
 
 
 def test_distinct_numbers_are_numpys_unique():

@@ -158,8 +158,8 @@ class LoadedModel:
         though it keeps every remaining status, with more basic variables than rows: the
         next solve then started from scratch, presolve included (two thirds of case39's
         balancing solves, 1.7 against 1.1 ms). Given back as an alien basis, HiGHS makes a
-        basis of those statuses (the surplus made nonbasic), and the next period starts
-        from the last one's dispatch. A basis that was not valid before stays as it was.
+        basis of those statuses (the surplus made nonbasic), and the next solve starts from
+        it. A basis that was not valid before stays as it was.
         """
         valid = self.highs.getBasis().valid
         self.highs.deleteRows(n_rows, np.arange(first, first + n_rows, dtype=np.int32))

@@ -45,6 +45,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_clearing.py
 	$(BIN)/python benchmarks/bench_validation.py
 	$(BIN)/python benchmarks/bench_engine_floor.py
+	$(BIN)/python benchmarks/bench_period_parts.py
 	$(BIN)/python -m pytest -q -m slow
 
 # Re-resolve both locks from pyproject's ranges (run after changing dependencies, then test):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import inspect
 import logging
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,11 @@ from market_sim.config import load_config
 from market_sim.grid import jacobian, lightsim_model, linear_opf, powerflow
 from market_sim.model import MarketModel
 from market_sim.scenario import load_scenario
+
+try:
+    from benchmarks.timing import replace_in_modules
+except ImportError:  # run as a script from benchmarks/
+    from timing import replace_in_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 5
@@ -54,11 +58,7 @@ def _recording(module_attr: tuple[object, str], calls: list) -> Callable[[], Non
         calls.append(tuple(bound.arguments.values()))
         return original(*args, **kwargs)
 
-    users = [m for n, m in sys.modules.items() if n.startswith("market_sim")]
-    users = [m for m in users if getattr(m, name, None) is original]
-    for module in users:
-        setattr(module, name, recorded)
-    return lambda: [setattr(module, name, original) for module in users]
+    return replace_in_modules(name, original, recorded)
 
 
 def _median_us(times: list[float]) -> float:

@@ -33,6 +33,11 @@ from market_sim.model import MarketModel
 from market_sim.runner import _LOOP_GC_THRESHOLD
 from market_sim.scenario import load_scenario
 
+try:
+    from benchmarks.timing import replace_in_modules
+except ImportError:  # run as a script from benchmarks/
+    from timing import replace_in_modules
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The parts of a tso_managed period that the twentieth round's table lists.
 TSO_MANAGED_PARTS = (
@@ -70,21 +75,20 @@ def _wrap(spec: str, seconds: Counter, calls: Counter) -> None:
 
     if path:  # a method: its class is the one place it is looked up
         setattr(owner, name, timed)
-        return
-    for module in [m for n, m in sys.modules.items() if n.startswith("market_sim")]:
-        if getattr(module, name, None) is original:
-            setattr(module, name, timed)
+    else:
+        replace_in_modules(name, original, timed)
 
 
 def run(model: str, start: str, periods: int, parts: list[str]) -> None:
-    days = -(-periods // 96) + 1
-    config = load_config(ROOT / "configs/quickstart.yaml").model_copy(
+    config = load_config(ROOT / "configs/quickstart.yaml")
+    a_day = 24 * 60 // config.period_minutes
+    days = -(-periods // a_day) + 1  # the warm day, then the measured periods
+    config = config.model_copy(
         update={"start": date.fromisoformat(start) - timedelta(days=1), "days": days}
-    )
-    config = config.for_model(model)
+    ).for_model(model)
     scenario = load_scenario(config)
     sim = MarketModel(config, scenario.networks, scenario.transmission)
-    sim.run(96)  # the warm day: the caches and solver models a run has by then
+    sim.run(a_day)  # the warm day: the caches and solver models a run has by then
     sim.take_tables()
     gc.collect()
     gc.freeze()
